@@ -1,0 +1,41 @@
+// Builds the four bundles of the design: the extension host, the engine worker, the CLI and the webview.
+// onnxruntime-node stays external: it is a native module resolved from node_modules at run time.
+const esbuild = require('esbuild');
+const path = require('node:path');
+
+const production = process.argv.includes('--production');
+const watch = process.argv.includes('--watch');
+
+const common = {
+  bundle: true,
+  minify: production,
+  sourcemap: !production,
+  logLevel: 'warning',
+};
+
+const nodeBundles = [
+  { entryPoints: ['src/extension.ts'], outfile: 'dist/extension.js', external: ['vscode', 'onnxruntime-node'] },
+  { entryPoints: ['src/engine/worker.ts'], outfile: 'dist/worker.js', external: ['onnxruntime-node'] },
+  { entryPoints: ['src/cli.ts'], outfile: 'dist/cli.js', external: ['onnxruntime-node'] },
+  { entryPoints: ['scripts/make-synthetic-run.ts'], outfile: 'dist/make-synthetic-run.js' },
+].map((b) => ({ ...common, ...b, platform: 'node', target: 'node20', format: 'cjs' }));
+
+const webviewBundles = [
+  { entryPoints: ['webview/main.ts'], outfile: 'dist/webview/main.js' },
+].map((b) => ({ ...common, ...b, platform: 'browser', target: 'es2022', format: 'iife' }));
+
+async function main() {
+  const fs = require('node:fs');
+  const all = [...nodeBundles, ...webviewBundles].filter((b) => fs.existsSync(path.join(__dirname, b.entryPoints[0])));
+  if (watch) {
+    const contexts = await Promise.all(all.map((b) => esbuild.context(b)));
+    await Promise.all(contexts.map((c) => c.watch()));
+    return;
+  }
+  await Promise.all(all.map((b) => esbuild.build(b)));
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,88 @@
+/**
+ * One analysis of a checkpoint against its base: the diff pass, and (when asked) the spectral pass and
+ * the verdict. Runs in plain Node: the CLI calls it directly, the extension through the engine worker.
+ */
+import { Checkpoint } from '../formats/checkpoint';
+import { diffCheckpoints } from './diff';
+import { summarize } from '../report/summarize';
+import { SCHEMA_VERSION, type AnalysisSettings, type CheckpointReport, type TensorDiff } from '../report/schema';
+import { stepOf } from '../discovery/scan';
+import { VERSION } from '../version';
+import * as path from 'node:path';
+
+export interface AnalyzeProgress {
+  phase: 'diff' | 'spectral';
+  tensor: string;
+  index: number;
+  total: number;
+  /** 0..1 over the whole analysis. */
+  fraction: number;
+}
+
+export interface AnalyzeOptions {
+  settings: AnalysisSettings;
+  passes: 'diff' | 'full';
+  onProgress?: (p: AnalyzeProgress) => void;
+  onTensor?: (t: TensorDiff) => void;
+  signal?: AbortSignal;
+  /** The spectral pass, injected so that the diff-only path never loads the compute backend. */
+  spectral?: SpectralPass;
+}
+
+export interface SpectralPass {
+  device: string;
+  run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<Pick<CheckpointReport, 'verdict' | 'spectralSummary'>>;
+}
+
+/** The step of a checkpoint path, from the nearest step-named folder or file. */
+export function stepOfPath(p: string): number | null {
+  const parts = path.resolve(p).split(path.sep);
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const s = stepOf(parts[i].replace(/\.safetensors$/, ''));
+    if (s !== null) return s;
+  }
+  return null;
+}
+
+export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts: AnalyzeOptions): Promise<CheckpointReport> {
+  const started = Date.now();
+  const base = await Checkpoint.open(basePath);
+  let ckpt: Checkpoint | undefined;
+  try {
+    ckpt = await Checkpoint.open(ckptPath);
+    const diffShare = opts.passes === 'full' ? 0.3 : 1;
+    const { tensors, mismatches } = await diffCheckpoints(base, ckpt, {
+      eta: opts.settings.eta,
+      signal: opts.signal,
+      onTensor: opts.onTensor,
+      onProgress: (p) => opts.onProgress?.({ phase: 'diff', tensor: p.tensor, index: p.index, total: p.total, fraction: diffShare * (p.bytesTotal ? p.bytesDone / p.bytesTotal : 1) }),
+    });
+    const report: CheckpointReport = {
+      schemaVersion: SCHEMA_VERSION,
+      kind: 'gatescope.checkpoint-report',
+      tool: { name: 'gatescope', version: VERSION },
+      createdAt: new Date().toISOString(),
+      base: path.resolve(basePath),
+      checkpoint: path.resolve(ckptPath),
+      step: stepOfPath(ckptPath),
+      settings: opts.settings,
+      passes: opts.passes,
+      summary: summarize(tensors),
+      tensors,
+      mismatches,
+      durationMs: 0,
+    };
+    if (opts.passes === 'full') {
+      if (!opts.spectral) throw new Error('the full analysis needs a spectral pass');
+      report.device = opts.spectral.device;
+      Object.assign(report, await opts.spectral.run(base, ckpt, tensors, opts));
+      await base.assertUnchanged();
+      await ckpt.assertUnchanged();
+    }
+    report.durationMs = Date.now() - started;
+    return report;
+  } finally {
+    await base.close();
+    await ckpt?.close();
+  }
+}

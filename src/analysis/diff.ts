@@ -1,0 +1,348 @@
+/**
+ * The diff pass: M1 (bf16-aware update sparsity), M4 (row/column changed ratios) and the Gate I / Gate III
+ * probes, streamed tensor by tensor in bounded chunks, reading the next chunk while the current one is
+ * computed. Memory is bounded by the chunk size and the per-row/column counters of one tensor.
+ */
+import type { Checkpoint, TensorRef } from '../formats/checkpoint';
+import { isFloatDtype, bytesPerElement, decodeToFloat64 } from '../formats/dtype';
+import type { LineRatios, TensorDiff, TensorMismatch } from '../report/schema';
+import { classifyModule, layerIndex } from './names';
+
+export interface DiffOptions {
+  eta: number;
+  /** Elements per read; bounded memory. */
+  chunkElements?: number;
+  /** Called after each tensor with the bytes done so far. */
+  onProgress?: (p: { tensor: string; index: number; total: number; bytesDone: number; bytesTotal: number }) => void;
+  /** Called with each finished tensor (partial results). */
+  onTensor?: (t: TensorDiff) => void;
+  signal?: AbortSignal;
+  /** Longest M4 vector kept exactly; longer ones are block-averaged to at most this many values. */
+  maxLineRatios?: number;
+}
+
+export const LEGACY_ABS_TOLERANCE = 1e-5;
+const DEFAULT_CHUNK = 1 << 20;
+
+/** bf16 ULP at each biased exponent: 2^(e - 127 - 7), subnormals share the smallest normal binade's ULP. */
+const ULP_BY_EXPONENT = (() => {
+  const t = new Float64Array(256);
+  for (let e = 0; e < 256; e++) t[e] = 2 ** (Math.max(e, 1) - 127 - 7);
+  return t;
+})();
+
+/**
+ * Histogram of |dw| / ulp keyed by the top 16 bits of the float32 ratio (exponent + 7 mantissa bits):
+ * 128 bins per octave. The median it gives is exact for integer ULP counts up to 256 and within 0.8% above.
+ */
+class UlpHistogram {
+  readonly counts = new Uint32Array(65536);
+  total = 0;
+  private readonly f = new Float32Array(1);
+  private readonly u = new Uint32Array(this.f.buffer);
+  add(ratio: number): void {
+    this.f[0] = ratio;
+    this.counts[this.u[0] >>> 16]++;
+    this.total++;
+  }
+  median(): number | null {
+    if (this.total === 0) return null;
+    const target = Math.floor((this.total - 1) / 2);
+    let acc = 0;
+    for (let b = 0; b < 65536; b++) {
+      acc += this.counts[b];
+      if (acc > target) {
+        this.u[0] = b << 16;
+        return this.f[0];
+      }
+    }
+    return null;
+  }
+  reset(): void {
+    this.counts.fill(0);
+    this.total = 0;
+  }
+}
+
+/** Per-tensor accumulators, filled chunk by chunk. */
+class TensorAccumulator {
+  changed = 0;
+  nonFinite = 0;
+  unchangedAbs = 0;
+  finite = 0;
+  dSq = 0;
+  baseSq = 0;
+  maxAbs = 0;
+  exactChanged = 0;
+  hidden = 0;
+  readonly rows: Uint32Array | undefined;
+  readonly cols: Uint32Array | undefined;
+  readonly ncols: number;
+  constructor(shape: readonly number[], readonly hist: UlpHistogram) {
+    if (shape.length === 2) {
+      this.rows = new Uint32Array(shape[0]);
+      this.cols = new Uint32Array(shape[1]);
+    }
+    this.ncols = shape.length === 2 ? shape[1] : 1;
+  }
+}
+
+const f32scratch = new Float32Array(1);
+const u32scratch = new Uint32Array(f32scratch.buffer);
+
+function bf16OfNumber(x: number): number {
+  f32scratch[0] = x;
+  const bits = u32scratch[0];
+  if ((bits & 0x7f800000) === 0x7f800000 && (bits & 0x007fffff) !== 0) return 0x7fc0;
+  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+function ulpOfNumber(x: number): number {
+  f32scratch[0] = x;
+  return ULP_BY_EXPONENT[(u32scratch[0] >>> 23) & 0xff];
+}
+
+/** Kernel for two bf16 chunks: M1 by bit patterns (+0 == -0), everything else from decoded values. */
+export function accumulateBf16(acc: TensorAccumulator, b0: Uint16Array, b1: Uint16Array, startIndex: number): void {
+  const n = b0.length;
+  const rows = acc.rows;
+  const cols = acc.cols;
+  const ncols = acc.ncols;
+  let col = startIndex % ncols;
+  let row = (startIndex - col) / ncols;
+  const f = new Float32Array(2);
+  const u = new Uint32Array(f.buffer);
+  let { changed, nonFinite, unchangedAbs, finite, dSq, baseSq, maxAbs } = acc;
+  const hist = acc.hist;
+  for (let i = 0; i < n; i++) {
+    const a = b0[i];
+    const b = b1[i];
+    if ((a & 0x7f80) === 0x7f80 || (b & 0x7f80) === 0x7f80) {
+      nonFinite++;
+    } else {
+      finite++;
+      u[0] = a << 16;
+      const w0 = f[0];
+      baseSq += w0 * w0;
+      if (a === b || ((a | b) & 0x7fff) === 0) {
+        unchangedAbs++;
+      } else {
+        changed++;
+        u[1] = b << 16;
+        const d = f[1] - w0;
+        const ad = d < 0 ? -d : d;
+        dSq += d * d;
+        if (ad > maxAbs) maxAbs = ad;
+        if (ad <= LEGACY_ABS_TOLERANCE) unchangedAbs++;
+        hist.add(ad / ULP_BY_EXPONENT[(a >>> 7) & 0xff]);
+        if (rows !== undefined && cols !== undefined) {
+          rows[row]++;
+          cols[col]++;
+        }
+      }
+    }
+    if (++col === ncols) {
+      col = 0;
+      row++;
+    }
+  }
+  Object.assign(acc, { changed, nonFinite, unchangedAbs, finite, dSq, baseSq, maxAbs });
+}
+
+/**
+ * Kernel for any other pair of float dtypes (decoded to float64): M1 by the relative rule with eta.
+ * When the checkpoint is stored in fp32/f64, also counts changes that bf16 storage would hide (Gate III).
+ */
+export function accumulateFloat(acc: TensorAccumulator, x0: Float64Array, x1: Float64Array, count: number, startIndex: number, eta: number, gate3: boolean): void {
+  const rows = acc.rows;
+  const cols = acc.cols;
+  const ncols = acc.ncols;
+  let col = startIndex % ncols;
+  let row = (startIndex - col) / ncols;
+  for (let i = 0; i < count; i++) {
+    const w0 = x0[i];
+    const w1 = x1[i];
+    if (!Number.isFinite(w0) || !Number.isFinite(w1)) {
+      acc.nonFinite++;
+    } else {
+      acc.finite++;
+      acc.baseSq += w0 * w0;
+      const d = w1 - w0;
+      const ad = Math.abs(d);
+      if (gate3 && d !== 0) {
+        acc.exactChanged++;
+        if (bf16OfNumber(w0) === bf16OfNumber(w1) || (w0 === 0 && w1 === 0)) acc.hidden++;
+      }
+      if (ad <= LEGACY_ABS_TOLERANCE) acc.unchangedAbs++;
+      if (ad > eta * Math.max(Math.abs(w0), Math.abs(w1))) {
+        acc.changed++;
+        acc.dSq += d * d;
+        if (ad > acc.maxAbs) acc.maxAbs = ad;
+        acc.hist.add(ad / ulpOfNumber(w0));
+        if (rows !== undefined && cols !== undefined) {
+          rows[row]++;
+          cols[col]++;
+        }
+      } else if (d !== 0) {
+        // Below eta: unchanged for M1, but the tiny difference still belongs to ||dW||.
+        acc.dSq += d * d;
+        if (ad > acc.maxAbs) acc.maxAbs = ad;
+      }
+    }
+    if (++col === ncols) {
+      col = 0;
+      row++;
+    }
+  }
+}
+
+export function lineRatios(counts: Uint32Array, other: number, maxLen: number): LineRatios {
+  const length = counts.length;
+  const bin = Math.max(1, Math.ceil(length / maxLen));
+  const values: number[] = [];
+  for (let s = 0; s < length; s += bin) {
+    const e = Math.min(length, s + bin);
+    let c = 0;
+    for (let i = s; i < e; i++) c += counts[i];
+    values.push(round6(c / ((e - s) * other)));
+  }
+  return { length, bin, values };
+}
+
+function round6(x: number): number {
+  return Math.round(x * 1e6) / 1e6;
+}
+
+
+export interface DiffResult {
+  tensors: TensorDiff[];
+  mismatches: TensorMismatch[];
+}
+
+/** Pairs tensors by name and reports every mismatch; never skips silently. */
+export function pairTensors(base: Checkpoint, ckpt: Checkpoint): { pairs: [string, TensorRef, TensorRef][]; mismatches: TensorMismatch[] } {
+  const pairs: [string, TensorRef, TensorRef][] = [];
+  const mismatches: TensorMismatch[] = [];
+  const names = [...base.tensors.keys()].sort(naturalCompare);
+  for (const name of names) {
+    const a = base.tensors.get(name)!;
+    const b = ckpt.tensors.get(name);
+    if (!b) {
+      mismatches.push({ name, problem: 'only-in-base', detail: 'not in the checkpoint' });
+      continue;
+    }
+    if (a.info.shape.length !== b.info.shape.length || a.info.shape.some((d, i) => d !== b.info.shape[i])) {
+      mismatches.push({ name, problem: 'shape-mismatch', detail: `base [${a.info.shape.join(', ')}] vs checkpoint [${b.info.shape.join(', ')}]` });
+      continue;
+    }
+    if (!isFloatDtype(a.info.dtype) || !isFloatDtype(b.info.dtype)) {
+      mismatches.push({ name, problem: 'not-float', detail: `${a.info.dtype} / ${b.info.dtype}: M1 covers floating-point tensors only` });
+      continue;
+    }
+    if (a.info.dtype !== b.info.dtype) {
+      mismatches.push({ name, problem: 'dtype-mismatch', detail: `base ${a.info.dtype} vs checkpoint ${b.info.dtype}: compared as floats with the relative rule` });
+    }
+    pairs.push([name, a, b]);
+  }
+  for (const name of [...ckpt.tensors.keys()].sort(naturalCompare)) {
+    if (!base.tensors.has(name)) mismatches.push({ name, problem: 'only-in-checkpoint', detail: 'not in the base' });
+  }
+  return { pairs, mismatches };
+}
+
+/** Orders "layers.2" before "layers.10". */
+export function naturalCompare(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
+export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: DiffOptions): Promise<DiffResult> {
+  const { pairs, mismatches } = pairTensors(base, ckpt);
+  const chunk = opts.chunkElements ?? DEFAULT_CHUNK;
+  const maxLine = opts.maxLineRatios ?? 4096;
+  const hist = new UlpHistogram();
+  const bytesTotal = pairs.reduce((s, [, a, b]) => s + a.info.end - a.info.begin + b.info.end - b.info.begin, 0);
+  let bytesDone = 0;
+  // Two sets of read buffers: the next chunk is read while the current one is computed.
+  const maxBytes = chunk * 8;
+  const bufs = [0, 1].map(() => [new Uint8Array(new ArrayBuffer(maxBytes)), new Uint8Array(new ArrayBuffer(maxBytes))]);
+  const x0 = new Float64Array(chunk);
+  const x1 = new Float64Array(chunk);
+  const f32 = new Float32Array(chunk);
+  const tensors: TensorDiff[] = [];
+
+  for (let ti = 0; ti < pairs.length; ti++) {
+    const [name, a, b] = pairs[ti];
+    opts.signal?.throwIfAborted();
+    const info = a.info;
+    const bothBf16 = info.dtype === 'BF16' && b.info.dtype === 'BF16';
+    const gate3 = b.info.dtype === 'F32' || b.info.dtype === 'F64';
+    hist.reset();
+    const acc = new TensorAccumulator(info.shape, hist);
+    const numel = info.numel;
+    const read = (start: number, slot: number): Promise<[Uint8Array, Uint8Array]> => {
+      const count = Math.min(chunk, numel - start);
+      return Promise.all([
+        a.file.readElements(a.info, start, count, bufs[slot][0]),
+        b.file.readElements(b.info, start, count, bufs[slot][1]),
+      ]);
+    };
+    let pending = numel > 0 ? read(0, 0) : undefined;
+    for (let start = 0, slot = 0; start < numel; start += chunk, slot ^= 1) {
+      const [r0, r1] = await pending!;
+      const count = Math.min(chunk, numel - start);
+      pending = start + chunk < numel ? read(start + chunk, slot ^ 1) : undefined;
+      if (bothBf16) {
+        accumulateBf16(acc, new Uint16Array(r0.buffer, r0.byteOffset, count), new Uint16Array(r1.buffer, r1.byteOffset, count), start);
+      } else {
+        decodeToFloat64(info.dtype, r0, count, x0, f32);
+        decodeToFloat64(b.info.dtype, r1, count, x1, f32);
+        accumulateFloat(acc, x0, x1, count, start, opts.eta, gate3);
+      }
+      bytesDone += count * (bytesPerElement(info.dtype) + bytesPerElement(b.info.dtype));
+      opts.signal?.throwIfAborted();
+    }
+    const d = finishTensor(name, info.shape, info.dtype === b.info.dtype ? info.dtype : `${info.dtype}->${b.info.dtype}`, numel, acc, maxLine, gate3);
+    tensors.push(d);
+    opts.onTensor?.(d);
+    opts.onProgress?.({ tensor: name, index: ti + 1, total: pairs.length, bytesDone, bytesTotal });
+  }
+  // A checkpoint rewritten under us must not produce numbers.
+  await base.assertUnchanged();
+  await ckpt.assertUnchanged();
+  return { tensors, mismatches };
+}
+
+function finishTensor(name: string, shape: number[], dtype: string, numel: number, acc: TensorAccumulator, maxLine: number, gate3: boolean): TensorDiff {
+  const module = classifyModule(name);
+  const finite = acc.finite;
+  const baseNorm = Math.sqrt(acc.baseSq);
+  const updNorm = Math.sqrt(acc.dSq);
+  const d: TensorDiff = {
+    name,
+    module,
+    layer: layerIndex(name),
+    shape,
+    dtype,
+    numel,
+    unchanged: finite === 0 ? 1 : (finite - acc.changed) / finite,
+    changed: acc.changed,
+    nonFinite: acc.nonFinite,
+    unchangedLegacyAbs: finite === 0 ? 1 : acc.unchangedAbs / finite,
+    relUpdateNorm: baseNorm > 0 ? updNorm / baseNorm : null,
+    updateNormFro: updNorm,
+    baseNormFro: baseNorm,
+    maxAbsUpdate: acc.maxAbs,
+    medianUpdateUlps: acc.hist.median(),
+  };
+  if (acc.rows && acc.cols) {
+    d.rowChangedRatio = lineRatios(acc.rows, shape[1], maxLine);
+    d.colChangedRatio = lineRatios(acc.cols, shape[0], maxLine);
+  }
+  if (gate3) d.hiddenByPrecision = acc.exactChanged === 0 ? 0 : acc.hidden / acc.exactChanged;
+  return d;
+}
+
+export type { TensorAccumulator };
+export function newAccumulator(shape: readonly number[]): TensorAccumulator {
+  return new TensorAccumulator(shape, new UlpHistogram());
+}

@@ -1,0 +1,195 @@
+/**
+ * The `gatescope` command line: the same engine as the extension, for clusters and CI.
+ * Exit codes: 0 success, 1 analysis error (bad or incomplete checkpoint), 2 usage error.
+ */
+import * as path from 'node:path';
+import { promises as fsp } from 'node:fs';
+import { scanFolder } from './discovery/scan';
+import { analyzeCheckpoint, type AnalyzeProgress } from './analysis/analyze';
+import { CheckpointFormatError } from './formats/errors';
+import { DEFAULT_SETTINGS, SCHEMA_VERSION, type AnalysisSettings, type CheckpointReport } from './report/schema';
+import { formatCheckpointReport, formatScan } from './report/format-text';
+import { reportsToCsv } from './report/csv';
+import { writeFileAtomic } from './report/write';
+import { VERSION } from './version';
+
+export class UsageError extends Error {}
+
+const HELP = `gatescope ${VERSION}: weight-level diagnostics of RL and SFT training runs
+
+Usage:
+  gatescope scan DIR [--json FILE]
+      List the runs and checkpoints under DIR, their state and their base model.
+  gatescope diff BASE CKPT... [--json FILE] [--csv FILE] [--eta 1e-3] [--no-layers]
+      M1 update sparsity (bf16-exact), M4 row/column ratios and Gate I/III probes of each
+      checkpoint against BASE. BASE and CKPT are checkpoint folders (plain or sharded) or .safetensors files.
+
+Options:
+  --json FILE   write the versioned JSON report (docs/report-schema.md)
+  --csv FILE    write one row per tensor
+  --quiet       no progress on stderr
+  -h, --help    this text
+Exit codes: 0 ok, 1 analysis error, 2 usage error.`;
+
+interface Parsed {
+  positionals: string[];
+  flags: Map<string, string | true>;
+}
+
+const VALUE_FLAGS = new Set(['--json', '--csv', '--md', '--html', '--eta', '--k', '--alpha', '--device', '--out', '--layers', '--seed', '--kind', '--runs', '--base']);
+const BOOL_FLAGS = new Set(['--quiet', '--no-layers', '--help', '-h', '--rotate', '--permute', '--hadamard', '--all-modules', '--diff-only']);
+
+export function parseArgs(argv: string[]): Parsed {
+  const positionals: string[] = [];
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a.startsWith('-')) {
+      const [name, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+      if (VALUE_FLAGS.has(name)) {
+        const v = inline ?? argv[++i];
+        if (v === undefined || v === '') throw new UsageError(`${name} needs a value`);
+        if (name === '--runs') {
+          const prev = flags.get(name);
+          flags.set(name, typeof prev === 'string' ? `${prev}\u0000${v}` : v);
+        } else flags.set(name, v);
+      } else if (BOOL_FLAGS.has(name)) flags.set(name, true);
+      else throw new UsageError(`unknown option ${a}`);
+    } else positionals.push(a);
+  }
+  return { positionals, flags };
+}
+
+export function numberFlag(p: Parsed, name: string, fallback: number, check: (x: number) => boolean, what: string): number {
+  const v = p.flags.get(name);
+  if (v === undefined) return fallback;
+  const x = Number(v);
+  if (typeof v !== 'string' || !Number.isFinite(x) || !check(x)) throw new UsageError(`${name} must be ${what}, got ${String(v)}`);
+  return x;
+}
+
+function stringFlag(p: Parsed, name: string): string | undefined {
+  const v = p.flags.get(name);
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function settingsFromFlags(p: Parsed): AnalysisSettings {
+  return {
+    ...DEFAULT_SETTINGS,
+    eta: numberFlag(p, '--eta', DEFAULT_SETTINGS.eta, (x) => x >= 0 && x < 1, 'a number in [0, 1)'),
+    k: numberFlag(p, '--k', DEFAULT_SETTINGS.k, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
+    alpha: numberFlag(p, '--alpha', DEFAULT_SETTINGS.alpha, (x) => x > 0 && x < 1, 'a number in (0, 1)'),
+  };
+}
+
+/** Output files are never written inside a checkpoint folder: checkpoints are the user's most precious files. */
+export function assertOutsideCheckpoints(out: string, checkpoints: string[]): void {
+  const o = path.resolve(out);
+  for (const c of checkpoints) {
+    const dir = path.resolve(c).endsWith('.safetensors') ? path.dirname(path.resolve(c)) : path.resolve(c);
+    const r = path.relative(dir, o);
+    if (!r.startsWith('..') && !path.isAbsolute(r)) throw new UsageError(`refusing to write ${out} inside the checkpoint folder ${c}`);
+  }
+}
+
+export function progressPrinter(quiet: boolean, label: string): (p: AnalyzeProgress) => void {
+  if (quiet) return () => undefined;
+  const started = Date.now();
+  let lastPct = -1;
+  const tty = process.stderr.isTTY;
+  return (p) => {
+    const pctDone = Math.floor(p.fraction * 100);
+    // Short work stays silent; long work reports on stderr so stdout stays clean for the tables.
+    if (Date.now() - started < 1000) return;
+    if (tty) {
+      process.stderr.write(`\r\x1b[K${label} ${pctDone}% ${p.phase} ${p.tensor.slice(0, 60)}`);
+      if (p.fraction >= 1) process.stderr.write('\r\x1b[K');
+    } else if (pctDone >= lastPct + 10 || p.fraction >= 1) {
+      lastPct = pctDone - (pctDone % 10);
+      process.stderr.write(`${label} ${pctDone}% (${p.phase}, ${p.index}/${p.total} tensors)\n`);
+    }
+  };
+}
+
+async function cmdScan(p: Parsed): Promise<number> {
+  if (p.positionals.length !== 1) throw new UsageError('scan takes one folder');
+  const dir = p.positionals[0];
+  const st = await fsp.stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new UsageError(`not a folder: ${dir}`);
+  const result = await scanFolder(dir);
+  console.log(formatScan(result));
+  const json = stringFlag(p, '--json');
+  if (json) await writeFileAtomic(json, JSON.stringify({ schemaVersion: SCHEMA_VERSION, kind: 'gatescope.scan', ...result }, null, 2));
+  return 0;
+}
+
+async function cmdDiff(p: Parsed): Promise<number> {
+  if (p.positionals.length < 2) throw new UsageError('diff takes a base and at least one checkpoint');
+  const [base, ...ckpts] = p.positionals;
+  const settings = settingsFromFlags(p);
+  const json = stringFlag(p, '--json');
+  const csv = stringFlag(p, '--csv');
+  for (const out of [json, csv]) if (out) assertOutsideCheckpoints(out, p.positionals);
+  const reports: CheckpointReport[] = [];
+  for (const c of ckpts) {
+    const report = await analyzeCheckpoint(base, c, { settings, passes: 'diff', onProgress: progressPrinter(p.flags.has('--quiet'), path.basename(c)) });
+    reports.push(report);
+    console.log(formatCheckpointReport(report, { layers: !p.flags.has('--no-layers') }));
+    console.log('');
+  }
+  if (json) await writeFileAtomic(json, JSON.stringify(reports.length === 1 ? reports[0] : { schemaVersion: SCHEMA_VERSION, kind: 'gatescope.report-set', reports }, null, 2));
+  if (csv) await writeFileAtomic(csv, reportsToCsv(reports));
+  return 0;
+}
+
+export type Command = (p: Parsed) => Promise<number>;
+const COMMANDS: Record<string, Command> = { scan: cmdScan, diff: cmdDiff };
+
+/** Other modules add commands (analyze, compare, ...) here; keeps this file about argument handling. */
+export function registerCommand(name: string, fn: Command): void {
+  COMMANDS[name] = fn;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    const [cmd, ...rest] = argv;
+    if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+      console.log(HELP);
+      return cmd ? 0 : 2;
+    }
+    if (cmd === '--version') {
+      console.log(VERSION);
+      return 0;
+    }
+    const fn = COMMANDS[cmd];
+    if (!fn) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
+    const parsed = parseArgs(rest);
+    if (parsed.flags.has('--help') || parsed.flags.has('-h')) {
+      console.log(HELP);
+      return 0;
+    }
+    return await fn(parsed);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`gatescope: ${e.message}\nRun "gatescope --help" for usage.`);
+      return 2;
+    }
+    if (e instanceof CheckpointFormatError) {
+      console.error(`gatescope: ${e.message}${e.looksIncomplete ? '\n(the checkpoint looks incomplete: is training still saving it? try again when it is done)' : ''}`);
+      return 1;
+    }
+    if ((e as Error).name === 'AbortError') {
+      console.error('gatescope: cancelled');
+      return 1;
+    }
+    console.error(`gatescope: ${(e as Error).stack ?? String(e)}`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  process.env.ORT_DISABLE_TELEMETRY = '1';
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,328 @@
+/**
+ * Finds checkpoints under a folder, groups them into runs, orders their steps, tells complete from
+ * still-being-written, and finds each run's base model from what the run's own files say.
+ *
+ * Layouts: HF model folders (config.json + safetensors, sharded or not), HF Trainer / TRL `checkpoint-N`,
+ * verl `global_step_N/actor/huggingface` (raw FSDP shards listed as needing a merge), OpenRLHF
+ * `global_stepN_hf` exports and DeepSpeed folders (needing conversion), and loose `*.safetensors` files.
+ * Only headers are read; nothing is written.
+ */
+import { promises as fsp, type Dirent } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { CheckpointFormatError } from '../formats/errors';
+import { INDEX_FILE, SINGLE_FILE, listShardFiles } from '../formats/checkpoint';
+import { SafetensorsFile } from '../formats/safetensors';
+import { readConfigKeys, syntaxOf } from './config-keys';
+
+export type Layout = 'hf-model' | 'hf-trainer' | 'verl' | 'openrlhf' | 'loose-file' | 'verl-fsdp' | 'deepspeed';
+export type CheckpointState = 'complete' | 'incomplete' | 'needs-merging' | 'error';
+
+export interface DiscoveredCheckpoint {
+  path: string;
+  step: number | null;
+  layout: Layout;
+  state: CheckpointState;
+  /** Why it is incomplete / broken, or what it needs. */
+  reason?: string;
+  /** The command that turns raw trainer shards into safetensors. */
+  mergeCommand?: string;
+  bytes: number;
+  mtimeMs: number;
+}
+
+export interface BaseModelInfo {
+  /** What the run's files name as the base (a path or a hub id), and where that was read. */
+  ref: string | null;
+  source: string | null;
+  /** A local checkpoint path when the reference could be resolved. */
+  resolved: string | null;
+  problem?: string;
+}
+
+export interface DiscoveredRun {
+  /** Stable id: the run's root folder. */
+  id: string;
+  root: string;
+  name: string;
+  checkpoints: DiscoveredCheckpoint[];
+  base: BaseModelInfo;
+  /** Roots of the runs that use this folder's checkpoint as their base (a base model, not a training run). */
+  baseOf: string[];
+}
+
+export interface ScanOptions {
+  maxDepth?: number;
+  /** run root (absolute) or run name -> base checkpoint path: wins over what the files say. */
+  baseOverrides?: Record<string, string>;
+  /** Hugging Face hub cache folders to resolve hub ids; defaults from HF_HUB_CACHE / HF_HOME / ~/.cache. */
+  hfCacheDirs?: string[];
+  /** Stop after this many checkpoints (a workspace with thousands stays responsive). */
+  maxCheckpoints?: number;
+}
+
+export interface ScanResult {
+  root: string;
+  runs: DiscoveredRun[];
+  /** Folders skipped because they could not be read. */
+  warnings: string[];
+}
+
+const SKIP_DIRS = new Set(['node_modules', '.git', '__pycache__', '.venv', 'venv', 'wandb', '.cache', '.gatescope-cache', 'dist', 'out']);
+const STEP_DIR_RE = /^(?:checkpoint|global_step|step|ckpt|iter)[-_]?(\d+)(?:_hf)?$/i;
+const STEP_FILE_RE = /(?:checkpoint|global_step|step|iter|ckpt)[-_]?(\d+)/i;
+const RUN_CONTAINERS = new Set(['_actor', 'actor', 'checkpoints', 'ckpt']);
+
+export function stepOf(segment: string): number | null {
+  const m = STEP_DIR_RE.exec(segment);
+  return m ? Number(m[1]) : null;
+}
+
+export function defaultHfCacheDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const dirs: string[] = [];
+  if (env.HF_HUB_CACHE) dirs.push(env.HF_HUB_CACHE);
+  if (env.HUGGINGFACE_HUB_CACHE) dirs.push(env.HUGGINGFACE_HUB_CACHE);
+  if (env.HF_HOME) dirs.push(path.join(env.HF_HOME, 'hub'));
+  const xdg = env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache');
+  dirs.push(path.join(xdg, 'huggingface', 'hub'));
+  return [...new Set(dirs)];
+}
+
+/** Completeness from headers alone: a file shorter than its header promises, or a missing shard, is incomplete. */
+export async function checkCompleteness(p: string): Promise<{ state: CheckpointState; reason?: string; bytes: number; mtimeMs: number }> {
+  let files: string[];
+  let bytes = 0;
+  let mtimeMs = 0;
+  try {
+    const st = await fsp.stat(p);
+    files = st.isFile() ? [p] : (await listShardFiles(p)).paths;
+    for (const f of files) {
+      const sf = await SafetensorsFile.open(f);
+      bytes += sf.identity.size;
+      mtimeMs = Math.max(mtimeMs, sf.identity.mtimeMs);
+      await sf.close();
+    }
+    return { state: 'complete', bytes, mtimeMs };
+  } catch (e) {
+    if (e instanceof CheckpointFormatError) {
+      return { state: e.looksIncomplete ? 'incomplete' : 'error', reason: e.message, bytes, mtimeMs };
+    }
+    return { state: 'error', reason: (e as Error).message, bytes, mtimeMs };
+  }
+}
+
+interface Found {
+  path: string;
+  layout: Layout;
+  step: number | null;
+  runRoot: string;
+  mergeCommand?: string;
+  reason?: string;
+}
+
+function runRootFor(p: string): { root: string; step: number | null; layout: Layout } {
+  const parts = p.split(path.sep);
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const step = stepOf(parts[i]);
+    if (step === null) continue;
+    let rootParts = parts.slice(0, i);
+    if (rootParts.length > 1 && RUN_CONTAINERS.has(rootParts[rootParts.length - 1])) rootParts = rootParts.slice(0, -1);
+    const seg = parts[i];
+    const rest = parts.slice(i + 1).join('/');
+    const layout: Layout = /^checkpoint/i.test(seg) ? 'hf-trainer' : rest.startsWith('actor') ? 'verl' : /_hf$/i.test(seg) ? 'openrlhf' : 'hf-model';
+    return { root: rootParts.join(path.sep) || path.sep, step, layout };
+  }
+  return { root: p, step: null, layout: 'hf-model' };
+}
+
+async function walk(root: string, maxDepth: number, found: Found[], warnings: string[], limit: number): Promise<void> {
+  const visit = async (dir: string, depth: number): Promise<void> => {
+    if (found.length >= limit) return;
+    let entries: Dirent[];
+    try {
+      entries = await fsp.readdir(dir, { withFileTypes: true });
+    } catch (e) {
+      warnings.push(`${dir}: ${(e as Error).message}`);
+      return;
+    }
+    const names = new Set(entries.map((e) => e.name));
+    const safetensors = entries.filter((e) => e.isFile() && e.name.endsWith('.safetensors')).map((e) => e.name);
+    const isModelDir = names.has(SINGLE_FILE) || names.has(INDEX_FILE) || (safetensors.length > 0 && names.has('config.json'));
+    if (isModelDir) {
+      const r = runRootFor(dir);
+      found.push({ path: dir, layout: r.layout, step: r.step, runRoot: r.root });
+    } else if (safetensors.length > 0) {
+      for (const f of safetensors.sort()) {
+        const m = STEP_FILE_RE.exec(f);
+        found.push({ path: path.join(dir, f), layout: 'loose-file', step: m ? Number(m[1]) : null, runRoot: dir });
+      }
+    }
+    // Raw trainer state that needs converting before it can be read (never unpickled here).
+    const fsdp = entries.some((e) => /^model_world_size_\d+_rank_\d+\.pt$/.test(e.name));
+    if (fsdp && !isModelDir && !(names.has('huggingface'))) {
+      const r = runRootFor(dir);
+      found.push({
+        path: dir, layout: 'verl-fsdp', step: r.step, runRoot: r.root,
+        reason: 'raw FSDP shards (.pt): merge them to safetensors first',
+        mergeCommand: `python -m verl.model_merger merge --backend fsdp --local_dir ${dir} --target_dir ${path.join(dir, 'huggingface')}`,
+      });
+    }
+    const deepspeed = entries.some((e) => /^(?:mp_rank_\d+_model_states|zero_pp_rank_\d+.*_optim_states)\.pt$/.test(e.name));
+    if (deepspeed && !isModelDir) {
+      const r = runRootFor(dir);
+      found.push({
+        path: dir, layout: 'deepspeed', step: r.step, runRoot: r.root,
+        reason: 'DeepSpeed checkpoint (.pt): export it as a Hugging Face model first',
+        mergeCommand: `python ${path.join(path.dirname(dir), 'zero_to_fp32.py')} ${path.dirname(dir)} ${dir}_hf --safe_serialization`,
+      });
+    }
+    if (depth >= maxDepth) return;
+    for (const e of entries) {
+      // Links are not followed: a scan never leaves the folder it was given.
+      if (!e.isDirectory() || e.isSymbolicLink()) continue;
+      if (SKIP_DIRS.has(e.name) || (e.name.startsWith('.') && e.name !== '.')) continue;
+      await visit(path.join(dir, e.name), depth + 1);
+    }
+  };
+  await visit(root, 0);
+}
+
+export async function scanFolder(rootIn: string, opts: ScanOptions = {}): Promise<ScanResult> {
+  const root = path.resolve(rootIn);
+  const found: Found[] = [];
+  const warnings: string[] = [];
+  await walk(root, opts.maxDepth ?? 8, found, warnings, opts.maxCheckpoints ?? 5000);
+  const byRoot = new Map<string, Found[]>();
+  for (const f of found) {
+    const list = byRoot.get(f.runRoot) ?? [];
+    list.push(f);
+    byRoot.set(f.runRoot, list);
+  }
+  const runs: DiscoveredRun[] = [];
+  for (const [runRoot, list] of byRoot) {
+    const checkpoints: DiscoveredCheckpoint[] = [];
+    for (const f of list) {
+      if (f.layout === 'verl-fsdp' || f.layout === 'deepspeed') {
+        const st = await fsp.stat(f.path).catch(() => undefined);
+        checkpoints.push({ path: f.path, step: f.step, layout: f.layout, state: 'needs-merging', reason: f.reason, mergeCommand: f.mergeCommand, bytes: 0, mtimeMs: st?.mtimeMs ?? 0 });
+        continue;
+      }
+      const c = await checkCompleteness(f.path);
+      checkpoints.push({ path: f.path, step: f.step, layout: f.layout, state: c.state, reason: c.reason, bytes: c.bytes, mtimeMs: c.mtimeMs });
+    }
+    // A merged huggingface folder supersedes the raw shards of the same step.
+    const merged = new Set(checkpoints.filter((c) => c.layout === 'verl').map((c) => c.step));
+    const kept = checkpoints.filter((c) => !(c.layout === 'verl-fsdp' && merged.has(c.step)));
+    kept.sort((a, b) => (a.step ?? -1) - (b.step ?? -1) || a.path.localeCompare(b.path));
+    const rel = path.relative(root, runRoot);
+    const run: DiscoveredRun = { id: runRoot, root: runRoot, name: rel === '' ? path.basename(runRoot) : rel.split(path.sep).join('/'), checkpoints: kept, base: { ref: null, source: null, resolved: null }, baseOf: [] };
+    run.base = await findBaseModel(run, root, opts);
+    runs.push(run);
+  }
+  runs.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
+  for (const run of runs) {
+    if (!run.base.resolved) continue;
+    const target = path.resolve(run.base.resolved);
+    const owner = runs.find((r) => r.checkpoints.some((c) => path.resolve(c.path) === target));
+    owner?.baseOf.push(run.root);
+  }
+  return { root, runs, warnings };
+}
+
+/** Where a run's files name its base model, in order of trust. */
+async function baseReferences(run: DiscoveredRun): Promise<{ ref: string; source: string }[]> {
+  const refs: { ref: string; source: string }[] = [];
+  const first = run.checkpoints.find((c) => c.state === 'complete');
+  const dirs = [...new Set([first ? (first.layout === 'loose-file' ? path.dirname(first.path) : first.path) : null, run.root].filter((d): d is string => d !== null))];
+  for (const dir of dirs) {
+    for (const [file, key] of [['adapter_config.json', 'base_model_name_or_path'], ['config.json', '_name_or_path']] as const) {
+      const p = path.join(dir, file);
+      const json = await readJsonSmall(p);
+      const v = json?.[key];
+      if (typeof v === 'string' && v.length > 0) refs.push({ ref: v, source: `${p} (${key})` });
+    }
+  }
+  // Training configs beside the run: verl YAML / Hydra overrides, TRL / HF JSON.
+  const entries = await fsp.readdir(run.root).catch(() => [] as string[]);
+  for (const name of entries.sort()) {
+    const syntax = syntaxOf(name);
+    if (!syntax || syntax === 'python') continue;
+    const p = path.join(run.root, name);
+    const st = await fsp.stat(p).catch(() => undefined);
+    if (!st?.isFile() || st.size > 2_000_000) continue;
+    const text = await fsp.readFile(p, 'utf8').catch(() => '');
+    for (const k of readConfigKeys(text, syntax)) {
+      if ((k.path === 'actor_rollout_ref.model.path' || k.path === 'model_name_or_path' || k.path.endsWith('.model_name_or_path') || k.path === 'pretrain') && k.value) {
+        refs.push({ ref: k.value, source: `${p}:${k.line + 1} (${k.path})` });
+      }
+    }
+  }
+  return refs;
+}
+
+async function readJsonSmall(p: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    const st = await fsp.stat(p);
+    if (st.size > 10_000_000) return undefined;
+    const v = JSON.parse(await fsp.readFile(p, 'utf8')) as unknown;
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function hasWeights(p: string): Promise<boolean> {
+  try {
+    const st = await fsp.stat(p);
+    if (st.isFile()) return p.endsWith('.safetensors');
+    await listShardFiles(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves a hub id like `Qwen/Qwen2.5-Math-1.5B` in the local Hugging Face cache (refs/main, else the newest snapshot). */
+export async function resolveHubId(id: string, cacheDirs: string[]): Promise<string | null> {
+  if (!/^[\w.-]+(?:\/[\w.-]+)?$/.test(id)) return null;
+  const folder = `models--${id.split('/').join('--')}`;
+  for (const cache of cacheDirs) {
+    const repo = path.join(cache, folder);
+    const snapshots = path.join(repo, 'snapshots');
+    const rev = await fsp.readFile(path.join(repo, 'refs', 'main'), 'utf8').then((t) => t.trim(), () => null);
+    const candidates: string[] = [];
+    if (rev) candidates.push(path.join(snapshots, rev));
+    const all = await fsp.readdir(snapshots).catch(() => [] as string[]);
+    const withTimes = await Promise.all(all.map(async (s) => ({ s, t: (await fsp.stat(path.join(snapshots, s)).catch(() => undefined))?.mtimeMs ?? 0 })));
+    withTimes.sort((a, b) => b.t - a.t);
+    candidates.push(...withTimes.map((x) => path.join(snapshots, x.s)));
+    for (const c of candidates) if (await hasWeights(c)) return c;
+  }
+  return null;
+}
+
+export async function findBaseModel(run: DiscoveredRun, scanRoot: string, opts: ScanOptions): Promise<BaseModelInfo> {
+  const override = opts.baseOverrides?.[run.root] ?? opts.baseOverrides?.[run.name];
+  if (override) {
+    const p = path.resolve(scanRoot, override);
+    return (await hasWeights(p))
+      ? { ref: override, source: 'setting', resolved: p }
+      : { ref: override, source: 'setting', resolved: null, problem: `the base set for this run has no readable weights: ${p}` };
+  }
+  const refs = await baseReferences(run);
+  const cacheDirs = opts.hfCacheDirs ?? defaultHfCacheDirs();
+  const own = new Set(run.checkpoints.map((c) => path.resolve(c.path)));
+  let firstProblem: BaseModelInfo | undefined;
+  for (const { ref, source } of refs) {
+    const sourceDir = path.dirname(source.replace(/(:\d+)? \(.*\)$/, ''));
+    const candidates = path.isAbsolute(ref) ? [ref] : [path.resolve(sourceDir, ref), path.resolve(run.root, ref), path.resolve(scanRoot, ref)];
+    for (const c of candidates) {
+      if (own.has(path.resolve(c))) continue;
+      if (await hasWeights(c)) return { ref, source, resolved: c };
+    }
+    const hub = await resolveHubId(ref, cacheDirs);
+    if (hub) return { ref, source, resolved: hub };
+    firstProblem ??= { ref, source, resolved: null, problem: `"${ref}" is neither a local checkpoint nor in the Hugging Face cache (${cacheDirs.join(', ')})` };
+  }
+  return firstProblem ?? { ref: null, source: null, resolved: null, problem: 'no file of this run names its base model; set one with "Set Base Model for Run" or --base' };
+}

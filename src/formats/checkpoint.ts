@@ -1,0 +1,176 @@
+/**
+ * A checkpoint: one `.safetensors` file, a model folder with `model.safetensors`, or a sharded folder
+ * with `model.safetensors.index.json`. Opened read-only; a shard path that leaves the folder is refused.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { CheckpointFormatError } from './errors';
+import { SafetensorsFile, type TensorInfo } from './safetensors';
+import { parseStrictJson, isJsonObject, type JsonValue } from './strict-json';
+
+export const INDEX_FILE = 'model.safetensors.index.json';
+export const SINGLE_FILE = 'model.safetensors';
+
+export interface TensorRef {
+  file: SafetensorsFile;
+  info: TensorInfo;
+}
+
+export class Checkpoint {
+  private constructor(
+    /** The path the user gave: a folder or a file. */
+    readonly path: string,
+    /** The folder holding the weights (the file's folder for a single file). */
+    readonly dir: string,
+    readonly files: SafetensorsFile[],
+    readonly tensors: ReadonlyMap<string, TensorRef>,
+    /** config.json of the folder, when there is one. */
+    readonly config: Record<string, unknown> | undefined,
+  ) {}
+
+  /** Total bytes of tensor data. */
+  get dataBytes(): number {
+    let s = 0;
+    for (const f of this.files) s += f.identity.size - f.dataStart;
+    return s;
+  }
+
+  tensorNames(): string[] {
+    return [...this.tensors.keys()];
+  }
+
+  async assertUnchanged(): Promise<void> {
+    for (const f of this.files) await f.assertUnchanged();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.files.map((f) => f.close()));
+  }
+
+  static async open(p: string): Promise<Checkpoint> {
+    let st;
+    try {
+      st = await fsp.stat(p);
+    } catch (e) {
+      throw new CheckpointFormatError(p, 'io', `cannot open checkpoint: ${(e as Error).message}`);
+    }
+    if (st.isFile()) {
+      const f = await SafetensorsFile.open(p);
+      const dir = path.dirname(p);
+      return new Checkpoint(p, dir, [f], tensorMap([f]), await readConfig(dir));
+    }
+    if (!st.isDirectory()) throw new CheckpointFormatError(p, 'io', 'not a file or folder');
+    const files = await listShardFiles(p);
+    const opened: SafetensorsFile[] = [];
+    try {
+      for (const f of files.paths) opened.push(await SafetensorsFile.open(f));
+      const map = tensorMap(opened);
+      if (files.weightMap) {
+        for (const [name, shard] of files.weightMap) {
+          const ref = map.get(name);
+          if (!ref) throw new CheckpointFormatError(path.join(p, INDEX_FILE), 'index-mismatch', `the index maps it to ${shard}, which does not hold it`, name);
+          if (path.resolve(ref.file.path) !== path.resolve(p, shard)) {
+            throw new CheckpointFormatError(path.join(p, INDEX_FILE), 'index-mismatch', `the index maps it to ${shard} but it is in ${path.basename(ref.file.path)}`, name);
+          }
+        }
+      }
+      return new Checkpoint(p, p, opened, map, await readConfig(p));
+    } catch (e) {
+      await Promise.all(opened.map((f) => f.close()));
+      throw e;
+    }
+  }
+}
+
+function tensorMap(files: SafetensorsFile[]): Map<string, TensorRef> {
+  const map = new Map<string, TensorRef>();
+  for (const file of files) {
+    for (const info of file.tensors.values()) {
+      const prev = map.get(info.name);
+      if (prev) throw new CheckpointFormatError(file.path, 'index-mismatch', `tensor also stored in ${prev.file.path}`, info.name);
+      map.set(info.name, { file, info });
+    }
+  }
+  return map;
+}
+
+export interface ShardListing {
+  paths: string[];
+  /** tensor name -> shard file name, when the folder is sharded through an index. */
+  weightMap?: Map<string, string>;
+}
+
+/**
+ * Which safetensors files make up the checkpoint in `dir`: the index's shards, or `model.safetensors`,
+ * or every `*.safetensors` in the folder (loose files, e.g. `adapter_model.safetensors` excluded where a model file exists).
+ */
+export async function listShardFiles(dir: string): Promise<ShardListing> {
+  const indexPath = path.join(dir, INDEX_FILE);
+  const entries = await fsp.readdir(dir).catch((e: Error) => {
+    throw new CheckpointFormatError(dir, 'io', e.message);
+  });
+  if (entries.includes(INDEX_FILE)) {
+    const weightMap = await readIndex(indexPath);
+    const shards = [...new Set(weightMap.values())].sort();
+    const realDir = await fsp.realpath(dir);
+    const paths: string[] = [];
+    for (const shard of shards) {
+      const full = path.resolve(dir, shard);
+      const rel = path.relative(path.resolve(dir), full);
+      if (path.isAbsolute(shard) || rel.startsWith('..') || path.isAbsolute(rel)) {
+        throw new CheckpointFormatError(indexPath, 'shard-path', `shard ${JSON.stringify(shard)} leaves the checkpoint folder`);
+      }
+      let real: string;
+      try {
+        real = await fsp.realpath(full);
+      } catch {
+        throw new CheckpointFormatError(indexPath, 'missing-shard', `shard ${JSON.stringify(shard)} does not exist (still being written?)`);
+      }
+      const realRel = path.relative(realDir, real);
+      if (realRel.startsWith('..') || path.isAbsolute(realRel)) {
+        throw new CheckpointFormatError(indexPath, 'shard-path', `shard ${JSON.stringify(shard)} is a link that leaves the checkpoint folder`);
+      }
+      paths.push(full);
+    }
+    return { paths, weightMap };
+  }
+  if (entries.includes(SINGLE_FILE)) return { paths: [path.join(dir, SINGLE_FILE)] };
+  const loose = entries.filter((e) => e.endsWith('.safetensors')).sort();
+  if (loose.length === 0) throw new CheckpointFormatError(dir, 'io', 'no .safetensors file and no model.safetensors.index.json in this folder');
+  return { paths: loose.map((e) => path.join(dir, e)) };
+}
+
+export async function readIndex(indexPath: string): Promise<Map<string, string>> {
+  let json: JsonValue;
+  try {
+    const st = await fsp.stat(indexPath);
+    if (st.size > 100_000_000) throw new CheckpointFormatError(indexPath, 'index', `index file is ${st.size} bytes, over the 100 MB limit`);
+    json = parseStrictJson(await fsp.readFile(indexPath, 'utf8'));
+  } catch (e) {
+    if (e instanceof CheckpointFormatError) throw e;
+    throw new CheckpointFormatError(indexPath, 'index', `not valid JSON (${(e as Error).message})`);
+  }
+  if (!isJsonObject(json)) throw new CheckpointFormatError(indexPath, 'index', 'the index is not a JSON object');
+  const wm = json.weight_map;
+  if (!isJsonObject(wm)) throw new CheckpointFormatError(indexPath, 'index', 'weight_map is missing or not an object');
+  const map = new Map<string, string>();
+  for (const name of Object.keys(wm)) {
+    const v = wm[name];
+    if (typeof v !== 'string' || v.length === 0) throw new CheckpointFormatError(indexPath, 'index', `weight_map[${JSON.stringify(name)}] is not a file name`);
+    map.set(name, v);
+  }
+  if (map.size === 0) throw new CheckpointFormatError(indexPath, 'index', 'weight_map is empty');
+  return map;
+}
+
+async function readConfig(dir: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    const p = path.join(dir, 'config.json');
+    const st = await fsp.stat(p);
+    if (st.size > 10_000_000) return undefined;
+    const v = JSON.parse(await fsp.readFile(p, 'utf8')) as unknown;
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}

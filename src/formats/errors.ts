@@ -1,0 +1,49 @@
+/**
+ * Typed errors for everything that can be wrong with a checkpoint on disk.
+ * Every error names the file, the tensor where there is one, and what is wrong,
+ * so a user can tell "training is still saving" from "this file is broken".
+ */
+
+export type FormatProblem =
+  | 'io'                  // the file could not be opened or read
+  | 'header-too-small'    // fewer than 8 bytes
+  | 'header-too-large'    // header length over the 100 MB limit
+  | 'header-length'       // header length points past the end of the file
+  | 'header-utf8'         // header is not valid UTF-8
+  | 'header-json'         // header is not valid JSON
+  | 'header-not-object'   // header JSON is not an object
+  | 'duplicate-key'       // a key appears twice in a JSON object
+  | 'metadata'            // __metadata__ is not a string-to-string map
+  | 'tensor-entry'        // a tensor entry lacks dtype/shape/data_offsets or has wrong types
+  | 'unknown-dtype'       // dtype not in the format
+  | 'unsupported-dtype'   // a dtype of the format that Gatescope recognises but cannot read (sub-byte kinds)
+  | 'shape'               // negative, fractional or overflowing dimension
+  | 'offsets'             // offsets not contiguous from 0, hole or overlap
+  | 'size-mismatch'       // data_offsets length differs from numel x dtype size
+  | 'file-length'         // file longer or shorter than the header says (shorter: still being written?)
+  | 'index'               // model.safetensors.index.json malformed
+  | 'shard-path'          // a shard path that leaves the checkpoint folder
+  | 'missing-shard'       // the index names a shard that is not there (still being written?)
+  | 'index-mismatch'      // the index maps a tensor to a shard that does not hold it
+  | 'changed-while-reading'; // size or mtime changed while the file was read
+
+export class CheckpointFormatError extends Error {
+  override readonly name = 'CheckpointFormatError';
+  constructor(
+    readonly file: string,
+    readonly problem: FormatProblem,
+    readonly detail: string,
+    readonly tensor?: string,
+  ) {
+    super(`${file}${tensor !== undefined ? ` [tensor ${JSON.stringify(tensor)}]` : ''}: ${problem}: ${detail}`);
+  }
+
+  /** A checkpoint that is probably still being written: wait and retry instead of reporting it broken. */
+  get looksIncomplete(): boolean {
+    return this.problem === 'file-length' && this.detail.startsWith('shorter')
+      || this.problem === 'header-length'
+      || this.problem === 'header-too-small'
+      || this.problem === 'missing-shard'
+      || this.problem === 'changed-while-reading';
+  }
+}

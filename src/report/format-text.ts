@@ -1,0 +1,121 @@
+/**
+ * Plain-text rendering of reports for the terminal: readable per-module and per-layer tables.
+ */
+import { MODULE_KINDS, type CheckpointReport, type GroupSummary, type ConsistencyReport } from './schema';
+import type { ScanResult } from '../discovery/scan';
+import * as path from 'node:path';
+
+export function pct(x: number | null | undefined, digits = 1): string {
+  return x === null || x === undefined || Number.isNaN(x) ? '-' : `${(x * 100).toFixed(digits)}%`;
+}
+
+export function sci(x: number | null | undefined, digits = 2): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return '-';
+  if (x === 0) return '0';
+  return Math.abs(x) >= 0.01 && Math.abs(x) < 1000 ? x.toFixed(digits + 1).replace(/\.?0+$/, '') : x.toExponential(digits);
+}
+
+export function int(x: number): string {
+  return x.toLocaleString('en-US');
+}
+
+export function table(headers: string[], rows: string[][], rightAlign: boolean[] = []): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (cells: string[]): string => cells.map((c, i) => (rightAlign[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  return [fmt(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].join('\n');
+}
+
+function rel(p: string): string {
+  const r = path.relative(process.cwd(), p);
+  return r === '' ? '.' : r.startsWith('..') ? p : r;
+}
+
+function groupRow(label: string, g: GroupSummary): string[] {
+  return [label, String(g.tensors), int(g.numel), pct(g.unchanged), int(g.changed), sci(g.relUpdateNorm), g.nonFinite ? int(g.nonFinite) : ''];
+}
+
+const GROUP_HEADERS = ['', 'tensors', 'entries', 'unchanged', 'changed', '||dW||/||W0||', 'NaN/Inf'];
+const GROUP_ALIGN = [false, true, true, true, true, true, true];
+
+export function formatCheckpointReport(r: CheckpointReport, opts: { layers?: boolean } = {}): string {
+  const s = r.summary;
+  const lines: string[] = [];
+  lines.push(`checkpoint ${rel(r.checkpoint)}${r.step !== null ? ` (step ${r.step})` : ''}   vs base ${rel(r.base)}`);
+  lines.push(`  unchanged (M1, bf16 bit-exact / eta ${r.settings.eta}): ${pct(s.unchanged)} of all float entries, ${pct(s.unchangedLinear)} of linear weights, ${pct(s.unchangedNoEmbedNorm)} without embeddings and norms`);
+  lines.push(`  legacy |dw| <= 1e-5 rule (for comparison only): ${pct(s.unchangedLegacyAbs)} unchanged`);
+  lines.push(`  relative update norm ||dW||_F / ||W0||_F: ${sci(s.relUpdateNorm)}`);
+  if (s.nonFinite > 0) lines.push(`  WARNING: ${int(s.nonFinite)} NaN/Inf entries in base or checkpoint (a defect of the checkpoint; counted apart)`);
+  const hidden = r.tensors.filter((t) => t.hiddenByPrecision !== undefined);
+  if (hidden.length) {
+    const med = median(hidden.map((t) => t.hiddenByPrecision!));
+    lines.push(`  Gate III: fp32 checkpoint, median share of fp32 changes that bf16 storage would hide: ${pct(med)}`);
+  }
+  lines.push('');
+  lines.push(table(['module', ...GROUP_HEADERS.slice(1)], MODULE_KINDS.filter((m) => s.byModule[m]).map((m) => groupRow(m, s.byModule[m]!)), GROUP_ALIGN).replace(/^/gm, '  '));
+  if (opts.layers !== false && Object.keys(s.byLayer).length) {
+    lines.push('');
+    lines.push(table(['layer', ...GROUP_HEADERS.slice(1)], Object.entries(s.byLayer).map(([l, g]) => groupRow(l, g)), GROUP_ALIGN).replace(/^/gm, '  '));
+  }
+  if (r.spectralSummary) {
+    const q = r.spectralSummary;
+    lines.push('');
+    lines.push(`  Gate II (spectral, k=${r.settings.k}, ${q.tensors} linear weights, device ${r.device ?? '?'}):`);
+    lines.push(`    principal angle max ${q.principalAngleMaxDeg.toFixed(2)} deg (median over tensors ${q.principalAngleMedianDeg.toFixed(2)})`);
+    lines.push(`    NSS median ${sci(q.nssMedian)}; share of the update that moved the spectrum, median ${sci(q.spectralShareOfUpdateMedian)}`);
+    lines.push(`    off-principal energy median ${pct(q.offPrincipalEnergyMedian, 2)} (isotropic baseline ${pct(q.offPrincipalEnergyBaselineMedian, 2)})`);
+    lines.push(`    overlap with principal weights ${pct(q.overlapPrincipal)} (random ${pct(q.overlapPrincipalBaseline)}, precision alone ${pct(q.overlapPrincipalExpectedPrecision)})`);
+    lines.push(`    overlap with low-magnitude weights ${pct(q.overlapLowMagnitude)} (random ${pct(q.overlapLowMagnitudeBaseline)}, precision alone ${pct(q.overlapLowMagnitudeExpectedPrecision)})`);
+  }
+  if (r.verdict) {
+    lines.push('');
+    lines.push(`  verdict: ${r.verdict.label}`);
+    for (const e of r.verdict.evidence) lines.push(`    - ${e.measure}: ${sci(e.value, 3)} vs ${sci(e.baseline, 3)} -> ${e.leans} (${e.note})`);
+  }
+  if (r.mismatches.length) {
+    lines.push('');
+    lines.push(`  ${r.mismatches.length} tensor(s) not compared or compared with a caveat:`);
+    for (const m of r.mismatches.slice(0, 20)) lines.push(`    ${m.name}: ${m.problem}: ${m.detail}`);
+    if (r.mismatches.length > 20) lines.push(`    ... and ${r.mismatches.length - 20} more (see --json)`);
+  }
+  return lines.join('\n');
+}
+
+export function formatScan(s: ScanResult): string {
+  const lines: string[] = [];
+  if (s.runs.length === 0) return `No checkpoints found under ${rel(s.root)}.`;
+  for (const run of s.runs) {
+    if (run.baseOf.length && run.checkpoints.length === 1) {
+      lines.push(`model ${run.name}   base model of: ${run.baseOf.map(rel).join(', ')}`);
+      lines.push('');
+      continue;
+    }
+    const base = run.base.resolved ? rel(run.base.resolved) : `unknown (${run.base.problem ?? 'not set'})`;
+    lines.push(`run ${run.name}   base: ${base}${run.base.source && run.base.resolved ? `   [from ${rel(run.base.source)}]` : ''}`);
+    lines.push(table(['step', 'state', 'layout', 'size', 'path'], run.checkpoints.map((c) => [
+      c.step === null ? '-' : String(c.step), c.state, c.layout, c.bytes ? `${(c.bytes / 1e6).toFixed(1)} MB` : '', rel(c.path),
+    ]), [true]).replace(/^/gm, '  '));
+    for (const c of run.checkpoints) {
+      if (c.state !== 'complete' && c.reason) lines.push(`  ! ${rel(c.path)}: ${c.reason}`);
+      if (c.mergeCommand) lines.push(`    merge with: ${c.mergeCommand}`);
+    }
+    lines.push('');
+  }
+  for (const w of s.warnings) lines.push(`warning: ${w}`);
+  return lines.join('\n').trimEnd();
+}
+
+export function formatConsistency(r: ConsistencyReport): string {
+  const labels = r.runs.map((x) => x.label);
+  const lines = [`Cross-run consistency (M2) from base ${rel(r.base)}: Jaccard of changed masks [random baseline]`];
+  lines.push(table(['', ...labels], r.jaccard.map((row, i) => [labels[i], ...row.map((v, j) => (i === j ? '-' : `${v.toFixed(3)} [${r.jaccardBaseline[i][j].toFixed(3)}]`))])).replace(/^/gm, '  '));
+  lines.push(`  mean off-diagonal ${r.meanOffDiagonal.toFixed(3)} against a random baseline of ${r.meanOffDiagonalBaseline.toFixed(3)}`);
+  lines.push(`  changed density per run: ${r.runs.map((x) => `${x.label} ${pct(x.density)}`).join(', ')}`);
+  return lines.join('\n');
+}
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}

@@ -1,0 +1,246 @@
+/**
+ * The Gatescope report: what the engine returns, the CLI writes and the views read.
+ * Documented in docs/report-schema.md. Bump SCHEMA_VERSION on any incompatible change.
+ *
+ * Naming: one name for one thing across code, report, UI and docs (see ../shared spec):
+ * `unchanged` is the M1 share of bit-identical (bf16) or eta-equal entries, a fraction in [0, 1].
+ */
+
+export const SCHEMA_VERSION = 1;
+
+export type ModuleKind =
+  | 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'
+  | 'embed' | 'norm' | 'head' | 'other';
+
+export const MODULE_KINDS: readonly ModuleKind[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'embed', 'norm', 'head', 'other'];
+
+/** Settings that change numbers; part of every cache key. */
+export interface AnalysisSettings {
+  /** M1 relative tolerance for non-bf16 float tensors. */
+  eta: number;
+  /** Top-k for M5, M7, M8 (capped at min(m, n) per tensor). */
+  k: number;
+  /** Top-k of the spectrum used for NSS (M6); the full spectrum is used where a matrix is small enough. */
+  kSpectrum: number;
+  /** Fraction for the principal and low-magnitude masks (M7). */
+  alpha: number;
+  /** Oversampling and power iterations of the randomized SVD. */
+  oversample: number;
+  powerIterations: number;
+  /** Seed of the randomized SVD's test matrix: results are reproducible. */
+  seed: number;
+}
+
+export const DEFAULT_SETTINGS: AnalysisSettings = {
+  eta: 1e-3,
+  k: 64,
+  kSpectrum: 256,
+  alpha: 0.5,
+  oversample: 10,
+  powerIterations: 2,
+  seed: 1234,
+};
+
+/** Per-row / per-column changed ratios (M4), block-averaged when a side is long. */
+export interface LineRatios {
+  /** Number of rows (or columns) of the tensor. */
+  length: number;
+  /** How many consecutive rows (columns) each value averages; 1 = exact per-row values. */
+  bin: number;
+  values: number[];
+}
+
+export interface TensorDiff {
+  name: string;
+  module: ModuleKind;
+  layer: number | null;
+  shape: number[];
+  dtype: string;
+  numel: number;
+  /** M1: share of entries unchanged (bf16: bit-identical, +0 == -0; other floats: |dw| <= eta max(|w0|,|w1|)). Excludes non-finite entries. */
+  unchanged: number;
+  changed: number;
+  /** Entries where either side is NaN or Inf: a defect of the checkpoint, counted apart. */
+  nonFinite: number;
+  /** Legacy comparison (Mukherjee et al.): share with |dw| <= 1e-5. Not the spec's M1. */
+  unchangedLegacyAbs: number;
+  /** ||dW||_F / ||W0||_F (null when ||W0||_F == 0). */
+  relUpdateNorm: number | null;
+  updateNormFro: number;
+  baseNormFro: number;
+  maxAbsUpdate: number;
+  /** Median over changed entries of |dw| / ulp_bf16(w0); null when nothing changed. */
+  medianUpdateUlps: number | null;
+  /** M4, 2-D tensors only. */
+  rowChangedRatio?: LineRatios;
+  colChangedRatio?: LineRatios;
+  /** Gate III probe: present when the checkpoint tensor is fp32/f64 and the base is a float tensor. */
+  hiddenByPrecision?: number;
+  /** Spectral measurements (M5-M8), present when the spectral pass ran and applies to this tensor. */
+  spectral?: TensorSpectral;
+  /** Why a spectral measurement was skipped for this tensor. */
+  spectralSkipped?: string;
+  /** Per-tensor regime verdict, present with the spectral pass. */
+  verdict?: Verdict;
+}
+
+export interface TensorSpectral {
+  k: number;
+  /** 'full' when every singular value was computed exactly, 'randomized' for the truncated SVD. */
+  svdMethod: 'full' | 'randomized';
+  /** M5: largest principal angle (degrees) over the left and right top-k subspaces. */
+  principalAngleMaxDeg: number;
+  principalAnglesLeftDeg: number[];
+  principalAnglesRightDeg: number[];
+  /** M6: ||sigma(W1) - sigma(W0)||_2 / ||sigma(W0)||_2 over the first `nssCount` values. */
+  nss: number;
+  nssCount: number;
+  nssSpectrum: 'full' | 'top-k';
+  sigmaBase: number[];
+  sigmaCheckpoint: number[];
+  /** ||dW||_2 (largest singular value of the update). */
+  updateSpectralNorm: number;
+  /** ||sigma(W1)-sigma(W0)||_2 / ||dW||_F in [0, 1] by Mirsky: how much of the update moved the spectrum. */
+  spectralShareOfUpdate: number;
+  /** M7 overlaps |X and M| / |M| and their random baselines (density of X). */
+  overlapPrincipal: number | null;
+  overlapPrincipalBaseline: number;
+  overlapPrincipalExpectedPrecision: number | null;
+  overlapLowMagnitude: number | null;
+  overlapLowMagnitudeBaseline: number;
+  overlapLowMagnitudeExpectedPrecision: number | null;
+  overlapPrincipalNotLow: number | null;
+  overlapPrincipalNotLowBaseline: number;
+  overlapPrincipalNotLowExpectedPrecision: number | null;
+  /** M8: share of ||dW||_F^2 outside the two-sided top-k projection; baseline 1 - k^2/(mn). */
+  offPrincipalEnergy: number;
+  offPrincipalEnergyBaseline: number;
+  offPrincipalEnergyLeft: number;
+  offPrincipalEnergyLeftBaseline: number;
+  offPrincipalEnergyRight: number;
+  offPrincipalEnergyRightBaseline: number;
+  /** Stable rank ||W||_F^2 / ||W||_2^2 of base and checkpoint. */
+  stableRankBase: number;
+  stableRankCheckpoint: number;
+  /** Power-law exponent fitted to the tail of the base's empirical spectral density (Hill estimator), WeightWatcher-style. */
+  esdAlphaBase: number | null;
+  esdAlphaCheckpoint: number | null;
+}
+
+export type VerdictLabel = 'off-principal' | 'principal-targeting' | 'inconclusive';
+
+export interface VerdictEvidence {
+  measure: string;
+  value: number;
+  baseline: number;
+  /** Which way this measure leans. */
+  leans: 'off-principal' | 'principal-targeting' | 'neutral';
+  note: string;
+}
+
+export interface Verdict {
+  label: VerdictLabel;
+  evidence: VerdictEvidence[];
+}
+
+export interface GroupSummary {
+  /** Share of unchanged entries over the group's finite entries. */
+  unchanged: number;
+  numel: number;
+  changed: number;
+  nonFinite: number;
+  tensors: number;
+  relUpdateNorm: number | null;
+}
+
+export interface ReportSummary {
+  /** M1 over all compared floating-point tensors. */
+  unchanged: number;
+  /** M1 over the 2-D weights of linear layers (embeddings and head excluded). */
+  unchangedLinear: number;
+  /** M1 with embeddings and norms excluded. */
+  unchangedNoEmbedNorm: number;
+  unchangedLegacyAbs: number;
+  numel: number;
+  changed: number;
+  nonFinite: number;
+  relUpdateNorm: number | null;
+  byModule: Partial<Record<ModuleKind, GroupSummary>>;
+  /** Keyed by layer index as a string; tensors outside layers are not included. */
+  byLayer: Record<string, GroupSummary>;
+}
+
+export interface TensorMismatch {
+  name: string;
+  problem: 'only-in-base' | 'only-in-checkpoint' | 'shape-mismatch' | 'dtype-mismatch' | 'not-float';
+  detail: string;
+}
+
+export interface CheckpointReport {
+  schemaVersion: number;
+  kind: 'gatescope.checkpoint-report';
+  tool: { name: 'gatescope'; version: string };
+  createdAt: string;
+  base: string;
+  checkpoint: string;
+  step: number | null;
+  settings: AnalysisSettings;
+  /** 'diff' = M1, M4, Gate I probes; 'full' = diff + spectral (M5-M8) + verdict. */
+  passes: 'diff' | 'full';
+  device?: string;
+  summary: ReportSummary;
+  tensors: TensorDiff[];
+  mismatches: TensorMismatch[];
+  /** Run-level regime verdict (full pass only). */
+  verdict?: Verdict;
+  /** Spectral aggregates over tensors (full pass only). */
+  spectralSummary?: SpectralSummary;
+  durationMs: number;
+}
+
+export interface SpectralSummary {
+  tensors: number;
+  principalAngleMaxDeg: number;
+  principalAngleMedianDeg: number;
+  nssMedian: number;
+  spectralShareOfUpdateMedian: number;
+  offPrincipalEnergyMedian: number;
+  offPrincipalEnergyBaselineMedian: number;
+  /** Pooled over tensors: sum |P and M| / sum |M|, with pooled baselines. */
+  overlapPrincipal: number | null;
+  overlapPrincipalBaseline: number;
+  overlapPrincipalExpectedPrecision: number | null;
+  overlapLowMagnitude: number | null;
+  overlapLowMagnitudeBaseline: number;
+  overlapLowMagnitudeExpectedPrecision: number | null;
+}
+
+/** M2/M3 across runs that share a base. */
+export interface ConsistencyReport {
+  schemaVersion: number;
+  kind: 'gatescope.consistency-report';
+  tool: { name: 'gatescope'; version: string };
+  createdAt: string;
+  base: string;
+  runs: { label: string; checkpoint: string; density: number }[];
+  /** R x R Jaccard of changed masks pooled over compared tensors, and its independent-mask baseline. */
+  jaccard: number[][];
+  jaccardBaseline: number[][];
+  meanOffDiagonal: number;
+  meanOffDiagonalBaseline: number;
+  byModule: Partial<Record<ModuleKind, { jaccard: number[][]; jaccardBaseline: number[][] }>>;
+  tensors: ConsistencyTensor[];
+  durationMs: number;
+}
+
+export interface ConsistencyTensor {
+  name: string;
+  module: ModuleKind;
+  layer: number | null;
+  shape: number[];
+  densities: number[];
+  jaccard: number[][];
+  jaccardBaseline: number[][];
+  /** M3: consensus map C = mean_r M_r, block-averaged to rows x cols (row-major), 2-D tensors only. */
+  consensus?: { rows: number; cols: number; blockRows: number; blockCols: number; values: number[] };
+}

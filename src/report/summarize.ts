@@ -1,0 +1,75 @@
+/**
+ * Aggregates per-tensor diffs into the report summary: whole model, linear weights, per module, per layer.
+ * Shares are pooled over entries (sum of changed / sum of finite entries), not averaged over tensors.
+ */
+import { isLinearWeight } from '../analysis/names';
+import type { GroupSummary, ModuleKind, ReportSummary, TensorDiff } from './schema';
+
+class Group {
+  numel = 0;
+  finite = 0;
+  changed = 0;
+  nonFinite = 0;
+  tensors = 0;
+  dSq = 0;
+  baseSq = 0;
+  add(t: TensorDiff): void {
+    const finite = t.numel - t.nonFinite;
+    this.numel += t.numel;
+    this.finite += finite;
+    this.changed += t.changed;
+    this.nonFinite += t.nonFinite;
+    this.tensors++;
+    this.dSq += t.updateNormFro ** 2;
+    this.baseSq += t.baseNormFro ** 2;
+  }
+  get unchanged(): number {
+    return this.finite === 0 ? 1 : (this.finite - this.changed) / this.finite;
+  }
+  summary(): GroupSummary {
+    return {
+      unchanged: this.unchanged,
+      numel: this.numel,
+      changed: this.changed,
+      nonFinite: this.nonFinite,
+      tensors: this.tensors,
+      relUpdateNorm: this.baseSq > 0 ? Math.sqrt(this.dSq / this.baseSq) : null,
+    };
+  }
+}
+
+export function summarize(tensors: readonly TensorDiff[]): ReportSummary {
+  const all = new Group();
+  const linear = new Group();
+  const noEmbedNorm = new Group();
+  let legacyUnchanged = 0;
+  const byModule = new Map<ModuleKind, Group>();
+  const byLayer = new Map<number, Group>();
+  for (const t of tensors) {
+    all.add(t);
+    legacyUnchanged += t.unchangedLegacyAbs * (t.numel - t.nonFinite);
+    if (isLinearWeight(t.name, t.shape, t.module)) linear.add(t);
+    if (t.module !== 'embed' && t.module !== 'norm') noEmbedNorm.add(t);
+    let g = byModule.get(t.module);
+    if (!g) byModule.set(t.module, (g = new Group()));
+    g.add(t);
+    if (t.layer !== null) {
+      let l = byLayer.get(t.layer);
+      if (!l) byLayer.set(t.layer, (l = new Group()));
+      l.add(t);
+    }
+  }
+  const s = all.summary();
+  return {
+    unchanged: s.unchanged,
+    unchangedLinear: linear.unchanged,
+    unchangedNoEmbedNorm: noEmbedNorm.unchanged,
+    unchangedLegacyAbs: all.finite === 0 ? 1 : legacyUnchanged / all.finite,
+    numel: s.numel,
+    changed: s.changed,
+    nonFinite: s.nonFinite,
+    relUpdateNorm: s.relUpdateNorm,
+    byModule: Object.fromEntries([...byModule].map(([k, g]) => [k, g.summary()])),
+    byLayer: Object.fromEntries([...byLayer].sort((a, b) => a[0] - b[0]).map(([k, g]) => [String(k), g.summary()])),
+  };
+}

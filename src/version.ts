@@ -1,0 +1,4 @@
+import pkg from '../package.json';
+
+/** The tool version written into every report. */
+export const VERSION: string = pkg.version;

@@ -1,0 +1,40 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { promises as fsp } from 'node:fs';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const ENGINE_DIRS = ['src/formats', 'src/discovery', 'src/analysis', 'src/compute', 'src/linalg', 'src/report', 'src/engine', 'src/protocol', 'src/examples'];
+
+async function tsFiles(dir: string): Promise<string[]> {
+  const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
+  const out: string[] = [];
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await tsFiles(p)));
+    else if (e.name.endsWith('.ts')) out.push(p);
+  }
+  return out;
+}
+
+test('no engine file imports vscode: the CLI, the worker and plain tests share the code', async () => {
+  const offenders: string[] = [];
+  for (const d of ENGINE_DIRS) {
+    for (const f of await tsFiles(path.join(ROOT, d))) {
+      const text = await fsp.readFile(f, 'utf8');
+      if (/from\s+['"]vscode['"]|require\(\s*['"]vscode['"]\s*\)/.test(text)) offenders.push(path.relative(ROOT, f));
+    }
+  }
+  const cli = await fsp.readFile(path.join(ROOT, 'src', 'cli.ts'), 'utf8');
+  if (/['"]vscode['"]/.test(cli)) offenders.push('src/cli.ts');
+  assert.deepEqual(offenders, []);
+});
+
+test('nothing unpickles: no torch.load / pickle in the project sources', async () => {
+  const offenders: string[] = [];
+  for (const f of await tsFiles(path.join(ROOT, 'src'))) {
+    const text = await fsp.readFile(f, 'utf8');
+    if (/\bunpickle\(|pickle\.load|torch\.load\(/.test(text.replace(/\/\/.*$|\/\*[\s\S]*?\*\//gm, ''))) offenders.push(path.relative(ROOT, f));
+  }
+  assert.deepEqual(offenders, []);
+});
