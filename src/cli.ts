@@ -12,6 +12,7 @@ import { formatCheckpointReport, formatScan } from './report/format-text';
 import { reportsToCsv } from './report/csv';
 import { writeFileAtomic } from './report/write';
 import { VERSION } from './version';
+import type { DeviceSetting } from './compute/backend';
 
 export class UsageError extends Error {}
 
@@ -23,6 +24,14 @@ Usage:
   gatescope diff BASE CKPT... [--json FILE] [--csv FILE] [--eta 1e-3] [--no-layers]
       M1 update sparsity (bf16-exact), M4 row/column ratios and Gate I/III probes of each
       checkpoint against BASE. BASE and CKPT are checkpoint folders (plain or sharded) or .safetensors files.
+
+  gatescope analyze BASE CKPT... [--k 64] [--alpha 0.5] [--device auto|cpu|cuda] [--json F] [--md F]
+      The whole Three-Gate report: the diff pass plus the spectral pass (M5 principal angles,
+      M6 spectral drift, M7 principal/low-magnitude overlaps, M8 off-principal energy) and the
+      regime verdict per tensor and per checkpoint.
+  gatescope compare BASE RUN_A RUN_B... [--json F]
+      M2 Jaccard of changed masks across runs from one base (with the random baseline) and the
+      M3 consensus maps. Each RUN is a checkpoint (or a run folder: its last complete checkpoint).
 
 Options:
   --json FILE   write the versioned JSON report (docs/report-schema.md)
@@ -142,8 +151,73 @@ async function cmdDiff(p: Parsed): Promise<number> {
   return 0;
 }
 
+async function cmdAnalyze(p: Parsed): Promise<number> {
+  if (p.positionals.length < 2) throw new UsageError('analyze takes a base and at least one checkpoint');
+  const [base, ...ckpts] = p.positionals;
+  const settings = settingsFromFlags(p);
+  const device = deviceFlag(p);
+  const json = stringFlag(p, '--json');
+  const md = stringFlag(p, '--md');
+  for (const out of [json, md]) if (out) assertOutsideCheckpoints(out, p.positionals);
+  const { createBackend } = await import('./compute/backend');
+  const { createSpectralPass } = await import('./analysis/spectral');
+  const backend = await createBackend({ device, log: (line) => console.error(`gatescope: ${line}`) });
+  const reports: CheckpointReport[] = [];
+  try {
+    const spectral = createSpectralPass(backend);
+    for (const c of ckpts) {
+      const report = await analyzeCheckpoint(base, c, { settings, passes: 'full', spectral, onProgress: progressPrinter(p.flags.has('--quiet'), path.basename(c)) });
+      reports.push(report);
+      console.log(formatCheckpointReport(report, { layers: !p.flags.has('--no-layers') }));
+      console.log('');
+    }
+  } finally {
+    await backend.dispose();
+  }
+  if (json) await writeFileAtomic(json, JSON.stringify(reports.length === 1 ? reports[0] : { schemaVersion: SCHEMA_VERSION, kind: 'gatescope.report-set', reports }, null, 2));
+  if (md) {
+    const { reportsToMarkdown } = await import('./report/markdown');
+    await writeFileAtomic(md, reportsToMarkdown(reports));
+  }
+  return 0;
+}
+
+function deviceFlag(p: Parsed): DeviceSetting {
+  const d = stringFlag(p, '--device') ?? 'auto';
+  if (d !== 'auto' && d !== 'cpu' && d !== 'cuda') throw new UsageError(`--device must be auto, cpu or cuda, got ${d}`);
+  return d;
+}
+
+/** A run folder stands for its last complete checkpoint. */
+async function resolveRunCheckpoint(p: string): Promise<string> {
+  const st = await fsp.stat(p).catch(() => undefined);
+  if (!st) throw new UsageError(`no such checkpoint or run: ${p}`);
+  if (st.isFile()) return p;
+  const entries = await fsp.readdir(p);
+  if (entries.some((e) => e.endsWith('.safetensors') || e === 'model.safetensors.index.json')) return p;
+  const scan = await scanFolder(p, { maxDepth: 4 });
+  const run = scan.runs.find((r) => path.resolve(r.root) === path.resolve(p)) ?? scan.runs[0];
+  const last = run?.checkpoints.filter((c) => c.state === 'complete').pop();
+  if (!last) throw new UsageError(`no complete checkpoint under ${p}`);
+  return last.path;
+}
+
+async function cmdCompare(p: Parsed): Promise<number> {
+  if (p.positionals.length < 3) throw new UsageError('compare takes a base and at least two runs');
+  const [base, ...runs] = p.positionals;
+  const json = stringFlag(p, '--json');
+  if (json) assertOutsideCheckpoints(json, p.positionals);
+  const ckpts = await Promise.all(runs.map(resolveRunCheckpoint));
+  const { compareRuns } = await import('./analysis/consistency');
+  const { formatConsistency } = await import('./report/format-text');
+  const report = await compareRuns(base, ckpts, { eta: settingsFromFlags(p).eta, labels: runs.map((r) => path.basename(path.resolve(r))) });
+  console.log(formatConsistency(report));
+  if (json) await writeFileAtomic(json, JSON.stringify(report, null, 2));
+  return 0;
+}
+
 export type Command = (p: Parsed) => Promise<number>;
-const COMMANDS: Record<string, Command> = { scan: cmdScan, diff: cmdDiff };
+const COMMANDS: Record<string, Command> = { scan: cmdScan, diff: cmdDiff, analyze: cmdAnalyze, compare: cmdCompare };
 
 /** Other modules add commands (analyze, compare, ...) here; keeps this file about argument handling. */
 export function registerCommand(name: string, fn: Command): void {

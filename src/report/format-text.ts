@@ -4,6 +4,9 @@
 import { MODULE_KINDS, type CheckpointReport, type GroupSummary, type ConsistencyReport } from './schema';
 import type { ScanResult } from '../discovery/scan';
 import * as path from 'node:path';
+import { median } from '../analysis/stats';
+
+export { median };
 
 export function pct(x: number | null | undefined, digits = 1): string {
   return x === null || x === undefined || Number.isNaN(x) ? '-' : `${(x * 100).toFixed(digits)}%`;
@@ -111,11 +114,4 @@ export function formatConsistency(r: ConsistencyReport): string {
   lines.push(`  mean off-diagonal ${r.meanOffDiagonal.toFixed(3)} against a random baseline of ${r.meanOffDiagonalBaseline.toFixed(3)}`);
   lines.push(`  changed density per run: ${r.runs.map((x) => `${x.label} ${pct(x.density)}`).join(', ')}`);
   return lines.join('\n');
-}
-
-export function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }

@@ -1,0 +1,168 @@
+/**
+ * Masks over the entries of a weight matrix: the changed mask M (same rule as M1), exact top/bottom-alpha
+ * selections for the principal (P) and low-magnitude (L) masks of M7, and overlaps with their baselines,
+ * including the precision-controlled baseline (entries grouped by the bf16 exponent of W0).
+ */
+import type { Dtype } from '../formats/dtype';
+
+/**
+ * The changed mask (1 = changed) with the M1 rule: bf16 pairs by bit pattern (+0 == -0), other floats by
+ * |dw| <= eta max(|w0|, |w1|). Non-finite entries are 0 in the mask and counted in `nonFinite`.
+ */
+export function changedMask(
+  dtype0: Dtype, bytes0: Uint8Array, w0: Float32Array,
+  dtype1: Dtype, bytes1: Uint8Array, w1: Float32Array,
+  eta: number,
+): { mask: Uint8Array; changed: number; nonFinite: number } {
+  const n = w0.length;
+  const mask = new Uint8Array(n);
+  let changed = 0;
+  let nonFinite = 0;
+  if (dtype0 === 'BF16' && dtype1 === 'BF16') {
+    const a = new Uint16Array(bytes0.buffer, bytes0.byteOffset, n);
+    const b = new Uint16Array(bytes1.buffer, bytes1.byteOffset, n);
+    for (let i = 0; i < n; i++) {
+      const x = a[i];
+      const y = b[i];
+      if ((x & 0x7f80) === 0x7f80 || (y & 0x7f80) === 0x7f80) nonFinite++;
+      else if (x !== y && ((x | y) & 0x7fff) !== 0) {
+        mask[i] = 1;
+        changed++;
+      }
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const x = w0[i];
+      const y = w1[i];
+      if (!Number.isFinite(x) || !Number.isFinite(y)) nonFinite++;
+      else if (Math.abs(y - x) > eta * Math.max(Math.abs(x), Math.abs(y))) {
+        mask[i] = 1;
+        changed++;
+      }
+    }
+  }
+  return { mask, changed, nonFinite };
+}
+
+/**
+ * Exact selection of `count` entries by |value|: the largest (`largest = true`) or smallest ones.
+ * Ties are broken by flat index ascending, so the result is deterministic and has exactly `count` ones.
+ */
+export function selectByMagnitude(values: Float32Array, count: number, largest: boolean): Uint8Array {
+  const n = values.length;
+  const out = new Uint8Array(n);
+  if (count <= 0) return out;
+  if (count >= n) return out.fill(1);
+  const abs = new Float32Array(n);
+  for (let i = 0; i < n; i++) abs[i] = Math.abs(values[i]);
+  // The threshold is the count-th value in the wanted order: quickselect on a copy.
+  const work = Float32Array.from(abs);
+  const kth = largest ? n - count : count - 1;
+  const t = quickselect(work, kth);
+  let taken = 0;
+  if (largest) {
+    for (let i = 0; i < n; i++) if (abs[i] > t) {
+      out[i] = 1;
+      taken++;
+    }
+    for (let i = 0; i < n && taken < count; i++) if (abs[i] === t) {
+      out[i] = 1;
+      taken++;
+    }
+  } else {
+    for (let i = 0; i < n; i++) if (abs[i] < t) {
+      out[i] = 1;
+      taken++;
+    }
+    for (let i = 0; i < n && taken < count; i++) if (abs[i] === t) {
+      out[i] = 1;
+      taken++;
+    }
+  }
+  return out;
+}
+
+/** The k-th smallest value (0-based) of `a`, reordering `a` in place (Hoare partition, median of three). */
+export function quickselect(a: Float32Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    const mid = (lo + hi) >>> 1;
+    // Median of three as pivot.
+    const x = a[lo];
+    const y = a[mid];
+    const z = a[hi];
+    const pivot = Math.max(Math.min(x, y), Math.min(Math.max(x, y), z));
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const tmp = a[i];
+        a[i] = a[j];
+        a[j] = tmp;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
+}
+
+export interface Overlap {
+  /** |X and M| / |M|, null when M is empty. */
+  observed: number | null;
+  /** Random baseline: the density of X. */
+  baseline: number;
+  /** Expected from precision alone: sum_g |X and g| rate(g) / |M| over bf16-exponent groups g of W0. */
+  expectedPrecision: number | null;
+  /** Raw counts, for pooling over tensors. */
+  xAndM: number;
+  xCount: number;
+  expectedXAndM: number;
+}
+
+/** Exponent group of each entry of W0 (the bf16 exponent equals the float32 exponent field). */
+export function exponentGroups(w0: Float32Array): Uint8Array {
+  const u = new Uint32Array(w0.buffer, w0.byteOffset, w0.length);
+  const g = new Uint8Array(w0.length);
+  for (let i = 0; i < w0.length; i++) g[i] = (u[i] >>> 23) & 0xff;
+  return g;
+}
+
+export function groupRates(groups: Uint8Array, mask: Uint8Array): Float64Array {
+  const total = new Float64Array(256);
+  const changed = new Float64Array(256);
+  for (let i = 0; i < groups.length; i++) {
+    total[groups[i]]++;
+    changed[groups[i]] += mask[i];
+  }
+  const rate = new Float64Array(256);
+  for (let g = 0; g < 256; g++) rate[g] = total[g] > 0 ? changed[g] / total[g] : 0;
+  return rate;
+}
+
+export function overlap(x: Uint8Array, mask: Uint8Array, changed: number, groups: Uint8Array, rates: Float64Array): Overlap {
+  let xAndM = 0;
+  let xCount = 0;
+  let expected = 0;
+  for (let i = 0; i < x.length; i++) {
+    if (x[i]) {
+      xCount++;
+      xAndM += mask[i];
+      expected += rates[groups[i]];
+    }
+  }
+  return {
+    observed: changed > 0 ? xAndM / changed : null,
+    baseline: x.length > 0 ? xCount / x.length : 0,
+    expectedPrecision: changed > 0 ? expected / changed : null,
+    xAndM,
+    xCount,
+    expectedXAndM: expected,
+  };
+}

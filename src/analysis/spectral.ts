@@ -1,0 +1,283 @@
+/**
+ * The spectral pass (Gate II): M5 principal angles, M6 spectral drift, M7 principal / low-magnitude
+ * overlaps, M8 off-principal energy, stable rank and ESD tail, and the verdict, per 2-D linear weight.
+ * Heavy products run on the compute backend (onnxruntime, CUDA or CPU); small dense algebra in TypeScript.
+ */
+import type { Checkpoint, TensorRef } from '../formats/checkpoint';
+import { decodeToFloat32 } from '../formats/dtype';
+import type { ComputeBackend, Matrix } from '../compute/backend';
+import { truncatedSvd, principalAnglesDeg, spectralNorm, type SvdResult } from '../linalg/truncated-svd';
+import { changedMask, selectByMagnitude, exponentGroups, groupRates, overlap, type Overlap } from './masks';
+import { isLinearWeight } from './names';
+import { verdictFrom, verdictInputOf } from './verdict';
+import { median } from './stats';
+import type { AnalysisSettings, CheckpointReport, SpectralSummary, TensorDiff, TensorSpectral, Verdict } from '../report/schema';
+import type { AnalyzeOptions, SpectralPass } from './analyze';
+
+/** Matrices whose smaller side is at most this get an exact full SVD (all singular values). */
+export const FULL_SVD_MAX_MIN_DIM = 256;
+
+export interface TensorPair {
+  name: string;
+  m: number;
+  n: number;
+  w0: Float32Array;
+  w1: Float32Array;
+  mask: Uint8Array;
+  changed: number;
+}
+
+export async function readPair(a: TensorRef, b: TensorRef, eta: number): Promise<TensorPair> {
+  const [m, n] = a.info.shape;
+  const numel = m * n;
+  const [r0, r1] = await Promise.all([a.file.readElements(a.info, 0, numel), b.file.readElements(b.info, 0, numel)]);
+  const w0 = new Float32Array(numel);
+  const w1 = new Float32Array(numel);
+  decodeToFloat32(a.info.dtype, r0, numel, w0);
+  decodeToFloat32(b.info.dtype, r1, numel, w1);
+  const { mask, changed } = changedMask(a.info.dtype, r0, w0, b.info.dtype, r1, w1, eta);
+  // Non-finite entries would poison every product: zero them in both (they are reported by the diff pass).
+  for (let i = 0; i < numel; i++) {
+    if (!Number.isFinite(w0[i]) || !Number.isFinite(w1[i])) {
+      w0[i] = 0;
+      w1[i] = 0;
+    }
+  }
+  return { name: a.info.name, m, n, w0, w1, mask, changed };
+}
+
+function mat(rows: number, cols: number, data: Float32Array): Matrix {
+  return { rows, cols, data };
+}
+
+/** First `k` columns of a row-major rows x kk Float64 matrix, as a float32 Matrix. */
+function leadingColumns(A: Float64Array, rows: number, kk: number, k: number): Matrix {
+  const out = new Float32Array(rows * k);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < k; c++) out[r * k + c] = A[r * kk + c];
+  return mat(rows, k, out);
+}
+
+function leadingColumns64(A: Float64Array, rows: number, kk: number, k: number): Float64Array {
+  const out = new Float64Array(rows * k);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < k; c++) out[r * k + c] = A[r * kk + c];
+  return out;
+}
+
+function sumSq(x: Float32Array | Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return s;
+}
+
+/** Hill estimator of the power-law exponent of the ESD tail (eigenvalues lambda = sigma^2), WeightWatcher-style. */
+export function esdTailAlpha(sigma: ArrayLike<number>): number | null {
+  const lam = Array.from(sigma, (s) => s * s).filter((x) => x > 0);
+  const tail = Math.floor(lam.length / 2);
+  if (tail < 5) return null;
+  const xmin = lam[tail - 1];
+  let s = 0;
+  for (let i = 0; i < tail; i++) s += Math.log(lam[i] / xmin);
+  return s > 0 ? 1 + tail / s : null;
+}
+
+export interface PairSpectral {
+  spectral: TensorSpectral;
+  principal: Overlap;
+  lowMagnitude: Overlap;
+  principalNotLow: Overlap;
+  verdict: Verdict;
+}
+
+export async function analyzePair(backend: ComputeBackend, p: TensorPair, settings: AnalysisSettings): Promise<PairSpectral> {
+  const { m, n } = p;
+  const minDim = Math.min(m, n);
+  const k = Math.min(settings.k, minDim);
+  const kk = Math.min(Math.max(k, settings.kSpectrum), minDim);
+  const svdOpts = { oversample: settings.oversample, powerIterations: settings.powerIterations, seed: settings.seed, fullIfMinDimAtMost: FULL_SVD_MAX_MIN_DIM };
+  const W0 = mat(m, n, p.w0);
+  const W1 = mat(m, n, p.w1);
+  const s0: SvdResult = await truncatedSvd(backend, W0, kk, svdOpts);
+  const s1: SvdResult = await truncatedSvd(backend, W1, kk, svdOpts);
+  const dW = new Float32Array(m * n);
+  for (let i = 0; i < dW.length; i++) dW[i] = p.w1[i] - p.w0[i];
+  const dFro2 = sumSq(dW);
+  const dFro = Math.sqrt(dFro2);
+  const dSpec = dFro2 > 0 ? (await spectralNorm(backend, mat(m, n, dW), { seed: settings.seed, fullIfMinDimAtMost: FULL_SVD_MAX_MIN_DIM })).value : 0;
+
+  // M5: principal angles of the top-k left and right subspaces.
+  const U0k = leadingColumns64(s0.U, m, s0.k, k);
+  const U1k = leadingColumns64(s1.U, m, s1.k, k);
+  const V0k = leadingColumns64(s0.V, n, s0.k, k);
+  const V1k = leadingColumns64(s1.V, n, s1.k, k);
+  const left = principalAnglesDeg(U0k, U1k, m, k);
+  const right = principalAnglesDeg(V0k, V1k, n, k);
+
+  // M6: normalised spectral shift over the values computed for both.
+  const count = Math.min(s0.S.length, s1.S.length);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < count; i++) {
+    num += (s1.S[i] - s0.S[i]) ** 2;
+    den += s0.S[i] ** 2;
+  }
+  const full = s0.method === 'full' && s1.method === 'full';
+
+  // M8: energy of dW inside the top-k subspaces of W0.
+  const U0 = leadingColumns(s0.U, m, s0.k, k);
+  const V0 = leadingColumns(s0.V, n, s0.k, k);
+  const dWm = mat(m, n, dW);
+  const dWV = await backend.matmul(dWm, V0); // m x k
+  const UtdW = await backend.matmul(U0, dWm, { transA: true }); // k x n
+  const UtdWV = await backend.matmul(U0, dWV, { transA: true }); // k x k
+  const share = (x: number): number => (dFro2 > 0 ? Math.min(1, Math.max(0, 1 - x / dFro2)) : 1);
+
+  // M7: principal mask from the rank-k reconstruction of W0, low-magnitude mask from |W0|.
+  const US = new Float32Array(m * k);
+  for (let r = 0; r < m; r++) for (let c = 0; c < k; c++) US[r * k + c] = s0.U[r * s0.k + c] * s0.S[c];
+  const W0k = await backend.matmul(mat(m, k, US), V0, { transB: true });
+  const numel = m * n;
+  const count50 = Math.round(settings.alpha * numel);
+  const P = selectByMagnitude(W0k.data, count50, true);
+  const L = selectByMagnitude(p.w0, count50, false);
+  const PnotL = new Uint8Array(numel);
+  for (let i = 0; i < numel; i++) PnotL[i] = P[i] & (L[i] ^ 1);
+  const groups = exponentGroups(p.w0);
+  const rates = groupRates(groups, p.mask);
+  const oP = overlap(P, p.mask, p.changed, groups, rates);
+  const oL = overlap(L, p.mask, p.changed, groups, rates);
+  const oPL = overlap(PnotL, p.mask, p.changed, groups, rates);
+
+  const sigma1_0 = s0.S[0] ?? 0;
+  const sigma1_1 = s1.S[0] ?? 0;
+  const spectral: TensorSpectral = {
+    k,
+    svdMethod: full ? 'full' : 'randomized',
+    principalAngleMaxDeg: Math.max(left[left.length - 1] ?? 0, right[right.length - 1] ?? 0),
+    principalAnglesLeftDeg: Array.from(left, round4),
+    principalAnglesRightDeg: Array.from(right, round4),
+    nss: den > 0 ? Math.sqrt(num) / Math.sqrt(den) : 0,
+    nssCount: count,
+    nssSpectrum: full ? 'full' : 'top-k',
+    sigmaBase: Array.from(s0.S.subarray(0, count), round6s),
+    sigmaCheckpoint: Array.from(s1.S.subarray(0, count), round6s),
+    updateSpectralNorm: dSpec,
+    spectralShareOfUpdate: dFro > 0 ? Math.sqrt(num) / dFro : 0,
+    overlapPrincipal: oP.observed,
+    overlapPrincipalBaseline: oP.baseline,
+    overlapPrincipalExpectedPrecision: oP.expectedPrecision,
+    overlapLowMagnitude: oL.observed,
+    overlapLowMagnitudeBaseline: oL.baseline,
+    overlapLowMagnitudeExpectedPrecision: oL.expectedPrecision,
+    overlapPrincipalNotLow: oPL.observed,
+    overlapPrincipalNotLowBaseline: oPL.baseline,
+    overlapPrincipalNotLowExpectedPrecision: oPL.expectedPrecision,
+    offPrincipalEnergy: share(sumSq(UtdWV.data)),
+    offPrincipalEnergyBaseline: 1 - (k * k) / (m * n),
+    offPrincipalEnergyLeft: share(sumSq(UtdW.data)),
+    offPrincipalEnergyLeftBaseline: 1 - k / m,
+    offPrincipalEnergyRight: share(sumSq(dWV.data)),
+    offPrincipalEnergyRightBaseline: 1 - k / n,
+    stableRankBase: sigma1_0 > 0 ? sumSq(p.w0) / sigma1_0 ** 2 : 0,
+    stableRankCheckpoint: sigma1_1 > 0 ? sumSq(p.w1) / sigma1_1 ** 2 : 0,
+    esdAlphaBase: esdTailAlpha(s0.S),
+    esdAlphaCheckpoint: esdTailAlpha(s1.S),
+  };
+  return { spectral, principal: oP, lowMagnitude: oL, principalNotLow: oPL, verdict: verdictFrom(verdictInputOf(spectral, m, n)) };
+}
+
+function round4(x: number): number {
+  return Math.round(x * 1e4) / 1e4;
+}
+
+function round6s(x: number): number {
+  return Number(x.toPrecision(7));
+}
+
+/** Pools per-tensor results into the run-level summary and verdict. */
+export function summarizeSpectral(results: { t: TensorDiff; r: PairSpectral }[]): { spectralSummary: SpectralSummary; verdict: Verdict } | undefined {
+  if (results.length === 0) return undefined;
+  const pool = (pick: (r: PairSpectral) => Overlap): { observed: number | null; baseline: number; expected: number | null } => {
+    let xm = 0;
+    let x = 0;
+    let e = 0;
+    let mCount = 0;
+    let total = 0;
+    for (const { t, r } of results) {
+      const o = pick(r);
+      xm += o.xAndM;
+      x += o.xCount;
+      e += o.expectedXAndM;
+      mCount += t.changed;
+      total += t.numel;
+    }
+    return { observed: mCount > 0 ? xm / mCount : null, baseline: total > 0 ? x / total : 0, expected: mCount > 0 ? e / mCount : null };
+  };
+  const P = pool((r) => r.principal);
+  const L = pool((r) => r.lowMagnitude);
+  const sp = results.map((x) => x.r.spectral);
+  const spectralSummary: SpectralSummary = {
+    tensors: results.length,
+    principalAngleMaxDeg: Math.max(...sp.map((s) => s.principalAngleMaxDeg)),
+    principalAngleMedianDeg: median(sp.map((s) => s.principalAngleMaxDeg)),
+    nssMedian: median(sp.map((s) => s.nss)),
+    spectralShareOfUpdateMedian: median(sp.map((s) => s.spectralShareOfUpdate)),
+    offPrincipalEnergyMedian: median(sp.map((s) => s.offPrincipalEnergy)),
+    offPrincipalEnergyBaselineMedian: median(sp.map((s) => s.offPrincipalEnergyBaseline)),
+    overlapPrincipal: P.observed,
+    overlapPrincipalBaseline: P.baseline,
+    overlapPrincipalExpectedPrecision: P.expected,
+    overlapLowMagnitude: L.observed,
+    overlapLowMagnitudeBaseline: L.baseline,
+    overlapLowMagnitudeExpectedPrecision: L.expected,
+  };
+  // Run level: the same rule on medians of the per-tensor ratios and the pooled overlap.
+  const inputs = results.map(({ t, r }) => verdictInputOf(r.spectral, t.shape[0], t.shape[1]));
+  const verdict = verdictFrom({
+    principalEnergy: median(inputs.map((i) => i.principalEnergy / i.principalEnergyIsotropic)),
+    principalEnergyIsotropic: 1,
+    spectralShare: median(inputs.map((i) => i.spectralShare / i.spectralShareIsotropic)),
+    spectralShareIsotropic: 1,
+    overlapPrincipal: P.observed,
+    overlapPrincipalExpected: P.expected,
+  });
+  verdict.evidence[0].note = `median over ${results.length} tensors: ${verdict.evidence[0].note}`;
+  verdict.evidence[1].note = `median over ${results.length} tensors: ${verdict.evidence[1].note}`;
+  if (verdict.evidence[2]) verdict.evidence[2].note = `pooled over ${results.length} tensors: ${verdict.evidence[2].note}`;
+  return { spectralSummary, verdict };
+}
+
+/** Which tensors the spectral pass covers, and why the others are skipped. */
+export function spectralApplies(t: TensorDiff): string | null {
+  if (t.shape.length !== 2) return '1-D or higher-rank tensor: spectral measures apply to matrices';
+  if (t.module === 'embed') return 'embedding: rows are token lookups, not a linear map (skipped as in the paper)';
+  if (t.module === 'head') return 'output head: skipped as in the paper';
+  if (!isLinearWeight(t.name, t.shape, t.module)) return 'not a linear-layer weight';
+  if (Math.min(t.shape[0], t.shape[1]) < 2) return 'matrix too small for a spectrum';
+  return null;
+}
+
+export function createSpectralPass(backend: ComputeBackend): SpectralPass {
+  return {
+    device: backend.name,
+    async run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<Pick<CheckpointReport, 'verdict' | 'spectralSummary'>> {
+      const todo = tensors.filter((t) => {
+        const why = spectralApplies(t);
+        if (why) t.spectralSkipped = why;
+        return !why;
+      });
+      const results: { t: TensorDiff; r: PairSpectral }[] = [];
+      for (let i = 0; i < todo.length; i++) {
+        opts.signal?.throwIfAborted();
+        const t = todo[i];
+        const pair = await readPair(base.tensors.get(t.name)!, ckpt.tensors.get(t.name)!, opts.settings.eta);
+        const r = await analyzePair(backend, pair, opts.settings);
+        t.spectral = r.spectral;
+        t.verdict = r.verdict;
+        results.push({ t, r });
+        opts.onTensor?.(t);
+        opts.onProgress?.({ phase: 'spectral', tensor: t.name, index: i + 1, total: todo.length, fraction: 0.3 + 0.7 * ((i + 1) / todo.length) });
+      }
+      return summarizeSpectral(results) ?? {};
+    },
+  };
+}

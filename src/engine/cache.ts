@@ -1,0 +1,76 @@
+/**
+ * The result cache on disk, outside any checkpoint folder. Keyed by the identity of every file read
+ * (path, size, mtime, header digest) and the settings, so a rewritten checkpoint or a changed setting
+ * never returns a stale result. Entries are written atomically; a corrupt entry is ignored and recomputed.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { listShardFiles } from '../formats/checkpoint';
+import { SafetensorsFile } from '../formats/safetensors';
+import { writeFileAtomic } from '../report/write';
+import { SCHEMA_VERSION } from '../report/schema';
+import type { JobResult, JobSpec } from './messages';
+
+async function filesOf(p: string): Promise<string[]> {
+  const st = await fsp.stat(p);
+  return st.isFile() ? [p] : (await listShardFiles(p)).paths;
+}
+
+/** The identity of a checkpoint's files: path, size, mtime and header digest of each. */
+export async function checkpointIdentity(p: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const f of await filesOf(p)) {
+    const sf = await SafetensorsFile.open(f);
+    out.push(`${path.resolve(f)}|${sf.identity.size}|${sf.identity.mtimeMs}|${sf.headerHash}`);
+    await sf.close();
+  }
+  return out;
+}
+
+export async function cacheKey(spec: JobSpec): Promise<string> {
+  const paths = spec.kind === 'analyze' ? [spec.base, spec.checkpoint] : [spec.base, ...spec.checkpoints];
+  const ids: string[][] = [];
+  for (const p of paths) ids.push(await checkpointIdentity(p));
+  // The device is not part of the key: CPU and CUDA results agree within the tested tolerance.
+  const rest = { ...spec, device: undefined };
+  return createHash('sha256').update(JSON.stringify({ v: SCHEMA_VERSION, spec: rest, ids })).digest('hex');
+}
+
+export class ResultCache {
+  constructor(readonly dir: string, readonly maxBytes = 512 * 1024 * 1024) {}
+
+  private file(key: string): string {
+    return path.join(this.dir, `${key}.json`);
+  }
+
+  async get(key: string): Promise<JobResult | undefined> {
+    try {
+      const text = await fsp.readFile(this.file(key), 'utf8');
+      const v = JSON.parse(text) as { key?: string; result?: JobResult };
+      if (v.key !== key || !v.result || v.result.schemaVersion !== SCHEMA_VERSION) throw new Error('mismatch');
+      return v.result;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') await fsp.rm(this.file(key), { force: true });
+      return undefined;
+    }
+  }
+
+  async put(key: string, result: JobResult): Promise<void> {
+    await writeFileAtomic(this.file(key), JSON.stringify({ key, result }));
+    await this.evict();
+  }
+
+  /** Oldest entries go first once the cache is over its size limit. */
+  async evict(): Promise<void> {
+    const names = (await fsp.readdir(this.dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'));
+    const stats = await Promise.all(names.map(async (n) => ({ n, st: await fsp.stat(path.join(this.dir, n)).catch(() => undefined) })));
+    const live = stats.filter((s) => s.st).map((s) => ({ n: s.n, size: s.st!.size, t: s.st!.mtimeMs })).sort((a, b) => a.t - b.t);
+    let total = live.reduce((a, s) => a + s.size, 0);
+    for (const s of live) {
+      if (total <= this.maxBytes) break;
+      await fsp.rm(path.join(this.dir, s.n), { force: true });
+      total -= s.size;
+    }
+  }
+}

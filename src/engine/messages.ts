@@ -1,0 +1,31 @@
+/**
+ * The typed message protocol between an engine client (the extension host or the CLI) and the engine
+ * worker process. One request starts one job; the worker answers with progress, partial results,
+ * and exactly one of done / error / cancelled.
+ */
+import type { AnalysisSettings, CheckpointReport, ConsistencyReport, TensorDiff } from '../report/schema';
+import type { DeviceSetting } from '../compute/backend';
+
+export type JobSpec =
+  | { kind: 'analyze'; base: string; checkpoint: string; passes: 'diff' | 'full'; settings: AnalysisSettings; device: DeviceSetting }
+  | { kind: 'compare'; base: string; checkpoints: string[]; labels: string[]; eta: number };
+
+export type JobResult = CheckpointReport | ConsistencyReport;
+
+export type ClientToWorker =
+  | { type: 'start'; jobId: string; spec: JobSpec; cacheDir: string | null }
+  | { type: 'cancel'; jobId: string }
+  | { type: 'shutdown' };
+
+export type WorkerToClient =
+  | { type: 'ready'; pid: number }
+  | { type: 'progress'; jobId: string; phase: string; tensor: string; index: number; total: number; fraction: number }
+  | { type: 'partial'; jobId: string; tensor: TensorDiff }
+  | { type: 'done'; jobId: string; result: JobResult; fromCache: boolean }
+  | { type: 'error'; jobId: string; message: string; problem?: string; file?: string; incomplete: boolean }
+  | { type: 'cancelled'; jobId: string }
+  | { type: 'log'; line: string };
+
+export function isWorkerMessage(m: unknown): m is WorkerToClient {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}

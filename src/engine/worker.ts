@@ -1,0 +1,97 @@
+/**
+ * The engine worker: a separate Node process (forked by the engine client) that runs analyses, so the
+ * extension host never blocks. One job at a time; cancellation aborts at the next chunk or tensor.
+ */
+import type { ClientToWorker, JobResult, JobSpec, WorkerToClient } from './messages';
+import { analyzeCheckpoint } from '../analysis/analyze';
+import { CheckpointFormatError } from '../formats/errors';
+import { ResultCache, cacheKey } from './cache';
+import type { ComputeBackend, DeviceSetting } from '../compute/backend';
+
+process.env.ORT_DISABLE_TELEMETRY = '1';
+
+function send(m: WorkerToClient): void {
+  process.send?.(m);
+}
+
+let backend: { device: DeviceSetting; b: ComputeBackend } | undefined;
+async function backendFor(device: DeviceSetting): Promise<ComputeBackend> {
+  if (backend?.device === device) return backend.b;
+  await backend?.b.dispose();
+  const { createBackend } = await import('../compute/backend');
+  const b = await createBackend({ device, log: (line) => send({ type: 'log', line }) });
+  backend = { device, b };
+  return b;
+}
+
+const running = new Map<string, AbortController>();
+/** Jobs cancelled while still queued behind another. */
+const cancelledBeforeStart = new Set<string>();
+
+async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Promise<void> {
+  const ac = new AbortController();
+  if (cancelledBeforeStart.delete(jobId)) {
+    send({ type: 'cancelled', jobId });
+    return;
+  }
+  running.set(jobId, ac);
+  try {
+    const cache = cacheDir ? new ResultCache(cacheDir) : undefined;
+    const key = cache ? await cacheKey(spec) : '';
+    const hit = cache ? await cache.get(key) : undefined;
+    if (hit) {
+      send({ type: 'done', jobId, result: hit, fromCache: true });
+      return;
+    }
+    let result: JobResult;
+    if (spec.kind === 'analyze') {
+      const spectral = spec.passes === 'full' ? (await import('../analysis/spectral')).createSpectralPass(await backendFor(spec.device)) : undefined;
+      result = await analyzeCheckpoint(spec.base, spec.checkpoint, {
+        settings: spec.settings,
+        passes: spec.passes,
+        spectral,
+        signal: ac.signal,
+        onProgress: (p) => send({ type: 'progress', jobId, ...p }),
+        onTensor: (t) => send({ type: 'partial', jobId, tensor: t }),
+      });
+    } else {
+      const { compareRuns } = await import('../analysis/consistency');
+      result = await compareRuns(spec.base, spec.checkpoints, {
+        eta: spec.eta,
+        labels: spec.labels,
+        signal: ac.signal,
+        onProgress: (p) => send({ type: 'progress', jobId, phase: 'compare', tensor: p.tensor, index: p.index, total: p.total, fraction: p.index / p.total }),
+      });
+    }
+    ac.signal.throwIfAborted();
+    // Only finished, unchanged results are cached: a cancelled or failed job leaves no entry.
+    if (cache) await cache.put(key, result);
+    send({ type: 'done', jobId, result, fromCache: false });
+  } catch (e) {
+    if (ac.signal.aborted) send({ type: 'cancelled', jobId });
+    else if (e instanceof CheckpointFormatError) send({ type: 'error', jobId, message: e.message, problem: e.problem, file: e.file, incomplete: e.looksIncomplete });
+    else send({ type: 'error', jobId, message: (e as Error).message ?? String(e), incomplete: false });
+  } finally {
+    running.delete(jobId);
+  }
+}
+
+let queue: Promise<void> = Promise.resolve();
+
+process.on('message', (m: ClientToWorker) => {
+  if (!m || typeof m !== 'object') return;
+  if (m.type === 'start') {
+    queue = queue.then(() => runJob(m.jobId, m.spec, m.cacheDir));
+  } else if (m.type === 'cancel') {
+    const ac = running.get(m.jobId);
+    if (ac) ac.abort();
+    else cancelledBeforeStart.add(m.jobId);
+  } else if (m.type === 'shutdown') {
+    for (const ac of running.values()) ac.abort();
+    void backend?.b.dispose().finally(() => process.exit(0));
+    if (!backend) process.exit(0);
+  }
+});
+
+process.on('disconnect', () => process.exit(0));
+send({ type: 'ready', pid: process.pid });
