@@ -2,7 +2,7 @@
  * The compute backend: the one narrow door through which heavy numeric work (large matrix products)
  * leaves TypeScript. The analysis code asks for products and Gram matrices; whether they run on the
  * onnxruntime CPU provider, on CUDA, or in the slow TypeScript reference (tests only) is decided here,
- * so CPU and GPU share one code path (see /work/shared/spec/architecture.md).
+ * so CPU and GPU share one code path (see the architecture notes in the README).
  *
  * Everything here is float32 and row-major, like the checkpoints themselves and like the tensors
  * onnxruntime takes without a copy. Precision-sensitive small algebra (QR, eigen, SVD of small
