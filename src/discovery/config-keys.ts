@@ -127,7 +127,7 @@ function readPython(text: string): ConfigKey[] {
   for (let ln = 0; ln < lines.length; ln++) {
     const line = lines[ln];
     if (line.trimStart().startsWith('#')) continue;
-    const re = /(?:^|[(,\s])([A-Za-z_]\w*)\s*=(?!=)\s*("[^"]*"|'[^']*'|[^,)#\n]+)/g;
+    const re = /(?:^|[(,\s])([A-Za-z_]\w*)\s*=(?!=)\s*("[^"]*"|'[^']*'|[^,()#\n]+)/g;
     let m: RegExpExecArray | null;
     while ((m = re.exec(line))) {
       const key = m[1];

@@ -102,8 +102,8 @@ test('config keys from YAML, JSON, Python kwargs and Hydra overrides, with lines
   ]);
   const json = readConfigKeys('{\n  "output_dir": "out/sft",\n  "learning_rate": 1e-05,\n  "peft": {\n    "init_lora_weights": "pissa"\n  }\n}', 'json');
   assert.deepEqual(json.map((k) => [k.path, k.value, k.line]), [['output_dir', 'out/sft', 1], ['learning_rate', '1e-05', 2], ['peft', '', 3], ['peft.init_lora_weights', 'pissa', 4]]);
-  const py = readConfigKeys('cfg = GRPOConfig(\n    output_dir="out/grpo",\n    beta=0.04, learning_rate=1e-6,\n)\n', 'python');
-  assert.deepEqual(py.filter((k) => k.key !== 'cfg').map((k) => [k.key, k.value, k.line]), [['output_dir', 'out/grpo', 1], ['beta', '0.04', 2], ['learning_rate', '1e-6', 2]]);
+  const py = readConfigKeys('cfg = GRPOConfig(\n    output_dir="out/grpo",\n    beta=0.04, learning_rate=1e-6,\n)\nsft = SFTConfig(output_dir="out/sft", bf16=True)\n', 'python');
+  assert.deepEqual(py.map((k) => [k.key, k.value, k.line]), [['cfg', 'GRPOConfig', 0], ['output_dir', 'out/grpo', 1], ['beta', '0.04', 2], ['learning_rate', '1e-6', 2], ['sft', 'SFTConfig', 4], ['output_dir', 'out/sft', 4], ['bf16', 'True', 4]]);
   const sh = readConfigKeys('python3 -m verl.trainer.main_ppo \\\n  actor_rollout_ref.model.path=Qwen/Qwen2.5-0.5B \\\n  algorithm.kl_ctrl.kl_coef=0.001\n', 'shell');
   assert.deepEqual(sh.map((k) => [k.path, k.value, k.line]), [['actor_rollout_ref.model.path', 'Qwen/Qwen2.5-0.5B', 1], ['algorithm.kl_ctrl.kl_coef', '0.001', 2]]);
 });
