@@ -1,0 +1,88 @@
+/**
+ * Wires the extension together: controller (model + engine), tree, commands, CodeLens, panels, status
+ * bar and the file watchers that feed discovery. Nothing heavy happens here: the first scan reads only
+ * safetensors headers, and the engine process starts on the first analysis.
+ */
+import * as vscode from 'vscode';
+import { Controller } from './controller';
+import { Commands } from './commands';
+import { CONFIG_SELECTOR, ConfigLensProvider } from './codelens';
+import { Panels } from './panels';
+import { ANALYSIS_KEYS } from './settings';
+import { EngineStatusBar } from './statusbar';
+import { RunsTree } from './tree';
+
+export class GatescopeApp implements vscode.Disposable {
+  private readonly subs: vscode.Disposable[] = [];
+  private watchers: vscode.Disposable[] = [];
+  readonly controller: Controller;
+
+  constructor(context: vscode.ExtensionContext) {
+    const log = vscode.window.createOutputChannel('Gatescope', { log: true });
+    this.subs.push(log);
+    const c = new Controller(context, log);
+    this.controller = c;
+    const commands = new Commands(c, () => panels);
+    const panels = new Panels(context, c, {
+      analyze: (p) => commands.analyzeFromPanel(p),
+      exportRun: (run, f) => void commands.exportRun(run, f),
+      compareRuns: (base) => void vscode.commands.executeCommand('gatescope.compareRuns', base),
+    });
+    commands.register(context);
+    const tree = new RunsTree(c);
+    const view = vscode.window.createTreeView('gatescope.runs', { treeDataProvider: tree, showCollapseAll: true });
+    const lenses = new ConfigLensProvider(c);
+    this.subs.push(
+      c, panels, tree, view, lenses,
+      vscode.languages.registerCodeLensProvider(CONFIG_SELECTOR, lenses),
+      new EngineStatusBar(c),
+      c.onDidChange(() => void vscode.commands.executeCommand('setContext', 'gatescope.scanned', c.scanned)),
+      vscode.workspace.onDidChangeConfiguration((e) => this.onConfig(e)),
+      vscode.workspace.onDidChangeWorkspaceFolders(() => {
+        this.watch();
+        c.rescanSoon(200);
+      }),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => {
+        c.autoAnalyze();
+      }),
+    );
+    this.watch();
+    // First scan after activation returns: discovery reads headers only, asynchronously.
+    c.rescanSoon(300);
+  }
+
+  /** FileSystemWatchers on the checkpoint patterns of every scanned root feed a debounced re-scan. */
+  private watch(): void {
+    for (const w of this.watchers) w.dispose();
+    this.watchers = [];
+    const patterns = this.controller.config.watchPatterns;
+    const bases: (vscode.WorkspaceFolder | vscode.Uri)[] = [...(vscode.workspace.workspaceFolders ?? []), ...this.controller.extraRoots.map((r) => vscode.Uri.file(r))];
+    for (const base of bases) {
+      for (const p of patterns) {
+        const w = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(base, p));
+        const again = (): void => this.controller.rescanSoon(2000);
+        this.watchers.push(w, w.onDidCreate(again), w.onDidChange(again), w.onDidDelete(again));
+      }
+    }
+  }
+
+  private onConfig(e: vscode.ConfigurationChangeEvent): void {
+    if (!e.affectsConfiguration('gatescope')) return;
+    const c = this.controller;
+    c.reloadSettings();
+    if (e.affectsConfiguration('gatescope.watchPatterns')) this.watch();
+    if (e.affectsConfiguration('gatescope.baseOverrides')) {
+      c.rescanSoon(200);
+      c.invalidateReports();
+    } else if (ANALYSIS_KEYS.some((k) => e.affectsConfiguration(k))) {
+      c.invalidateReports();
+    } else if (e.affectsConfiguration('gatescope.autoAnalyze')) {
+      c.autoAnalyze();
+    }
+  }
+
+  dispose(): void {
+    for (const w of this.watchers) w.dispose();
+    for (const s of this.subs.reverse()) s.dispose();
+  }
+}

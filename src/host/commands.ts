@@ -1,0 +1,319 @@
+/** The `gatescope.*` commands: palette, tree context menus, CodeLens and webview actions. */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { DiscoveredCheckpoint, DiscoveredRun } from '../discovery/scan';
+import { JobCancelledError } from '../engine/client';
+import { reportsToCsv } from '../report/csv';
+import { reportsToMarkdown } from '../report/markdown';
+import { SCHEMA_VERSION, type CheckpointReport } from '../report/schema';
+import type { ExportFormat } from '../protocol/messages';
+import { checkpointLabel, headline } from '../ui-model/tree';
+import type { Controller, Progress } from './controller';
+import type { LensArgs } from './codelens';
+import type { Panels } from './panels';
+import { isNode, type Node } from './tree';
+
+type RunCkpt = { run: DiscoveredRun; ckpt: DiscoveredCheckpoint };
+
+export class Commands {
+  constructor(private readonly c: Controller, private readonly panels: () => Panels) {}
+
+  register(context: vscode.ExtensionContext): void {
+    const reg = (id: string, fn: (...args: unknown[]) => unknown): void => {
+      context.subscriptions.push(vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+        try {
+          await fn(...args);
+        } catch (e) {
+          if (e instanceof JobCancelledError) return;
+          this.c.log.error(`${id}: ${(e as Error).message}`);
+          void vscode.window.showErrorMessage(`Gatescope: ${(e as Error).message}`);
+        }
+      }));
+    };
+    reg('gatescope.analyzeCheckpoint', (a) => this.analyzeCommand(a));
+    reg('gatescope.compareRuns', (a) => this.compareRuns(typeof a === 'string' ? a : undefined, isNode(a) ? a : undefined));
+    reg('gatescope.showDashboard', (a) => this.showDashboard(a));
+    reg('gatescope.showLayerDetail', (a) => this.showLayerDetail(a));
+    reg('gatescope.setBaseModel', (a) => this.setBaseModel(a));
+    reg('gatescope.exportReport', (a, f) => this.exportCommand(a, f));
+    reg('gatescope.cancelAnalysis', () => this.cancel());
+    reg('gatescope.showLog', () => this.c.log.show(true));
+    reg('gatescope.selectDevice', () => this.selectDevice());
+    reg('gatescope.addFolder', () => this.addFolder());
+    reg('gatescope.refresh', () => this.c.rescan());
+    reg('gatescope.explainLens', (a) => this.explainLens(a));
+  }
+
+  // ---- pickers ---------------------------------------------------------------------------------
+
+  private async ensureScanned(): Promise<void> {
+    if (!this.c.scanned) await this.c.rescan();
+  }
+
+  private async pickRun(placeHolder: string, filter: (r: DiscoveredRun) => boolean = () => true): Promise<DiscoveredRun | undefined> {
+    await this.ensureScanned();
+    const runs = this.c.runs.filter(filter);
+    if (runs.length === 0) {
+      const pick = await vscode.window.showWarningMessage('Gatescope found no matching run in this workspace.', 'Add Folder...');
+      if (pick) await this.addFolder();
+      return undefined;
+    }
+    if (runs.length === 1) return runs[0];
+    const item = await vscode.window.showQuickPick(runs.map((r) => ({ label: r.name, description: `${r.checkpoints.length} checkpoint(s)`, detail: r.root, run: r })), { placeHolder });
+    return item?.run;
+  }
+
+  private async pickCheckpoint(run: DiscoveredRun, placeHolder: string, filter: (c: DiscoveredCheckpoint) => boolean): Promise<DiscoveredCheckpoint | undefined> {
+    const list = run.checkpoints.filter(filter);
+    if (list.length === 0) {
+      void vscode.window.showWarningMessage(`Gatescope: no matching checkpoint in ${run.name}.`);
+      return undefined;
+    }
+    if (list.length === 1) return list[0];
+    const item = await vscode.window.showQuickPick(
+      [...list].reverse().map((c) => {
+        const r = this.c.report(c.path);
+        return { label: checkpointLabel(c), description: r ? headline(r) : c.state, detail: c.path, ckpt: c };
+      }),
+      { placeHolder },
+    );
+    return item?.ckpt;
+  }
+
+  private runOf(a: unknown): DiscoveredRun | undefined {
+    if (typeof a === 'string') return this.c.findRun(a) ?? this.c.locate(a)?.run;
+    if (isNode(a) && a.kind !== 'info') return this.c.findRun(a.run.id) ?? a.run;
+    return undefined;
+  }
+
+  private async resolveCheckpoint(a: unknown, filter: (c: DiscoveredCheckpoint) => boolean, placeHolder: string): Promise<RunCkpt | undefined> {
+    if (typeof a === 'string') {
+      const loc = this.c.locate(a);
+      if (loc) return loc;
+    }
+    if (isNode(a) && (a.kind === 'checkpoint' || a.kind === 'module' || a.kind === 'tensor')) return this.c.locate(a.ckpt.path) ?? { run: a.run, ckpt: a.ckpt };
+    const run = this.runOf(a) ?? (await this.pickRun('Which run?', (r) => r.checkpoints.some(filter)));
+    if (!run) return undefined;
+    const ckpt = await this.pickCheckpoint(run, placeHolder, filter);
+    return ckpt ? { run, ckpt } : undefined;
+  }
+
+  // ---- analysis --------------------------------------------------------------------------------
+
+  private async analyzeCommand(a: unknown): Promise<void> {
+    const loc = await this.resolveCheckpoint(a, (c) => c.state === 'complete', 'Analyse which checkpoint against its base?');
+    if (!loc) return;
+    let { run } = loc;
+    if (!run.base.resolved) {
+      const choice = await vscode.window.showWarningMessage(`Gatescope: no base model for ${run.name}. ${run.base.problem ?? ''}`, 'Set Base Model...');
+      if (!choice) return;
+      const updated = await this.setBaseModel(run);
+      if (!updated?.base.resolved) return;
+      run = updated;
+    }
+    await this.analyzeWithProgress(run, run.checkpoints.find((c) => c.path === loc.ckpt.path) ?? loc.ckpt);
+  }
+
+  /** The webview's "Analyse" button. */
+  analyzeFromPanel(checkpoint: string): void {
+    const loc = this.c.locate(checkpoint);
+    if (loc) void this.analyzeWithProgress(loc.run, loc.ckpt).catch((e: unknown) => {
+      if (!(e instanceof JobCancelledError)) void vscode.window.showErrorMessage(`Gatescope: ${(e as Error).message}`);
+    });
+  }
+
+  private async analyzeWithProgress(run: DiscoveredRun, ckpt: DiscoveredCheckpoint): Promise<CheckpointReport | undefined> {
+    const title = `Gatescope: analysing ${run.name} ${checkpointLabel(ckpt)}`;
+    const report = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
+      const ac = new AbortController();
+      token.onCancellationRequested(() => ac.abort());
+      let shown = 0;
+      const onProgress = (p: Progress): void => {
+        const now = Math.round(p.fraction * 100);
+        if (now > shown) {
+          progress.report({ increment: now - shown, message: `${p.phase} ${now}%` });
+          shown = now;
+        }
+      };
+      return this.c.analyze(run, ckpt, { onProgress, signal: ac.signal });
+    });
+    const pick = await vscode.window.showInformationMessage(`Gatescope: ${run.name} ${checkpointLabel(ckpt)}: ${headline(report)}.`, 'Open Dashboard');
+    if (pick) this.panels().showDashboard(run.id, ckpt.path);
+    return report;
+  }
+
+  private async compareRuns(baseArg?: string, node?: Node): Promise<void> {
+    await this.ensureScanned();
+    const byBase = new Map<string, DiscoveredRun[]>();
+    for (const r of this.c.runs) {
+      if (!r.base.resolved || !r.checkpoints.some((c) => c.state === 'complete')) continue;
+      const list = byBase.get(r.base.resolved) ?? [];
+      list.push(r);
+      byBase.set(r.base.resolved, list);
+    }
+    let base = baseArg && byBase.has(baseArg) ? baseArg : node && node.kind !== 'info' ? node.run.base.resolved ?? undefined : undefined;
+    if (!base || !byBase.has(base)) {
+      const bases = [...byBase.keys()];
+      if (bases.length === 0) {
+        void vscode.window.showWarningMessage('Gatescope: comparing runs needs complete checkpoints of runs that share a base model.');
+        return;
+      }
+      base = bases.length === 1 ? bases[0] : (await vscode.window.showQuickPick(bases.map((b) => ({ label: path.basename(b), description: byBase.get(b)!.map((r) => r.name).join(', '), detail: b, b })), { placeHolder: 'Compare the runs of which base model?' }))?.b;
+      if (!base) return;
+    }
+    const runs = byBase.get(base)!;
+    const items = runs.flatMap((r) => {
+      const complete = r.checkpoints.filter((c) => c.state === 'complete' && c.path !== base);
+      return complete.map((c, i) => ({ label: `${r.name} ${checkpointLabel(c)}`, detail: c.path, picked: i === complete.length - 1, path: c.path, labelShort: `${r.name}${c.step !== null ? `@${c.step}` : ''}` }));
+    });
+    const picked = await vscode.window.showQuickPick(items, { canPickMany: true, placeHolder: 'Compare which checkpoints (two or more)? Their changed masks are compared entry by entry (M2, M3).' });
+    if (!picked) return;
+    if (picked.length < 2) {
+      void vscode.window.showWarningMessage('Gatescope: pick at least two checkpoints to compare.');
+      return;
+    }
+    const b = base;
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Gatescope: comparing ${picked.length} checkpoints`, cancellable: true }, async (progress, token) => {
+      const ac = new AbortController();
+      token.onCancellationRequested(() => ac.abort());
+      let shown = 0;
+      await this.c.compare(b, picked.map((p) => p.path), picked.map((p) => p.labelShort), (p) => {
+        const now = Math.round(p.fraction * 100);
+        if (now > shown) {
+          progress.report({ increment: now - shown });
+          shown = now;
+        }
+      }, ac.signal);
+    });
+    this.panels().showCompare(b);
+  }
+
+  private cancel(): void {
+    const n = this.c.cancelAll();
+    void vscode.window.showInformationMessage(n ? `Gatescope: cancelled ${n} job(s).` : 'Gatescope: nothing is running.');
+  }
+
+  // ---- views -----------------------------------------------------------------------------------
+
+  private async showDashboard(a: unknown): Promise<void> {
+    const run = this.runOf(a) ?? (await this.pickRun('Show the dashboard of which run?'));
+    if (!run) return;
+    const ckpt = isNode(a) && a.kind === 'checkpoint' ? a.ckpt.path : typeof a === 'string' && this.c.locate(a) ? a : null;
+    this.panels().showDashboard(run.id, ckpt);
+  }
+
+  private async showLayerDetail(a: unknown): Promise<void> {
+    if (isNode(a) && a.kind === 'tensor' && a.tensor.layer !== null) {
+      this.panels().showLayer(a.run.id, a.ckpt.path, a.tensor.layer, a.tensor.name);
+      return;
+    }
+    const loc = await this.resolveCheckpoint(a, (c) => this.c.report(c.path) !== undefined, 'Show a layer of which analysed checkpoint?');
+    if (!loc) return;
+    const report = this.c.report(loc.ckpt.path)!;
+    const layers = [...new Set(report.tensors.map((t) => t.layer).filter((l): l is number => l !== null))].sort((x, y) => x - y);
+    if (layers.length === 0) {
+      void vscode.window.showWarningMessage('Gatescope: this checkpoint has no layered tensors.');
+      return;
+    }
+    const pick = await vscode.window.showQuickPick(layers.map((l) => {
+      const g = report.summary.byLayer[String(l)];
+      return { label: `layer ${l}`, description: g ? `${(g.unchanged * 100).toFixed(1)}% unchanged` : '', l };
+    }), { placeHolder: 'Which layer?' });
+    if (pick) this.panels().showLayer(loc.run.id, loc.ckpt.path, pick.l, null);
+  }
+
+  // ---- settings-backed actions -----------------------------------------------------------------
+
+  /** Stores a base override for the run in `gatescope.baseOverrides` and rescans. Returns the updated run. */
+  async setBaseModel(a: unknown): Promise<DiscoveredRun | undefined> {
+    const run = this.runOf(a) ?? (await this.pickRun('Set the base model of which run?'));
+    if (!run) return undefined;
+    const known = this.c.runs.flatMap((r) => r.checkpoints.filter((c) => c.state === 'complete' && r.id !== run.id).map((c) => ({ label: `${r.name} ${checkpointLabel(c)}`, detail: c.path, p: c.path as string | null })));
+    const browse = { label: '$(folder-opened) Browse...', detail: 'A model folder (safetensors, sharded or not) or one .safetensors file', p: null as string | null };
+    const pick = await vscode.window.showQuickPick([browse, ...known], { placeHolder: `Base model of ${run.name}` });
+    if (!pick) return undefined;
+    let chosen = pick.p;
+    if (!chosen) {
+      const uris = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, openLabel: 'Use as Base Model', filters: { 'Model folder or safetensors': ['safetensors', 'json'] } });
+      if (!uris?.[0]) return undefined;
+      chosen = uris[0].fsPath;
+      if (path.basename(chosen).endsWith('.json')) chosen = path.dirname(chosen);
+    }
+    const root = this.c.roots.filter((r) => run.root === r || run.root.startsWith(r + path.sep)).sort((x, y) => y.length - x.length)[0];
+    const rel = root ? path.relative(root, chosen) : chosen;
+    const value = root && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel.split(path.sep).join('/') || '.' : chosen;
+    const cfg = vscode.workspace.getConfiguration('gatescope');
+    const current = { ...(cfg.get<Record<string, string>>('baseOverrides') ?? {}) };
+    current[run.name] = value;
+    const target = vscode.workspace.workspaceFolders?.length ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global;
+    await cfg.update('baseOverrides', current, target);
+    this.c.reloadSettings();
+    await this.c.rescan();
+    this.c.invalidateReports();
+    const updated = this.c.findRun(run.id);
+    if (updated && !updated.base.resolved) void vscode.window.showWarningMessage(`Gatescope: ${updated.base.problem ?? 'that base could not be read'}`);
+    return updated;
+  }
+
+  private async selectDevice(): Promise<void> {
+    const cur = this.c.config.device;
+    const items = [
+      { label: 'auto', description: 'CUDA when it works, else the CPU (logged once)' },
+      { label: 'cpu', description: 'onnxruntime on the CPU' },
+      { label: 'cuda', description: 'onnxruntime on an NVIDIA GPU; fails clearly when CUDA is unusable' },
+    ].map((i) => ({ ...i, picked: i.label === cur, label: i.label === cur ? `$(check) ${i.label}` : i.label, value: i.label }));
+    const pick = await vscode.window.showQuickPick(items, { placeHolder: `Compute device for the spectral pass (now: ${cur})` });
+    if (pick) await vscode.workspace.getConfiguration('gatescope').update('device', pick.value, vscode.ConfigurationTarget.Global);
+  }
+
+  private async addFolder(): Promise<void> {
+    const uris = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Scan for Checkpoints' });
+    if (uris?.[0]) await this.c.addRoot(uris[0].fsPath);
+  }
+
+  private async explainLens(a: unknown): Promise<void> {
+    if (typeof a !== 'object' || a === null) return;
+    const l = a as Partial<LensArgs>;
+    if (typeof l.title !== 'string' || typeof l.detail !== 'string') return;
+    const runId = typeof l.runId === 'string' && this.c.findRun(l.runId) ? l.runId : null;
+    const actions = runId ? ['Open Dashboard'] : [];
+    const show = l.severity === 'warning' ? vscode.window.showWarningMessage : vscode.window.showInformationMessage;
+    const pick = await show(`${l.title.replace(/^Gatescope: /, '')}. ${l.detail}`, ...actions);
+    if (pick && runId) this.panels().showDashboard(runId);
+  }
+
+  // ---- export ----------------------------------------------------------------------------------
+
+  private async exportCommand(a: unknown, f: unknown): Promise<void> {
+    const run = this.runOf(a) ?? (await this.pickRun('Export the reports of which run?', (r) => this.c.reports(r).length > 0));
+    if (!run) return;
+    const format = f === 'json' || f === 'csv' || f === 'md' ? f : (await vscode.window.showQuickPick([
+      { label: 'Markdown', value: 'md' as const }, { label: 'CSV', value: 'csv' as const }, { label: 'JSON', value: 'json' as const },
+    ], { placeHolder: 'Export format' }))?.value;
+    if (format) await this.exportRun(run, format);
+  }
+
+  async exportRun(run: DiscoveredRun, format: ExportFormat): Promise<void> {
+    const reports = this.c.reports(run);
+    if (reports.length === 0) {
+      void vscode.window.showWarningMessage(`Gatescope: ${run.name} has no analysed checkpoint to export.`);
+      return;
+    }
+    const text = format === 'csv' ? reportsToCsv(reports) : format === 'md' ? reportsToMarkdown(reports) : JSON.stringify({ schemaVersion: SCHEMA_VERSION, kind: 'gatescope.report-set', reports }, null, 2) + '\n';
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(run.root));
+    const name = `gatescope-${run.name.replace(/[^\w.-]+/g, '_')}.${format}`;
+    const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.joinPath(folder, name), filters: { [format.toUpperCase()]: [format] }, saveLabel: 'Export Report' });
+    if (!uri) return;
+    const target = path.resolve(uri.fsPath);
+    // Nothing is ever written inside a checkpoint folder.
+    const inside = this.c.runs.flatMap((r) => r.checkpoints).find((c) => !c.path.endsWith('.safetensors') && (target === c.path || target.startsWith(path.resolve(c.path) + path.sep)));
+    if (inside) {
+      void vscode.window.showErrorMessage(`Gatescope: refusing to write inside the checkpoint folder ${inside.path}.`);
+      return;
+    }
+    await fsp.writeFile(target, text, 'utf8');
+    const pick = await vscode.window.showInformationMessage(`Gatescope: exported ${reports.length} report(s) to ${path.basename(target)}.`, 'Open');
+    if (pick) await vscode.window.showTextDocument(uri);
+  }
+}

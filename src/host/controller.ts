@@ -1,0 +1,349 @@
+/**
+ * The extension's model: discovered runs (from src/discovery), the state of every checkpoint's analysis,
+ * and the background engine that computes them. The host never computes a number itself: every report
+ * comes from the engine worker process (src/engine/client.ts), which keeps its own cache on disk.
+ */
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { scanFolder, type DiscoveredCheckpoint, type DiscoveredRun } from '../discovery/scan';
+import { EngineClient, EngineJobError, JobCancelledError, type EngineState } from '../engine/client';
+import { ResultCache } from '../engine/cache';
+import type { CheckpointReport, ConsistencyReport } from '../report/schema';
+import type { JobState } from '../ui-model/tree';
+import { readSettings, type GatescopeSettings } from './settings';
+
+const EXTRA_ROOTS_KEY = 'gatescope.extraRoots';
+const RETRY_INCOMPLETE_MS = 20_000;
+
+export interface Progress {
+  fraction: number;
+  phase: string;
+}
+
+export interface CurrentJob {
+  label: string;
+  checkpoint: string | null;
+  fraction: number;
+}
+
+export class Controller implements vscode.Disposable {
+  readonly engine: EngineClient;
+  runs: DiscoveredRun[] = [];
+  scanned = false;
+  scanning = false;
+  /** Consistency reports by base path. */
+  readonly consistency = new Map<string, ConsistencyReport>();
+  current: CurrentJob | null = null;
+  private settings: GatescopeSettings;
+  private readonly jobs = new Map<string, JobState>();
+  private readonly analysedMtime = new Map<string, number>();
+  private readonly aborts = new Map<string, AbortController>();
+  private readonly runQueues = new Map<string, Promise<unknown>>();
+  private readonly emitter = new vscode.EventEmitter<void>();
+  readonly onDidChange = this.emitter.event;
+  private rescanTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private scanAgain = false;
+  private disposed = false;
+
+  constructor(private readonly context: vscode.ExtensionContext, readonly log: vscode.LogOutputChannel) {
+    this.settings = readSettings();
+    const storage = context.globalStorageUri.fsPath;
+    this.engine = new EngineClient({
+      workerPath: context.asAbsolutePath(path.join('dist', 'worker.js')),
+      // The cache lives in the extension's global storage, never inside a checkpoint folder.
+      cacheDir: path.join(storage, 'cache'),
+      log: (line) => log.info(line),
+      onRestart: (reason) => {
+        log.warn(`engine restarted: ${reason}`);
+        void vscode.window.showWarningMessage(`Gatescope: ${reason}; the engine was restarted and the job re-queued.`);
+      },
+      maxMemoryMb: this.settings.maxMemoryMB,
+    });
+  }
+
+  get config(): GatescopeSettings {
+    return this.settings;
+  }
+
+  reloadSettings(): void {
+    this.settings = readSettings();
+  }
+
+  get trusted(): boolean {
+    return vscode.workspace.isTrusted;
+  }
+
+  get autoAnalyzeEnabled(): boolean {
+    return this.trusted && this.settings.autoAnalyze;
+  }
+
+  onEngineState(fn: (s: EngineState) => void): vscode.Disposable {
+    const d = this.engine.onDidChangeState(fn);
+    return new vscode.Disposable(() => d.dispose());
+  }
+
+  private changed(): void {
+    if (!this.disposed) this.emitter.fire();
+  }
+
+  // ---- roots and discovery -------------------------------------------------------------------
+
+  get extraRoots(): string[] {
+    const v = this.context.workspaceState.get<unknown>(EXTRA_ROOTS_KEY, []);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  }
+
+  get roots(): string[] {
+    const ws = (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath);
+    return [...new Set([...ws, ...this.extraRoots])];
+  }
+
+  async addRoot(dir: string): Promise<void> {
+    const roots = this.extraRoots;
+    if (!roots.includes(dir)) await this.context.workspaceState.update(EXTRA_ROOTS_KEY, [...roots, dir]);
+    await this.rescan();
+  }
+
+  rescanSoon(delayMs = 1500): void {
+    if (this.rescanTimer) clearTimeout(this.rescanTimer);
+    this.rescanTimer = setTimeout(() => {
+      this.rescanTimer = undefined;
+      void this.rescan();
+    }, delayMs);
+  }
+
+  async rescan(): Promise<void> {
+    if (this.scanning) {
+      this.scanAgain = true;
+      return;
+    }
+    this.scanning = true;
+    this.changed();
+    try {
+      do {
+        this.scanAgain = false;
+        const runs = new Map<string, DiscoveredRun>();
+        for (const root of this.roots) {
+          try {
+            const r = await scanFolder(root, { baseOverrides: this.settings.baseOverrides });
+            for (const w of r.warnings) this.log.warn(`scan: ${w}`);
+            for (const run of r.runs) if (!runs.has(run.id)) runs.set(run.id, run);
+          } catch (e) {
+            this.log.error(`scan of ${root} failed: ${(e as Error).message}`);
+          }
+        }
+        this.runs = [...runs.values()].sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }));
+        this.forgetRewritten();
+      } while (this.scanAgain && !this.disposed);
+    } finally {
+      this.scanning = false;
+      this.scanned = true;
+      this.changed();
+    }
+    this.autoAnalyze();
+    this.scheduleRetry();
+  }
+
+  /** A checkpoint rewritten since it was analysed is analysed again. */
+  private forgetRewritten(): void {
+    for (const run of this.runs) {
+      for (const c of run.checkpoints) {
+        const seen = this.analysedMtime.get(c.path);
+        if (seen !== undefined && seen !== c.mtimeMs && !this.aborts.has(c.path)) {
+          this.jobs.delete(c.path);
+          this.analysedMtime.delete(c.path);
+        }
+      }
+    }
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || !this.autoAnalyzeEnabled) return;
+    const waiting = this.runs.some((r) => r.checkpoints.some((c) => c.state === 'incomplete'));
+    if (!waiting) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.rescan();
+    }, RETRY_INCOMPLETE_MS);
+  }
+
+  findRun(id: string): DiscoveredRun | undefined {
+    return this.runs.find((r) => r.id === id);
+  }
+
+  locate(checkpoint: string): { run: DiscoveredRun; ckpt: DiscoveredCheckpoint } | undefined {
+    for (const run of this.runs) {
+      const ckpt = run.checkpoints.find((c) => c.path === checkpoint);
+      if (ckpt) return { run, ckpt };
+    }
+    return undefined;
+  }
+
+  /** Runs whose checkpoints can be analysed (they have a base and are not only a base). */
+  get trainingRuns(): DiscoveredRun[] {
+    return this.runs.filter((r) => r.base.resolved !== null || r.baseOf.length === 0);
+  }
+
+  // ---- analysis state ------------------------------------------------------------------------
+
+  job(checkpoint: string): JobState {
+    return this.jobs.get(checkpoint) ?? { kind: 'none' };
+  }
+
+  report(checkpoint: string): CheckpointReport | undefined {
+    const j = this.jobs.get(checkpoint);
+    return j?.kind === 'done' ? j.report : undefined;
+  }
+
+  /** The run's analysed reports, in step order. */
+  reports(run: DiscoveredRun): CheckpointReport[] {
+    return run.checkpoints.map((c) => this.report(c.path)).filter((r): r is CheckpointReport => r !== undefined);
+  }
+
+  private setJob(checkpoint: string, state: JobState): void {
+    this.jobs.set(checkpoint, state);
+    this.changed();
+  }
+
+  /** Drops the shown reports (after a settings change): they are recomputed, mostly from the engine's cache. */
+  invalidateReports(): void {
+    for (const [p, j] of this.jobs) if (j.kind === 'done' || j.kind === 'error') this.jobs.delete(p);
+    this.analysedMtime.clear();
+    this.changed();
+    this.autoAnalyze();
+  }
+
+  autoAnalyze(): void {
+    if (!this.autoAnalyzeEnabled) return;
+    for (const run of this.runs) {
+      if (!run.base.resolved) continue;
+      for (const c of run.checkpoints) {
+        if (c.state !== 'complete' || path.resolve(c.path) === path.resolve(run.base.resolved)) continue;
+        if (this.job(c.path).kind !== 'none') continue;
+        this.analyze(run, c, { auto: true }).catch(() => undefined);
+      }
+    }
+  }
+
+  /**
+   * Analyses one checkpoint against its run's base in the engine. Jobs of one run run one at a time,
+   * in the order asked. A checkpoint already queued or running returns the same promise.
+   */
+  analyze(run: DiscoveredRun, ckpt: DiscoveredCheckpoint, opts: { auto?: boolean; onProgress?: (p: Progress) => void; signal?: AbortSignal; base?: string } = {}): Promise<CheckpointReport> {
+    const base = opts.base ?? run.base.resolved;
+    if (!base) return Promise.reject(new Error(`no base model for run ${run.name}: use "Gatescope: Set Base Model for Run"`));
+    if (ckpt.state !== 'complete') return Promise.reject(new Error(`${ckpt.path} is ${ckpt.state}${ckpt.reason ? `: ${ckpt.reason}` : ''}`));
+    const ac = new AbortController();
+    this.aborts.get(ckpt.path)?.abort();
+    this.aborts.set(ckpt.path, ac);
+    opts.signal?.addEventListener('abort', () => ac.abort(), { once: true });
+    this.setJob(ckpt.path, { kind: 'queued' });
+    const label = `${run.name} ${ckpt.step !== null ? `step ${ckpt.step}` : path.basename(ckpt.path)}`;
+    const s = this.settings;
+    const prev = this.runQueues.get(run.id) ?? Promise.resolve();
+    const job = prev.then(async (): Promise<CheckpointReport> => {
+      if (ac.signal.aborted) throw new JobCancelledError();
+      this.setJob(ckpt.path, { kind: 'running', fraction: 0 });
+      this.current = { label, checkpoint: ckpt.path, fraction: 0 };
+      this.log.info(`analysing ${ckpt.path} against ${base} (${s.passes}, k=${s.analysis.k}, device ${s.device})${opts.auto ? ' [auto]' : ''}`);
+      const { result, fromCache } = await this.engine.run(
+        { kind: 'analyze', base, checkpoint: ckpt.path, passes: s.passes, settings: s.analysis, device: s.device },
+        {
+          onProgress: (p) => {
+            this.current = { label, checkpoint: ckpt.path, fraction: p.fraction };
+            this.setJob(ckpt.path, { kind: 'running', fraction: p.fraction, phase: p.phase });
+            opts.onProgress?.({ fraction: p.fraction, phase: p.phase });
+          },
+        },
+        ac.signal,
+      );
+      if (result.kind !== 'gatescope.checkpoint-report') throw new Error('the engine returned an unexpected result');
+      this.log.info(`done ${ckpt.path}${fromCache ? ' (from cache)' : ` in ${(result.durationMs / 1000).toFixed(1)} s`}`);
+      this.analysedMtime.set(ckpt.path, ckpt.mtimeMs);
+      this.setJob(ckpt.path, { kind: 'done', report: result, fromCache });
+      if (!fromCache) void this.trimCache();
+      return result;
+    });
+    const settled = job.then(
+      () => undefined,
+      (e: unknown) => {
+        if (e instanceof JobCancelledError || ac.signal.aborted) {
+          this.setJob(ckpt.path, { kind: 'cancelled' });
+        } else if (e instanceof EngineJobError && e.incomplete) {
+          // Still being written: forget the attempt, the next scan retries it.
+          this.log.info(`${ckpt.path} is not complete yet (${e.message}); retrying later`);
+          this.jobs.delete(ckpt.path);
+          this.changed();
+          this.scheduleRetry();
+        } else {
+          const msg = (e as Error).message ?? String(e);
+          this.log.error(`analysis of ${ckpt.path} failed: ${msg}`);
+          this.setJob(ckpt.path, { kind: 'error', message: msg });
+        }
+      },
+    ).finally(() => {
+      if (this.aborts.get(ckpt.path) === ac) this.aborts.delete(ckpt.path);
+      if (this.current?.checkpoint === ckpt.path) this.current = null;
+      this.changed();
+    });
+    this.runQueues.set(run.id, settled);
+    return job;
+  }
+
+  async compare(base: string, checkpoints: string[], labels: string[], onProgress?: (p: Progress) => void, signal?: AbortSignal): Promise<ConsistencyReport> {
+    const ac = new AbortController();
+    const key = `compare:${base}`;
+    this.aborts.set(key, ac);
+    signal?.addEventListener('abort', () => ac.abort(), { once: true });
+    this.current = { label: `comparing ${labels.length} runs`, checkpoint: null, fraction: 0 };
+    this.changed();
+    try {
+      this.log.info(`comparing ${labels.join(', ')} against ${base}`);
+      const { result } = await this.engine.run(
+        { kind: 'compare', base, checkpoints, labels, eta: this.settings.analysis.eta },
+        {
+          onProgress: (p) => {
+            this.current = { label: `comparing ${labels.length} runs`, checkpoint: null, fraction: p.fraction };
+            this.changed();
+            onProgress?.({ fraction: p.fraction, phase: p.phase });
+          },
+        },
+        ac.signal,
+      );
+      if (result.kind !== 'gatescope.consistency-report') throw new Error('the engine returned an unexpected result');
+      this.consistency.set(base, result);
+      return result;
+    } finally {
+      this.aborts.delete(key);
+      this.current = null;
+      this.changed();
+    }
+  }
+
+  /** Cancels every queued and running job. */
+  cancelAll(): number {
+    const n = this.aborts.size;
+    for (const ac of this.aborts.values()) ac.abort();
+    this.engine.cancelAll();
+    return n;
+  }
+
+  private async trimCache(): Promise<void> {
+    try {
+      const cache = new ResultCache(path.join(this.context.globalStorageUri.fsPath, 'cache'), this.settings.cacheSizeLimitMB * 1024 * 1024);
+      await cache.evict();
+    } catch (e) {
+      this.log.warn(`cache trim failed: ${(e as Error).message}`);
+    }
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    if (this.rescanTimer) clearTimeout(this.rescanTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const ac of this.aborts.values()) ac.abort();
+    this.emitter.dispose();
+    void this.engine.dispose();
+  }
+}
