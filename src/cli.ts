@@ -21,21 +21,30 @@ const HELP = `gatescope ${VERSION}: weight-level diagnostics of RL and SFT train
 Usage:
   gatescope scan DIR [--json FILE]
       List the runs and checkpoints under DIR, their state and their base model.
-  gatescope diff BASE CKPT... [--json FILE] [--csv FILE] [--eta 1e-3] [--no-layers]
+  gatescope diff BASE CKPT... [--json FILE] [--csv FILE] [--html FILE] [--eta 1e-3] [--no-layers]
       M1 update sparsity (bf16-exact), M4 row/column ratios and Gate I/III probes of each
       checkpoint against BASE. BASE and CKPT are checkpoint folders (plain or sharded) or .safetensors files.
 
-  gatescope analyze BASE CKPT... [--k 64] [--alpha 0.5] [--device auto|cpu|cuda] [--json F] [--md F]
+  gatescope analyze BASE CKPT... [--k 64] [--alpha 0.5] [--device auto|cpu|cuda] [--json F] [--md F] [--html F]
       The whole Three-Gate report: the diff pass plus the spectral pass (M5 principal angles,
       M6 spectral drift, M7 principal/low-magnitude overlaps, M8 off-principal energy) and the
       regime verdict per tensor and per checkpoint.
   gatescope compare BASE RUN_A RUN_B... [--json F]
       M2 Jaccard of changed masks across runs from one base (with the random baseline) and the
       M3 consensus maps. Each RUN is a checkpoint (or a run folder: its last complete checkpoint).
+  gatescope scramble BASE --layers 20,25 [--rotate] [--hadamard] [--permute] [--seed S] --out DIR
+      Write a NEW checkpoint folder in which the chosen layers are scrambled without changing the
+      function: per-KV-head orthogonal rotation of v_proj/o_proj (Haar-random, or --hadamard) and/or a
+      consistent permutation of heads across q/k/v/o (Gate II test). Details in DIR/SCRAMBLE.json.
+  gatescope mask BASE [--kind union|low|nonprincipal|principal] [--alpha 0.5] [--k 64] [--all-modules]
+                 [--device auto|cpu|cuda] [--json F] --out FILE.safetensors
+      Export sparse-RL masks (U8 0/1, one per linear weight; docs/sparse-rl-masks.md): principal = top
+      alpha of |rank-k W0|, low = bottom alpha of |W0|, union = low or not principal (default).
 
 Options:
   --json FILE   write the versioned JSON report (docs/report-schema.md)
   --csv FILE    write one row per tensor
+  --html FILE   write one self-contained HTML page (inline SVG charts, no scripts, no network)
   --quiet       no progress on stderr
   -h, --help    this text
 Exit codes: 0 ok, 1 analysis error, 2 usage error.`;
@@ -138,7 +147,8 @@ async function cmdDiff(p: Parsed): Promise<number> {
   const settings = settingsFromFlags(p);
   const json = stringFlag(p, '--json');
   const csv = stringFlag(p, '--csv');
-  for (const out of [json, csv]) if (out) assertOutsideCheckpoints(out, p.positionals);
+  const html = stringFlag(p, '--html');
+  for (const out of [json, csv, html]) if (out) assertOutsideCheckpoints(out, p.positionals);
   const reports: CheckpointReport[] = [];
   for (const c of ckpts) {
     const report = await analyzeCheckpoint(base, c, { settings, passes: 'diff', onProgress: progressPrinter(p.flags.has('--quiet'), path.basename(c)) });
@@ -148,6 +158,7 @@ async function cmdDiff(p: Parsed): Promise<number> {
   }
   if (json) await writeFileAtomic(json, JSON.stringify(reports.length === 1 ? reports[0] : { schemaVersion: SCHEMA_VERSION, kind: 'gatescope.report-set', reports }, null, 2));
   if (csv) await writeFileAtomic(csv, reportsToCsv(reports));
+  if (html) await writeHtml(html, reports);
   return 0;
 }
 
@@ -158,7 +169,8 @@ async function cmdAnalyze(p: Parsed): Promise<number> {
   const device = deviceFlag(p);
   const json = stringFlag(p, '--json');
   const md = stringFlag(p, '--md');
-  for (const out of [json, md]) if (out) assertOutsideCheckpoints(out, p.positionals);
+  const html = stringFlag(p, '--html');
+  for (const out of [json, md, html]) if (out) assertOutsideCheckpoints(out, p.positionals);
   const { createBackend } = await import('./compute/backend');
   const { createSpectralPass } = await import('./analysis/spectral');
   const backend = await createBackend({ device, log: (line) => console.error(`gatescope: ${line}`) });
@@ -179,7 +191,14 @@ async function cmdAnalyze(p: Parsed): Promise<number> {
     const { reportsToMarkdown } = await import('./report/markdown');
     await writeFileAtomic(md, reportsToMarkdown(reports));
   }
+  if (html) await writeHtml(html, reports);
   return 0;
+}
+
+/** The self-contained HTML report (no scripts, no network), for sharing. */
+async function writeHtml(file: string, reports: CheckpointReport[]): Promise<void> {
+  const { reportsToHtml } = await import('./report/html');
+  await writeFileAtomic(file, reportsToHtml(reports));
 }
 
 function deviceFlag(p: Parsed): DeviceSetting {
@@ -217,7 +236,14 @@ async function cmdCompare(p: Parsed): Promise<number> {
 }
 
 export type Command = (p: Parsed) => Promise<number>;
-const COMMANDS: Record<string, Command> = { scan: cmdScan, diff: cmdDiff, analyze: cmdAnalyze, compare: cmdCompare };
+const COMMANDS: Record<string, Command> = {
+  scan: cmdScan,
+  diff: cmdDiff,
+  analyze: cmdAnalyze,
+  compare: cmdCompare,
+  scramble: async (p) => (await import('./transform/commands')).cmdScramble(p),
+  mask: async (p) => (await import('./transform/commands')).cmdMask(p),
+};
 
 /** Other modules add commands (analyze, compare, ...) here; keeps this file about argument handling. */
 export function registerCommand(name: string, fn: Command): void {
