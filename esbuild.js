@@ -18,6 +18,7 @@ const nodeBundles = [
   { entryPoints: ['src/engine/worker.ts'], outfile: 'dist/worker.js', external: ['onnxruntime-node'] },
   { entryPoints: ['src/cli.ts'], outfile: 'dist/cli.js', external: ['onnxruntime-node'] },
   { entryPoints: ['scripts/make-synthetic-run.ts'], outfile: 'dist/make-synthetic-run.js' },
+  { entryPoints: ['scripts/bench.ts'], outfile: 'dist/bench.js', external: ['onnxruntime-node'] },
 ].map((b) => ({ ...common, ...b, platform: 'node', target: 'node20', format: 'cjs' }));
 
 const webviewBundles = [

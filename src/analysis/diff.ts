@@ -75,15 +75,18 @@ class TensorAccumulator {
   maxAbs = 0;
   exactChanged = 0;
   hidden = 0;
-  readonly rows: Uint32Array | undefined;
-  readonly cols: Uint32Array | undefined;
+  /** Per-row / per-column changed counts; a tensor that is not 2-D is counted as one row (not reported). */
+  readonly rows: Uint32Array;
+  readonly cols: Uint32Array;
   readonly ncols: number;
+  readonly is2d: boolean;
   constructor(shape: readonly number[], readonly hist: UlpHistogram) {
-    if (shape.length === 2) {
-      this.rows = new Uint32Array(shape[0]);
-      this.cols = new Uint32Array(shape[1]);
-    }
-    this.ncols = shape.length === 2 ? shape[1] : 1;
+    this.is2d = shape.length === 2;
+    const numel = shape.reduce((a, b) => a * b, 1);
+    const [r, c] = this.is2d ? shape : [1, Math.max(1, numel)];
+    this.rows = new Uint32Array(Math.max(1, r));
+    this.cols = new Uint32Array(Math.max(1, c));
+    this.ncols = Math.max(1, c);
   }
 }
 
@@ -102,7 +105,15 @@ function ulpOfNumber(x: number): number {
   return ULP_BY_EXPONENT[(u32scratch[0] >>> 23) & 0xff];
 }
 
-/** Kernel for two bf16 chunks: M1 by bit patterns (+0 == -0), everything else from decoded values. */
+/** 1 / ULP_BY_EXPONENT: powers of two, so the product is exact. */
+const INV_ULP_BY_EXPONENT = ULP_BY_EXPONENT.map((u) => 1 / u);
+
+/**
+ * Kernel for two bf16 chunks: M1 by bit patterns (+0 == -0), everything else from decoded values.
+ * Branch-free in the changed/unchanged decision (about half the entries change, at random, so a branch
+ * there is mispredicted half the time): unchanged entries contribute zeros. Rows are walked as blocks so
+ * per-row counts are written once per row.
+ */
 export function accumulateBf16(acc: TensorAccumulator, b0: Uint16Array, b1: Uint16Array, startIndex: number): void {
   const n = b0.length;
   const rows = acc.rows;
@@ -110,43 +121,59 @@ export function accumulateBf16(acc: TensorAccumulator, b0: Uint16Array, b1: Uint
   const ncols = acc.ncols;
   let col = startIndex % ncols;
   let row = (startIndex - col) / ncols;
-  const f = new Float32Array(2);
+  const f = new Float32Array(3);
   const u = new Uint32Array(f.buffer);
-  let { changed, nonFinite, unchangedAbs, finite, dSq, baseSq, maxAbs } = acc;
-  const hist = acc.hist;
-  for (let i = 0; i < n; i++) {
-    const a = b0[i];
-    const b = b1[i];
-    if ((a & 0x7f80) === 0x7f80 || (b & 0x7f80) === 0x7f80) {
-      nonFinite++;
-    } else {
-      finite++;
-      u[0] = a << 16;
-      const w0 = f[0];
-      baseSq += w0 * w0;
-      if (a === b || ((a | b) & 0x7fff) === 0) {
-        unchangedAbs++;
-      } else {
-        changed++;
-        u[1] = b << 16;
-        const d = f[1] - w0;
-        const ad = d < 0 ? -d : d;
-        dSq += d * d;
-        if (ad > maxAbs) maxAbs = ad;
-        if (ad <= LEGACY_ABS_TOLERANCE) unchangedAbs++;
-        hist.add(ad / ULP_BY_EXPONENT[(a >>> 7) & 0xff]);
-        if (rows !== undefined && cols !== undefined) {
-          rows[row]++;
-          cols[col]++;
-        }
+  const counts = acc.hist.counts;
+  let changed = 0;
+  let nonFinite = 0;
+  let legacyChanged = 0;
+  let dSq = 0;
+  let baseSq = 0;
+  let maxAbs = acc.maxAbs;
+  let i = 0;
+  while (i < n) {
+    const end = Math.min(n, i + (ncols - col));
+    let rowChanged = 0;
+    for (; i < end; i++, col++) {
+      const a = b0[i];
+      const b = b1[i];
+      if ((a & 0x7f80) === 0x7f80 || (b & 0x7f80) === 0x7f80) {
+        nonFinite++;
+        continue;
       }
+      u[0] = a << 16;
+      u[1] = b << 16;
+      const w0 = f[0];
+      const d = f[1] - w0;
+      const ad = Math.abs(d);
+      // changed = bits differ and not both zeros, as integer arithmetic (no branch): x in [0, 0xffff]
+      // gives (x + 0xffff) >>> 16 == (x != 0).
+      const c = (((a ^ b) + 0xffff) >>> 16) & ((((a | b) & 0x7fff) + 0x7fff) >>> 15);
+      baseSq += w0 * w0;
+      dSq += d * d;
+      maxAbs = Math.max(maxAbs, ad);
+      changed += c;
+      rowChanged += c;
+      cols[col] += c;
+      legacyChanged += ad > LEGACY_ABS_TOLERANCE ? c : 0;
+      f[2] = ad * INV_ULP_BY_EXPONENT[(a >>> 7) & 0xff];
+      counts[u[2] >>> 16] += c;
     }
-    if (++col === ncols) {
+    rows[row] += rowChanged;
+    if (col === ncols) {
       col = 0;
       row++;
     }
   }
-  Object.assign(acc, { changed, nonFinite, unchangedAbs, finite, dSq, baseSq, maxAbs });
+  const finite = n - nonFinite;
+  acc.changed += changed;
+  acc.nonFinite += nonFinite;
+  acc.finite += finite;
+  acc.unchangedAbs += finite - legacyChanged;
+  acc.dSq += dSq;
+  acc.baseSq += baseSq;
+  acc.maxAbs = maxAbs;
+  acc.hist.total += changed;
 }
 
 /**
@@ -179,10 +206,8 @@ export function accumulateFloat(acc: TensorAccumulator, x0: Float64Array, x1: Fl
         acc.dSq += d * d;
         if (ad > acc.maxAbs) acc.maxAbs = ad;
         acc.hist.add(ad / ulpOfNumber(w0));
-        if (rows !== undefined && cols !== undefined) {
-          rows[row]++;
-          cols[col]++;
-        }
+        rows[row]++;
+        cols[col]++;
       } else if (d !== 0) {
         // Below eta: unchanged for M1, but the tiny difference still belongs to ||dW||.
         acc.dSq += d * d;
@@ -334,7 +359,7 @@ function finishTensor(name: string, shape: number[], dtype: string, numel: numbe
     maxAbsUpdate: acc.maxAbs,
     medianUpdateUlps: acc.hist.median(),
   };
-  if (acc.rows && acc.cols) {
+  if (acc.is2d) {
     d.rowChangedRatio = lineRatios(acc.rows, shape[1], maxLine);
     d.colChangedRatio = lineRatios(acc.cols, shape[0], maxLine);
   }

@@ -37,7 +37,7 @@ export const DEFAULT_SETTINGS: AnalysisSettings = {
   kSpectrum: 256,
   alpha: 0.5,
   oversample: 10,
-  powerIterations: 2,
+  powerIterations: 4,
   seed: 1234,
 };
 

@@ -1,0 +1,270 @@
+/**
+ * `npm run bench`: generates, deterministically in a temp folder, a bf16 base and checkpoint shaped like
+ * Qwen2.5-1.5B (28 layers, hidden 1536, intermediate 8960, 12 heads / 2 KV heads, vocab 151936) with
+ * RL-like sparse, low-magnitude updates, then measures in the same run, as ratios against references
+ * on the same machine:
+ *   - the diff pass (M1, norms, M4) in GB/s, against `cat` of the same files (warm cache) and numpy;
+ *   - the spectral pass for one 1536 x 8960 and one 1536 x 1536 pair, against a numpy randomized SVD with
+ *     the same k, oversampling and power iterations doing the same measurements;
+ *   - the whole Three-Gate report for the model (`gatescope analyze`), wall time and peak RSS.
+ * Exits non-zero only when it cannot run. Options: --layers N (fewer layers for a quick run), --keep DIR
+ * (generate once, reuse), --only diff|spectral|report (one part, for profiling).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { writeSafetensors, type TensorSpec } from '../src/formats/writer';
+import { qwenTensorSpecs, qwenConfig, type SyntheticShape } from '../src/examples/synthetic';
+import { Checkpoint } from '../src/formats/checkpoint';
+import { diffCheckpoints } from '../src/analysis/diff';
+import { analyzePair, readPair } from '../src/analysis/spectral';
+import { createBackend } from '../src/compute/backend';
+import { DEFAULT_SETTINGS } from '../src/report/schema';
+
+const QWEN_1_5B: SyntheticShape = { hidden: 1536, intermediate: 8960, layers: 28, heads: 12, kvHeads: 2, vocab: 151936 };
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** xorshift32: cheap and deterministic; statistical quality is irrelevant for timing data. */
+function xorshift(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}
+
+/** bf16 bit patterns of N(0, sigma) at 65536 evenly spaced quantiles: indexing it with a random u16 samples it. */
+function normalTable(mean: number, sigma: number): Uint16Array {
+  const t = new Uint16Array(65536);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < 65536; i++) {
+    const p = (i + 0.5) / 65536;
+    f[0] = mean + sigma * inverseNormal(p);
+    t[i] = ((u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+  return t;
+}
+
+/** Inverse of the standard normal CDF (Acklam's rational approximation, relative error below 1.2e-9). */
+function inverseNormal(p: number): number {
+  const a = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
+  const b = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+  const c = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+  const d = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+  const lo = 0.02425;
+  if (p < lo) {
+    const q = Math.sqrt(-2 * Math.log(p));
+    return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  }
+  if (p > 1 - lo) return -inverseNormal(1 - p);
+  const q = p - 0.5;
+  const r = q * q;
+  return ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+}
+
+const CHUNK = 1 << 22;
+
+/**
+ * Tensor bytes, chunk by chunk. The checkpoint regenerates the base's values from the same per-tensor seed
+ * and moves a share of them by 1-2 bf16 ULPs up or down: more often for small magnitudes and on every
+ * 5th row (RL-like: sparse, low-magnitude, row-striped).
+ */
+function* tensorBytes(spec: TensorSpec, index: number, checkpoint: boolean): Generator<Uint8Array> {
+  const numel = spec.shape.reduce((a, b) => a * b, 1);
+  const cols = spec.shape.length === 2 ? spec.shape[1] : numel;
+  const isNorm = spec.shape.length === 1 && !spec.name.endsWith('bias');
+  const table = isNorm ? normTable : weightTable;
+  const rand = xorshift(0x9e3779b9 ^ (index * 0x85ebca6b));
+  const upd = xorshift(0x27d4eb2f ^ (index * 0x165667b1));
+  for (let start = 0; start < numel; start += CHUNK) {
+    const n = Math.min(CHUNK, numel - start);
+    const out = new Uint16Array(n);
+    for (let i = 0; i < n; i++) out[i] = table[rand() & 0xffff];
+    if (checkpoint) {
+      for (let i = 0; i < n; i++) {
+        const r = upd();
+        const bits = out[i];
+        const exp = (bits >>> 7) & 0xff;
+        const row = Math.floor((start + i) / cols);
+        // Threshold out of 256: small weights move more, and striped rows more still.
+        const threshold = (exp < 119 ? 150 : exp < 121 ? 110 : 60) + (row % 5 === 0 ? 60 : 0);
+        // One or two ULPs, up or down in magnitude with equal odds: a direction-blind step (zeros stay put).
+        if ((r & 0xff) < threshold && (bits & 0x7fff) !== 0) out[i] = (bits + ((r >>> 8) & 1 ? 1 : -1) * (1 + ((r >>> 9) & 1))) & 0xffff;
+      }
+    }
+    yield new Uint8Array(out.buffer);
+  }
+}
+
+const weightTable = normalTable(0, 0.02);
+const normTable = normalTable(1, 0.05);
+
+async function generate(dir: string, shape: SyntheticShape): Promise<{ base: string; ckpt: string; bytes: number }> {
+  const specs = qwenTensorSpecs(shape);
+  const index = new Map(specs.map((s, i) => [s.name, i]));
+  const base = path.join(dir, 'base');
+  const ckpt = path.join(dir, 'checkpoint-100');
+  for (const [folder, isCkpt] of [[base, false], [ckpt, true]] as const) {
+    await fsp.mkdir(folder, { recursive: true });
+    await fsp.writeFile(path.join(folder, 'config.json'), JSON.stringify(qwenConfig(shape, isCkpt ? '../base' : undefined), null, 2));
+    await writeSafetensors(path.join(folder, 'model.safetensors'), specs, (s) => tensorBytes(s, index.get(s.name)!, isCkpt), { metadata: { format: 'pt' } });
+  }
+  const bytes = (await fsp.stat(path.join(base, 'model.safetensors'))).size + (await fsp.stat(path.join(ckpt, 'model.safetensors'))).size;
+  return { base, ckpt, bytes };
+}
+
+function seconds(t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+function havePythonNumpy(): string | null {
+  for (const py of ['python3', '/usr/bin/python3']) {
+    const r = spawnSync(py, ['-c', 'import numpy; print(numpy.__version__)'], { encoding: 'utf8' });
+    if (r.status === 0) return py;
+  }
+  return null;
+}
+
+/** numpy in the same conditions: the OpenBLAS overrides some machines set for old builds slow a current numpy. */
+function pythonEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  return env;
+}
+
+async function main(): Promise<void> {
+  const layers = Number(arg('--layers') ?? QWEN_1_5B.layers);
+  const shape = { ...QWEN_1_5B, layers };
+  const keep = arg('--keep');
+  const dir = keep ?? (await fsp.mkdtemp(path.join(os.tmpdir(), 'gatescope-bench-')));
+  const lines: string[] = [];
+  const say = (s: string): void => {
+    console.log(s);
+    lines.push(s);
+  };
+  say(`machine: ${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
+  say(`model: Qwen2.5-1.5B shape, ${layers} layers, bf16, RL-like sparse low-magnitude update`);
+  const t0 = process.hrtime.bigint();
+  const exists = keep ? await fsp.stat(path.join(dir, 'checkpoint-100', 'model.safetensors')).then(() => true, () => false) : false;
+  const gen = exists
+    ? { base: path.join(dir, 'base'), ckpt: path.join(dir, 'checkpoint-100'), bytes: (await fsp.stat(path.join(dir, 'base', 'model.safetensors'))).size * 2 }
+    : await generate(dir, shape);
+  say(`generated ${(gen.bytes / 1e9).toFixed(2)} GB in ${seconds(t0).toFixed(1)} s (${dir})`);
+  const files = [path.join(gen.base, 'model.safetensors'), path.join(gen.ckpt, 'model.safetensors')];
+  const only = arg('--only');
+  const want = (part: string): boolean => only === undefined || only === part;
+
+  if (want('diff')) await benchDiff(gen, files, say);
+  if (want('spectral')) await benchSpectral(gen, files, say);
+  if (want('report')) await benchReport(gen, dir, layers, say);
+  if (!keep) await fsp.rm(dir, { recursive: true, force: true });
+}
+
+type Say = (s: string) => void;
+interface Generated {
+  base: string;
+  ckpt: string;
+  bytes: number;
+}
+
+async function benchDiff(gen: Generated, files: string[], say: Say): Promise<void> {
+  let t0: bigint;
+  // Read rate: cat to /dev/null, warm cache (second run).
+  execFileSync('sh', ['-c', `cat ${files.map((f) => `'${f}'`).join(' ')} > /dev/null`]);
+  t0 = process.hrtime.bigint();
+  execFileSync('sh', ['-c', `cat ${files.map((f) => `'${f}'`).join(' ')} > /dev/null`]);
+  const catRate = gen.bytes / 1e9 / seconds(t0);
+
+  // The diff pass, in process, best of two.
+  let diffRate = 0;
+  let unchanged = 0;
+  for (let rep = 0; rep < 2; rep++) {
+    const b = await Checkpoint.open(gen.base);
+    const c = await Checkpoint.open(gen.ckpt);
+    t0 = process.hrtime.bigint();
+    const r = await diffCheckpoints(b, c, { eta: DEFAULT_SETTINGS.eta });
+    diffRate = Math.max(diffRate, gen.bytes / 1e9 / seconds(t0));
+    let ch = 0;
+    let n = 0;
+    for (const t of r.tensors) {
+      ch += t.changed;
+      n += t.numel - t.nonFinite;
+    }
+    unchanged = 1 - ch / n;
+    await b.close();
+    await c.close();
+  }
+  say('');
+  say(`diff pass (M1, norms, M4, ULP median): ${diffRate.toFixed(2)} GB/s; unchanged ${(unchanged * 100).toFixed(2)}%`);
+  say(`  read rate (cat, warm cache): ${catRate.toFixed(2)} GB/s -> diff at ${((diffRate / catRate) * 100).toFixed(0)}% of it`);
+  const py = havePythonNumpy();
+  if (py) {
+    const ref = JSON.parse(execFileSync(py, [path.join(__dirname, '..', 'scripts', 'bench-reference.py'), 'diff', ...files], { encoding: 'utf8', env: pythonEnv(), maxBuffer: 1 << 20 })) as { seconds: number; unchanged: number };
+    const refRate = gen.bytes / 1e9 / ref.seconds;
+    say(`  numpy reference: ${refRate.toFixed(2)} GB/s (unchanged ${(ref.unchanged * 100).toFixed(2)}%) -> Gatescope ${(diffRate / refRate).toFixed(2)}x`);
+  } else say('  numpy reference: skipped (no python3 with numpy; apt-get install python3-numpy)');
+
+}
+
+async function benchSpectral(gen: Generated, files: string[], say: Say): Promise<void> {
+  let t0: bigint;
+  const py = havePythonNumpy();
+  // The spectral pass on two pairs.
+  say('');
+  const settings = DEFAULT_SETTINGS;
+  say(`spectral pass (k=${settings.k}, top ${settings.kSpectrum} singular values, oversample ${settings.oversample}, ${settings.powerIterations} power iterations, M5-M8):`);
+  const backend = await createBackend({ device: 'auto', log: (l) => say(`  ${l}`) });
+  const b = await Checkpoint.open(gen.base);
+  const c = await Checkpoint.open(gen.ckpt);
+  for (const name of ['model.layers.0.mlp.up_proj.weight', 'model.layers.0.self_attn.q_proj.weight']) {
+    const pair = await readPair(b.tensors.get(name)!, c.tensors.get(name)!, settings.eta);
+    await analyzePair(backend, pair, settings); // warm sessions
+    t0 = process.hrtime.bigint();
+    const r = await analyzePair(backend, pair, settings);
+    const ours = seconds(t0);
+    const shapeText = `${pair.m} x ${pair.n}`;
+    let refText = 'numpy reference skipped';
+    if (py) {
+      const ref = JSON.parse(execFileSync(py, [path.join(__dirname, '..', 'scripts', 'bench-reference.py'), 'spectral', ...files, name, String(settings.kSpectrum), String(settings.k), String(settings.oversample), String(settings.powerIterations), String(settings.alpha)], { encoding: 'utf8', env: pythonEnv() })) as Record<string, number>;
+      refText = `numpy ${ref.seconds.toFixed(2)} s -> Gatescope ${(ref.seconds / ours).toFixed(2)}x; numpy angle ${ref.principalAngleMaxDeg.toFixed(3)} deg, NSS ${ref.nss.toExponential(3)}, off-principal ${ref.offPrincipalEnergy.toFixed(5)}`;
+    }
+    say(`  ${shapeText}: ${ours.toFixed(2)} s (angle ${r.spectral.principalAngleMaxDeg.toFixed(3)} deg, NSS ${r.spectral.nss.toExponential(3)}, off-principal ${r.spectral.offPrincipalEnergy.toFixed(5)}); ${refText}`);
+  }
+  await b.close();
+  await c.close();
+  await backend.dispose();
+
+}
+
+async function benchReport(gen: Generated, dir: string, layers: number, say: Say): Promise<void> {
+  // The whole report through the CLI, as a user runs it, with peak RSS from /usr/bin/time.
+  say('');
+  const cli = path.join(__dirname, '..', 'bin', 'gatescope.js');
+  const out = path.join(dir, 'report.json');
+  const t0 = process.hrtime.bigint();
+  const timed = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'analyze', gen.base, gen.ckpt, '--quiet', '--json', out], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const wall = seconds(t0);
+  if (timed.status !== 0) {
+    say(`whole report: failed (${timed.stderr.slice(-500)})`);
+  } else {
+    const rssKb = Number(timed.stderr.trim().split('\n').pop());
+    const report = JSON.parse(await fsp.readFile(out, 'utf8')) as { verdict?: { label: string } };
+    say(`whole Three-Gate report (gatescope analyze, ${layers} layers): ${wall.toFixed(1)} s wall, peak RSS ${(rssKb / 1024).toFixed(0)} MB, verdict ${report.verdict?.label ?? '-'}`);
+  }
+}
+
+main().catch((e: Error) => {
+  console.error(`bench: ${e.stack ?? e.message}`);
+  process.exit(1);
+});
