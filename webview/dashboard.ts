@@ -51,6 +51,7 @@ function render(app: HTMLElement): void {
     }),
     h('span', { class: 'spacer' }),
     r ? button('Export Markdown', () => post({ type: 'export', format: 'md' }), true) : null,
+    r ? button('Export HTML', () => post({ type: 'export', format: 'html' }), true) : null,
     r ? button('CSV', () => post({ type: 'export', format: 'csv' }), true) : null,
     r ? button('JSON', () => post({ type: 'export', format: 'json' }), true) : null,
     button('Compare runs...', () => post({ type: 'compareRuns' }), true));

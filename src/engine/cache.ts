@@ -29,7 +29,7 @@ export async function checkpointIdentity(p: string): Promise<string[]> {
 }
 
 export async function cacheKey(spec: JobSpec): Promise<string> {
-  const paths = spec.kind === 'analyze' ? [spec.base, spec.checkpoint] : [spec.base, ...spec.checkpoints];
+  const paths = spec.kind === 'analyze' ? [spec.base, spec.checkpoint] : spec.kind === 'compare' ? [spec.base, ...spec.checkpoints] : [spec.base];
   const ids: string[][] = [];
   for (const p of paths) ids.push(await checkpointIdentity(p));
   // The device is not part of the key: CPU and CUDA results agree within the tested tolerance.
@@ -48,7 +48,7 @@ export class ResultCache {
     try {
       const text = await fsp.readFile(this.file(key), 'utf8');
       const v = JSON.parse(text) as { key?: string; result?: JobResult };
-      if (v.key !== key || !v.result || v.result.schemaVersion !== SCHEMA_VERSION) throw new Error('mismatch');
+      if (v.key !== key || !v.result || !('schemaVersion' in v.result) || v.result.schemaVersion !== SCHEMA_VERSION) throw new Error('mismatch');
       return v.result;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') await fsp.rm(this.file(key), { force: true });

@@ -44,7 +44,10 @@ export interface EngineClientOptions {
   log?: (line: string) => void;
   /** Told once per crash that the engine restarted. */
   onRestart?: (reason: string) => void;
-  /** V8 heap cap of the worker in MB: a runaway job fails in the worker, never in the host. */
+  /**
+   * Memory cap of the worker in MB: its V8 heap limit, and the budget of the worker's guard that refuses,
+   * before allocating, a tensor whose buffers would exceed it. A runaway job fails in the worker, never in the host.
+   */
   maxMemoryMb?: number;
   /** How many times one job may be re-queued after a crash. */
   maxAttempts?: number;
@@ -83,10 +86,25 @@ export class EngineClient {
     if (this.ready) return this.ready;
     this.setState('starting');
     const execArgv = [`--max-old-space-size=${this.opts.maxMemoryMb ?? 4096}`];
-    const child = fork(this.opts.workerPath, [], { execArgv, env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const env: NodeJS.ProcessEnv = { ...process.env, ORT_DISABLE_TELEMETRY: '1' };
+    if (this.opts.maxMemoryMb !== undefined) env.GATESCOPE_MAX_MEMORY_MB = String(this.opts.maxMemoryMb);
+    const child = fork(this.opts.workerPath, [], { execArgv, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     this.child = child;
+    // The last few KB this worker wrote on stderr: tells an out-of-memory death from other crashes.
+    let stderrTail = '';
     child.stdout?.on('data', (d: Buffer) => this.opts.log?.(d.toString().trimEnd()));
-    child.stderr?.on('data', (d: Buffer) => this.opts.log?.(d.toString().trimEnd()));
+    child.stderr?.on('data', (d: Buffer) => {
+      const text = d.toString();
+      stderrTail = (stderrTail + text).slice(-8192);
+      this.opts.log?.(text.trimEnd());
+    });
+    // 'exit' can come before the last stderr output has been read: wait for its end, briefly.
+    const stderrDone = new Promise<void>((resolve) => {
+      if (!child.stderr) return resolve();
+      child.stderr.once('end', resolve);
+      child.stderr.once('close', resolve);
+      child.stderr.once('error', () => resolve());
+    });
     this.ready = new Promise<void>((resolve, reject) => {
       const onMessage = (m: unknown): void => {
         if (!isWorkerMessage(m)) return;
@@ -104,28 +122,63 @@ export class EngineClient {
         this.child = undefined;
         this.ready = undefined;
         this.setState('stopped');
-        if (!wasReady) reject(new Error(`engine exited during start (code ${code}, signal ${signal})`));
-        this.onExit(code, signal);
+        // The jobs this worker held (a job started after this point goes to a new worker and is not touched).
+        const pending = [...this.jobs.values()];
+        let settled = false;
+        const settle = (): void => {
+          if (settled) return;
+          settled = true;
+          const reason = this.crashReason(code, signal, stderrTail);
+          if (!wasReady) {
+            // The jobs waiting for this start are rejected by send(); re-queuing them here as well would
+            // start a second worker for jobs that have already failed.
+            const hint = /\w*Error: .*/.exec(stderrTail)?.[0];
+            reject(new EngineJobError(`the engine could not start: ${reason}${hint ? ` (${hint.trim()})` : ''}`, false, 'start'));
+            return;
+          }
+          this.onExit(reason, pending);
+        };
+        const timer = setTimeout(settle, 500);
+        void stderrDone.then(() => {
+          clearTimeout(timer);
+          settle();
+        });
       });
     });
     return this.ready;
   }
 
-  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+  /** Why the worker died, in words: out of memory (V8's fatal heap message on stderr) or the exit code / signal. */
+  private crashReason(code: number | null, signal: NodeJS.Signals | null, stderrTail: string): string {
+    const how = signal ?? `exit code ${code}`;
+    if (/JavaScript heap out of memory|Reached heap limit|Fatal process out of memory/i.test(stderrTail)) {
+      return `the engine process ran out of memory (${how}; its memory cap is ${this.opts.maxMemoryMb ?? 4096} MB)`;
+    }
+    return `the engine process stopped (${how})`;
+  }
+
+  /** Re-queues the jobs the dead worker held, each up to maxAttempts times; the others fail with the reason. */
+  private onExit(reason: string, held: Job[]): void {
     if (this.disposed) return;
-    const pending = [...this.jobs.values()];
+    const pending = held.filter((job) => this.jobs.get(job.id) === job);
     if (pending.length === 0) return;
-    const reason = `the engine process stopped (${signal ?? `exit code ${code}`})`;
-    this.opts.log?.(`${reason}; restarting and re-queuing ${pending.length} job(s)`);
-    this.opts.onRestart?.(reason);
+    const oom = reason.includes('ran out of memory');
+    const requeue: Job[] = [];
     for (const job of pending) {
       job.attempts++;
       if (job.attempts > (this.opts.maxAttempts ?? 2)) {
         this.jobs.delete(job.id);
-        job.reject(new EngineJobError(`${reason} ${job.attempts - 1} time(s) while running this job; giving up (out of memory?)`, false));
-      }
+        const advice = oom ? 'giving up: analyse fewer or smaller tensors, or raise the memory cap' : 'giving up (out of memory?)';
+        job.reject(new EngineJobError(`${reason}; it stopped ${job.attempts} time(s) while running this job, ${advice}`, false, oom ? 'out-of-memory' : 'crash'));
+      } else requeue.push(job);
     }
-    for (const job of this.jobs.values()) void this.send(job);
+    if (requeue.length === 0) {
+      this.opts.log?.(`${reason}; no job left to re-queue`);
+      return;
+    }
+    this.opts.log?.(`${reason}; restarting and re-queuing ${requeue.length} job(s)`);
+    this.opts.onRestart?.(reason);
+    for (const job of requeue) void this.send(job);
   }
 
   private handle(m: WorkerToClient): void {

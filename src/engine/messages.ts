@@ -5,12 +5,16 @@
  */
 import type { AnalysisSettings, CheckpointReport, ConsistencyReport, TensorDiff } from '../report/schema';
 import type { DeviceSetting } from '../compute/backend';
+import type { ScrambleSummary } from '../transform/scramble';
+import type { MaskSummary } from '../transform/mask';
 
 export type JobSpec =
   | { kind: 'analyze'; base: string; checkpoint: string; passes: 'diff' | 'full'; settings: AnalysisSettings; device: DeviceSetting }
-  | { kind: 'compare'; base: string; checkpoints: string[]; labels: string[]; eta: number };
+  | { kind: 'compare'; base: string; checkpoints: string[]; labels: string[]; eta: number }
+  | { kind: 'scramble'; base: string; out: string; layers: number[]; rotate: boolean; permute: boolean; rotation: 'haar' | 'hadamard'; seed: number }
+  | { kind: 'mask'; base: string; out: string; maskKind: 'principal' | 'nonprincipal' | 'low' | 'union'; alpha: number; k: number; allModules: boolean; device: DeviceSetting };
 
-export type JobResult = CheckpointReport | ConsistencyReport;
+export type JobResult = CheckpointReport | ConsistencyReport | ScrambleSummary | MaskSummary;
 
 export type ClientToWorker =
   | { type: 'start'; jobId: string; spec: JobSpec; cacheDir: string | null }

@@ -6,6 +6,7 @@ import type { ClientToWorker, JobResult, JobSpec, WorkerToClient } from './messa
 import { analyzeCheckpoint } from '../analysis/analyze';
 import { CheckpointFormatError } from '../formats/errors';
 import { ResultCache, cacheKey } from './cache';
+import { MemoryBudgetError, assertFitsMemory } from './memory';
 import type { ComputeBackend, DeviceSetting } from '../compute/backend';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
@@ -36,13 +37,16 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
   }
   running.set(jobId, ac);
   try {
-    const cache = cacheDir ? new ResultCache(cacheDir) : undefined;
+    // Writing jobs make new files: never cached, never answered from a cache.
+    const cache = cacheDir && (spec.kind === 'analyze' || spec.kind === 'compare') ? new ResultCache(cacheDir) : undefined;
     const key = cache ? await cacheKey(spec) : '';
     const hit = cache ? await cache.get(key) : undefined;
     if (hit) {
       send({ type: 'done', jobId, result: hit, fromCache: true });
       return;
     }
+    // Refuse, before allocating, a tensor that does not fit the memory cap (the heap cap does not cover buffers).
+    await assertFitsMemory(spec);
     let result: JobResult;
     if (spec.kind === 'analyze') {
       const spectral = spec.passes === 'full' ? (await import('../analysis/spectral')).createSpectralPass(await backendFor(spec.device)) : undefined;
@@ -53,6 +57,19 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
         signal: ac.signal,
         onProgress: (p) => send({ type: 'progress', jobId, ...p }),
         onTensor: (t) => send({ type: 'partial', jobId, tensor: t }),
+      });
+    } else if (spec.kind === 'scramble') {
+      const { scrambleCheckpoint } = await import('../transform/scramble');
+      result = await scrambleCheckpoint(spec.base, {
+        layers: spec.layers, rotate: spec.rotate, permute: spec.permute, rotation: spec.rotation, seed: spec.seed, out: spec.out, signal: ac.signal,
+        onProgress: (p) => send({ type: 'progress', jobId, phase: 'scramble', tensor: p.tensor, index: p.index, total: p.total, fraction: p.index / p.total }),
+      });
+    } else if (spec.kind === 'mask') {
+      const { exportMasks } = await import('../transform/mask');
+      result = await exportMasks(spec.base, {
+        kind: spec.maskKind, alpha: spec.alpha, k: spec.k, allModules: spec.allModules, out: spec.out, backend: await backendFor(spec.device), signal: ac.signal,
+        onProgress: (p) => send({ type: 'progress', jobId, phase: 'mask', tensor: p.tensor, index: p.index, total: p.total, fraction: p.index / p.total }),
+        log: (line) => send({ type: 'log', line }),
       });
     } else {
       const { compareRuns } = await import('../analysis/consistency');
@@ -70,6 +87,7 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
   } catch (e) {
     if (ac.signal.aborted) send({ type: 'cancelled', jobId });
     else if (e instanceof CheckpointFormatError) send({ type: 'error', jobId, message: e.message, problem: e.problem, file: e.file, incomplete: e.looksIncomplete });
+    else if (e instanceof MemoryBudgetError) send({ type: 'error', jobId, message: e.message, problem: 'memory-limit', incomplete: false });
     else send({ type: 'error', jobId, message: (e as Error).message ?? String(e), incomplete: false });
   } finally {
     running.delete(jobId);

@@ -6,6 +6,7 @@ import type { DiscoveredCheckpoint, DiscoveredRun } from '../discovery/scan';
 import { JobCancelledError } from '../engine/client';
 import { reportsToCsv } from '../report/csv';
 import { reportsToMarkdown } from '../report/markdown';
+import { reportsToHtml } from '../report/html';
 import { SCHEMA_VERSION, type CheckpointReport } from '../report/schema';
 import type { ExportFormat } from '../protocol/messages';
 import { checkpointLabel, headline } from '../ui-model/tree';
@@ -43,6 +44,8 @@ export class Commands {
     reg('gatescope.addFolder', () => this.addFolder());
     reg('gatescope.refresh', () => this.c.rescan());
     reg('gatescope.explainLens', (a) => this.explainLens(a));
+    reg('gatescope.scrambleCopy', (a) => this.scrambleCopy(a));
+    reg('gatescope.exportMask', (a) => this.exportMask(a));
   }
 
   // ---- pickers ---------------------------------------------------------------------------------
@@ -288,7 +291,8 @@ export class Commands {
   private async exportCommand(a: unknown, f: unknown): Promise<void> {
     const run = this.runOf(a) ?? (await this.pickRun('Export the reports of which run?', (r) => this.c.reports(r).length > 0));
     if (!run) return;
-    const format = f === 'json' || f === 'csv' || f === 'md' ? f : (await vscode.window.showQuickPick([
+    const format = f === 'json' || f === 'csv' || f === 'md' || f === 'html' ? f : (await vscode.window.showQuickPick([
+      { label: 'HTML', description: 'one self-contained file with charts, no network', value: 'html' as const },
       { label: 'Markdown', value: 'md' as const }, { label: 'CSV', value: 'csv' as const }, { label: 'JSON', value: 'json' as const },
     ], { placeHolder: 'Export format' }))?.value;
     if (format) await this.exportRun(run, format);
@@ -300,20 +304,103 @@ export class Commands {
       void vscode.window.showWarningMessage(`Gatescope: ${run.name} has no analysed checkpoint to export.`);
       return;
     }
-    const text = format === 'csv' ? reportsToCsv(reports) : format === 'md' ? reportsToMarkdown(reports) : JSON.stringify({ schemaVersion: SCHEMA_VERSION, kind: 'gatescope.report-set', reports }, null, 2) + '\n';
+    const text = format === 'csv' ? reportsToCsv(reports) : format === 'md' ? reportsToMarkdown(reports) : format === 'html' ? reportsToHtml(reports, { title: `Gatescope: ${run.name}` }) : JSON.stringify({ schemaVersion: SCHEMA_VERSION, kind: 'gatescope.report-set', reports }, null, 2) + '\n';
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(run.root));
     const name = `gatescope-${run.name.replace(/[^\w.-]+/g, '_')}.${format}`;
     const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.joinPath(folder, name), filters: { [format.toUpperCase()]: [format] }, saveLabel: 'Export Report' });
     if (!uri) return;
     const target = path.resolve(uri.fsPath);
-    // Nothing is ever written inside a checkpoint folder.
-    const inside = this.c.runs.flatMap((r) => r.checkpoints).find((c) => !c.path.endsWith('.safetensors') && (target === c.path || target.startsWith(path.resolve(c.path) + path.sep)));
-    if (inside) {
-      void vscode.window.showErrorMessage(`Gatescope: refusing to write inside the checkpoint folder ${inside.path}.`);
-      return;
-    }
+    if (!this.outsideCheckpoints(target)) return;
     await fsp.writeFile(target, text, 'utf8');
     const pick = await vscode.window.showInformationMessage(`Gatescope: exported ${reports.length} report(s) to ${path.basename(target)}.`, 'Open');
     if (pick) await vscode.window.showTextDocument(uri);
+  }
+
+  /** Nothing is ever written inside a checkpoint folder: says so and returns false when `target` is in one. */
+  private outsideCheckpoints(target: string): boolean {
+    const inside = this.c.runs.flatMap((r) => r.checkpoints).find((c) => !c.path.endsWith('.safetensors') && (target === c.path || target.startsWith(path.resolve(c.path) + path.sep)));
+    if (inside) void vscode.window.showErrorMessage(`Gatescope: refusing to write inside the checkpoint folder ${inside.path}.`);
+    return !inside;
+  }
+
+  // ---- geometry scrambling and sparse-RL masks (run in the engine process) ---------------------
+
+  private async pickModel(a: unknown, placeHolder: string): Promise<string | undefined> {
+    if (typeof a === 'string') return a;
+    if (isNode(a) && a.kind === 'checkpoint') return a.ckpt.path;
+    await this.ensureScanned();
+    const models = this.c.runs.flatMap((r) => r.checkpoints.filter((c) => c.state === 'complete').map((c) => ({ label: `${r.name} ${checkpointLabel(c)}`, description: r.baseOf.length ? 'base model' : '', detail: c.path, p: c.path })));
+    const browse = { label: '$(folder-opened) Browse...', description: '', detail: 'A model folder or a .safetensors file', p: '' };
+    const pick = await vscode.window.showQuickPick([...models, browse], { placeHolder });
+    if (!pick) return undefined;
+    if (pick.p) return pick.p;
+    const uris = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, openLabel: 'Use This Model' });
+    return uris?.[0]?.fsPath;
+  }
+
+  private async runEngineJob(title: string, spec: Parameters<Controller['engine']['run']>[0]): Promise<unknown> {
+    return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
+      const ac = new AbortController();
+      token.onCancellationRequested(() => ac.abort());
+      let shown = 0;
+      const { result } = await this.c.engine.run(spec, {
+        onProgress: (p) => {
+          const now = Math.round(p.fraction * 100);
+          if (now > shown) {
+            progress.report({ increment: now - shown, message: p.tensor });
+            shown = now;
+          }
+        },
+      }, ac.signal);
+      return result;
+    });
+  }
+
+  /** The paper's Gate II experiment: a function-preserving copy whose chosen layers have scrambled geometry. */
+  private async scrambleCopy(a: unknown): Promise<void> {
+    const base = await this.pickModel(a, 'Scramble the geometry of which model (a new copy is written)?');
+    if (!base) return;
+    const layersText = await vscode.window.showInputBox({ prompt: 'Layers to scramble (e.g. 20,25 or 0-3)', validateInput: (v) => (/^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$/.test(v) ? null : 'comma-separated layer numbers or ranges') });
+    if (!layersText) return;
+    const layers = [...new Set(layersText.split(',').flatMap((part) => {
+      const [x, y] = part.split('-').map((t) => Number(t.trim()));
+      return y === undefined ? [x] : Array.from({ length: Math.max(0, y - x + 1) }, (_, i) => x + i);
+    }))].sort((x, y) => x - y);
+    const how = await vscode.window.showQuickPick([
+      { label: 'Rotate and permute', description: 'per-head orthogonal rotation of v/o and a permutation of heads', rotate: true, permute: true },
+      { label: 'Rotate', description: 'per-head orthogonal rotation of v/o (Haar-random)', rotate: true, permute: false },
+      { label: 'Permute', description: 'a consistent permutation of heads across q/k/v/o (exact)', rotate: false, permute: true },
+    ], { placeHolder: 'Which transform? The copy computes the same function.' });
+    if (!how) return;
+    const parent = path.dirname(path.resolve(base.endsWith('.safetensors') ? path.dirname(base) : base));
+    const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(path.join(parent, `${path.basename(base)}-scrambled`)), saveLabel: 'Write Scrambled Copy Here' });
+    if (!uri) return;
+    const out = path.resolve(uri.fsPath);
+    if (!this.outsideCheckpoints(out)) return;
+    const seed = Math.floor(Math.random() * 2 ** 31);
+    await this.runEngineJob(`Gatescope: writing a scrambled copy of ${path.basename(base)}`, { kind: 'scramble', base, out, layers, rotate: how.rotate, permute: how.permute, rotation: 'haar', seed });
+    void vscode.window.showInformationMessage(`Gatescope: wrote ${path.basename(out)} (layers ${layers.join(', ')}, seed ${seed}; see SCRAMBLE.json). Train from it to test Gate II on your model.`);
+    await this.c.rescan();
+  }
+
+  /** Sparse-RL masks (principal / non-principal / low-magnitude / union) as a safetensors file. */
+  private async exportMask(a: unknown): Promise<void> {
+    const base = await this.pickModel(a, 'Export sparse-RL masks of which base model?');
+    if (!base) return;
+    const kind = await vscode.window.showQuickPick([
+      { label: 'union', description: 'low-magnitude or non-principal (the paper\'s best sparse mask, about 74% of weights)', value: 'union' as const },
+      { label: 'low', description: 'bottom alpha of |W0|', value: 'low' as const },
+      { label: 'nonprincipal', description: 'not in the top alpha of the rank-k reconstruction', value: 'nonprincipal' as const },
+      { label: 'principal', description: 'top alpha of |rank-k reconstruction of W0| (for comparison: it hurts RL)', value: 'principal' as const },
+    ], { placeHolder: 'Which mask?' });
+    if (!kind) return;
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(path.resolve(base)));
+    const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.joinPath(folder, `masks-${kind.value}.safetensors`), filters: { safetensors: ['safetensors'] }, saveLabel: 'Export Masks' });
+    if (!uri) return;
+    const out = path.resolve(uri.fsPath);
+    if (!this.outsideCheckpoints(out)) return;
+    const cfg = this.c.config;
+    await this.runEngineJob(`Gatescope: exporting ${kind.value} masks`, { kind: 'mask', base, out, maskKind: kind.value, alpha: cfg.analysis.alpha, k: cfg.analysis.k, allModules: false, device: cfg.device });
+    void vscode.window.showInformationMessage(`Gatescope: wrote ${path.basename(out)}: one 0/1 mask per linear weight (alpha ${cfg.analysis.alpha}, k ${cfg.analysis.k}). docs/sparse-rl-masks.md shows how to apply it to gradients.`);
   }
 }

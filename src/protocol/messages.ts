@@ -19,7 +19,7 @@ export type PanelState =
   | { panel: 'layer'; runId: string; checkpoint: string; layer: number; tensor: string | null }
   | { panel: 'compare'; base: string; module: ModuleKind | 'all' };
 
-export type ExportFormat = 'json' | 'csv' | 'md';
+export type ExportFormat = 'json' | 'csv' | 'md' | 'html';
 
 export interface CheckpointEntry {
   path: string;
@@ -114,7 +114,7 @@ function layerIndex(x: unknown): x is number {
 }
 
 export function isExportFormat(x: unknown): x is ExportFormat {
-  return x === 'json' || x === 'csv' || x === 'md';
+  return x === 'json' || x === 'csv' || x === 'md' || x === 'html';
 }
 
 /** A panel state from an untrusted source (webview state, serializer): a fresh, well-formed copy or null. */

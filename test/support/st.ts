@@ -1,5 +1,5 @@
 /** Builders for safetensors bytes in tests, including deliberately malformed ones. */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -38,8 +38,16 @@ export function f32Bytes(values: number[]): Uint8Array {
   return new Uint8Array(new Float32Array(values).buffer);
 }
 
+const created: string[] = [];
+process.once('exit', () => {
+  // Tests leave nothing behind in the system temp folder.
+  for (const d of created) rmSync(d, { recursive: true, force: true });
+});
+
 export async function tempDir(prefix = 'gatescope-test-'): Promise<string> {
-  return fsp.mkdtemp(path.join(os.tmpdir(), prefix));
+  const d = await fsp.mkdtemp(path.join(os.tmpdir(), prefix));
+  created.push(d);
+  return d;
 }
 
 export async function writeFile(p: string, data: string | Uint8Array): Promise<string> {

@@ -163,3 +163,23 @@ test('M2/M3: Jaccard, baselines and consensus equal a brute-force count', async 
   // Runs from one base with the same update noise direction overlap above chance.
   assert.ok(r.meanOffDiagonal > 0 && r.meanOffDiagonalBaseline > 0);
 });
+
+test('scramble and mask jobs run in the engine process (what the extension commands call)', async () => {
+  const dir = await tempDir();
+  const { base } = await writeSyntheticRun(path.join(dir, 'ex'));
+  const engine = new EngineClient({ workerPath: WORKER, cacheDir: path.join(dir, 'cache') });
+  try {
+    const out = path.join(dir, 'scrambled');
+    const s = await engine.run({ kind: 'scramble', base, out, layers: [1], rotate: true, permute: true, rotation: 'haar', seed: 3 });
+    assert.equal((s.result as { kind: string }).kind, 'gatescope.scramble');
+    assert.ok(JSON.parse(await fsp.readFile(path.join(out, 'SCRAMBLE.json'), 'utf8')));
+    const maskOut = path.join(dir, 'masks.safetensors');
+    const m = await engine.run({ kind: 'mask', base, out: maskOut, maskKind: 'union', alpha: 0.5, k: 8, allModules: false, device: 'cpu' });
+    assert.equal(m.fromCache, false);
+    assert.ok((await fsp.stat(maskOut)).size > 0);
+    // A writing job is never answered from the cache and refuses to overwrite.
+    await assert.rejects(engine.run({ kind: 'mask', base, out: maskOut, maskKind: 'union', alpha: 0.5, k: 8, allModules: false, device: 'cpu' }));
+  } finally {
+    await engine.dispose();
+  }
+});

@@ -7,6 +7,7 @@ test('webview messages: known shapes pass, fresh copies without extra fields', (
   assert.deepEqual(parseWebviewMessage({ type: 'openLayer', checkpoint: '/c', layer: 3 }), { type: 'openLayer', checkpoint: '/c', layer: 3, tensor: null });
   assert.deepEqual(parseWebviewMessage({ type: 'openLayer', checkpoint: '/c', layer: 3, tensor: 'model.layers.3.mlp.up_proj.weight' }), { type: 'openLayer', checkpoint: '/c', layer: 3, tensor: 'model.layers.3.mlp.up_proj.weight' });
   assert.deepEqual(parseWebviewMessage({ type: 'export', format: 'md' }), { type: 'export', format: 'md' });
+  assert.deepEqual(parseWebviewMessage({ type: 'export', format: 'html' }), { type: 'export', format: 'html' });
   assert.deepEqual(parseWebviewMessage({ type: 'compareRuns' }), { type: 'compareRuns' });
   assert.deepEqual(parseWebviewMessage({ type: 'ready' }), { type: 'ready', state: null });
   assert.deepEqual(parseWebviewMessage({ type: 'ready', state: { panel: 'dashboard', runId: '/r', checkpoint: null, metric: 'nss' } }), { type: 'ready', state: { panel: 'dashboard', runId: '/r', checkpoint: null, metric: 'nss' } });
@@ -19,7 +20,7 @@ test('webview messages: unknown or malformed ones are dropped', () => {
     { type: 'selectCheckpoint', checkpoint: 'x'.repeat(5000) },
     { type: 'openLayer', checkpoint: '/c', layer: -1 }, { type: 'openLayer', checkpoint: '/c', layer: 1.5 }, { type: 'openLayer', checkpoint: '/c', layer: '2' },
     { type: 'openLayer', checkpoint: '/c', layer: 1, tensor: 5 },
-    { type: 'export', format: 'html' }, { type: 'state', state: { panel: 'evil' } }, { type: 'openDashboard' }, { type: 'analyze', checkpoint: null },
+    { type: 'export', format: 'pdf' }, { type: 'state', state: { panel: 'evil' } }, { type: 'openDashboard' }, { type: 'analyze', checkpoint: null },
   ]) {
     assert.equal(parseWebviewMessage(bad), null, JSON.stringify(bad));
   }
