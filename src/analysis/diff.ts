@@ -31,6 +31,8 @@ const ULP_BY_EXPONENT = (() => {
   return t;
 })();
 
+const FLOAT32_MAX = 3.4028234663852886e38;
+
 /**
  * Histogram of |dw| / ulp keyed by the top 16 bits of the float32 ratio (exponent + 7 mantissa bits):
  * 128 bins per octave. The median it gives is exact for integer ULP counts up to 256 and within 0.8% above.
@@ -41,7 +43,8 @@ class UlpHistogram {
   private readonly f = new Float32Array(1);
   private readonly u = new Uint32Array(this.f.buffer);
   add(ratio: number): void {
-    this.f[0] = ratio;
+    // Beyond the float32 range (a broken checkpoint's exponent flip) the ratio saturates at its maximum.
+    this.f[0] = ratio < FLOAT32_MAX ? ratio : FLOAT32_MAX;
     this.counts[this.u[0] >>> 16]++;
     this.total++;
   }
@@ -75,6 +78,8 @@ class TensorAccumulator {
   maxAbs = 0;
   exactChanged = 0;
   hidden = 0;
+  /** Sums of squares are kept in units of 2^(2 sqShift): only F64 data beyond 2^500 needs a shift. */
+  sqShift = 0;
   /** Per-row / per-column changed counts; a tensor that is not 2-D is counted as one row (not reported). */
   readonly rows: Uint32Array;
   readonly cols: Uint32Array;
@@ -83,7 +88,8 @@ class TensorAccumulator {
   constructor(shape: readonly number[], readonly hist: UlpHistogram) {
     this.is2d = shape.length === 2;
     const numel = shape.reduce((a, b) => a * b, 1);
-    const [r, c] = this.is2d ? shape : [1, Math.max(1, numel)];
+    // A zero-element tensor gets no per-row counters, whatever its dimensions say.
+    const [r, c] = this.is2d && numel > 0 ? shape : [1, Math.max(1, numel)];
     this.rows = new Uint32Array(Math.max(1, r));
     this.cols = new Uint32Array(Math.max(1, c));
     this.ncols = Math.max(1, c);
@@ -156,7 +162,7 @@ export function accumulateBf16(acc: TensorAccumulator, b0: Uint16Array, b1: Uint
       rowChanged += c;
       cols[col] += c;
       legacyChanged += ad > LEGACY_ABS_TOLERANCE ? c : 0;
-      f[2] = ad * INV_ULP_BY_EXPONENT[(a >>> 7) & 0xff];
+      f[2] = Math.min(ad * INV_ULP_BY_EXPONENT[(a >>> 7) & 0xff], FLOAT32_MAX);
       counts[u[2] >>> 16] += c;
     }
     rows[row] += rowChanged;
@@ -186,6 +192,20 @@ export function accumulateFloat(acc: TensorAccumulator, x0: Float64Array, x1: Fl
   const ncols = acc.ncols;
   let col = startIndex % ncols;
   let row = (startIndex - col) / ncols;
+  if (acc.sqShift === 0) {
+    // Squares of F64 values past 2^500 would overflow: switch this tensor's sums to scaled units.
+    let big = 0;
+    for (let i = 0; i < count; i++) {
+      const m = Math.max(Math.abs(x0[i]), Math.abs(x1[i]));
+      if (m > big && m !== Infinity) big = m;
+    }
+    if (big > 2 ** 500) {
+      acc.sqShift = 600;
+      acc.baseSq *= 2 ** -1200;
+      acc.dSq *= 2 ** -1200;
+    }
+  }
+  const sc = 2 ** -acc.sqShift;
   for (let i = 0; i < count; i++) {
     const w0 = x0[i];
     const w1 = x1[i];
@@ -193,9 +213,10 @@ export function accumulateFloat(acc: TensorAccumulator, x0: Float64Array, x1: Fl
       acc.nonFinite++;
     } else {
       acc.finite++;
-      acc.baseSq += w0 * w0;
-      const d = w1 - w0;
-      const ad = Math.abs(d);
+      acc.baseSq += (w0 * sc) ** 2;
+      const ds = w1 * sc - w0 * sc;
+      const d = ds / sc;
+      const ad = Math.min(Math.abs(d), Number.MAX_VALUE);
       if (gate3 && d !== 0) {
         acc.exactChanged++;
         if (bf16OfNumber(w0) === bf16OfNumber(w1) || (w0 === 0 && w1 === 0)) acc.hidden++;
@@ -203,14 +224,14 @@ export function accumulateFloat(acc: TensorAccumulator, x0: Float64Array, x1: Fl
       if (ad <= LEGACY_ABS_TOLERANCE) acc.unchangedAbs++;
       if (ad > eta * Math.max(Math.abs(w0), Math.abs(w1))) {
         acc.changed++;
-        acc.dSq += d * d;
+        acc.dSq += ds * ds;
         if (ad > acc.maxAbs) acc.maxAbs = ad;
         acc.hist.add(ad / ulpOfNumber(w0));
         rows[row]++;
         cols[col]++;
       } else if (d !== 0) {
         // Below eta: unchanged for M1, but the tiny difference still belongs to ||dW||.
-        acc.dSq += d * d;
+        acc.dSq += ds * ds;
         if (ad > acc.maxAbs) acc.maxAbs = ad;
       }
     }
@@ -222,6 +243,7 @@ export function accumulateFloat(acc: TensorAccumulator, x0: Float64Array, x1: Fl
 }
 
 export function lineRatios(counts: Uint32Array, other: number, maxLen: number): LineRatios {
+  if (other <= 0) return { length: 0, bin: 1, values: [] };
   const length = counts.length;
   const bin = Math.max(1, Math.ceil(length / maxLen));
   const values: number[] = [];
@@ -340,8 +362,10 @@ export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: 
 function finishTensor(name: string, shape: number[], dtype: string, numel: number, acc: TensorAccumulator, maxLine: number, gate3: boolean): TensorDiff {
   const module = classifyModule(name);
   const finite = acc.finite;
-  const baseNorm = Math.sqrt(acc.baseSq);
-  const updNorm = Math.sqrt(acc.dSq);
+  // Norms beyond the float64 range (only absurd F64 data) saturate at its maximum.
+  const unit = 2 ** acc.sqShift;
+  const baseNorm = Math.min(Math.sqrt(acc.baseSq) * unit, Number.MAX_VALUE);
+  const updNorm = Math.min(Math.sqrt(acc.dSq) * unit, Number.MAX_VALUE);
   const d: TensorDiff = {
     name,
     module,
@@ -353,15 +377,16 @@ function finishTensor(name: string, shape: number[], dtype: string, numel: numbe
     changed: acc.changed,
     nonFinite: acc.nonFinite,
     unchangedLegacyAbs: finite === 0 ? 1 : acc.unchangedAbs / finite,
-    relUpdateNorm: baseNorm > 0 ? updNorm / baseNorm : null,
+    relUpdateNorm: baseNorm > 0 && Number.isFinite(updNorm / baseNorm) ? updNorm / baseNorm : null,
     updateNormFro: updNorm,
     baseNormFro: baseNorm,
     maxAbsUpdate: acc.maxAbs,
     medianUpdateUlps: acc.hist.median(),
   };
   if (acc.is2d) {
-    d.rowChangedRatio = lineRatios(acc.rows, shape[1], maxLine);
-    d.colChangedRatio = lineRatios(acc.cols, shape[0], maxLine);
+    const empty = numel === 0;
+    d.rowChangedRatio = empty ? { length: shape[0], bin: 1, values: [] } : lineRatios(acc.rows, shape[1], maxLine);
+    d.colChangedRatio = empty ? { length: shape[1], bin: 1, values: [] } : lineRatios(acc.cols, shape[0], maxLine);
   }
   if (gate3) d.hiddenByPrecision = acc.exactChanged === 0 ? 0 : acc.hidden / acc.exactChanged;
   return d;

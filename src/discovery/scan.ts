@@ -11,7 +11,7 @@ import { promises as fsp, type Dirent } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CheckpointFormatError } from '../formats/errors';
-import { INDEX_FILE, SINGLE_FILE, listShardFiles } from '../formats/checkpoint';
+import { INDEX_FILE, SINGLE_FILE, listShardFiles, readSmallRegularFile } from '../formats/checkpoint';
 import { SafetensorsFile } from '../formats/safetensors';
 import { readConfigKeys, syntaxOf } from './config-keys';
 
@@ -248,9 +248,7 @@ async function baseReferences(run: DiscoveredRun): Promise<{ ref: string; source
     const syntax = syntaxOf(name);
     if (!syntax || syntax === 'python') continue;
     const p = path.join(run.root, name);
-    const st = await fsp.stat(p).catch(() => undefined);
-    if (!st?.isFile() || st.size > 2_000_000) continue;
-    const text = await fsp.readFile(p, 'utf8').catch(() => '');
+    const text = await readSmallRegularFile(p, 2_000_000).then((b) => b.toString('utf8'), () => '');
     for (const k of readConfigKeys(text, syntax)) {
       if ((k.path === 'actor_rollout_ref.model.path' || k.path === 'model_name_or_path' || k.path.endsWith('.model_name_or_path') || k.path === 'pretrain') && k.value) {
         refs.push({ ref: k.value, source: `${p}:${k.line + 1} (${k.path})` });
@@ -262,9 +260,8 @@ async function baseReferences(run: DiscoveredRun): Promise<{ ref: string; source
 
 async function readJsonSmall(p: string): Promise<Record<string, unknown> | undefined> {
   try {
-    const st = await fsp.stat(p);
-    if (st.size > 10_000_000) return undefined;
-    const v = JSON.parse(await fsp.readFile(p, 'utf8')) as unknown;
+    // Regular files only (a FIFO named config.json would block a plain read forever).
+    const v = JSON.parse((await readSmallRegularFile(p, 10_000_000)).toString('utf8')) as unknown;
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;

@@ -5,7 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointFormatError } from './errors';
-import { SafetensorsFile, type TensorInfo } from './safetensors';
+import { SafetensorsFile, READ_ONLY_FLAGS, type TensorInfo } from './safetensors';
 import { parseStrictJson, isJsonObject, type JsonValue } from './strict-json';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -113,21 +113,27 @@ export async function listShardFiles(dir: string): Promise<ShardListing> {
     const weightMap = await readIndex(indexPath);
     const shards = [...new Set(weightMap.values())].sort();
     const realDir = await fsp.realpath(dir);
+    // The Hugging Face hub cache stores a snapshot's files as links into the repository's blobs/ folder
+    // (models--org--name/snapshots/<rev>/x -> ../../blobs/<sha>): links there stay inside the repository.
+    const hubBlobs = path.basename(path.dirname(realDir)) === 'snapshots' ? path.join(path.dirname(path.dirname(realDir)), 'blobs') : undefined;
     const paths: string[] = [];
     for (const shard of shards) {
       const full = path.resolve(dir, shard);
-      const rel = path.relative(path.resolve(dir), full);
-      if (path.isAbsolute(shard) || rel.startsWith('..') || path.isAbsolute(rel)) {
+      if (path.isAbsolute(shard) || !isInside(path.resolve(dir), full)) {
         throw new CheckpointFormatError(indexPath, 'shard-path', `shard ${JSON.stringify(shard)} leaves the checkpoint folder`);
       }
       let real: string;
       try {
         real = await fsp.realpath(full);
-      } catch {
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') {
+          // A link loop or a permission problem is not a checkpoint still being written.
+          throw new CheckpointFormatError(indexPath, 'io', `shard ${JSON.stringify(shard)} cannot be resolved (${(e as Error).message})`);
+        }
         throw new CheckpointFormatError(indexPath, 'missing-shard', `shard ${JSON.stringify(shard)} does not exist (still being written?)`);
       }
-      const realRel = path.relative(realDir, real);
-      if (realRel.startsWith('..') || path.isAbsolute(realRel)) {
+      if (!isInside(realDir, real) && !(hubBlobs !== undefined && isInside(hubBlobs, real))) {
         throw new CheckpointFormatError(indexPath, 'shard-path', `shard ${JSON.stringify(shard)} is a link that leaves the checkpoint folder`);
       }
       paths.push(full);
@@ -140,14 +146,46 @@ export async function listShardFiles(dir: string): Promise<ShardListing> {
   return { paths: loose.map((e) => path.join(dir, e)) };
 }
 
+/** `child` is `parent` or below it (a name like "..x" inside is fine; "../x" and other drives are not). */
+function isInside(parent: string, child: string): boolean {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!path.isAbsolute(rel) && rel !== '..' && !rel.startsWith(`..${path.sep}`));
+}
+
+/**
+ * Reads a small regular file: refuses FIFOs, devices and folders (without blocking on them) and files over
+ * `maxBytes`. Throws a plain Error saying why; callers turn it into their own message.
+ */
+export async function readSmallRegularFile(p: string, maxBytes: number): Promise<Buffer> {
+  const fh = await fsp.open(p, READ_ONLY_FLAGS);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > maxBytes) throw new Error(`${st.size} bytes, over the ${maxBytes}-byte limit`);
+    const buf = Buffer.alloc(st.size);
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesRead } = await fh.read(buf, done, buf.length - done, done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return buf.subarray(0, done);
+  } finally {
+    await fh.close();
+  }
+}
+
 export async function readIndex(indexPath: string): Promise<Map<string, string>> {
+  let text: string;
+  try {
+    text = (await readSmallRegularFile(indexPath, 100_000_000)).toString('utf8');
+  } catch (e) {
+    throw new CheckpointFormatError(indexPath, 'index', `cannot read the index: ${(e as Error).message}`);
+  }
   let json: JsonValue;
   try {
-    const st = await fsp.stat(indexPath);
-    if (st.size > 100_000_000) throw new CheckpointFormatError(indexPath, 'index', `index file is ${st.size} bytes, over the 100 MB limit`);
-    json = parseStrictJson(await fsp.readFile(indexPath, 'utf8'));
+    json = parseStrictJson(text);
   } catch (e) {
-    if (e instanceof CheckpointFormatError) throw e;
     throw new CheckpointFormatError(indexPath, 'index', `not valid JSON (${(e as Error).message})`);
   }
   if (!isJsonObject(json)) throw new CheckpointFormatError(indexPath, 'index', 'the index is not a JSON object');
@@ -165,10 +203,7 @@ export async function readIndex(indexPath: string): Promise<Map<string, string>>
 
 async function readConfig(dir: string): Promise<Record<string, unknown> | undefined> {
   try {
-    const p = path.join(dir, 'config.json');
-    const st = await fsp.stat(p);
-    if (st.size > 10_000_000) return undefined;
-    const v = JSON.parse(await fsp.readFile(p, 'utf8')) as unknown;
+    const v = JSON.parse((await readSmallRegularFile(path.join(dir, 'config.json'), 10_000_000)).toString('utf8')) as unknown;
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;

@@ -15,6 +15,13 @@ import { parseStrictJson, StrictJsonError, isJsonObject, type JsonValue } from '
 
 export const MAX_HEADER_BYTES = 100_000_000;
 
+/**
+ * Read-only, and non-blocking for the open itself: opening a FIFO named like a checkpoint would otherwise
+ * wait forever for a writer (and hold a libuv thread). It is then refused as "not a regular file".
+ * O_NONBLOCK has no effect on regular files; it does not exist on Windows, where FIFOs cannot be opened this way.
+ */
+export const READ_ONLY_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0);
+
 export interface TensorInfo {
   name: string;
   dtype: Dtype;
@@ -35,7 +42,8 @@ export interface FileIdentity {
 export function parseHeader(file: string, headerBytes: Uint8Array, dataBytes: number): { tensors: TensorInfo[]; metadata: Record<string, string> } {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
+    // ignoreBOM keeps a byte-order mark in the text, so it is refused below like the reference does.
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(headerBytes);
   } catch {
     throw new CheckpointFormatError(file, 'header-utf8', 'the header is not valid UTF-8');
   }
@@ -133,7 +141,7 @@ export class SafetensorsFile {
   static async open(path: string): Promise<SafetensorsFile> {
     let handle: FileHandle;
     try {
-      handle = await fsp.open(path, fsConstants.O_RDONLY);
+      handle = await fsp.open(path, READ_ONLY_FLAGS);
     } catch (e) {
       throw new CheckpointFormatError(path, 'io', (e as Error).message);
     }

@@ -13,6 +13,7 @@ export class StrictJsonError extends Error {
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
 const MAX_DEPTH = 64;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 export function parseStrictJson(text: string): JsonValue {
   let i = 0;
@@ -50,11 +51,18 @@ export function parseStrictJson(text: string): JsonValue {
     i++;
     const raw = text.slice(start, i);
     if (!hasEscape) return raw.slice(1, -1);
+    let value: string;
     try {
-      return JSON.parse(raw) as string;
+      value = JSON.parse(raw) as string;
     } catch {
       return fail('invalid escape in string');
     }
+    // A \uD800-style escape without its pair is no character: the reference (serde_json) refuses it too.
+    if (LONE_SURROGATE.test(value)) {
+      i = start;
+      return fail('unpaired surrogate escape in string');
+    }
+    return value;
   };
 
   const parseNumber = (): number => {

@@ -33,7 +33,8 @@ class Group {
       changed: this.changed,
       nonFinite: this.nonFinite,
       tensors: this.tensors,
-      relUpdateNorm: this.baseSq > 0 ? Math.sqrt(this.dSq / this.baseSq) : null,
+      // Squares of saturated norms overflow: no ratio then, rather than NaN.
+      relUpdateNorm: this.baseSq > 0 && Number.isFinite(this.dSq / this.baseSq) ? Math.sqrt(this.dSq / this.baseSq) : null,
     };
   }
 }
