@@ -58,7 +58,7 @@ export class Controller implements vscode.Disposable {
         log.warn(`engine restarted: ${reason}`);
         void vscode.window.showWarningMessage(`Gatescope: ${reason}; the engine was restarted and the job re-queued.`);
       },
-      maxMemoryMb: this.settings.maxMemoryMB,
+      maxMemoryMb: this.settings.maxMemoryMB > 0 ? this.settings.maxMemoryMB : undefined,
     });
   }
 

@@ -11,6 +11,7 @@ export interface GatescopeSettings {
   watchPatterns: string[];
   baseOverrides: Record<string, string>;
   cacheSizeLimitMB: number;
+  /** 0: the engine's default, three quarters of the machine's memory. */
   maxMemoryMB: number;
 }
 
@@ -42,7 +43,7 @@ export function readSettings(): GatescopeSettings {
     watchPatterns: Array.isArray(patterns) ? patterns.filter((p): p is string => typeof p === 'string' && p.length > 0) : DEFAULT_WATCH_PATTERNS,
     baseOverrides,
     cacheSizeLimitMB: positive(c.get('cacheSizeLimitMB'), 512),
-    maxMemoryMB: positive(c.get('engineMaxMemoryMB'), 4096),
+    maxMemoryMB: positive(c.get('engineMaxMemoryMB'), 0),
   };
 }
 
