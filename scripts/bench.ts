@@ -9,7 +9,7 @@
  *   - the whole Three-Gate report for the model (`gatescope analyze`), wall time and peak RSS.
  * Exits non-zero only when it cannot run. Options: --layers N (fewer layers for a quick run), --keep DIR
  * (generate once, reuse), --only diff|spectral|report (one part, for profiling), --device auto|cpu|cuda
- * (for the whole report).
+ * (for the whole report), --analyze-args "--k-spectrum 64 ..." (extra options of that run).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
@@ -255,14 +255,15 @@ async function benchReport(gen: Generated, dir: string, layers: number, say: Say
   const out = path.join(dir, 'report.json');
   const t0 = process.hrtime.bigint();
   const device = arg('--device') ?? 'auto';
-  const timed = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'analyze', gen.base, gen.ckpt, '--quiet', '--device', device, '--json', out], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const extra = (arg('--analyze-args') ?? '').split(' ').filter(Boolean);
+  const timed = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'analyze', gen.base, gen.ckpt, '--quiet', '--device', device, ...extra, '--json', out], { encoding: 'utf8', maxBuffer: 1 << 26 });
   const wall = seconds(t0);
   if (timed.status !== 0) {
     say(`whole report: failed (${timed.stderr.slice(-500)})`);
   } else {
     const rssKb = Number(timed.stderr.trim().split('\n').pop());
     const report = JSON.parse(await fsp.readFile(out, 'utf8')) as { verdict?: { label: string } };
-    say(`whole Three-Gate report (gatescope analyze --device ${device}, ${layers} layers): ${wall.toFixed(1)} s wall, peak RSS ${(rssKb / 1024).toFixed(0)} MB, verdict ${report.verdict?.label ?? '-'}`);
+    say(`whole Three-Gate report (gatescope analyze --device ${device}${extra.length ? ` ${extra.join(' ')}` : ''}, ${layers} layers): ${wall.toFixed(1)} s wall, peak RSS ${(rssKb / 1024).toFixed(0)} MB, verdict ${report.verdict?.label ?? '-'}`);
   }
 }
 

@@ -25,7 +25,8 @@ Usage:
       M1 update sparsity (bf16-exact), M4 row/column ratios and Gate I/III probes of each
       checkpoint against BASE. BASE and CKPT are checkpoint folders (plain or sharded) or .safetensors files.
 
-  gatescope analyze BASE CKPT... [--k 64] [--alpha 0.5] [--device auto|cpu|cuda] [--json F] [--md F] [--html F]
+  gatescope analyze BASE CKPT... [--k 64] [--alpha 0.5] [--device auto|cpu|cuda] [--json F] [--md F]
+          [--k-spectrum 256] [--power-iterations 4] [--oversample 10] [--html F]
       The whole Three-Gate report: the diff pass plus the spectral pass (M5 principal angles,
       M6 spectral drift, M7 principal/low-magnitude overlaps, M8 off-principal energy) and the
       regime verdict per tensor and per checkpoint.
@@ -54,7 +55,7 @@ interface Parsed {
   flags: Map<string, string | true>;
 }
 
-const VALUE_FLAGS = new Set(['--json', '--csv', '--md', '--html', '--eta', '--k', '--alpha', '--device', '--out', '--layers', '--seed', '--kind', '--runs', '--base']);
+const VALUE_FLAGS = new Set(['--k-spectrum', '--power-iterations', '--oversample', '--json', '--csv', '--md', '--html', '--eta', '--k', '--alpha', '--device', '--out', '--layers', '--seed', '--kind', '--runs', '--base']);
 const BOOL_FLAGS = new Set(['--quiet', '--no-layers', '--help', '-h', '--rotate', '--permute', '--hadamard', '--all-modules', '--diff-only']);
 
 export function parseArgs(argv: string[]): Parsed {
@@ -97,6 +98,9 @@ export function settingsFromFlags(p: Parsed): AnalysisSettings {
     eta: numberFlag(p, '--eta', DEFAULT_SETTINGS.eta, (x) => x >= 0 && x < 1, 'a number in [0, 1)'),
     k: numberFlag(p, '--k', DEFAULT_SETTINGS.k, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
     alpha: numberFlag(p, '--alpha', DEFAULT_SETTINGS.alpha, (x) => x > 0 && x < 1, 'a number in (0, 1)'),
+    kSpectrum: numberFlag(p, '--k-spectrum', DEFAULT_SETTINGS.kSpectrum, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
+    powerIterations: numberFlag(p, '--power-iterations', DEFAULT_SETTINGS.powerIterations, (x) => Number.isInteger(x) && x >= 0 && x <= 50, 'an integer from 0 to 50'),
+    oversample: numberFlag(p, '--oversample', DEFAULT_SETTINGS.oversample, (x) => Number.isInteger(x) && x >= 0 && x <= 1000, 'an integer from 0 to 1000'),
   };
 }
 
