@@ -16,6 +16,7 @@ const common = {
 const nodeBundles = [
   { entryPoints: ['src/extension.ts'], outfile: 'dist/extension.js', external: ['vscode', 'onnxruntime-node'] },
   { entryPoints: ['src/engine/worker.ts'], outfile: 'dist/worker.js', external: ['onnxruntime-node'] },
+  { entryPoints: ['src/analysis/diff-thread.ts'], outfile: 'dist/diff-thread.js' },
   { entryPoints: ['src/cli.ts'], outfile: 'dist/cli.js', external: ['onnxruntime-node'] },
   { entryPoints: ['scripts/make-synthetic-run.ts'], outfile: 'dist/make-synthetic-run.js' },
   { entryPoints: ['scripts/bench.ts'], outfile: 'dist/bench.js', external: ['onnxruntime-node'] },

@@ -3,7 +3,7 @@
  * the verdict. Runs in plain Node: the CLI calls it directly, the extension through the engine worker.
  */
 import { Checkpoint } from '../formats/checkpoint';
-import { diffCheckpoints } from './diff';
+import { diffCheckpointsParallel } from './diff-parallel';
 import { summarize } from '../report/summarize';
 import { SCHEMA_VERSION, type AnalysisSettings, type CheckpointReport, type TensorDiff } from '../report/schema';
 import { stepOf } from '../discovery/scan';
@@ -25,6 +25,9 @@ export interface AnalyzeOptions {
   onProgress?: (p: AnalyzeProgress) => void;
   onTensor?: (t: TensorDiff) => void;
   signal?: AbortSignal;
+  /** Threads of the diff pass (default: the cores, at most 4) and the thread script (default: next to the bundle). */
+  threads?: number;
+  threadScript?: string;
   /** The spectral pass, injected so that the diff-only path never loads the compute backend. */
   spectral?: SpectralPass;
 }
@@ -51,7 +54,9 @@ export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts
   try {
     ckpt = await Checkpoint.open(ckptPath);
     const diffShare = opts.passes === 'full' ? 0.3 : 1;
-    const { tensors, mismatches } = await diffCheckpoints(base, ckpt, {
+    const { tensors, mismatches } = await diffCheckpointsParallel(base, ckpt, {
+      threads: opts.threads,
+      threadScript: opts.threadScript,
       eta: opts.settings.eta,
       signal: opts.signal,
       onTensor: opts.onTensor,

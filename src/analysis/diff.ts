@@ -19,6 +19,8 @@ export interface DiffOptions {
   signal?: AbortSignal;
   /** Longest M4 vector kept exactly; longer ones are block-averaged to at most this many values. */
   maxLineRatios?: number;
+  /** Only these tensors (a worker thread's share); mismatches are still reported for all. */
+  only?: ReadonlySet<string>;
 }
 
 export const LEGACY_ABS_TOLERANCE = 1e-5;
@@ -303,7 +305,9 @@ export function naturalCompare(a: string, b: string): number {
 }
 
 export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: DiffOptions): Promise<DiffResult> {
-  const { pairs, mismatches } = pairTensors(base, ckpt);
+  const paired = pairTensors(base, ckpt);
+  const mismatches = paired.mismatches;
+  const pairs = opts.only ? paired.pairs.filter(([name]) => opts.only!.has(name)) : paired.pairs;
   const chunk = opts.chunkElements ?? DEFAULT_CHUNK;
   const maxLine = opts.maxLineRatios ?? 4096;
   const hist = new UlpHistogram();

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
+import { promises as fsp } from 'node:fs';
+import { CheckpointFormatError } from '../../src/formats/errors';
 import { Checkpoint } from '../../src/formats/checkpoint';
 import { diffCheckpoints, accumulateBf16, newAccumulator } from '../../src/analysis/diff';
 import { analyzeCheckpoint } from '../../src/analysis/analyze';
@@ -176,5 +178,37 @@ test('module and layer classification for Llama/Qwen, MoE and GPT-2 names', () =
   for (const [name, mod, layer] of cases) {
     assert.equal(classifyModule(name), mod, name);
     assert.equal(layerIndex(name), layer, name);
+  }
+});
+
+test('the diff pass on worker threads gives the same report as one thread, and passes format errors on', async () => {
+  const { diffCheckpointsParallel, shareOut } = await import('../../src/analysis/diff-parallel');
+  const script = path.resolve(__dirname, '..', '..', '..', 'dist', 'diff-thread.js');
+  const dir = await tempDir();
+  const { base, checkpoints } = await writeSyntheticRun(dir, { seed: 4 });
+  const b = await Checkpoint.open(base);
+  const c = await Checkpoint.open(checkpoints[2]);
+  try {
+    const one = await diffCheckpoints(b, c, { eta: 1e-3 });
+    const seen: string[] = [];
+    const two = await diffCheckpointsParallel(b, c, { eta: 1e-3, threads: 2, threadScript: script, onTensor: (t) => seen.push(t.name) });
+    assert.deepEqual(two, one);
+    assert.equal(seen.length, one.tensors.length);
+  } finally {
+    await b.close();
+    await c.close();
+  }
+  assert.deepEqual(shareOut([['a', 10], ['b', 7], ['c', 5], ['d', 3]], 2).map((g) => g.sort()), [['a', 'd'], ['b', 'c']]);
+  // A checkpoint rewritten after it was opened: the thread's error arrives typed, naming the file.
+  const b2 = await Checkpoint.open(base);
+  const c2 = await Checkpoint.open(checkpoints[0]);
+  try {
+    const f = path.join(checkpoints[0], 'model.safetensors');
+    const bytes = await fsp.readFile(f);
+    await fsp.writeFile(f, bytes.subarray(0, bytes.length - 64));
+    await assert.rejects(diffCheckpointsParallel(b2, c2, { eta: 1e-3, threads: 2, threadScript: script }), (e: unknown) => e instanceof CheckpointFormatError && e.file === f);
+  } finally {
+    await b2.close();
+    await c2.close();
   }
 });
