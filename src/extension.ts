@@ -7,9 +7,11 @@ import { GatescopeApp } from './host/app';
 
 let app: GatescopeApp | undefined;
 
-export function activate(context: vscode.ExtensionContext): void {
+/** Returns the app: `vscode.extensions.getExtension('gatescope.gatescope').exports` (the host tests read it). */
+export function activate(context: vscode.ExtensionContext): GatescopeApp {
   app = new GatescopeApp(context);
   context.subscriptions.push(app);
+  return app;
 }
 
 export async function deactivate(): Promise<void> {

@@ -16,6 +16,8 @@ export class GatescopeApp implements vscode.Disposable {
   private readonly subs: vscode.Disposable[] = [];
   private watchers: vscode.Disposable[] = [];
   readonly controller: Controller;
+  /** The "Runs" tree's data provider (read by the host tests). */
+  readonly tree: RunsTree;
 
   constructor(context: vscode.ExtensionContext) {
     const log = vscode.window.createOutputChannel('Gatescope', { log: true });
@@ -30,6 +32,7 @@ export class GatescopeApp implements vscode.Disposable {
     });
     commands.register(context);
     const tree = new RunsTree(c);
+    this.tree = tree;
     const view = vscode.window.createTreeView('gatescope.runs', { treeDataProvider: tree, showCollapseAll: true });
     const lenses = new ConfigLensProvider(c);
     this.subs.push(
