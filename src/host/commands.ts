@@ -141,8 +141,10 @@ export class Commands {
       };
       return this.c.analyze(run, ckpt, { onProgress, signal: ac.signal });
     });
-    const pick = await vscode.window.showInformationMessage(`Gatescope: ${run.name} ${checkpointLabel(ckpt)}: ${headline(report)}.`, 'Open Dashboard');
-    if (pick) this.panels().showDashboard(run.id, ckpt.path);
+    // Not awaited: the command is done when the report is; the notification stays until the user acts.
+    void vscode.window.showInformationMessage(`Gatescope: ${run.name} ${checkpointLabel(ckpt)}: ${headline(report)}.`, 'Open Dashboard').then((pick) => {
+      if (pick) this.panels().showDashboard(run.id, ckpt.path);
+    });
     return report;
   }
 

@@ -44,6 +44,9 @@ export class Controller implements vscode.Disposable {
   private rescanTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private scanAgain = false;
+  private scanPromise: Promise<void> | undefined;
+  /** Analyses queued or running, by checkpoint: a second request with the same inputs joins the first. */
+  private readonly inflight = new Map<string, { key: string; job: Promise<CheckpointReport>; listeners: Set<(p: Progress) => void> }>();
   private disposed = false;
 
   constructor(private readonly context: vscode.ExtensionContext, readonly log: vscode.LogOutputChannel) {
@@ -113,11 +116,19 @@ export class Controller implements vscode.Disposable {
     }, delayMs);
   }
 
-  async rescan(): Promise<void> {
-    if (this.scanning) {
+  /** Scans the roots. A call during a scan asks for one more pass and waits for it (never returns early). */
+  rescan(): Promise<void> {
+    if (this.scanPromise) {
       this.scanAgain = true;
-      return;
+      return this.scanPromise;
     }
+    this.scanPromise = this.scanLoop().finally(() => {
+      this.scanPromise = undefined;
+    });
+    return this.scanPromise;
+  }
+
+  private async scanLoop(): Promise<void> {
     this.scanning = true;
     this.changed();
     try {
@@ -228,12 +239,24 @@ export class Controller implements vscode.Disposable {
 
   /**
    * Analyses one checkpoint against its run's base in the engine. Jobs of one run run one at a time,
-   * in the order asked. A checkpoint already queued or running returns the same promise.
+   * in the order asked. A checkpoint already queued or running with the same base and settings returns
+   * the same promise (a manual request joins an automatic one instead of cancelling it); with other
+   * inputs the old job is cancelled and a new one queued.
    */
   analyze(run: DiscoveredRun, ckpt: DiscoveredCheckpoint, opts: { auto?: boolean; onProgress?: (p: Progress) => void; signal?: AbortSignal; base?: string } = {}): Promise<CheckpointReport> {
     const base = opts.base ?? run.base.resolved;
     if (!base) return Promise.reject(new Error(`no base model for run ${run.name}: use "Gatescope: Set Base Model for Run"`));
     if (ckpt.state !== 'complete') return Promise.reject(new Error(`${ckpt.path} is ${ckpt.state}${ckpt.reason ? `: ${ckpt.reason}` : ''}`));
+    const key = JSON.stringify([base, this.settings.passes, this.settings.device, this.settings.analysis]);
+    const running = this.inflight.get(ckpt.path);
+    if (running && running.key === key) {
+      const listener = opts.onProgress;
+      if (listener) running.listeners.add(listener);
+      opts.signal?.addEventListener('abort', () => this.aborts.get(ckpt.path)?.abort(), { once: true });
+      return running.job;
+    }
+    const listeners = new Set<(p: Progress) => void>();
+    if (opts.onProgress) listeners.add(opts.onProgress);
     const ac = new AbortController();
     this.aborts.get(ckpt.path)?.abort();
     this.aborts.set(ckpt.path, ac);
@@ -253,7 +276,7 @@ export class Controller implements vscode.Disposable {
           onProgress: (p) => {
             this.current = { label, checkpoint: ckpt.path, fraction: p.fraction };
             this.setJob(ckpt.path, { kind: 'running', fraction: p.fraction, phase: p.phase });
-            opts.onProgress?.({ fraction: p.fraction, phase: p.phase });
+            for (const l of listeners) l({ fraction: p.fraction, phase: p.phase });
           },
         },
         ac.signal,
@@ -284,10 +307,12 @@ export class Controller implements vscode.Disposable {
       },
     ).finally(() => {
       if (this.aborts.get(ckpt.path) === ac) this.aborts.delete(ckpt.path);
+      if (this.inflight.get(ckpt.path)?.job === job) this.inflight.delete(ckpt.path);
       if (this.current?.checkpoint === ckpt.path) this.current = null;
       this.changed();
     });
     this.runQueues.set(run.id, settled);
+    this.inflight.set(ckpt.path, { key, job, listeners });
     return job;
   }
 

@@ -112,7 +112,7 @@ export function runDescription(run: { checkpoints: CheckpointLike[]; base: { res
   const n = run.checkpoints.length;
   const parts = [`${n} checkpoint${n === 1 ? '' : 's'}`];
   if (run.baseOf.length > 0) parts.push(`base of ${run.baseOf.length} run${run.baseOf.length === 1 ? '' : 's'}`);
-  else if (run.base.resolved) parts.push(`base ${baseName(run.base.resolved)}`);
+  else if (run.base.resolved) parts.push(`base: ${baseName(run.base.resolved)}`);
   else parts.push('no base model');
   return parts.join(', ');
 }

@@ -31,7 +31,7 @@ test('headline: diff-only reports show the update size instead of a verdict', ()
 });
 
 test('run and tensor rows', () => {
-  assert.equal(runDescription({ checkpoints: [ckpt], base: { resolved: '/m/base', ref: 'base' }, baseOf: [] }), '1 checkpoint, base base');
+  assert.equal(runDescription({ checkpoints: [ckpt], base: { resolved: '/m/base', ref: 'base' }, baseOf: [] }), '1 checkpoint, base: base');
   assert.equal(runDescription({ checkpoints: [ckpt, ckpt], base: { resolved: null, ref: null }, baseOf: ['/r1'] }), '2 checkpoints, base of 1 run');
   const t = tensorView(tensor('model.layers.3.self_attn.q_proj.weight'));
   assert.equal(t.label, '3.self_attn.q_proj.weight');
