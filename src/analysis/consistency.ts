@@ -4,12 +4,12 @@
  */
 import * as path from 'node:path';
 import { Checkpoint } from '../formats/checkpoint';
-import { decodeToFloat32, isFloatDtype } from '../formats/dtype';
+import { isFloatDtype } from '../formats/dtype';
+import { maskChunk } from './masks';
 import { classifyModule, layerIndex } from './names';
 import { naturalCompare } from './diff';
 import { jaccardBaseline } from './stats';
 import { SCHEMA_VERSION, type ConsistencyReport, type ConsistencyTensor, type ModuleKind } from '../report/schema';
-import type { TensorInfo } from '../formats/safetensors';
 import { VERSION } from '../version';
 
 export interface ConsistencyOptions {
@@ -20,27 +20,6 @@ export interface ConsistencyOptions {
   labels?: string[];
   signal?: AbortSignal;
   onProgress?: (p: { tensor: string; index: number; total: number }) => void;
-}
-
-/** Changed mask of one chunk, with the M1 rule (non-finite entries are 0). */
-export function maskChunk(d0: TensorInfo['dtype'], b0: Uint8Array, d1: TensorInfo['dtype'], b1: Uint8Array, count: number, eta: number, out: Uint8Array, f0: Float32Array, f1: Float32Array): void {
-  if (d0 === 'BF16' && d1 === 'BF16') {
-    const a = new Uint16Array(b0.buffer, b0.byteOffset, count);
-    const b = new Uint16Array(b1.buffer, b1.byteOffset, count);
-    for (let i = 0; i < count; i++) {
-      const x = a[i];
-      const y = b[i];
-      out[i] = (x & 0x7f80) !== 0x7f80 && (y & 0x7f80) !== 0x7f80 && x !== y && ((x | y) & 0x7fff) !== 0 ? 1 : 0;
-    }
-    return;
-  }
-  decodeToFloat32(d0, b0, count, f0);
-  decodeToFloat32(d1, b1, count, f1);
-  for (let i = 0; i < count; i++) {
-    const x = f0[i];
-    const y = f1[i];
-    out[i] = Number.isFinite(x) && Number.isFinite(y) && Math.abs(y - x) > eta * Math.max(Math.abs(x), Math.abs(y)) ? 1 : 0;
-  }
 }
 
 class PairCounts {

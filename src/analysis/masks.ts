@@ -3,11 +3,33 @@
  * selections for the principal (P) and low-magnitude (L) masks of M7, and overlaps with their baselines,
  * including the precision-controlled baseline (entries grouped by the bf16 exponent of W0).
  */
-import type { Dtype } from '../formats/dtype';
+import { decodeToFloat32, type Dtype } from '../formats/dtype';
+
+/** Changed mask of one chunk, with the M1 rule (non-finite entries are 0). */
+export function maskChunk(d0: Dtype, b0: Uint8Array, d1: Dtype, b1: Uint8Array, count: number, eta: number, out: Uint8Array, f0: Float32Array, f1: Float32Array): void {
+  if (d0 === 'BF16' && d1 === 'BF16') {
+    const a = new Uint16Array(b0.buffer, b0.byteOffset, count);
+    const b = new Uint16Array(b1.buffer, b1.byteOffset, count);
+    for (let i = 0; i < count; i++) {
+      const x = a[i];
+      const y = b[i];
+      out[i] = (x & 0x7f80) !== 0x7f80 && (y & 0x7f80) !== 0x7f80 && x !== y && ((x | y) & 0x7fff) !== 0 ? 1 : 0;
+    }
+    return;
+  }
+  decodeToFloat32(d0, b0, count, f0);
+  decodeToFloat32(d1, b1, count, f1);
+  for (let i = 0; i < count; i++) {
+    const x = f0[i];
+    const y = f1[i];
+    out[i] = Number.isFinite(x) && Number.isFinite(y) && Math.abs(y - x) > eta * Math.max(Math.abs(x), Math.abs(y)) ? 1 : 0;
+  }
+}
 
 /**
- * The changed mask (1 = changed) with the M1 rule: bf16 pairs by bit pattern (+0 == -0), other floats by
- * |dw| <= eta max(|w0|, |w1|). Non-finite entries are 0 in the mask and counted in `nonFinite`.
+ * The changed mask (1 = changed) of a whole tensor with the M1 rule, and its counts: bf16 pairs by bit
+ * pattern (+0 == -0), other floats by |dw| <= eta max(|w0|, |w1|). Non-finite entries are 0 in the mask and
+ * counted in `nonFinite`. `w0`/`w1` are the decoded values (left as they are).
  */
 export function changedMask(
   dtype0: Dtype, bytes0: Uint8Array, w0: Float32Array,
@@ -16,30 +38,12 @@ export function changedMask(
 ): { mask: Uint8Array; changed: number; nonFinite: number } {
   const n = w0.length;
   const mask = new Uint8Array(n);
+  maskChunk(dtype0, bytes0, dtype1, bytes1, n, eta, mask, w0, w1);
   let changed = 0;
   let nonFinite = 0;
-  if (dtype0 === 'BF16' && dtype1 === 'BF16') {
-    const a = new Uint16Array(bytes0.buffer, bytes0.byteOffset, n);
-    const b = new Uint16Array(bytes1.buffer, bytes1.byteOffset, n);
-    for (let i = 0; i < n; i++) {
-      const x = a[i];
-      const y = b[i];
-      if ((x & 0x7f80) === 0x7f80 || (y & 0x7f80) === 0x7f80) nonFinite++;
-      else if (x !== y && ((x | y) & 0x7fff) !== 0) {
-        mask[i] = 1;
-        changed++;
-      }
-    }
-  } else {
-    for (let i = 0; i < n; i++) {
-      const x = w0[i];
-      const y = w1[i];
-      if (!Number.isFinite(x) || !Number.isFinite(y)) nonFinite++;
-      else if (Math.abs(y - x) > eta * Math.max(Math.abs(x), Math.abs(y))) {
-        mask[i] = 1;
-        changed++;
-      }
-    }
+  for (let i = 0; i < n; i++) {
+    changed += mask[i];
+    if (!Number.isFinite(w0[i]) || !Number.isFinite(w1[i])) nonFinite++;
   }
   return { mask, changed, nonFinite };
 }

@@ -2,33 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
-import { main } from '../../src/cli';
 import { writeSyntheticRun } from '../../src/examples/synthetic';
 import type { CheckpointReport } from '../../src/report/schema';
 import { tempDir, writeFile } from '../support/st';
+import { runCli } from '../support/cli';
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    const code = await main(args);
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 test('diff writes the report contract and exits 0; usage errors exit 2; bad checkpoints exit 1', async () => {
   const dir = await tempDir();
   const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'));
   const json = path.join(dir, 'report.json');
   const csv = path.join(dir, 'report.csv');
-  const r = await run(['diff', base, checkpoints[0], '--json', json, '--csv', csv, '--quiet']);
+  const r = await runCli(['diff', base, checkpoints[0], '--json', json, '--csv', csv, '--quiet']);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /unchanged \(M1/);
   assert.match(r.out, /module\s+tensors/);
@@ -44,18 +29,18 @@ test('diff writes the report contract and exits 0; usage errors exit 2; bad chec
   const csvText = await fsp.readFile(csv, 'utf8');
   assert.equal(csvText.trim().split('\n').length, report.tensors.length + 1);
 
-  assert.equal((await run(['diff', base])).code, 2);
-  assert.equal((await run(['diff', base, checkpoints[0], '--k', 'x'])).code, 2);
-  assert.equal((await run(['nonsense'])).code, 2);
-  assert.equal((await run(['diff', base, checkpoints[0], '--bogus'])).code, 2);
+  assert.equal((await runCli(['diff', base])).code, 2);
+  assert.equal((await runCli(['diff', base, checkpoints[0], '--k', 'x'])).code, 2);
+  assert.equal((await runCli(['nonsense'])).code, 2);
+  assert.equal((await runCli(['diff', base, checkpoints[0], '--bogus'])).code, 2);
   // Never write inside a checkpoint folder.
-  const inside = await run(['diff', base, checkpoints[0], '--json', path.join(checkpoints[0], 'r.json')]);
+  const inside = await runCli(['diff', base, checkpoints[0], '--json', path.join(checkpoints[0], 'r.json')]);
   assert.equal(inside.code, 2);
   assert.match(inside.err, /refusing to write/);
   await assert.rejects(fsp.stat(path.join(checkpoints[0], 'r.json')));
 
   const broken = await writeFile(path.join(dir, 'broken', 'model.safetensors'), Buffer.from([9, 0, 0, 0, 0, 0, 0, 0, 0x7b]));
-  const bad = await run(['diff', base, path.dirname(broken)]);
+  const bad = await runCli(['diff', base, path.dirname(broken)]);
   assert.equal(bad.code, 1);
   assert.match(bad.err, /broken.model\.safetensors/);
   assert.match(bad.err, /still saving/);
@@ -64,7 +49,7 @@ test('diff writes the report contract and exits 0; usage errors exit 2; bad chec
 test('scan lists runs, states and the base', async () => {
   const dir = await tempDir();
   await writeSyntheticRun(path.join(dir, 'ex'));
-  const r = await run(['scan', dir]);
+  const r = await runCli(['scan', dir]);
   assert.equal(r.code, 0);
   assert.match(r.out, /run ex\/run\s+base: .*ex[/\\]base/);
   assert.match(r.out, /300\s+complete\s+hf-trainer/);

@@ -11,9 +11,9 @@ import { promises as fsp } from 'node:fs';
 import { Checkpoint } from '../../src/formats/checkpoint';
 import { CheckpointFormatError } from '../../src/formats/errors';
 import { diffCheckpoints, type DiffResult } from '../../src/analysis/diff';
-import { main } from '../../src/cli';
 import { buildCorpus, nonFiniteNumbers, type CorpusCase } from '../support/corpus';
 import { tempDir } from '../support/st';
+import { runCli } from '../support/cli';
 
 /** Each open + diff attempt must end within this. */
 const ATTEMPT_MS = 2000;
@@ -89,19 +89,6 @@ function table(title: string, rows: [string, ...(string | number)[]][], headers:
   return [title, line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...all.slice(1).map(line)].join('\n');
 }
 
-async function runCli(args: string[]): Promise<{ code: number; err: string }> {
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = () => undefined;
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    return { code: await main(args), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 interface CorpusRun {
   cases: CorpusCase[];

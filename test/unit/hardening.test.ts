@@ -19,10 +19,10 @@ import type { JobSpec } from '../../src/engine/messages';
 import { reportsToMarkdown } from '../../src/report/markdown';
 import { reportsToCsv } from '../../src/report/csv';
 import { DEFAULT_SETTINGS } from '../../src/report/schema';
-import { main } from '../../src/cli';
 import { writeSyntheticRun } from '../../src/examples/synthetic';
 import { CORPUS_SHAPE, nonFiniteNumbers } from '../support/corpus';
 import { tempDir, rawFile, bf16Bytes, bf16 } from '../support/st';
+import { runCli } from '../support/cli';
 
 const WORKER = path.resolve(__dirname, '..', '..', '..', 'dist', 'worker.js');
 const SRC = path.resolve(__dirname, '..', '..', '..', 'src');
@@ -51,20 +51,6 @@ async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   }
 }
 
-async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => void out.push(a.join(' '));
-  console.error = (...a: unknown[]) => void err.push(a.join(' '));
-  try {
-    return { code: await main(args), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Checkpoints being written
