@@ -1,0 +1,129 @@
+/**
+ * The bundled example runs (examples/, trained by scripts/train-example-runs.py) against the reference
+ * numbers PyTorch computed in float64 when they were trained: an independent, cross-language check of
+ * M1, Gate I, M5, M6, M7 and M8 on real RL and SFT updates. The findings the paper predicts are checked
+ * in examples/README.md's findings test below only where they hold at this scale (see that file).
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { promises as fsp, existsSync } from 'node:fs';
+import { analyzeCheckpoint } from '../../src/analysis/analyze';
+import { createSpectralPass } from '../../src/analysis/spectral';
+import { createBackend, type ComputeBackend } from '../../src/compute/backend';
+import { DEFAULT_SETTINGS, type CheckpointReport, type TensorSpectral } from '../../src/report/schema';
+
+const EXAMPLES = path.resolve(__dirname, '..', '..', '..', 'examples');
+
+interface RefTensor {
+  name: string;
+  numel: number;
+  changed: number;
+  unchanged: number;
+  relUpdateNorm: number | null;
+  spectral?: Partial<TensorSpectral>;
+}
+interface Reference {
+  base: string;
+  checkpoint: string;
+  settings: { k: number; alpha: number; eta?: number };
+  summary: { unchanged: number; unchangedLinear: number; algorithm: string; run: string };
+  tensors: RefTensor[];
+  gate3?: { tensors: { name: string; changedFp32Exact: number; hiddenByPrecisionExact: number }[] };
+}
+
+const runs: { run: string; ref: Reference; report?: CheckpointReport }[] = [];
+let backend: ComputeBackend;
+
+before(async () => {
+  const settings = JSON.parse(await fsp.readFile(path.join(EXAMPLES, 'reference-settings.json'), 'utf8')) as { runs: Record<string, string> };
+  backend = await createBackend({ device: 'cpu' });
+  for (const [run, rel] of Object.entries(settings.runs)) {
+    const file = path.join(EXAMPLES, rel);
+    const ref = JSON.parse(await fsp.readFile(file, 'utf8')) as Reference;
+    const dir = path.dirname(file);
+    const report = await analyzeCheckpoint(path.resolve(dir, ref.base), path.resolve(dir, ref.checkpoint), {
+      // Every example matrix has a side <= 256: the exact SVD path, full spectrum, as the reference.
+      settings: { ...DEFAULT_SETTINGS, k: ref.settings.k, alpha: ref.settings.alpha },
+      passes: 'full',
+      spectral: createSpectralPass(backend),
+    });
+    runs.push({ run, ref, report });
+  }
+});
+
+after(async () => {
+  await backend?.dispose();
+});
+
+test('the example runs are bundled', () => {
+  assert.ok(existsSync(path.join(EXAMPLES, 'base', 'model.safetensors')));
+  assert.ok(runs.length >= 3, `runs: ${runs.map((r) => r.run).join(', ')}`);
+});
+
+test('M1 and Gate I equal the PyTorch reference on every tensor', () => {
+  for (const { run, ref, report } of runs) {
+    const byName = new Map(report!.tensors.map((t) => [t.name, t]));
+    for (const r of ref.tensors) {
+      const t = byName.get(r.name);
+      assert.ok(t, `${run}: ${r.name} missing`);
+      assert.equal(t.changed, r.changed, `${run} ${r.name} changed`);
+      assert.equal(t.unchanged, r.unchanged, `${run} ${r.name} unchanged`);
+      if (r.relUpdateNorm !== null) assert.ok(Math.abs(t.relUpdateNorm! - r.relUpdateNorm) <= 1e-9 * r.relUpdateNorm + 1e-15, `${run} ${r.name} relUpdateNorm ${t.relUpdateNorm} vs ${r.relUpdateNorm}`);
+    }
+    assert.ok(Math.abs(report!.summary.unchanged - ref.summary.unchanged) < 1e-12, `${run} summary.unchanged`);
+    assert.ok(Math.abs(report!.summary.unchangedLinear - ref.summary.unchangedLinear) < 1e-12, `${run} summary.unchangedLinear`);
+  }
+});
+
+test('M5-M8 equal the PyTorch float64 reference within float32 tolerance', () => {
+  for (const { run, ref, report } of runs) {
+    const byName = new Map(report!.tensors.map((t) => [t.name, t]));
+    for (const r of ref.tensors) {
+      if (!r.spectral) continue;
+      const s = byName.get(r.name)!.spectral!;
+      const e = r.spectral;
+      const where = `${run} ${r.name}`;
+      assert.ok(s, `${where}: no spectral result`);
+      assert.equal(s.svdMethod, 'full', where);
+      assert.ok(Math.abs(s.nss - e.nss!) <= 1e-4 * e.nss! + 1e-9, `${where} nss ${s.nss} vs ${e.nss}`);
+      assert.ok(Math.abs(s.principalAngleMaxDeg - e.principalAngleMaxDeg!) <= 0.01 + 1e-3 * e.principalAngleMaxDeg!, `${where} angle ${s.principalAngleMaxDeg} vs ${e.principalAngleMaxDeg}`);
+      assert.ok(Math.abs(s.offPrincipalEnergy - e.offPrincipalEnergy!) <= 1e-5, `${where} off-principal ${s.offPrincipalEnergy} vs ${e.offPrincipalEnergy}`);
+      assert.ok(Math.abs(s.overlapLowMagnitude! - e.overlapLowMagnitude!) <= 1e-12, `${where} low-magnitude overlap ${s.overlapLowMagnitude} vs ${e.overlapLowMagnitude}`);
+      // P comes from the rank-k reconstruction, computed in float32 here and float64 there: entries at
+      // the alpha threshold may fall either side.
+      assert.ok(Math.abs(s.overlapPrincipal! - e.overlapPrincipal!) <= 2e-3, `${where} principal overlap ${s.overlapPrincipal} vs ${e.overlapPrincipal}`);
+      assert.equal(s.overlapPrincipalBaseline, e.overlapPrincipalBaseline, where);
+    }
+  }
+});
+
+test('Gate III: the fp32 checkpoint\'s changes hidden by bf16 storage match the reference counts', async () => {
+  const rl = runs.find((r) => r.ref.gate3);
+  assert.ok(rl, 'a run has the fp32 (Gate III) reference');
+  const fp32Run = path.join(EXAMPLES, 'runs', `${rl.run}-fp32`);
+  const [ckpt] = (await fsp.readdir(fp32Run)).filter((e) => e.startsWith('checkpoint-'));
+  const report = await analyzeCheckpoint(path.join(EXAMPLES, 'base'), path.join(fp32Run, ckpt), { settings: DEFAULT_SETTINGS, passes: 'diff' });
+  const byName = new Map(report.tensors.map((t) => [t.name, t]));
+  for (const g of rl.ref.gate3!.tensors) {
+    const t = byName.get(g.name)!;
+    assert.equal(t.dtype, 'BF16->F32', g.name);
+    const expected = g.changedFp32Exact === 0 ? 0 : g.hiddenByPrecisionExact / g.changedFp32Exact;
+    assert.ok(Math.abs(t.hiddenByPrecision! - expected) < 1e-12, `${g.name}: ${t.hiddenByPrecision} vs ${expected}`);
+  }
+});
+
+test('the paper\'s findings that hold at this scale (examples/README.md lists those that do not)', () => {
+  const get = (name: string): CheckpointReport => runs.find((r) => r.run === name)!.report!;
+  const sft = get('sft');
+  for (const rlName of ['rl-kl', 'rl-nokl']) {
+    const rl = get(rlName);
+    const a = rl.spectralSummary!;
+    const b = sft.spectralSummary!;
+    assert.ok(rl.summary.unchanged > sft.summary.unchanged, `${rlName} leaves more weights bit-identical than SFT`);
+    assert.ok(a.overlapPrincipal! < a.overlapPrincipalBaseline, `${rlName}'s principal overlap is below its random baseline`);
+    assert.ok(b.overlapPrincipal! >= a.overlapPrincipal!, `SFT's principal overlap is not lower than ${rlName}'s`);
+    assert.ok(a.nssMedian < b.nssMedian, `${rlName} drifts the spectrum less than SFT`);
+    assert.ok(a.principalAngleMedianDeg < b.principalAngleMedianDeg && a.principalAngleMaxDeg < b.principalAngleMaxDeg, `${rlName} rotates the principal subspaces less than SFT`);
+  }
+});
