@@ -100,3 +100,16 @@ export function allFinite(X: NumArray): boolean {
   for (let i = 0; i < X.length; i++) acc += X[i] - X[i];
   return acc === 0;
 }
+
+/**
+ * Plane (Givens / Jacobi) rotation of two rows stored at offsets `p` and `q` of `A`, `len` entries each:
+ * row_p <- c row_p - s row_q, row_q <- s row_p + c row_q.
+ */
+export function rotateRows(A: Float64Array, p: number, q: number, len: number, c: number, s: number): void {
+  for (let k = 0; k < len; k++) {
+    const x = A[p + k];
+    const y = A[q + k];
+    A[p + k] = c * x - s * y;
+    A[q + k] = s * x + c * y;
+  }
+}

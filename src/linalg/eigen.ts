@@ -14,6 +14,7 @@
  * matrix and assume symmetry), output `vectors` row-major n x n whose column i is the unit eigenvector
  * of `values[i]`.
  */
+import { rotateRows } from './dense';
 
 export interface EigenResult {
   /** Eigenvalues, descending. */
@@ -287,22 +288,10 @@ export function symmetricEigenJacobi(A: Float64Array, n: number, maxSweeps = 100
           a[k * n + p] = c * akp - s * akq;
           a[k * n + q] = s * akp + c * akq;
         }
-        for (let k = 0; k < n; k++) {
-          const apk = a[p * n + k];
-          const aqk = a[q * n + k];
-          a[p * n + k] = c * apk - s * aqk;
-          a[q * n + k] = s * apk + c * aqk;
-        }
+        rotateRows(a, p * n, q * n, n, c, s);
         a[p * n + q] = 0;
         a[q * n + p] = 0;
-        const rp = p * n;
-        const rq = q * n;
-        for (let k = 0; k < n; k++) {
-          const vp = Vt[rp + k];
-          const vq = Vt[rq + k];
-          Vt[rp + k] = c * vp - s * vq;
-          Vt[rq + k] = s * vp + c * vq;
-        }
+        rotateRows(Vt, p * n, q * n, n, c, s);
       }
     }
   }

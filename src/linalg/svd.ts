@@ -11,6 +11,7 @@
  * vector, S descending, p = min(m, n).
  */
 import { extractR, formQColumnMajor, householderColumnMajor, transposeToColumnMajor } from './qr';
+import { rotateRows } from './dense';
 
 export interface DenseSvd {
   /** m x p row-major. Empty when vectors were not requested. */
@@ -85,16 +86,7 @@ function hestenes(W: Float64Array, r: number, c: number, J: Float64Array | null,
         }
         norms[p] = a - t * g;
         norms[q] = b + t * g;
-        if (J) {
-          const jp = p * c;
-          const jq = q * c;
-          for (let k = 0; k < c; k++) {
-            const vp = J[jp + k];
-            const vq = J[jq + k];
-            J[jp + k] = cs * vp - sn * vq;
-            J[jq + k] = sn * vp + cs * vq;
-          }
-        }
+        if (J) rotateRows(J, p * c, q * c, c, cs, sn);
       }
     }
     if (!rotated) break;
