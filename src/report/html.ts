@@ -134,7 +134,7 @@ function heatmapSvg(r: CheckpointReport): string {
       }
       const v = c.unchanged;
       out.push(`<g><rect x="${x + 1}" y="${y + 1}" width="${cw - 2}" height="${ch - 2}" fill="${viridis(v)}" data-v="${v}"/>`
-        + (ch >= 14 ? `<text class="cell" x="${x + cw / 2}" y="${y + ch / 2 + 3.5}" text-anchor="middle" fill="${v < 0.6 ? '#fff' : '#000'}">${escapeHtml(fmt.share(v))}</text>` : '')
+        + (ch >= 14 ? `<text class="cell ${v < 0.6 ? 'light' : 'dark'}" x="${x + cw / 2}" y="${y + ch / 2 + 3.5}" text-anchor="middle">${escapeHtml(fmt.share(v))}</text>` : '')
         + `<title>layer ${l}, ${escapeHtml(m)}: ${escapeHtml(fmt.share(v))} unchanged (${c.tensors} tensor${c.tensors === 1 ? '' : 's'}, ${escapeHtml(fmt.int(c.numel))} entries)</title></g>`);
     });
   });
@@ -302,7 +302,7 @@ table.kv th{font-weight:normal;color:var(--muted);white-space:nowrap}
 .verdict.off-principal{border-left-color:#1a7f37}.verdict.principal-targeting{border-left-color:#cf222e}.verdict.inconclusive{border-left-color:#9a6700}
 .leans.off-principal,.v.off-principal{color:#1a7f37}.leans.principal-targeting,.v.principal-targeting{color:#cf222e}
 .charts{display:flex;flex-wrap:wrap;gap:32px;align-items:flex-start}figure{margin:8px 0}figcaption{font-weight:600;margin-bottom:6px}
-svg.chart text{font-size:11px;fill:var(--fg)}svg.chart text.cell{font-size:10px}svg.chart rect.track{fill:var(--track)}svg.chart rect.empty{fill:none;stroke:var(--line)}
+svg.chart text{font-size:11px;fill:var(--fg)}svg.chart text.cell{font-size:10px}svg.chart text.cell.light{fill:#fff}svg.chart text.cell.dark{fill:#000}svg.chart rect.track{fill:var(--track)}svg.chart rect.empty{fill:none;stroke:var(--line)}
 .warn{color:var(--warn)}code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace}
 footer{margin-top:40px;color:var(--muted);font-size:12px}
 `;
