@@ -94,6 +94,10 @@ export async function diffCheckpointsParallel(base: Checkpoint, ckpt: Checkpoint
   } catch (e) {
     abort();
     opts.signal?.throwIfAborted();
+    // A thread opens the files after this thread did: a checkpoint rewritten in between can look
+    // malformed to it. A file that changed since it was opened here explains any error: say so.
+    await base.assertUnchanged();
+    await ckpt.assertUnchanged();
     throw e;
   } finally {
     opts.signal?.removeEventListener('abort', abort);
