@@ -41,16 +41,7 @@ export function gramRows(X: NumArray, r: number, c: number): Float64Array {
       G[i * r + j + 3] = s3;
     }
     for (; j <= i; j++) {
-      const oj = j * c;
-      let s0 = 0;
-      let s1 = 0;
-      let t = 0;
-      for (; t + 1 < c; t += 2) {
-        s0 += X[oi + t] * X[oj + t];
-        s1 += X[oi + t + 1] * X[oj + t + 1];
-      }
-      if (t < c) s0 += X[oi + t] * X[oj + t];
-      G[i * r + j] = s0 + s1;
+      G[i * r + j] = dot(X, oi, X, j * c, c);
     }
   }
   for (let i = 0; i < r; i++) for (let j = i + 1; j < r; j++) G[i * r + j] = G[j * r + i];
@@ -112,4 +103,20 @@ export function rotateRows(A: Float64Array, p: number, q: number, len: number, c
     A[p + k] = c * x - s * y;
     A[q + k] = s * x + c * y;
   }
+}
+
+/**
+ * Dot product of `len` entries of A from offset `oa` and of B from offset `ob`, with two interleaved
+ * accumulators (shorter dependency chains; the summation order every caller relies on).
+ */
+export function dot(A: NumArray, oa: number, B: NumArray, ob: number, len: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let i = 0;
+  for (; i + 1 < len; i += 2) {
+    s0 += A[oa + i] * B[ob + i];
+    s1 += A[oa + i + 1] * B[ob + i + 1];
+  }
+  if (i < len) s0 += A[oa + i] * B[ob + i];
+  return s0 + s1;
 }

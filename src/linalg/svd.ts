@@ -11,7 +11,7 @@
  * vector, S descending, p = min(m, n).
  */
 import { extractR, formQColumnMajor, householderColumnMajor, transposeToColumnMajor } from './qr';
-import { rotateRows } from './dense';
+import { dot, rotateRows } from './dense';
 
 export interface DenseSvd {
   /** m x p row-major. Empty when vectors were not requested. */
@@ -44,16 +44,7 @@ function hestenes(W: Float64Array, r: number, c: number, J: Float64Array | null,
   let sweep = 0;
   for (; sweep < maxSweeps; sweep++) {
     for (let j = 0; j < c; j++) {
-      const o = j * r;
-      let s0 = 0;
-      let s1 = 0;
-      let i = 0;
-      for (; i + 1 < r; i += 2) {
-        s0 += W[o + i] * W[o + i];
-        s1 += W[o + i + 1] * W[o + i + 1];
-      }
-      if (i < r) s0 += W[o + i] * W[o + i];
-      norms[j] = s0 + s1;
+      norms[j] = dot(W, j * r, W, j * r, r);
     }
     let rotated = false;
     for (let p = 0; p < c - 1; p++) {
@@ -63,15 +54,7 @@ function hestenes(W: Float64Array, r: number, c: number, J: Float64Array | null,
         const b = norms[q];
         if (a === 0 || b === 0) continue;
         const oq = q * r;
-        let g0 = 0;
-        let g1 = 0;
-        let i = 0;
-        for (; i + 1 < r; i += 2) {
-          g0 += W[op + i] * W[oq + i];
-          g1 += W[op + i + 1] * W[oq + i + 1];
-        }
-        if (i < r) g0 += W[op + i] * W[oq + i];
-        const g = g0 + g1;
+        const g = dot(W, op, W, oq, r);
         if (Math.abs(g) <= tol * Math.sqrt(a * b)) continue;
         rotated = true;
         const zeta = (b - a) / (2 * g);
