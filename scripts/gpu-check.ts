@@ -35,7 +35,7 @@ function pairOf(rng: Rng, m: number, n: number): TensorPair {
       changed++;
     }
   }
-  return { name: `${m}x${n}`, m, n, w0, w1, mask, changed };
+  return { name: `${m}x${n}`, m, n, w0, w1, mask, changed, dtype0: 'F32', dtype1: 'F32', nonFinite: 0 };
 }
 
 function compare(cpu: TensorSpectral, gpu: TensorSpectral): string[] {

@@ -9,7 +9,8 @@ import type { ComputeBackend, Matrix } from '../compute/backend';
 import { truncatedSvd, principalAnglesDeg, spectralNorm, type SvdResult } from '../linalg/truncated-svd';
 import { changedMask, selectByMagnitude, exponentGroups, groupRates, overlap, type Overlap } from './masks';
 import { isLinearWeight } from './names';
-import { verdictFrom, verdictInputOf } from './verdict';
+import { verdictFrom, verdictInputOf, runVerdict } from './verdict';
+import { simulateNulls } from './nulls';
 import { median } from './stats';
 import type { AnalysisSettings, CheckpointReport, SpectralSummary, TensorDiff, TensorSpectral, Verdict } from '../report/schema';
 import type { AnalyzeOptions, SpectralPass } from './analyze';
@@ -25,6 +26,11 @@ export interface TensorPair {
   w1: Float32Array;
   mask: Uint8Array;
   changed: number;
+  /** Storage dtypes of the base and checkpoint tensors (the verdict's nulls simulate the checkpoint's). */
+  dtype0: string;
+  dtype1: string;
+  /** Entries non-finite on either side (zeroed here; such a tensor gets no regime). */
+  nonFinite: number;
 }
 
 export async function readPair(a: TensorRef, b: TensorRef, eta: number): Promise<TensorPair> {
@@ -37,13 +43,15 @@ export async function readPair(a: TensorRef, b: TensorRef, eta: number): Promise
   decodeToFloat32(b.info.dtype, r1, numel, w1);
   const { mask, changed } = changedMask(a.info.dtype, r0, w0, b.info.dtype, r1, w1, eta);
   // Non-finite entries would poison every product: zero them in both (they are reported by the diff pass).
+  let nonFinite = 0;
   for (let i = 0; i < numel; i++) {
     if (!Number.isFinite(w0[i]) || !Number.isFinite(w1[i])) {
       w0[i] = 0;
       w1[i] = 0;
+      nonFinite++;
     }
   }
-  return { name: a.info.name, m, n, w0, w1, mask, changed };
+  return { name: a.info.name, m, n, w0, w1, mask, changed, dtype0: a.info.dtype, dtype1: b.info.dtype, nonFinite };
 }
 
 function mat(rows: number, cols: number, data: Float32Array): Matrix {
@@ -86,9 +94,18 @@ export interface PairSpectral {
   lowMagnitude: Overlap;
   principalNotLow: Overlap;
   verdict: Verdict;
+  /** Why this tensor has no regime, when it has none. */
+  degenerate?: string;
 }
 
-export async function analyzePair(backend: ComputeBackend, p: TensorPair, settings: AnalysisSettings, timings?: Record<string, number>): Promise<PairSpectral> {
+/** A small stable hash of a tensor name, so that each tensor's nulls draw their own random numbers. */
+function nameSeed(name: string, seed: number): number {
+  let h = 0x811c9dc5 ^ seed;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+export async function analyzePair(backend: ComputeBackend, p: TensorPair, settings: AnalysisSettings, timings?: Record<string, number>, signal?: AbortSignal): Promise<PairSpectral> {
   let mark = performance.now();
   const lap = (phase: string): void => {
     if (!timings) return;
@@ -104,8 +121,10 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const W0 = mat(m, n, p.w0);
   const W1 = mat(m, n, p.w1);
   const s0: SvdResult = await truncatedSvd(backend, W0, kk, svdOpts);
+  signal?.throwIfAborted();
   const s1: SvdResult = await truncatedSvd(backend, W1, kk, svdOpts);
   lap('svd');
+  signal?.throwIfAborted();
   const dW = new Float32Array(m * n);
   for (let i = 0; i < dW.length; i++) dW[i] = p.w1[i] - p.w0[i];
   const dFro2 = sumSq(dW);
@@ -162,6 +181,25 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const oPL = overlap(PnotL, p.mask, p.changed, groups, rates);
   lap('overlaps');
 
+  // M6 on the principal part: exact top-k shifts, and the first-order shifts u_i^T dW v_i (the diagonal of
+  // U0_k^T dW V0_k), exact products with no difference of two estimates.
+  let numK = 0;
+  let denK = 0;
+  for (let i = 0; i < Math.min(k, count); i++) {
+    numK += (s1.S[i] - s0.S[i]) ** 2;
+    denK += s0.S[i] ** 2;
+  }
+  const firstOrder = new Float64Array(k);
+  for (let i = 0; i < k; i++) firstOrder[i] = UtdWV.data[i * k + i];
+  const foNorm = Math.sqrt(sumSq(firstOrder));
+  const degenerate = p.nonFinite > 0 ? `non-finite values (${p.nonFinite} entries)` : dFro2 === 0 || p.changed === 0 ? 'no update' : undefined;
+  const nulls = degenerate
+    ? { directionBlind: { principalEnergy: 0, spectralSharePrincipal: 0 }, gradientLike: { principalEnergy: 0, spectralSharePrincipal: 0 }, matchedBy: 'norm' as const }
+    : await simulateNulls(backend, {
+      m, n, k, w0: p.w0, U0k: U0, V0k: V0, sigma: s0.S, checkpointBf16: p.dtype1 === 'BF16', baseBf16: p.dtype0 === 'BF16', eta: settings.eta, changed: p.changed, seed: nameSeed(p.name, settings.seed), signal,
+    });
+  lap('nulls');
+
   const sigma1_0 = s0.S[0] ?? 0;
   const sigma1_1 = s1.S[0] ?? 0;
   const spectral: TensorSpectral = {
@@ -175,6 +213,11 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
     nssSpectrum: full ? 'full' : 'top-k',
     sigmaBase: Array.from(s0.S.subarray(0, count), round6s),
     sigmaCheckpoint: Array.from(s1.S.subarray(0, count), round6s),
+    nssPrincipal: denK > 0 ? Math.sqrt(numK / denK) : 0,
+    principalShiftFirstOrder: Array.from(firstOrder, round6s),
+    nssPrincipalFirstOrder: denK > 0 ? foNorm / Math.sqrt(denK) : 0,
+    spectralSharePrincipal: dFro > 0 ? foNorm / dFro : 0,
+    nulls,
     updateSpectralNorm: dSpec,
     spectralShareOfUpdate: dFro > 0 ? Math.sqrt(num) / dFro : 0,
     overlapPrincipal: oP.observed,
@@ -197,7 +240,7 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
     esdAlphaBase: esdTailAlpha(s0.S),
     esdAlphaCheckpoint: esdTailAlpha(s1.S),
   };
-  return { spectral, principal: oP, lowMagnitude: oL, principalNotLow: oPL, verdict: verdictFrom(verdictInputOf(spectral, m, n)) };
+  return { spectral, principal: oP, lowMagnitude: oL, principalNotLow: oPL, verdict: verdictFrom(verdictInputOf(spectral, degenerate)), degenerate };
 }
 
 function round4(x: number): number {
@@ -208,25 +251,34 @@ function round6s(x: number): number {
   return Number(x.toPrecision(7));
 }
 
+interface PooledOverlap {
+  observed: number | null;
+  baseline: number;
+  expected: number | null;
+}
+
+/** Overlap pooled over tensors: sum |X and M| / sum |M|, the baseline sum |X| / sum numel. */
+function poolOver(results: { t: TensorDiff; r: PairSpectral }[], pick: (r: PairSpectral) => Overlap): PooledOverlap {
+  let xm = 0;
+  let x = 0;
+  let e = 0;
+  let mCount = 0;
+  let total = 0;
+  for (const { t, r } of results) {
+    const o = pick(r);
+    xm += o.xAndM;
+    x += o.xCount;
+    e += o.expectedXAndM;
+    mCount += t.changed;
+    total += t.numel;
+  }
+  return { observed: mCount > 0 ? xm / mCount : null, baseline: total > 0 ? x / total : 0, expected: mCount > 0 ? e / mCount : null };
+}
+
 /** Pools per-tensor results into the run-level summary and verdict. */
 export function summarizeSpectral(results: { t: TensorDiff; r: PairSpectral }[]): { spectralSummary: SpectralSummary; verdict: Verdict } | undefined {
   if (results.length === 0) return undefined;
-  const pool = (pick: (r: PairSpectral) => Overlap): { observed: number | null; baseline: number; expected: number | null } => {
-    let xm = 0;
-    let x = 0;
-    let e = 0;
-    let mCount = 0;
-    let total = 0;
-    for (const { t, r } of results) {
-      const o = pick(r);
-      xm += o.xAndM;
-      x += o.xCount;
-      e += o.expectedXAndM;
-      mCount += t.changed;
-      total += t.numel;
-    }
-    return { observed: mCount > 0 ? xm / mCount : null, baseline: total > 0 ? x / total : 0, expected: mCount > 0 ? e / mCount : null };
-  };
+  const pool = (pick: (r: PairSpectral) => Overlap): PooledOverlap => poolOver(results, pick);
   const P = pool((r) => r.principal);
   const L = pool((r) => r.lowMagnitude);
   const sp = results.map((x) => x.r.spectral);
@@ -235,6 +287,9 @@ export function summarizeSpectral(results: { t: TensorDiff; r: PairSpectral }[])
     principalAngleMaxDeg: Math.max(...sp.map((s) => s.principalAngleMaxDeg)),
     principalAngleMedianDeg: median(sp.map((s) => s.principalAngleMaxDeg)),
     nssMedian: median(sp.map((s) => s.nss)),
+    nssPrincipalMedian: median(sp.map((s) => s.nssPrincipal)),
+    nssPrincipalFirstOrderMedian: median(sp.map((s) => s.nssPrincipalFirstOrder)),
+    spectralSharePrincipalMedian: median(sp.map((s) => s.spectralSharePrincipal)),
     spectralShareOfUpdateMedian: median(sp.map((s) => s.spectralShareOfUpdate)),
     offPrincipalEnergyMedian: median(sp.map((s) => s.offPrincipalEnergy)),
     offPrincipalEnergyBaselineMedian: median(sp.map((s) => s.offPrincipalEnergyBaseline)),
@@ -245,19 +300,10 @@ export function summarizeSpectral(results: { t: TensorDiff; r: PairSpectral }[])
     overlapLowMagnitudeBaseline: L.baseline,
     overlapLowMagnitudeExpectedPrecision: L.expected,
   };
-  // Run level: the same rule on medians of the per-tensor ratios and the pooled overlap.
-  const inputs = results.map(({ t, r }) => verdictInputOf(r.spectral, t.shape[0], t.shape[1]));
-  const verdict = verdictFrom({
-    principalEnergy: median(inputs.map((i) => i.principalEnergy / i.principalEnergyIsotropic)),
-    principalEnergyIsotropic: 1,
-    spectralShare: median(inputs.map((i) => i.spectralShare / i.spectralShareIsotropic)),
-    spectralShareIsotropic: 1,
-    overlapPrincipal: P.observed,
-    overlapPrincipalExpected: P.expected,
-  });
-  verdict.evidence[0].note = `median over ${results.length} tensors: ${verdict.evidence[0].note}`;
-  verdict.evidence[1].note = `median over ${results.length} tensors: ${verdict.evidence[1].note}`;
-  if (verdict.evidence[2]) verdict.evidence[2].note = `pooled over ${results.length} tensors: ${verdict.evidence[2].note}`;
+  // Run level: the same rule on medians of the per-tensor ratios and the overlap pooled over tensors with a regime.
+  const live = results.filter((x) => !x.r.degenerate);
+  const Pl = live.length === results.length ? P : poolOver(live, (r) => r.principal);
+  const verdict = runVerdict(results.map(({ r }) => ({ spectral: r.spectral, verdict: r.verdict, degenerate: r.degenerate })), { observed: Pl.observed, expected: Pl.expected });
   return { spectralSummary, verdict };
 }
 
@@ -293,7 +339,7 @@ export function createSpectralPass(backend: ComputeBackend): SpectralPass {
           const t = todo[i];
           const pair = await readPair(base.tensors.get(t.name)!, ckpt.tensors.get(t.name)!, opts.settings.eta);
           opts.signal?.throwIfAborted();
-          const r = await analyzePair(backend, pair, opts.settings);
+          const r = await analyzePair(backend, pair, opts.settings, undefined, opts.signal);
           t.spectral = r.spectral;
           t.verdict = r.verdict;
           slots[i] = r;

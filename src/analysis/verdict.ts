@@ -1,96 +1,199 @@
 /**
- * The regime verdict: "off-principal" (RL-like), "principal-targeting" (SFT-like) or "inconclusive".
- * Documented in docs/verdict.md. Sparsity never decides it (the size trap): every measure used here is
- * normalised by the update's size and compared with the value an isotropic (direction-blind) update of the
- * same size would give, or with what bf16 precision alone explains.
+ * The single-run regime verdict: "off-principal" (RL-like), "principal-targeting" (SFT-like) or
+ * "inconclusive". Documented, with its nulls and calibration, in docs/verdict.md.
  *
- * Measures (each a ratio observed / reference; 1 = no preference):
- *  - principal energy ratio: share of ||dW||_F^2 inside the two-sided top-k subspace / (k^2 / (m n));
- *  - spectral share ratio: (||sigma(W1) - sigma(W0)||_2 / ||dW||_F) / (1 / sqrt(max(m, n)));
- *  - principal overlap ratio: overlap of the changed mask with principal weights / its precision-only expectation.
- * A measure leans one way when its ratio leaves its neutral band; the label needs at least two measures
- * leaning the same way and none leaning the other way.
+ * Sparsity never decides it (the size trap). Two measures are judged against a bracket of two nulls,
+ * simulated per tensor at the checkpoint's own size and storage (src/analysis/nulls.ts):
+ *  - principal energy: share of ||dW||_F^2 inside the two-sided top-k subspaces of W0 (1 - M8);
+ *  - principal spectral share: ||(u_i^T dW v_i)_{i<=k}||_2 / ||dW||_F, how much of the update moves the
+ *    top-k singular values (first order), i.e. spectrum preservation on the principal part.
+ * A measure leans principal-targeting above BANDS.high x its gradient-like null (more than a gradient
+ * that merely follows the matrix's own geometry), off-principal below its direction-blind null / BANDS.low
+ * (less than an update with no preference at all), and is neutral in between: real gradient updates of
+ * both regimes fall there, and only a comparison of runs from one base separates them (regime-compare.ts).
+ * The third measure, the principal overlap ratio, compares the changed mask's overlap with principal
+ * weights against what bf16 precision alone explains (band BANDS.overlap).
+ *
+ * Label: a regime when at least one measure leans to it and none leans the other way; inconclusive
+ * otherwise, and always for degenerate tensors (no update, non-finite values).
  */
-import type { TensorSpectral, Verdict, VerdictEvidence } from '../report/schema';
+import type { TensorSpectral, Verdict, VerdictEvidence, VerdictLabel } from '../report/schema';
+import { median } from './stats';
 
-export interface VerdictInput {
-  /** 1 - offPrincipalEnergy and its isotropic value k^2/(mn). */
-  principalEnergy: number;
-  principalEnergyIsotropic: number;
-  spectralShare: number;
-  spectralShareIsotropic: number;
-  overlapPrincipal: number | null;
-  overlapPrincipalExpected: number | null;
-}
-
-/** Neutral bands, fixed before the rule met any real run. */
+/** Bands, calibrated on planted updates of known geometry built from real weights (test/unit/verdict.test.ts). */
 export const BANDS = {
-  principalEnergy: 1.5,
-  spectralShare: 1.5,
-  overlapPrincipal: 1.05,
+  /** leans principal-targeting above high x the gradient-like null */
+  high: 1.5,
+  /** leans off-principal below the direction-blind null / low */
+  low: 1.5,
+  /** principal overlap / its precision-only expectation: neutral within [1/overlap, overlap] */
+  overlap: 1.05,
 };
 
-function lean(ratio: number, band: number): VerdictEvidence['leans'] {
-  if (!Number.isFinite(ratio)) return 'neutral';
-  if (ratio > band) return 'principal-targeting';
-  if (ratio < 1 / band) return 'off-principal';
+export interface BracketInput {
+  value: number;
+  directionBlind: number;
+  gradientLike: number;
+}
+
+export interface VerdictInput {
+  principalEnergy: BracketInput;
+  spectralSharePrincipal: BracketInput;
+  overlapPrincipal: number | null;
+  overlapPrincipalExpected: number | null;
+  /** Why there is no regime, when there is none (no update, non-finite values). */
+  degenerate?: string;
+  /** Per tensor: its k, which sets how noisy each measure is (noiseBand). Absent at the run level. */
+  k?: number;
+}
+
+type Lean = VerdictEvidence['leans'];
+
+function ratio(a: number, b: number): number {
+  return b > 0 ? a / b : a > 0 ? Infinity : NaN;
+}
+
+/** Which way a bracketed measure leans, from its ratios to the gradient-like and direction-blind nulls. */
+export function leanOfBracket(overGradient: number, overBlind: number, widen = 1): Lean {
+  if (overGradient > Math.max(BANDS.high, widen)) return 'principal-targeting';
+  if (overBlind < 1 / Math.max(BANDS.low, widen)) return 'off-principal';
   return 'neutral';
+}
+
+/**
+ * How far one tensor's measure must leave its null to count, for its own sampling noise: a share over
+ * `cells` independent cells (k^2 core entries for the energy, k first-order shifts for the spectral
+ * share) has a log standard deviation of about 1/sqrt(2 cells) (chi-square); a lean needs 4 of them.
+ * With k = 16 that is 1.19x for the energy and 2.03x for the spectral share; with k = 64, 1.05x and 1.42x.
+ * Run-level medians over tensors average this noise away and use the bands as they are.
+ */
+export function noiseBand(cells: number): number {
+  return cells > 0 ? Math.exp(4 / Math.sqrt(2 * cells)) : Infinity;
+}
+
+export function leanOfOverlap(r: number): Lean {
+  if (!Number.isFinite(r)) return 'neutral';
+  if (r > BANDS.overlap) return 'principal-targeting';
+  if (r < 1 / BANDS.overlap) return 'off-principal';
+  return 'neutral';
+}
+
+export function labelOf(evidence: readonly VerdictEvidence[]): VerdictLabel {
+  const off = evidence.some((e) => e.leans === 'off-principal');
+  const on = evidence.some((e) => e.leans === 'principal-targeting');
+  return off && !on ? 'off-principal' : on && !off ? 'principal-targeting' : 'inconclusive';
+}
+
+function bracketEvidence(measure: string, what: string, b: BracketInput, overGradient: number, overBlind: number, widen = 1): VerdictEvidence {
+  const hi = Math.max(BANDS.high, widen);
+  const lo = Math.max(BANDS.low, widen);
+  return {
+    measure,
+    value: b.value,
+    baseline: b.directionBlind,
+    baselineGradient: b.gradientLike,
+    ratio: overGradient,
+    ratioDirectionBlind: overBlind,
+    leans: leanOfBracket(overGradient, overBlind, widen),
+    note: `${what} is ${fmt(overGradient)}x a gradient-like update's and ${fmt(overBlind)}x a direction-blind update's of the same size and storage (principal-targeting above ${fmt(hi)}x the first, off-principal below ${fmt(1 / lo)}x the second)`,
+  };
+}
+
+function overlapEvidence(observed: number, expected: number, r: number): VerdictEvidence {
+  return {
+    measure: 'principal overlap ratio',
+    value: observed,
+    baseline: expected,
+    ratio: r,
+    leans: leanOfOverlap(r),
+    note: `changed weights hit principal weights ${fmt(r)}x as often as bf16 precision alone explains (neutral ${fmt(1 / BANDS.overlap)}-${fmt(BANDS.overlap)}x)`,
+  };
 }
 
 export function verdictFrom(v: VerdictInput): Verdict {
   const evidence: VerdictEvidence[] = [];
-  const pe = v.principalEnergy / v.principalEnergyIsotropic;
-  evidence.push({
-    measure: 'principal energy ratio',
-    value: v.principalEnergy,
-    baseline: v.principalEnergyIsotropic,
-    leans: lean(pe, BANDS.principalEnergy),
-    note: `update energy inside the top-k subspaces is ${fmt(pe)}x an isotropic update's (neutral ${fmt(1 / BANDS.principalEnergy)}-${fmt(BANDS.principalEnergy)}x)`,
-  });
-  const ss = v.spectralShare / v.spectralShareIsotropic;
-  evidence.push({
-    measure: 'spectral share ratio',
-    value: v.spectralShare,
-    baseline: v.spectralShareIsotropic,
-    leans: lean(ss, BANDS.spectralShare),
-    note: `the update moves the singular values ${fmt(ss)}x as much as an isotropic update of its size (neutral ${fmt(1 / BANDS.spectralShare)}-${fmt(BANDS.spectralShare)}x)`,
-  });
+  const pe = v.principalEnergy;
+  const k = v.k;
+  evidence.push(bracketEvidence('principal energy', 'the update energy inside the top-k subspaces', pe, ratio(pe.value, pe.gradientLike), ratio(pe.value, pe.directionBlind), k ? noiseBand(k * k) : 1));
+  const ss = v.spectralSharePrincipal;
+  evidence.push(bracketEvidence('principal spectral share', 'the first-order shift of the top-k singular values per unit of update', ss, ratio(ss.value, ss.gradientLike), ratio(ss.value, ss.directionBlind), k ? noiseBand(k) : 1));
   if (v.overlapPrincipal !== null && v.overlapPrincipalExpected !== null && v.overlapPrincipalExpected > 0) {
-    const op = v.overlapPrincipal / v.overlapPrincipalExpected;
-    evidence.push({
-      measure: 'principal overlap ratio',
-      value: v.overlapPrincipal,
-      baseline: v.overlapPrincipalExpected,
-      leans: lean(op, BANDS.overlapPrincipal),
-      note: `changed weights hit principal weights ${fmt(op)}x as often as bf16 precision alone explains (neutral ${fmt(1 / BANDS.overlapPrincipal)}-${fmt(BANDS.overlapPrincipal)}x)`,
-    });
+    evidence.push(overlapEvidence(v.overlapPrincipal, v.overlapPrincipalExpected, v.overlapPrincipal / v.overlapPrincipalExpected));
   }
-  const off = evidence.filter((e) => e.leans === 'off-principal').length;
-  const on = evidence.filter((e) => e.leans === 'principal-targeting').length;
-  const label = off >= 2 && on === 0 ? 'off-principal' : on >= 2 && off === 0 ? 'principal-targeting' : 'inconclusive';
-  return { label, evidence };
+  if (v.degenerate) {
+    for (const e of evidence) e.leans = 'neutral';
+    return { label: 'inconclusive', reason: v.degenerate, evidence };
+  }
+  const label = labelOf(evidence);
+  return { label, reason: reasonOf(label, evidence), evidence };
 }
 
-export function verdictInputOf(s: TensorSpectral, m: number, n: number): VerdictInput {
+/** One line a user reads beside the label. */
+export function reasonOf(label: VerdictLabel, evidence: readonly VerdictEvidence[]): string {
+  const leaning = evidence.filter((e) => e.leans !== 'neutral');
+  if (label !== 'inconclusive') {
+    return leaning.filter((e) => e.leans === label).map((e) => `${e.measure} ${fmt(e.ratio ?? NaN)}x`).join(', ') + (label === 'off-principal' ? ' below the nulls' : ' above the nulls');
+  }
+  if (leaning.length > 0) return 'the measures disagree';
+  return 'between the nulls: more principal than a direction-blind update, no more than a gradient-like one (compare runs from this base to tell RL from SFT)';
+}
+
+/** The per-tensor input, from the spectral measurements and the simulated nulls. */
+export function verdictInputOf(s: TensorSpectral, degenerate?: string): VerdictInput {
   return {
-    principalEnergy: 1 - s.offPrincipalEnergy,
-    principalEnergyIsotropic: 1 - s.offPrincipalEnergyBaseline,
-    spectralShare: s.spectralShareOfUpdate,
-    spectralShareIsotropic: isotropicSpectralShare(m, n, s.nssCount),
+    principalEnergy: { value: 1 - s.offPrincipalEnergy, directionBlind: s.nulls.directionBlind.principalEnergy, gradientLike: s.nulls.gradientLike.principalEnergy },
+    spectralSharePrincipal: { value: s.spectralSharePrincipal, directionBlind: s.nulls.directionBlind.spectralSharePrincipal, gradientLike: s.nulls.gradientLike.spectralSharePrincipal },
     overlapPrincipal: s.overlapPrincipal,
     overlapPrincipalExpected: s.overlapPrincipalExpectedPrecision,
+    degenerate,
+    k: s.k,
   };
 }
 
-/**
- * ||delta sigma|| / ||E||_F for a small isotropic E over the first `count` singular values: each
- * sigma_i moves by about u_i^T E v_i, of variance ||E||_F^2 / (m n), so the share is sqrt(count / (m n)).
- * With the full spectrum (count = min(m, n)) this is 1 / sqrt(max(m, n)).
- */
-export function isotropicSpectralShare(m: number, n: number, count: number): number {
-  return Math.sqrt(count / (m * n));
+export interface RunVerdictTensor {
+  spectral: TensorSpectral;
+  verdict: Verdict;
+  /** Set when the tensor has no regime (no update, non-finite values). */
+  degenerate?: string;
 }
 
-function fmt(x: number): string {
+/**
+ * The checkpoint's verdict: the same rule on the medians over non-degenerate tensors of each measure's
+ * two ratios, and on the overlap ratio pooled over them. No non-degenerate tensor: inconclusive, with why.
+ */
+export function runVerdict(tensors: readonly RunVerdictTensor[], pooledOverlap: { observed: number | null; expected: number | null }): Verdict {
+  const tensorLabels: Record<VerdictLabel, number> = { 'off-principal': 0, 'principal-targeting': 0, inconclusive: 0 };
+  for (const t of tensors) tensorLabels[t.verdict.label]++;
+  const live = tensors.filter((t) => !t.degenerate);
+  if (live.length === 0) {
+    const reasons = [...new Set(tensors.map((t) => t.degenerate ?? ''))].filter(Boolean);
+    const reason = tensors.length === 0 ? 'no linear weight was analysed' : reasons.length === 1 && reasons[0] === 'no update' ? 'no update: every analysed weight is bit-identical to the base' : `no weight has a regime: ${reasons.join('; ')}`;
+    return { label: 'inconclusive', reason, evidence: [], tensorLabels };
+  }
+  const inputs = live.map((t) => ({ ...verdictInputOf(t.spectral), k: undefined }));
+  const med = (f: (i: VerdictInput) => number): number => median(inputs.map(f));
+  const evidence: VerdictEvidence[] = [];
+  for (const [key, measure, what] of [
+    ['principalEnergy', 'principal energy', 'the update energy inside the top-k subspaces'],
+    ['spectralSharePrincipal', 'principal spectral share', 'the first-order shift of the top-k singular values per unit of update'],
+  ] as const) {
+    const b: BracketInput = { value: med((i) => i[key].value), directionBlind: med((i) => i[key].directionBlind), gradientLike: med((i) => i[key].gradientLike) };
+    const e = bracketEvidence(measure, what, b, med((i) => ratio(i[key].value, i[key].gradientLike)), med((i) => ratio(i[key].value, i[key].directionBlind)));
+    e.note = `median over ${live.length} tensors: ${e.note}`;
+    evidence.push(e);
+  }
+  if (pooledOverlap.observed !== null && pooledOverlap.expected !== null && pooledOverlap.expected > 0) {
+    const e = overlapEvidence(pooledOverlap.observed, pooledOverlap.expected, pooledOverlap.observed / pooledOverlap.expected);
+    e.note = `pooled over ${live.length} tensors: ${e.note}`;
+    evidence.push(e);
+  }
+  const label = labelOf(evidence);
+  let reason = reasonOf(label, evidence);
+  const skipped = tensors.length - live.length;
+  if (skipped > 0) reason += ` (${skipped} of ${tensors.length} weights have no regime: ${[...new Set(tensors.filter((t) => t.degenerate).map((t) => t.degenerate))].join('; ')})`;
+  return { label, reason, evidence, tensorLabels };
+}
+
+export function fmt(x: number): string {
   return Number.isFinite(x) ? (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3)) : String(x);
 }

@@ -1,7 +1,7 @@
 /**
  * Plain-text rendering of reports for the terminal: readable per-module and per-layer tables.
  */
-import { MODULE_KINDS, type CheckpointReport, type GroupSummary, type ConsistencyReport } from './schema';
+import { MODULE_KINDS, type CheckpointReport, type GroupSummary, type ConsistencyReport, type RegimeComparison } from './schema';
 import type { ScanResult } from '../discovery/scan';
 import * as path from 'node:path';
 import { median } from '../analysis/stats';
@@ -64,15 +64,18 @@ export function formatCheckpointReport(r: CheckpointReport, opts: { layers?: boo
     lines.push('');
     lines.push(`  Gate II (spectral, k=${r.settings.k}, ${q.tensors} linear weights, device ${r.device ?? '?'}):`);
     lines.push(`    principal angle max ${q.principalAngleMaxDeg.toFixed(2)} deg (median over tensors ${q.principalAngleMedianDeg.toFixed(2)})`);
-    lines.push(`    NSS median ${sci(q.nssMedian)}; share of the update that moved the spectrum, median ${sci(q.spectralShareOfUpdateMedian)}`);
+    lines.push(`    NSS median ${sci(q.nssMedian)} (${r.tensors.some((t) => t.spectral?.nssSpectrum === 'top-k') ? `top ${r.settings.kSpectrum} values where a side exceeds 256` : 'full spectrum'}); share of the update that moved the spectrum, median ${sci(q.spectralShareOfUpdateMedian)}`);
+    lines.push(`    principal-part NSS (top-${r.settings.k} values) median ${sci(q.nssPrincipalMedian)}, first order ${sci(q.nssPrincipalFirstOrderMedian)}; principal spectral share median ${sci(q.spectralSharePrincipalMedian)}`);
     lines.push(`    off-principal energy median ${pct(q.offPrincipalEnergyMedian, 2)} (isotropic baseline ${pct(q.offPrincipalEnergyBaselineMedian, 2)})`);
     lines.push(`    overlap with principal weights ${pct(q.overlapPrincipal)} (random ${pct(q.overlapPrincipalBaseline)}, precision alone ${pct(q.overlapPrincipalExpectedPrecision)})`);
     lines.push(`    overlap with low-magnitude weights ${pct(q.overlapLowMagnitude)} (random ${pct(q.overlapLowMagnitudeBaseline)}, precision alone ${pct(q.overlapLowMagnitudeExpectedPrecision)})`);
   }
   if (r.verdict) {
     lines.push('');
-    lines.push(`  verdict: ${r.verdict.label}`);
-    for (const e of r.verdict.evidence) lines.push(`    - ${e.measure}: ${sci(e.value, 3)} vs ${sci(e.baseline, 3)} -> ${e.leans} (${e.note})`);
+    const counts = r.verdict.tensorLabels;
+    lines.push(`  verdict: ${r.verdict.label}${r.verdict.reason ? `: ${r.verdict.reason}` : ''}`);
+    if (counts) lines.push(`    per weight: ${counts['off-principal']} off-principal, ${counts['principal-targeting']} principal-targeting, ${counts.inconclusive} inconclusive`);
+    for (const e of r.verdict.evidence) lines.push(`    - ${e.measure}: ${sci(e.value, 3)} (${e.baselineGradient !== undefined ? `direction-blind ${sci(e.baseline, 3)}, gradient-like ${sci(e.baselineGradient, 3)}` : `expected ${sci(e.baseline, 3)}`}) -> ${e.leans}: ${e.note}`);
   }
   if (r.mismatches.length) {
     lines.push('');
@@ -113,5 +116,23 @@ export function formatConsistency(r: ConsistencyReport): string {
   lines.push(table(['', ...labels], r.jaccard.map((row, i) => [labels[i], ...row.map((v, j) => (i === j ? '-' : `${v.toFixed(3)} [${r.jaccardBaseline[i][j].toFixed(3)}]`))])).replace(/^/gm, '  '));
   lines.push(`  mean off-diagonal ${r.meanOffDiagonal.toFixed(3)} against a random baseline of ${r.meanOffDiagonalBaseline.toFixed(3)}`);
   lines.push(`  changed density per run: ${r.runs.map((x) => `${x.label} ${pct(x.density)}`).join(', ')}`);
+  if (r.regime) lines.push('', formatRegime(r.regime));
+  return lines.join('\n');
+}
+
+/** The comparative verdict: per pair, which run is more off-principal per unit of update, and the size ratio. */
+export function formatRegime(g: RegimeComparison): string {
+  const lines = ['Comparative regime verdict (per unit of update, over shared linear weights; ratio a/b [95% interval])'];
+  lines.push(table(['run', 'checkpoint step', 'unchanged, linear', '||dW||/||W0||', 'single-run verdict'], g.runs.map((x) => [
+    x.label, x.step === null ? '-' : String(x.step), pct(x.unchangedLinear), sci(x.relUpdateNorm), x.verdict ? x.verdict.label : '-',
+  ]), [false, true, true, true]).replace(/^/gm, '  '));
+  for (const pr of g.pairs) {
+    lines.push('');
+    lines.push(`  ${pr.a} vs ${pr.b}: ${pr.summary}`);
+    lines.push(table(['measure', 'ratio a/b', '95% interval', 'more off-principal'], pr.evidence.map((e) => [
+      e.measure, e.ratio.toPrecision(3), `${e.ciLow.toPrecision(3)}-${e.ciHigh.toPrecision(3)}`, e.leans ?? 'neither',
+    ]), [false, true, true]).replace(/^/gm, '    '));
+  }
+  lines.push('', `  ${g.method}. Sizes differ between runs; every measure is per unit of update, so a smaller update alone is no evidence (the size trap).`);
   return lines.join('\n');
 }

@@ -5,7 +5,7 @@
  * `<img src=x onerror=alert(1)>` shows as text. Numbers are formatted exactly as in the terminal and
  * Markdown outputs (`pct`, `sci`), and each numeric cell carries its raw value in `data-v`.
  */
-import { MODULE_KINDS, type CheckpointReport, type ModuleKind, type TensorDiff, type Verdict } from './schema';
+import { MODULE_KINDS, type CheckpointReport, type ConsistencyReport, type ModuleKind, type TensorDiff, type Verdict } from './schema';
 import { pct, sci, int } from './format-text';
 import { VERSION } from '../version';
 
@@ -173,9 +173,10 @@ function moduleBarsSvg(r: CheckpointReport): string {
 // Sections.
 
 function verdictHtml(v: Verdict, heading: string): string {
-  const rows = v.evidence.map((e) => `<tr>${textCell(e.measure)}${numCell(e.value, fmt.num(e.value, 3))}${numCell(e.baseline, fmt.num(e.baseline, 3))}${textCell(e.leans, `leans ${e.leans}`)}${textCell(e.note)}</tr>`);
+  const rows = v.evidence.map((e) => `<tr>${textCell(e.measure)}${numCell(e.value, fmt.num(e.value, 3))}${numCell(e.baseline, fmt.num(e.baseline, 3))}${e.baselineGradient !== undefined ? numCell(e.baselineGradient, fmt.num(e.baselineGradient, 3)) : textCell('-')}${textCell(e.leans, `leans ${e.leans}`)}${textCell(e.note)}</tr>`);
   return `<div class="verdict ${escapeHtml(v.label)}"><h3>${escapeHtml(heading)}: <span class="label">${escapeHtml(v.label)}</span></h3>`
-    + `<table><thead><tr><th>evidence</th><th>value</th><th>baseline</th><th>leans</th><th>note</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
+    + (v.reason ? `<p class="reason">${escapeHtml(v.reason)}</p>` : '')
+    + `<table><thead><tr><th>evidence</th><th>value</th><th>direction-blind null / precision alone</th><th>gradient-like null</th><th>leans</th><th>note</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
 
 function spectralSummaryHtml(r: CheckpointReport): string {
@@ -308,9 +309,8 @@ footer{margin-top:40px;color:var(--muted);font-size:12px}
 `;
 
 /** One self-contained HTML page for one or more checkpoint reports. */
-export function reportsToHtml(reports: CheckpointReport[], opts: HtmlOptions = {}): string {
-  const title = opts.title ?? 'Gatescope report';
-  const parts: string[] = [
+function pageHead(title: string): string[] {
+  return [
     '<!DOCTYPE html>',
     '<html lang="en">',
     '<head>',
@@ -323,6 +323,48 @@ export function reportsToHtml(reports: CheckpointReport[], opts: HtmlOptions = {
     `<style>${CSS}</style>`,
     '</head>',
     '<body>',
+  ];
+}
+
+/** The comparison of runs from one base as one static page: the comparative verdict, the runs per layer, M2. */
+export function consistencyToHtml(r: ConsistencyReport, opts: HtmlOptions = {}): string {
+  const title = opts.title ?? 'Gatescope comparison';
+  const parts = pageHead(title);
+  parts.push(`<header><h1>${escapeHtml(title)}</h1><p>Runs from the base ${escapeHtml(r.base)}, written by gatescope ${escapeHtml(VERSION)}. Static page: no scripts, nothing loaded from the network.</p></header>`);
+  const g = r.regime;
+  if (g) {
+    parts.push('<h2>Comparative regime verdict</h2>');
+    parts.push(`<table class="overview"><thead><tr><th>run</th><th>step</th><th>unchanged, linear</th><th>||dW||/||W0||</th><th>single-run verdict</th></tr></thead><tbody>${g.runs.map((x) => `<tr>${textCell(x.label)}${numCell(x.step, x.step === null ? '-' : String(x.step))}${numCell(x.unchangedLinear, fmt.share(x.unchangedLinear))}${numCell(x.relUpdateNorm, fmt.num(x.relUpdateNorm, 3))}${textCell(x.verdict ? `${x.verdict.label}${x.verdict.reason ? `: ${x.verdict.reason}` : ''}` : '-')}</tr>`).join('')}</tbody></table>`);
+    for (const pr of g.pairs) {
+      const rows = pr.evidence.map((e) => `<tr>${textCell(e.measure)}${numCell(e.ratio, fmt.num(e.ratio, 3))}${textCell(`${fmt.num(e.ciLow, 3)} - ${fmt.num(e.ciHigh, 3)}`)}${textCell(e.leans ?? 'neither')}</tr>`);
+      parts.push(`<div class="verdict ${pr.moreOffPrincipal ? 'off-principal' : 'inconclusive'}"><h3>${escapeHtml(pr.a)} vs ${escapeHtml(pr.b)}</h3><p class="reason">${escapeHtml(pr.summary)}</p>`
+        + `<p>Update size ratio (median ||dW_a|| / ||dW_b||): ${escapeHtml(fmt.num(pr.updateSizeRatio, 3))}, over ${pr.tensors} shared linear weights.</p>`
+        + `<table><thead><tr><th>measure (per unit of update)</th><th>ratio a/b</th><th>95% interval</th><th>more off-principal</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`);
+    }
+    parts.push(`<p class="muted">${escapeHtml(g.method)}.</p>`);
+    const layers = [...new Set(g.runs.flatMap((x) => x.layers.map((l) => l.layer)))].sort((a, b) => a - b);
+    const head = g.runs.map((x) => `<th>${escapeHtml(x.label)}</th>`).join('');
+    for (const [key, what] of [['principalAngleMaxDeg', 'max principal angle (deg)'], ['nssPrincipal', 'principal-part NSS (first order)'], ['offPrincipalEnergy', 'off-principal energy (gradient-like null in brackets)'], ['overlapPrincipalRatio', 'principal overlap / precision alone']] as const) {
+      const body = layers.map((l) => `<tr>${textCell(String(l))}${g.runs.map((x) => {
+        const v = x.layers.find((y) => y.layer === l);
+        const val = v ? v[key] : null;
+        const extra = v && key === 'offPrincipalEnergy' ? ` (${fmt.num(v.offPrincipalEnergyNull, 3)})` : '';
+        return numCell(val, `${fmt.num(val, 3)}${extra}`);
+      }).join('')}</tr>`);
+      parts.push(`<h3>Per layer: ${escapeHtml(what)}</h3><table><thead><tr><th>layer</th>${head}</tr></thead><tbody>${body.join('')}</tbody></table>`);
+    }
+  }
+  parts.push('<h2>Cross-run consistency (M2)</h2>');
+  parts.push(`<table><thead><tr><th></th>${r.runs.map((x) => `<th>${escapeHtml(x.label)}</th>`).join('')}</tr></thead><tbody>${r.jaccard.map((row, i) => `<tr>${textCell(r.runs[i].label)}${row.map((v, j) => (i === j ? textCell('-') : numCell(v, `${v.toFixed(3)} [${r.jaccardBaseline[i][j].toFixed(3)}]`))).join('')}</tr>`).join('')}</tbody></table>`);
+  parts.push(`<p>Mean off-diagonal Jaccard ${escapeHtml(r.meanOffDiagonal.toFixed(3))} against an independent-mask baseline of ${escapeHtml(r.meanOffDiagonalBaseline.toFixed(3))}.</p>`);
+  parts.push('</body>', '</html>', '');
+  return parts.join('\n');
+}
+
+export function reportsToHtml(reports: CheckpointReport[], opts: HtmlOptions = {}): string {
+  const title = opts.title ?? 'Gatescope report';
+  const parts: string[] = [
+    ...pageHead(title),
     `<header><h1>${escapeHtml(title)}</h1><p>${reports.length} checkpoint report${reports.length === 1 ? '' : 's'}, written by gatescope ${escapeHtml(VERSION)}. Static page: no scripts, nothing loaded from the network.</p></header>`,
   ];
   if (reports.length === 0) parts.push('<p class="muted">No reports.</p>');

@@ -1,5 +1,5 @@
 /** Markdown export of checkpoint reports: shareable, with every tensor name escaped. */
-import type { CheckpointReport } from './schema';
+import type { CheckpointReport, ConsistencyReport } from './schema';
 import { MODULE_KINDS } from './schema';
 import { pct, sci } from './format-text';
 
@@ -21,8 +21,8 @@ export function reportsToMarkdown(reports: CheckpointReport[]): string {
     out.push(`Base: ${mdEscape(r.base)}  `);
     out.push(`Unchanged (M1): **${pct(s.unchanged)}** of all float entries, ${pct(s.unchangedLinear)} of linear weights; relative update norm ${sci(s.relUpdateNorm)}.`, '');
     if (r.verdict) {
-      out.push(`Verdict: **${r.verdict.label}**`, '');
-      for (const e of r.verdict.evidence) out.push(`- ${mdEscape(e.measure)}: ${sci(e.value, 3)} vs ${sci(e.baseline, 3)}, leans ${e.leans} (${mdEscape(e.note)})`);
+      out.push(`Verdict: **${r.verdict.label}**${r.verdict.reason ? `: ${mdEscape(r.verdict.reason)}` : ''}`, '');
+      for (const e of r.verdict.evidence) out.push(`- ${mdEscape(e.measure)}: ${sci(e.value, 3)} (${e.baselineGradient !== undefined ? `direction-blind ${sci(e.baseline, 3)}, gradient-like ${sci(e.baselineGradient, 3)}` : `expected ${sci(e.baseline, 3)}`}), leans ${e.leans} (${mdEscape(e.note)})`);
       out.push('');
     }
     out.push('| module | tensors | unchanged | rel. update |', '|---|---:|---:|---:|');
@@ -38,5 +38,31 @@ export function reportsToMarkdown(reports: CheckpointReport[]): string {
     }
     out.push('');
   }
+  return out.join('\n');
+}
+
+/** The comparison of runs from one base: the comparative verdict of each pair, the runs, and M2. */
+export function consistencyToMarkdown(r: ConsistencyReport): string {
+  const out: string[] = ['# Gatescope comparison', '', `Base: ${mdEscape(r.base)}`, ''];
+  const g = r.regime;
+  if (g) {
+    out.push('## Comparative regime verdict', '');
+    out.push('| run | checkpoint | step | unchanged, linear | rel. update | single-run verdict |', '|---|---|---:|---:|---:|---|');
+    for (const x of g.runs) out.push(`| ${mdEscape(x.label)} | ${mdEscape(x.checkpoint)} | ${x.step ?? '-'} | ${pct(x.unchangedLinear)} | ${sci(x.relUpdateNorm)} | ${x.verdict ? `${x.verdict.label}${x.verdict.reason ? `: ${mdEscape(x.verdict.reason)}` : ''}` : '-'} |`);
+    out.push('');
+    for (const pr of g.pairs) {
+      out.push(`### ${mdEscape(pr.a)} vs ${mdEscape(pr.b)}`, '', `**${mdEscape(pr.summary)}**`, '');
+      out.push(`Update size ratio (median ||dW_a|| / ||dW_b||): ${pr.updateSizeRatio.toPrecision(3)}; ${pr.tensors} shared linear weights.`, '');
+      out.push('| measure | ratio a/b | 95% interval | more off-principal |', '|---|---:|---:|---|');
+      for (const e of pr.evidence) out.push(`| ${mdEscape(e.measure)} | ${e.ratio.toPrecision(3)} | ${e.ciLow.toPrecision(3)}-${e.ciHigh.toPrecision(3)} | ${e.leans ? mdEscape(e.leans) : 'neither'} |`);
+      out.push('');
+    }
+    out.push(mdEscape(g.method) + '.', '');
+  }
+  out.push('## Cross-run consistency (M2)', '', 'Jaccard of changed masks [independent-mask baseline].', '');
+  const labels = r.runs.map((x) => mdEscape(x.label));
+  out.push(`| | ${labels.join(' | ')} |`, `|---|${labels.map(() => '---:').join('|')}|`);
+  r.jaccard.forEach((row, i) => out.push(`| ${labels[i]} | ${row.map((v, j) => (i === j ? '-' : `${v.toFixed(3)} [${r.jaccardBaseline[i][j].toFixed(3)}]`)).join(' | ')} |`));
+  out.push('', `Mean off-diagonal ${r.meanOffDiagonal.toFixed(3)} against a random baseline of ${r.meanOffDiagonalBaseline.toFixed(3)}.`, '');
   return out.join('\n');
 }

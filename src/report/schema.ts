@@ -6,7 +6,7 @@
  * `unchanged` is the M1 share of bit-identical (bf16) or eta-equal entries, a fraction in [0, 1].
  */
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export type ModuleKind =
   | 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'
@@ -98,6 +98,20 @@ export interface TensorSpectral {
   nssSpectrum: 'full' | 'top-k';
   sigmaBase: number[];
   sigmaCheckpoint: number[];
+  /** M6 on the principal part: ||sigma_1..k(W1) - sigma_1..k(W0)||_2 / ||sigma_1..k(W0)||_2 (exact with the full SVD). */
+  nssPrincipal: number;
+  /** First-order shifts u_i^T dW v_i of the top-k singular values (the base's singular vectors): exact products, no subtraction of two estimates. */
+  principalShiftFirstOrder: number[];
+  /** ||principalShiftFirstOrder||_2 / ||sigma_1..k(W0)||_2. */
+  nssPrincipalFirstOrder: number;
+  /** ||principalShiftFirstOrder||_2 / ||dW||_F: how much of the update moves the principal spectrum (first order). */
+  spectralSharePrincipal: number;
+  /** The verdict's nulls, simulated at this update's size and storage (docs/verdict.md). */
+  nulls: {
+    directionBlind: { principalEnergy: number; spectralSharePrincipal: number };
+    gradientLike: { principalEnergy: number; spectralSharePrincipal: number };
+    matchedBy: 'changed' | 'norm';
+  };
   /** ||dW||_2 (largest singular value of the update). */
   updateSpectralNorm: number;
   /** ||sigma(W1)-sigma(W0)||_2 / ||dW||_F in [0, 1] by Mirsky: how much of the update moved the spectrum. */
@@ -132,7 +146,14 @@ export type VerdictLabel = 'off-principal' | 'principal-targeting' | 'inconclusi
 export interface VerdictEvidence {
   measure: string;
   value: number;
+  /** The direction-blind null (off-principal below it), or for overlaps what bf16 precision alone explains. */
   baseline: number;
+  /** The gradient-like null (principal-targeting above it), for the bracketed measures. */
+  baselineGradient?: number;
+  /** value / baselineGradient for bracketed measures (median of per-tensor ratios at the run level), value / baseline for overlaps. */
+  ratio?: number;
+  /** value / baseline for bracketed measures. */
+  ratioDirectionBlind?: number;
   /** Which way this measure leans. */
   leans: 'off-principal' | 'principal-targeting' | 'neutral';
   note: string;
@@ -140,7 +161,11 @@ export interface VerdictEvidence {
 
 export interface Verdict {
   label: VerdictLabel;
+  /** One line on why: the measures that decided, or why there is no regime ("no update", "non-finite values"). */
+  reason?: string;
   evidence: VerdictEvidence[];
+  /** Run level: how many analysed weights got each label. */
+  tensorLabels?: Record<VerdictLabel, number>;
 }
 
 export interface GroupSummary {
@@ -203,6 +228,10 @@ export interface SpectralSummary {
   principalAngleMaxDeg: number;
   principalAngleMedianDeg: number;
   nssMedian: number;
+  /** Medians of the principal-part spectral measures (top-k values; first-order shifts). */
+  nssPrincipalMedian: number;
+  nssPrincipalFirstOrderMedian: number;
+  spectralSharePrincipalMedian: number;
   spectralShareOfUpdateMedian: number;
   offPrincipalEnergyMedian: number;
   offPrincipalEnergyBaselineMedian: number;
@@ -230,6 +259,8 @@ export interface ConsistencyReport {
   meanOffDiagonalBaseline: number;
   byModule: Partial<Record<ModuleKind, { jaccard: number[][]; jaccardBaseline: number[][] }>>;
   tensors: ConsistencyTensor[];
+  /** The comparative regime verdict of every pair of runs (docs/verdict.md); present when the spectral pass ran. */
+  regime?: RegimeComparison;
   durationMs: number;
 }
 
@@ -243,4 +274,49 @@ export interface ConsistencyTensor {
   jaccardBaseline: number[][];
   /** M3: consensus map C = mean_r M_r, block-averaged to rows x cols (row-major), 2-D tensors only. */
   consensus?: { rows: number; cols: number; blockRows: number; blockCols: number; values: number[] };
+}
+
+/** One measure of the comparative verdict: the ratio a/b per unit of update, with its 95% interval. */
+export interface ComparativeEvidence {
+  measure: string;
+  /** Geometric mean over shared tensors of the per-tensor ratio a/b. */
+  ratio: number;
+  ciLow: number;
+  ciHigh: number;
+  /** The label of the run this measure finds more off-principal, or null (interval includes 1, or inside the band). */
+  leans: string | null;
+  /** Tensors the ratio is taken over. */
+  tensors: number;
+}
+
+export interface RegimePair {
+  a: string;
+  b: string;
+  /** Median over shared linear weights of ||dW_a||_F / ||dW_b||_F. */
+  updateSizeRatio: number;
+  /** a's or b's label, or null: no difference beyond the update size, or the measures disagree (see summary). */
+  moreOffPrincipal: string | null;
+  evidence: ComparativeEvidence[];
+  tensors: number;
+  summary: string;
+}
+
+/** Per layer, the paper's figures for one run (medians over the layer's linear weights; the angle is the max). */
+export interface RegimeRunLayer {
+  layer: number;
+  principalAngleMaxDeg: number;
+  /** Principal-part NSS (first-order shifts of the top-k values). */
+  nssPrincipal: number;
+  offPrincipalEnergy: number;
+  /** Off-principal energy of the gradient-like null at the same size and storage. */
+  offPrincipalEnergyNull: number;
+  /** Overlap with principal weights over what precision alone explains. */
+  overlapPrincipalRatio: number | null;
+}
+
+export interface RegimeComparison {
+  /** How the intervals were computed. */
+  method: string;
+  runs: { label: string; checkpoint: string; step: number | null; relUpdateNorm: number | null; unchangedLinear: number; verdict: Verdict | null; layers: RegimeRunLayer[] }[];
+  pairs: RegimePair[];
 }

@@ -5,6 +5,8 @@ export function spectral(over: Partial<TensorSpectral> = {}): TensorSpectral {
   return {
     k: 8, svdMethod: 'full', principalAngleMaxDeg: 1.5, principalAnglesLeftDeg: [0.1, 1.5], principalAnglesRightDeg: [0.2, 1.2],
     nss: 6e-4, nssCount: 64, nssSpectrum: 'full', sigmaBase: [3, 2, 1], sigmaCheckpoint: [3.01, 2, 0.99], updateSpectralNorm: 0.01,
+    nssPrincipal: 5e-4, principalShiftFirstOrder: [0.001, -0.0005], nssPrincipalFirstOrder: 5e-4, spectralSharePrincipal: 0.05,
+    nulls: { directionBlind: { principalEnergy: 0.02, spectralSharePrincipal: 0.03 }, gradientLike: { principalEnergy: 0.3, spectralSharePrincipal: 0.1 }, matchedBy: 'changed' },
     spectralShareOfUpdate: 0.1, overlapPrincipal: 0.45, overlapPrincipalBaseline: 0.5, overlapPrincipalExpectedPrecision: 0.46,
     overlapLowMagnitude: 0.66, overlapLowMagnitudeBaseline: 0.5, overlapLowMagnitudeExpectedPrecision: 0.66,
     overlapPrincipalNotLow: 0.2, overlapPrincipalNotLowBaseline: 0.3, overlapPrincipalNotLowExpectedPrecision: 0.21,
@@ -29,7 +31,7 @@ export function tensor(name: string, over: Partial<TensorDiff> = {}): TensorDiff
 
 export function report(step: number | null, tensors: TensorDiff[], over: Partial<CheckpointReport> = {}): CheckpointReport {
   return {
-    schemaVersion: 1, kind: 'gatescope.checkpoint-report', tool: { name: 'gatescope', version: '0.1.0' }, createdAt: '2025-01-01T00:00:00Z',
+    schemaVersion: 2, kind: 'gatescope.checkpoint-report', tool: { name: 'gatescope', version: '0.1.0' }, createdAt: '2025-01-01T00:00:00Z',
     base: '/runs/base', checkpoint: `/runs/a/checkpoint-${step}`, step, settings: DEFAULT_SETTINGS, passes: 'full',
     summary: { unchanged: 0.541, unchangedLinear: 0.53, unchangedNoEmbedNorm: 0.53, unchangedLegacyAbs: 0.2, numel: 1000, changed: 459, nonFinite: 0, relUpdateNorm: 0.004, byModule: { q: { unchanged: 0.5, numel: 100, changed: 50, nonFinite: 0, tensors: 2, relUpdateNorm: 0.01 } }, byLayer: {} },
     tensors, mismatches: [], durationMs: 10,

@@ -1,3 +1,4 @@
+import { SCHEMA_VERSION } from '../../src/report/schema';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
@@ -18,7 +19,7 @@ test('diff writes the report contract and exits 0; usage errors exit 2; bad chec
   assert.match(r.out, /unchanged \(M1/);
   assert.match(r.out, /module\s+tensors/);
   const report = JSON.parse(await fsp.readFile(json, 'utf8')) as CheckpointReport;
-  assert.equal(report.schemaVersion, 1);
+  assert.equal(report.schemaVersion, SCHEMA_VERSION);
   assert.equal(report.base, path.resolve(base));
   assert.equal(report.checkpoint, path.resolve(checkpoints[0]));
   assert.ok(report.summary.unchanged > 0 && report.summary.unchanged < 1);

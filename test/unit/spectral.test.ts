@@ -44,7 +44,7 @@ function pairOf(m: number, n: number, w0: Float32Array, w1: Float32Array, mask?:
   const mk = mask ?? Uint8Array.from(w0, (x, i) => (x !== w1[i] ? 1 : 0));
   let changed = 0;
   for (const b of mk) changed += b;
-  return { name: 't', m, n, w0, w1, mask: mk, changed };
+  return { name: 't', m, n, w0, w1, mask: mk, changed, dtype0: 'F32', dtype1: 'F32', nonFinite: 0 };
 }
 
 function fro2(a: ArrayLike<number>): number {
@@ -178,13 +178,26 @@ test('exact top/bottom-alpha selection with deterministic ties', () => {
   }
 });
 
-test('verdict rule: needs two measures leaning one way and none the other', () => {
-  const base = { principalEnergyIsotropic: 0.01, spectralShareIsotropic: 0.1, overlapPrincipalExpected: 0.4 };
-  assert.equal(verdictFrom({ ...base, principalEnergy: 0.002, spectralShare: 0.05, overlapPrincipal: 0.4 }).label, 'off-principal');
-  assert.equal(verdictFrom({ ...base, principalEnergy: 0.1, spectralShare: 0.3, overlapPrincipal: 0.5 }).label, 'principal-targeting');
-  assert.equal(verdictFrom({ ...base, principalEnergy: 0.1, spectralShare: 0.05, overlapPrincipal: 0.4 }).label, 'inconclusive');
-  assert.equal(verdictFrom({ ...base, principalEnergy: 0.011, spectralShare: 0.1, overlapPrincipal: 0.4 }).label, 'inconclusive');
-  const v = verdictFrom({ ...base, principalEnergy: 0.002, spectralShare: 0.05, overlapPrincipal: 0.4 });
+test('verdict rule: a regime when a measure leans to it and none the other way; degenerate tensors get none', () => {
+  const b = (value: number, directionBlind: number, gradientLike: number) => ({ value, directionBlind, gradientLike });
+  const inside = { principalEnergy: b(0.9, 0.01, 0.3), spectralSharePrincipal: b(0.2, 0.03, 0.1), overlapPrincipal: 0.4, overlapPrincipalExpected: 0.4 };
+  assert.equal(verdictFrom(inside).label, 'principal-targeting');
+  const bottom = { principalEnergy: b(0.002, 0.01, 0.3), spectralSharePrincipal: b(0.01, 0.03, 0.1), overlapPrincipal: 0.4, overlapPrincipalExpected: 0.4 };
+  assert.equal(verdictFrom(bottom).label, 'off-principal');
+  // Between the nulls (where real gradient updates fall): inconclusive, and the reason says so.
+  const between = verdictFrom({ principalEnergy: b(0.2, 0.01, 0.3), spectralSharePrincipal: b(0.1, 0.03, 0.1), overlapPrincipal: 0.4, overlapPrincipalExpected: 0.4 });
+  assert.equal(between.label, 'inconclusive');
+  assert.match(between.reason!, /between the nulls/);
+  // Measures leaning opposite ways: inconclusive.
+  const split = verdictFrom({ ...inside, overlapPrincipal: 0.3 });
+  assert.equal(split.label, 'inconclusive');
+  assert.match(split.reason!, /disagree/);
+  // Degenerate: no regime whatever the numbers say.
+  const none = verdictFrom({ ...bottom, degenerate: 'no update' });
+  assert.equal(none.label, 'inconclusive');
+  assert.equal(none.reason, 'no update');
+  assert.ok(none.evidence.every((e) => e.leans === 'neutral'));
+  const v = verdictFrom(bottom);
   assert.equal(v.evidence.length, 3);
   assert.ok(v.evidence.every((e) => typeof e.value === 'number' && typeof e.baseline === 'number' && e.note.length > 0));
 });

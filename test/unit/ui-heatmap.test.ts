@@ -49,7 +49,7 @@ test('scale position clamps and handles an empty range', () => {
 });
 
 test('step series is ordered by step and carries the spectral summary', () => {
-  const a = report(300, [], { spectralSummary: { tensors: 1, principalAngleMaxDeg: 2, principalAngleMedianDeg: 1, nssMedian: 1e-3, spectralShareOfUpdateMedian: 0.1, offPrincipalEnergyMedian: 0.98, offPrincipalEnergyBaselineMedian: 0.97, overlapPrincipal: 0.4, overlapPrincipalBaseline: 0.5, overlapPrincipalExpectedPrecision: 0.41, overlapLowMagnitude: 0.6, overlapLowMagnitudeBaseline: 0.5, overlapLowMagnitudeExpectedPrecision: 0.6 } });
+  const a = report(300, [], { spectralSummary: { tensors: 1, principalAngleMaxDeg: 2, principalAngleMedianDeg: 1, nssMedian: 1e-3, nssPrincipalMedian: 1e-3, nssPrincipalFirstOrderMedian: 1e-3, spectralSharePrincipalMedian: 0.1, spectralShareOfUpdateMedian: 0.1, offPrincipalEnergyMedian: 0.98, offPrincipalEnergyBaselineMedian: 0.97, overlapPrincipal: 0.4, overlapPrincipalBaseline: 0.5, overlapPrincipalExpectedPrecision: 0.41, overlapLowMagnitude: 0.6, overlapLowMagnitudeBaseline: 0.5, overlapLowMagnitudeExpectedPrecision: 0.6 } });
   const b = report(100, [], { verdict: undefined });
   const s = stepSeries([a, b]);
   assert.deepEqual(s.map((p) => p.step), [100, 300]);

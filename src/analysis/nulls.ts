@@ -1,0 +1,238 @@
+/**
+ * The nulls of the single-run verdict, simulated per tensor (docs/verdict.md).
+ *
+ * Two reference updates of the same size, stored the same way as the checkpoint:
+ *  - direction-blind: an isotropic Gaussian update (no preference for any singular direction);
+ *  - gradient-like: a Gaussian update whose left and right energy follow the base matrix's own spectrum,
+ *    Z = C_L^{1/2} G C_R^{1/2} with C_R = V diag(sigma^2) V^T / ||W0||_F^2 (and C_L alike). A gradient
+ *    sum_t delta_t x_t^T has right covariance E[x x^T] (the layer's inputs) and left covariance E[delta
+ *    delta^T]; in a trained network both line up with the weight's principal directions (the weight grew
+ *    along the directions its data excites), which is why real updates, RL and SFT alike, put 25-35x an
+ *    isotropic share of their energy into the top-k subspaces. This null is that alignment and no more.
+ * Only the top-k singular triplets are used: the rest of each side gets the remaining energy spread
+ * evenly, which changes no top-k measure.
+ *
+ * Both are scaled so that, stored in the checkpoint's dtype (bf16 rounding simulated entry by entry on
+ * the base's values), they change as many entries as the checkpoint did: Gate III dilutes a small
+ * update with rounding noise, and the nulls are diluted the same way, so a measure / its null does not
+ * drift with the update's size.
+ */
+import type { ComputeBackend, Matrix } from '../compute/backend';
+import { Rng } from '../linalg/random';
+
+export interface NullMeasures {
+  /** ||U0_k^T D V0_k||_F^2 / ||D||_F^2: share of the update's energy inside the two-sided top-k subspaces. */
+  principalEnergy: number;
+  /** ||diag(U0_k^T D V0_k)||_2 / ||D||_F: first-order shifts of the top-k singular values per unit of update. */
+  spectralSharePrincipal: number;
+}
+
+export interface SimulatedNulls {
+  directionBlind: NullMeasures;
+  gradientLike: NullMeasures;
+  /** 'changed': scaled to the checkpoint's changed count after simulated bf16 storage; 'norm': unrounded storage, scale-free. */
+  matchedBy: 'changed' | 'norm';
+}
+
+export interface NullInput {
+  m: number;
+  n: number;
+  k: number;
+  w0: Float32Array;
+  /** Top-k left/right singular vectors of W0 (row-major m x k and n x k) and the top-k singular values. */
+  U0k: Matrix;
+  V0k: Matrix;
+  sigma: ArrayLike<number>;
+  /** Whether the checkpoint stores bf16 (rounding simulated) and whether the base does (bit-pattern M1 rule). */
+  checkpointBf16: boolean;
+  baseBf16: boolean;
+  eta: number;
+  /** Changed entries of the checkpoint (M1), out of m * n. */
+  changed: number;
+  seed: number;
+  signal?: AbortSignal;
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** Round a float32 value to bf16 (round to nearest, ties to even) and back to float32. */
+export function roundBf16(x: number): number {
+  f32[0] = x;
+  const u = u32[0];
+  if ((u & 0x7f800000) === 0x7f800000) return x;
+  u32[0] = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+  return f32[0];
+}
+
+/** The M1 rule applied to a simulated stored value (bf16 pair: bit patterns, +0 == -0; else eta). */
+function changedEntry(w0: number, w1: number, bothBf16: boolean, eta: number): boolean {
+  if (bothBf16) return w1 !== w0; // both exact bf16 values held in float32: equal values <=> equal bits, +0 == -0
+  return Math.abs(w1 - w0) > eta * Math.max(Math.abs(w0), Math.abs(w1));
+}
+
+/** Finds the scale s at which round(w0 + s z) changes the target share of entries, on a fixed subsample. */
+function matchScale(w0: Float32Array, z: Float32Array, target: number, bothBf16: boolean, eta: number, rng: Rng): number {
+  const numel = w0.length;
+  const sampleSize = Math.min(numel, 1 << 16);
+  const idx = new Uint32Array(sampleSize);
+  if (sampleSize === numel) for (let i = 0; i < numel; i++) idx[i] = i;
+  else for (let i = 0; i < sampleSize; i++) idx[i] = rng.nextU32() % numel;
+  let w2 = 0;
+  let z2 = 0;
+  for (let i = 0; i < numel; i++) {
+    w2 += w0[i] * w0[i];
+    z2 += z[i] * z[i];
+  }
+  const base = z2 > 0 ? Math.sqrt(w2 / z2) : 1;
+  const share = (s: number): number => {
+    let c = 0;
+    for (let j = 0; j < sampleSize; j++) {
+      const i = idx[j];
+      if (changedEntry(w0[i], roundBf16(w0[i] + s * z[i]), bothBf16, eta)) c++;
+    }
+    return c / sampleSize;
+  };
+  let lo = Math.log(base * 1e-9);
+  let hi = Math.log(base * 10);
+  for (let it = 0; it < 32; it++) {
+    const mid = 0.5 * (lo + hi);
+    if (share(Math.exp(mid)) < target) lo = mid;
+    else hi = mid;
+  }
+  return Math.exp(0.5 * (lo + hi));
+}
+
+/**
+ * The null's expected measures once stored: D = round(W0 + s Z) - W0 splits into alpha s Z (the part of
+ * the reference update that survives rounding, alpha by least squares) and the rounding residual N,
+ * which acts entry by entry. The first part's measures are the null's analytic expectations (`signal`);
+ * the residual's are their expectation over independent signs, sum_ij N_ij^2 a_i b_j (a, b the row
+ * leverages of U0_k, V0_k) and sum_l sum_ij N_ij^2 U_il^2 V_jl^2. Both are sums over many entries, so
+ * the null carries almost none of the sampling noise of a single draw.
+ */
+async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float32Array, s: number, signal: NullMeasures, inp: NullInput): Promise<NullMeasures> {
+  const { m, n, k } = inp;
+  let dz = 0;
+  let zz = 0;
+  let dd = 0;
+  for (let i = 0; i < d.length; i++) {
+    const zs = s * z[i];
+    dz += d[i] * zs;
+    zz += zs * zs;
+    dd += d[i] * d[i];
+  }
+  if (!(dd > 0)) return { principalEnergy: 0, spectralSharePrincipal: 0 };
+  const alpha = zz > 0 ? dz / zz : 0;
+  const U = inp.U0k.data;
+  const V = inp.V0k.data;
+  const a = new Float64Array(m);
+  const b = new Float64Array(n);
+  for (let i = 0; i < m; i++) for (let l = 0; l < k; l++) a[i] += U[i * k + l] ** 2;
+  const V2 = new Float32Array(n * k);
+  for (let j = 0; j < n; j++) for (let l = 0; l < k; l++) {
+    V2[j * k + l] = V[j * k + l] ** 2;
+    b[j] += V2[j * k + l];
+  }
+  // N^2 in place of d (d is not needed afterwards).
+  let noiseInside = 0;
+  for (let i = 0; i < m; i++) {
+    let row = 0;
+    for (let j = 0; j < n; j++) {
+      const idx = i * n + j;
+      const r = d[idx] - alpha * s * z[idx];
+      d[idx] = r * r;
+      row += d[idx] * b[j];
+    }
+    noiseInside += row * a[i];
+  }
+  const N2V2 = await backend.matmul({ rows: m, cols: n, data: d }, { rows: n, cols: k, data: V2 }); // m x k
+  let noiseDiag = 0;
+  for (let i = 0; i < m; i++) for (let l = 0; l < k; l++) noiseDiag += N2V2.data[i * k + l] * U[i * k + l] ** 2;
+  const kept = alpha * alpha * zz;
+  return {
+    principalEnergy: Math.min(1, (kept * signal.principalEnergy + noiseInside) / dd),
+    spectralSharePrincipal: Math.sqrt(Math.max(0, kept * signal.spectralSharePrincipal ** 2 + noiseDiag) / dd),
+  };
+}
+
+/** Stores s * z on top of w0 as the checkpoint would (into `out`), and returns the stored update. */
+function store(w0: Float32Array, z: Float32Array, s: number, bf16: boolean, out: Float32Array): Float32Array {
+  for (let i = 0; i < w0.length; i++) {
+    const w1 = bf16 ? roundBf16(w0[i] + s * z[i]) : Math.fround(w0[i] + s * z[i]);
+    out[i] = w1 - w0[i];
+  }
+  return out;
+}
+
+/** Z <- C_L^{1/2} Z C_R^{1/2} for the gradient-like null (in place; four m x n x k products). */
+async function shapeLikeSpectrum(backend: ComputeBackend, z: Float32Array, inp: NullInput): Promise<void> {
+  const { m, n, k, sigma } = inp;
+  let T = 0;
+  for (let i = 0; i < inp.w0.length; i++) T += inp.w0[i] * inp.w0[i];
+  let Tk = 0;
+  for (let i = 0; i < k; i++) Tk += sigma[i] * sigma[i];
+  const rest = Math.max(0, 1 - Tk / T);
+  const cL = m > k ? Math.sqrt(rest / (m - k)) : 0;
+  const cR = n > k ? Math.sqrt(rest / (n - k)) : 0;
+  const dL = new Float32Array(k);
+  const dR = new Float32Array(k);
+  for (let i = 0; i < k; i++) {
+    dL[i] = sigma[i] / Math.sqrt(T) - cL;
+    dR[i] = sigma[i] / Math.sqrt(T) - cR;
+  }
+  // Right: X = cR Z + (Z V) diag(dR) V^T.
+  const ZV = await backend.matmul({ rows: m, cols: n, data: z }, inp.V0k); // m x k
+  for (let r = 0; r < m; r++) for (let c = 0; c < k; c++) ZV.data[r * k + c] *= dR[c];
+  const right = await backend.matmul(ZV, inp.V0k, { transB: true }); // m x n
+  for (let i = 0; i < z.length; i++) z[i] = cR * z[i] + right.data[i];
+  // Left: Z = cL X + U diag(dL) (U^T X).
+  const UtX = await backend.matmul(inp.U0k, { rows: m, cols: n, data: z }, { transA: true }); // k x n
+  for (let r = 0; r < k; r++) for (let c = 0; c < n; c++) UtX.data[r * n + c] *= dL[r];
+  const left = await backend.matmul(inp.U0k, UtX); // m x n
+  for (let i = 0; i < z.length; i++) z[i] = cL * z[i] + left.data[i];
+}
+
+/** The nulls' expected measures before storage: shares of an unrounded update of each kind. */
+export function analyticNulls(m: number, n: number, k: number, sigma: ArrayLike<number>, baseFro2: number): { directionBlind: NullMeasures; gradientLike: NullMeasures } {
+  let Tk = 0;
+  let T4 = 0;
+  for (let i = 0; i < k; i++) {
+    Tk += sigma[i] ** 2;
+    T4 += sigma[i] ** 4;
+  }
+  const T = baseFro2 > 0 ? baseFro2 : 1;
+  return {
+    directionBlind: { principalEnergy: (k * k) / (m * n), spectralSharePrincipal: Math.sqrt(k / (m * n)) },
+    gradientLike: { principalEnergy: Math.min(1, (Tk / T) ** 2), spectralSharePrincipal: Math.min(1, Math.sqrt(T4) / T) },
+  };
+}
+
+/**
+ * Both nulls for one tensor (deterministic from the seed). A checkpoint stored in bf16 gets its rounding
+ * simulated: each reference update is drawn, scaled to change as many entries as the checkpoint did,
+ * rounded, and its expected measures taken as stored. Other dtypes: the analytic values.
+ */
+export async function simulateNulls(backend: ComputeBackend, inp: NullInput): Promise<SimulatedNulls> {
+  const numel = inp.m * inp.n;
+  let T = 0;
+  for (let i = 0; i < numel; i++) T += inp.w0[i] * inp.w0[i];
+  const analytic = analyticNulls(inp.m, inp.n, inp.k, inp.sigma, T);
+  if (!inp.checkpointBf16) return { ...analytic, matchedBy: 'norm' };
+  const rng = new Rng(inp.seed);
+  const z = new Float32Array(numel);
+  const d = new Float32Array(numel);
+  const target = inp.changed / numel;
+  const bothBf16 = inp.baseBf16;
+  const run = async (signal: NullMeasures): Promise<NullMeasures> => {
+    const s = matchScale(inp.w0, z, target, bothBf16, inp.eta, rng);
+    return expectedStored(backend, z, store(inp.w0, z, s, true, d), s, signal, inp);
+  };
+  rng.fillGaussian(z);
+  const directionBlind = await run(analytic.directionBlind);
+  inp.signal?.throwIfAborted();
+  rng.fillGaussian(z);
+  await shapeLikeSpectrum(backend, z, inp);
+  const gradientLike = await run(analytic.gradientLike);
+  return { directionBlind, gradientLike, matchedBy: 'changed' };
+}
