@@ -30,9 +30,12 @@ Usage:
       The whole Three-Gate report: the diff pass plus the spectral pass (M5 principal angles,
       M6 spectral drift, M7 principal/low-magnitude overlaps, M8 off-principal energy) and the
       regime verdict per tensor and per checkpoint.
-  gatescope compare BASE RUN_A RUN_B... [--json F]
-      M2 Jaccard of changed masks across runs from one base (with the random baseline) and the
-      M3 consensus maps. Each RUN is a checkpoint (or a run folder: its last complete checkpoint).
+  gatescope compare BASE RUN_A RUN_B... [--json F] [--md F] [--html F] [--k 64] [--device auto|cpu|cuda]
+          [--diff-only]
+      The comparative regime verdict of every pair of runs from one base (which run is more
+      off-principal per unit of update, with 95% intervals, and the update-size ratio), M2 Jaccard
+      of changed masks (with the random baseline) and M3 consensus maps. Each RUN is a checkpoint
+      (or a run folder: its last complete checkpoint). --diff-only: M2/M3 only, no spectral pass.
   gatescope scramble BASE --layers 20,25 [--rotate] [--hadamard] [--permute] [--seed S] --out DIR
       Write a NEW checkpoint folder in which the chosen layers are scrambled without changing the
       function: per-KV-head orthogonal rotation of v_proj/o_proj (Haar-random, or --hadamard) and/or a
@@ -211,31 +214,81 @@ function deviceFlag(p: Parsed): DeviceSetting {
   return d;
 }
 
-/** A run folder stands for its last complete checkpoint. */
-async function resolveRunCheckpoint(p: string): Promise<string> {
+/** A run folder stands for its last complete checkpoint; with it, the base its files name (when they name one). */
+async function resolveRunCheckpoint(p: string): Promise<{ path: string; base: string | null }> {
   const st = await fsp.stat(p).catch(() => undefined);
   if (!st) throw new UsageError(`no such checkpoint or run: ${p}`);
-  if (st.isFile()) return p;
-  const entries = await fsp.readdir(p);
-  if (entries.some((e) => e.endsWith('.safetensors') || e === 'model.safetensors.index.json')) return p;
+  if (st.isFile()) return { path: p, base: null };
   const scan = await scanFolder(p, { maxDepth: 4 });
+  const entries = await fsp.readdir(p);
+  if (entries.some((e) => e.endsWith('.safetensors') || e === 'model.safetensors.index.json')) {
+    const run = scan.runs.find((r) => r.checkpoints.some((c) => path.resolve(c.path) === path.resolve(p)));
+    return { path: p, base: run?.base.resolved ?? null };
+  }
   const run = scan.runs.find((r) => path.resolve(r.root) === path.resolve(p)) ?? scan.runs[0];
   const last = run?.checkpoints.filter((c) => c.state === 'complete').pop();
   if (!last) throw new UsageError(`no complete checkpoint under ${p}`);
-  return last.path;
+  return { path: last.path, base: run.base.resolved };
+}
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const real = async (x: string): Promise<string> => fsp.realpath(x).catch(() => path.resolve(x));
+  return (await real(a)) === (await real(b));
 }
 
 async function cmdCompare(p: Parsed): Promise<number> {
   if (p.positionals.length < 3) throw new UsageError('compare takes a base and at least two runs');
   const [base, ...runs] = p.positionals;
   const json = stringFlag(p, '--json');
-  if (json) assertOutsideCheckpoints(json, p.positionals);
-  const ckpts = await Promise.all(runs.map(resolveRunCheckpoint));
+  const md = stringFlag(p, '--md');
+  const html = stringFlag(p, '--html');
+  for (const out of [json, md, html]) if (out) assertOutsideCheckpoints(out, p.positionals);
+  const settings = settingsFromFlags(p);
+  const diffOnly = p.flags.has('--diff-only');
+  const resolved = await Promise.all(runs.map(resolveRunCheckpoint));
+  // Runs of another base cannot be paired with this one: say which base each names.
+  for (const [i, r] of resolved.entries()) {
+    if (r.base && !(await sameFile(r.base, base))) throw new UsageError(`${runs[i]} names the base ${r.base}, not ${base}: compare runs of one base`);
+  }
+  const labels = runs.map((r) => path.basename(path.resolve(r)));
+  if (new Set(labels).size !== labels.length) labels.forEach((_, i) => (labels[i] = runs[i]));
+  const ckpts = resolved.map((r) => r.path);
   const { compareRuns } = await import('./analysis/consistency');
   const { formatConsistency } = await import('./report/format-text');
-  const report = await compareRuns(base, ckpts, { eta: settingsFromFlags(p).eta, labels: runs.map((r) => path.basename(path.resolve(r))) });
+  const quiet = p.flags.has('--quiet');
+  const report = await compareRuns(base, ckpts, { eta: settings.eta, labels });
+  if (!diffOnly) {
+    const { createBackend } = await import('./compute/backend');
+    const { createSpectralPass } = await import('./analysis/spectral');
+    const { compareRegimes, ComparisonError } = await import('./analysis/regime-compare');
+    const backend = await createBackend({ device: deviceFlag(p), log: (line) => console.error(`gatescope: ${line}`) });
+    const reports: CheckpointReport[] = [];
+    try {
+      const spectral = createSpectralPass(backend);
+      for (const [i, c] of ckpts.entries()) reports.push(await analyzeCheckpoint(base, c, { settings, passes: 'full', spectral, onProgress: progressPrinter(quiet, labels[i]) }));
+    } finally {
+      await backend.dispose();
+    }
+    try {
+      report.regime = compareRegimes(labels, reports, settings.seed);
+    } catch (e) {
+      if (e instanceof ComparisonError) {
+        console.error(`gatescope: ${e.message}`);
+        return 1;
+      }
+      throw e;
+    }
+  }
   console.log(formatConsistency(report));
   if (json) await writeFileAtomic(json, JSON.stringify(report, null, 2));
+  if (md) {
+    const { consistencyToMarkdown } = await import('./report/markdown');
+    await writeFileAtomic(md, consistencyToMarkdown(report));
+  }
+  if (html) {
+    const { consistencyToHtml } = await import('./report/html');
+    await writeFileAtomic(html, consistencyToHtml(report));
+  }
   return 0;
 }
 

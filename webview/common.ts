@@ -19,13 +19,17 @@ export function verdictView(v: Verdict | undefined, passes: string): HTMLElement
       h('td', {}, e.measure),
       h('td', { class: 'num' }, sci(e.value, 3)),
       h('td', { class: 'num' }, sci(e.baseline, 3)),
+      h('td', { class: 'num' }, e.baselineGradient === undefined ? '-' : sci(e.baselineGradient, 3)),
       h('td', { class: `leans leans-${e.leans}` }, e.leans),
       h('td', { class: 'note' }, e.note)));
   const table = h('table', { class: 'evidence' },
-    h('thead', {}, h('tr', {}, h('th', {}, 'measure'), h('th', {}, 'value'), h('th', {}, 'baseline'), h('th', {}, 'leans'), h('th', {}, 'why'))),
+    h('thead', {}, h('tr', {}, h('th', {}, 'measure'), h('th', {}, 'value'), h('th', { title: 'direction-blind update of the same size and storage, or for overlaps what bf16 precision alone explains' }, 'direction-blind / precision'), h('th', { title: 'an update that follows the matrix\'s own spectrum, as a gradient does, at the same size and storage' }, 'gradient-like'), h('th', {}, 'leans'), h('th', {}, 'why'))),
     h('tbody', {}, ...rows));
-  return h('div', { class: 'verdict-box' }, h('p', {}, 'Verdict: ', badge), table,
-    h('p', { class: 'muted small' }, 'Sparsity alone never decides the verdict: measures are normalised by the update size and compared with their random and precision-only baselines.'));
+  const counts = v.tensorLabels;
+  return h('div', { class: 'verdict-box' }, h('p', {}, 'Verdict: ', badge, v.reason ? h('span', { class: 'verdict-reason' }, ` ${v.reason}`) : null),
+    counts ? h('p', { class: 'muted small' }, `Per weight: ${counts['off-principal']} off-principal, ${counts['principal-targeting']} principal-targeting, ${counts.inconclusive} inconclusive.`) : null,
+    table,
+    h('p', { class: 'muted small' }, 'Sparsity alone never decides the verdict. Each measure is set between two nulls at the update\'s own size and bf16 storage: a direction-blind update (below it: off-principal) and a gradient-like one (above it: principal-targeting). Real gradient updates, RL and SFT alike, usually fall between them: compare runs from one base to tell them apart.'));
 }
 
 export function stat(label: string, value: string, hint?: string): HTMLElement {

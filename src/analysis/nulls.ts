@@ -27,9 +27,20 @@ export interface NullMeasures {
   spectralSharePrincipal: number;
 }
 
+/** What bf16 storage did to the direction-blind null: the share of its stored energy that is rounding residual, and where that residual lies. */
+export interface RoundingEstimate {
+  /** ||N||_F^2 / ||D||_F^2. */
+  share: number;
+  /** Expected share of the residual's energy inside the top-k subspaces, and on the diagonal (first-order shifts). */
+  principalEnergy: number;
+  diagonalEnergy: number;
+}
+
 export interface SimulatedNulls {
   directionBlind: NullMeasures;
   gradientLike: NullMeasures;
+  /** Rounding estimated on the direction-blind null at the checkpoint's changed count (share 0 for unrounded storage). */
+  rounding: RoundingEstimate;
   /** 'changed': scaled to the checkpoint's changed count after simulated bf16 storage; 'norm': unrounded storage, scale-free. */
   matchedBy: 'changed' | 'norm';
 }
@@ -111,7 +122,7 @@ function matchScale(w0: Float32Array, z: Float32Array, target: number, bothBf16:
  * leverages of U0_k, V0_k) and sum_l sum_ij N_ij^2 U_il^2 V_jl^2. Both are sums over many entries, so
  * the null carries almost none of the sampling noise of a single draw.
  */
-async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float32Array, s: number, signal: NullMeasures, inp: NullInput): Promise<NullMeasures> {
+async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float32Array, s: number, signal: NullMeasures, inp: NullInput): Promise<NullMeasures & { rounding: RoundingEstimate }> {
   const { m, n, k } = inp;
   let dz = 0;
   let zz = 0;
@@ -122,7 +133,7 @@ async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float
     zz += zs * zs;
     dd += d[i] * d[i];
   }
-  if (!(dd > 0)) return { principalEnergy: 0, spectralSharePrincipal: 0 };
+  if (!(dd > 0)) return { principalEnergy: 0, spectralSharePrincipal: 0, rounding: { share: 0, principalEnergy: 0, diagonalEnergy: 0 } };
   const alpha = zz > 0 ? dz / zz : 0;
   const U = inp.U0k.data;
   const V = inp.V0k.data;
@@ -153,6 +164,11 @@ async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float
   return {
     principalEnergy: Math.min(1, (kept * signal.principalEnergy + noiseInside) / dd),
     spectralSharePrincipal: Math.sqrt(Math.max(0, kept * signal.spectralSharePrincipal ** 2 + noiseDiag) / dd),
+    rounding: {
+      share: Math.min(1, Math.max(0, 1 - kept / dd)),
+      principalEnergy: dd > kept ? noiseInside / (dd - kept) : 0,
+      diagonalEnergy: dd > kept ? noiseDiag / (dd - kept) : 0,
+    },
   };
 }
 
@@ -218,21 +234,32 @@ export async function simulateNulls(backend: ComputeBackend, inp: NullInput): Pr
   let T = 0;
   for (let i = 0; i < numel; i++) T += inp.w0[i] * inp.w0[i];
   const analytic = analyticNulls(inp.m, inp.n, inp.k, inp.sigma, T);
-  if (!inp.checkpointBf16) return { ...analytic, matchedBy: 'norm' };
+  if (!inp.checkpointBf16) return { ...analytic, rounding: { share: 0, principalEnergy: 0, diagonalEnergy: 0 }, matchedBy: 'norm' };
   const rng = new Rng(inp.seed);
   const z = new Float32Array(numel);
   const d = new Float32Array(numel);
   const target = inp.changed / numel;
   const bothBf16 = inp.baseBf16;
-  const run = async (signal: NullMeasures): Promise<NullMeasures> => {
+  const run = async (signal: NullMeasures): Promise<NullMeasures & { rounding: RoundingEstimate }> => {
     const s = matchScale(inp.w0, z, target, bothBf16, inp.eta, rng);
     return expectedStored(backend, z, store(inp.w0, z, s, true, d), s, signal, inp);
   };
   rng.fillGaussian(z);
-  const directionBlind = await run(analytic.directionBlind);
+  const { rounding, ...directionBlind } = await run(analytic.directionBlind);
   inp.signal?.throwIfAborted();
   rng.fillGaussian(z);
   await shapeLikeSpectrum(backend, z, inp);
-  const gradientLike = await run(analytic.gradientLike);
-  return { directionBlind, gradientLike, matchedBy: 'changed' };
+  const { rounding: _unused, ...gradientLike } = await run(analytic.gradientLike);
+  void _unused;
+  return { directionBlind, gradientLike, rounding, matchedBy: 'changed' };
+}
+
+/**
+ * A stored share with the rounding residual taken out: x_s = (1 - rho) x + rho n, so x = (x_s - rho n) / (1 - rho),
+ * with rho and n estimated on the direction-blind null at the same changed count. Used to compare runs of
+ * different sizes, whose stored updates carry different amounts of rounding. Null when rounding is nearly all of it.
+ */
+export function withoutRounding(stored: number, rho: number, noiseShare: number): number | null {
+  if (rho > 0.95) return null;
+  return Math.min(1, Math.max(1e-12, (stored - rho * noiseShare) / (1 - rho)));
 }

@@ -194,7 +194,7 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const foNorm = Math.sqrt(sumSq(firstOrder));
   const degenerate = p.nonFinite > 0 ? `non-finite values (${p.nonFinite} entries)` : dFro2 === 0 || p.changed === 0 ? 'no update' : undefined;
   const nulls = degenerate
-    ? { directionBlind: { principalEnergy: 0, spectralSharePrincipal: 0 }, gradientLike: { principalEnergy: 0, spectralSharePrincipal: 0 }, matchedBy: 'norm' as const }
+    ? { directionBlind: { principalEnergy: 0, spectralSharePrincipal: 0 }, gradientLike: { principalEnergy: 0, spectralSharePrincipal: 0 }, rounding: { share: 0, principalEnergy: 0, diagonalEnergy: 0 }, matchedBy: 'norm' as const }
     : await simulateNulls(backend, {
       m, n, k, w0: p.w0, U0k: U0, V0k: V0, sigma: s0.S, checkpointBf16: p.dtype1 === 'BF16', baseBf16: p.dtype0 === 'BF16', eta: settings.eta, changed: p.changed, seed: nameSeed(p.name, settings.seed), signal,
     });

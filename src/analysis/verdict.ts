@@ -49,7 +49,24 @@ export interface VerdictInput {
 
 type Lean = VerdictEvidence['leans'];
 
+/**
+ * Observed against a null, as an odds ratio of shares: [x / (1 - x)] / [y / (1 - y)], with x, y the
+ * energy shares (the spectral share is squared first, and the result square-rooted back to its scale).
+ * For small shares it is the plain ratio; near 1 it keeps room above a null that already holds most of
+ * the energy (a matrix whose top-k holds 80% of its own energy makes a gradient-like update put 64%
+ * there, and a plain ratio could never exceed 1.56).
+ */
+export function oddsRatio(x: number, y: number, squared = false): number {
+  const a = squared ? x * x : x;
+  const b = squared ? y * y : y;
+  const odds = (p: number): number => (p >= 1 ? Infinity : p / (1 - p));
+  const r = ratio(odds(a), odds(b));
+  return squared ? Math.sqrt(r) : r;
+}
+
 function ratio(a: number, b: number): number {
+  if (a === Infinity) return b === Infinity ? 1 : Infinity;
+  if (b === Infinity) return 0;
   return b > 0 ? a / b : a > 0 ? Infinity : NaN;
 }
 
@@ -95,7 +112,7 @@ function bracketEvidence(measure: string, what: string, b: BracketInput, overGra
     ratio: overGradient,
     ratioDirectionBlind: overBlind,
     leans: leanOfBracket(overGradient, overBlind, widen),
-    note: `${what} is ${fmt(overGradient)}x a gradient-like update's and ${fmt(overBlind)}x a direction-blind update's of the same size and storage (principal-targeting above ${fmt(hi)}x the first, off-principal below ${fmt(1 / lo)}x the second)`,
+    note: `${what} is ${fmt(overGradient)}x a gradient-like update's and ${fmt(overBlind)}x a direction-blind update's of the same size and storage (odds ratios) (principal-targeting above ${fmt(hi)}x the first, off-principal below ${fmt(1 / lo)}x the second)`,
   };
 }
 
@@ -114,9 +131,9 @@ export function verdictFrom(v: VerdictInput): Verdict {
   const evidence: VerdictEvidence[] = [];
   const pe = v.principalEnergy;
   const k = v.k;
-  evidence.push(bracketEvidence('principal energy', 'the update energy inside the top-k subspaces', pe, ratio(pe.value, pe.gradientLike), ratio(pe.value, pe.directionBlind), k ? noiseBand(k * k) : 1));
+  evidence.push(bracketEvidence('principal energy', 'the update energy inside the top-k subspaces', pe, oddsRatio(pe.value, pe.gradientLike), oddsRatio(pe.value, pe.directionBlind), k ? noiseBand(k * k) : 1));
   const ss = v.spectralSharePrincipal;
-  evidence.push(bracketEvidence('principal spectral share', 'the first-order shift of the top-k singular values per unit of update', ss, ratio(ss.value, ss.gradientLike), ratio(ss.value, ss.directionBlind), k ? noiseBand(k) : 1));
+  evidence.push(bracketEvidence('principal spectral share', 'the first-order shift of the top-k singular values per unit of update', ss, oddsRatio(ss.value, ss.gradientLike, true), oddsRatio(ss.value, ss.directionBlind, true), k ? noiseBand(k) : 1));
   if (v.overlapPrincipal !== null && v.overlapPrincipalExpected !== null && v.overlapPrincipalExpected > 0) {
     evidence.push(overlapEvidence(v.overlapPrincipal, v.overlapPrincipalExpected, v.overlapPrincipal / v.overlapPrincipalExpected));
   }
@@ -178,7 +195,7 @@ export function runVerdict(tensors: readonly RunVerdictTensor[], pooledOverlap: 
     ['spectralSharePrincipal', 'principal spectral share', 'the first-order shift of the top-k singular values per unit of update'],
   ] as const) {
     const b: BracketInput = { value: med((i) => i[key].value), directionBlind: med((i) => i[key].directionBlind), gradientLike: med((i) => i[key].gradientLike) };
-    const e = bracketEvidence(measure, what, b, med((i) => ratio(i[key].value, i[key].gradientLike)), med((i) => ratio(i[key].value, i[key].directionBlind)));
+    const e = bracketEvidence(measure, what, b, med((i) => oddsRatio(i[key].value, i[key].gradientLike, key === 'spectralSharePrincipal')), med((i) => oddsRatio(i[key].value, i[key].directionBlind, key === 'spectralSharePrincipal')));
     e.note = `median over ${live.length} tensors: ${e.note}`;
     evidence.push(e);
   }

@@ -38,7 +38,7 @@ export function memoryBudget(env: NodeJS.ProcessEnv = process.env): MemoryBudget
  * float32 copies of W0 and W1 (8), dW (4), the rank-k reconstruction (4), the magnitude selection's scratch
  * (8), and the changed, principal, low-magnitude, principal-not-low and exponent-group masks (5).
  */
-export const SPECTRAL_BYTES_PER_ELEMENT = 29;
+export const SPECTRAL_BYTES_PER_ELEMENT = 45;
 
 export interface TensorNeed {
   tensor: string;
@@ -82,6 +82,10 @@ function mb(bytes: number): string {
 
 /** Refuses an analysis whose largest tensor does not fit the budget, before anything big is allocated. */
 export async function assertFitsMemory(spec: JobSpec, budget: MemoryBudget = memoryBudget()): Promise<void> {
+  if (spec.kind === 'compare' && spec.settings) {
+    for (const c of spec.checkpoints) await assertFitsMemory({ kind: 'analyze', base: spec.base, checkpoint: c, passes: 'full', settings: spec.settings, device: spec.device ?? 'auto' }, budget);
+    return;
+  }
   if (spec.kind !== 'analyze') return;
   const need = await largestNeed(spec.base, spec.checkpoint, spec.passes);
   if (!need || need.bytes <= budget.bytes) return;

@@ -10,7 +10,8 @@ import type { MaskSummary } from '../transform/mask';
 
 export type JobSpec =
   | { kind: 'analyze'; base: string; checkpoint: string; passes: 'diff' | 'full'; settings: AnalysisSettings; device: DeviceSetting }
-  | { kind: 'compare'; base: string; checkpoints: string[]; labels: string[]; eta: number }
+  /** With settings: the comparative regime verdict too (each checkpoint's full analysis, through the cache); without: M2/M3 only. */
+  | { kind: 'compare'; base: string; checkpoints: string[]; labels: string[]; eta: number; settings?: AnalysisSettings; device?: DeviceSetting }
   | { kind: 'scramble'; base: string; out: string; layers: number[]; rotate: boolean; permute: boolean; rotation: 'haar' | 'hadamard'; seed: number }
   | { kind: 'mask'; base: string; out: string; maskKind: 'principal' | 'nonprincipal' | 'low' | 'union'; alpha: number; k: number; allModules: boolean; device: DeviceSetting };
 

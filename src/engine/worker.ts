@@ -3,6 +3,7 @@
  * extension host never blocks. One job at a time; cancellation aborts at the next chunk or tensor.
  */
 import type { ClientToWorker, JobResult, JobSpec, WorkerToClient } from './messages';
+import type { CheckpointReport } from '../report/schema';
 import { analyzeCheckpoint } from '../analysis/analyze';
 import { CheckpointFormatError } from '../formats/errors';
 import { ResultCache, cacheKey } from './cache';
@@ -73,12 +74,39 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
       });
     } else {
       const { compareRuns } = await import('../analysis/consistency');
-      result = await compareRuns(spec.base, spec.checkpoints, {
+      const settings = spec.settings;
+      // With the regime verdict, the masks take the first fifth and each run's analysis an equal share.
+      const maskShare = settings ? 0.2 : 1;
+      const report = await compareRuns(spec.base, spec.checkpoints, {
         eta: spec.eta,
         labels: spec.labels,
         signal: ac.signal,
-        onProgress: (p) => send({ type: 'progress', jobId, phase: 'compare', tensor: p.tensor, index: p.index, total: p.total, fraction: p.index / p.total }),
+        onProgress: (p) => send({ type: 'progress', jobId, phase: 'compare', tensor: p.tensor, index: p.index, total: p.total, fraction: maskShare * (p.index / p.total) }),
       });
+      if (settings) {
+        const { compareRegimes } = await import('../analysis/regime-compare');
+        const reports: CheckpointReport[] = [];
+        for (const [i, checkpoint] of spec.checkpoints.entries()) {
+          const one: JobSpec = { kind: 'analyze', base: spec.base, checkpoint, passes: 'full', settings, device: spec.device ?? 'auto' };
+          // Each run's analysis is the same as the dashboard's: answered from, and kept in, the cache.
+          const oneKey = cache ? await cacheKey(one) : '';
+          const cached = cache ? ((await cache.get(oneKey)) as CheckpointReport | undefined) : undefined;
+          if (cached) {
+            reports.push(cached);
+            continue;
+          }
+          const r = await analyzeCheckpoint(spec.base, checkpoint, {
+            settings, passes: 'full', signal: ac.signal,
+            spectral: (await import('../analysis/spectral')).createSpectralPass(await backendFor(one.device)),
+            onProgress: (p) => send({ type: 'progress', jobId, phase: `${spec.labels[i]}: ${p.phase}`, tensor: p.tensor, index: p.index, total: p.total, fraction: maskShare + (1 - maskShare) * ((i + p.fraction) / spec.checkpoints.length) }),
+          });
+          ac.signal.throwIfAborted();
+          if (cache) await cache.put(oneKey, r);
+          reports.push(r);
+        }
+        report.regime = compareRegimes(spec.labels, reports, settings.seed);
+      }
+      result = report;
     }
     ac.signal.throwIfAborted();
     // Only finished, unchanged results are cached: a cancelled or failed job leaves no entry.

@@ -326,7 +326,7 @@ export class Controller implements vscode.Disposable {
     try {
       this.log.info(`comparing ${labels.join(', ')} against ${base}`);
       const { result } = await this.engine.run(
-        { kind: 'compare', base, checkpoints, labels, eta: this.settings.analysis.eta },
+        { kind: 'compare', base, checkpoints, labels, eta: this.settings.analysis.eta, settings: this.settings.analysis, device: this.settings.device },
         {
           onProgress: (p) => {
             this.current = { label: `comparing ${labels.length} runs`, checkpoint: null, fraction: p.fraction };

@@ -130,7 +130,7 @@ export function formatRegime(g: RegimeComparison): string {
     lines.push('');
     lines.push(`  ${pr.a} vs ${pr.b}: ${pr.summary}`);
     lines.push(table(['measure', 'ratio a/b', '95% interval', 'more off-principal'], pr.evidence.map((e) => [
-      e.measure, e.ratio.toPrecision(3), `${e.ciLow.toPrecision(3)}-${e.ciHigh.toPrecision(3)}`, e.leans ?? 'neither',
+      e.measure, e.ratio.toPrecision(3), `${e.ciLow.toPrecision(3)}-${e.ciHigh.toPrecision(3)}`, `${e.leans ?? 'neither'}${e.votes ? '' : ' (shown, not counted)'}`,
     ]), [false, true, true]).replace(/^/gm, '    '));
   }
   lines.push('', `  ${g.method}. Sizes differ between runs; every measure is per unit of update, so a smaller update alone is no evidence (the size trap).`);

@@ -336,7 +336,7 @@ export function consistencyToHtml(r: ConsistencyReport, opts: HtmlOptions = {}):
     parts.push('<h2>Comparative regime verdict</h2>');
     parts.push(`<table class="overview"><thead><tr><th>run</th><th>step</th><th>unchanged, linear</th><th>||dW||/||W0||</th><th>single-run verdict</th></tr></thead><tbody>${g.runs.map((x) => `<tr>${textCell(x.label)}${numCell(x.step, x.step === null ? '-' : String(x.step))}${numCell(x.unchangedLinear, fmt.share(x.unchangedLinear))}${numCell(x.relUpdateNorm, fmt.num(x.relUpdateNorm, 3))}${textCell(x.verdict ? `${x.verdict.label}${x.verdict.reason ? `: ${x.verdict.reason}` : ''}` : '-')}</tr>`).join('')}</tbody></table>`);
     for (const pr of g.pairs) {
-      const rows = pr.evidence.map((e) => `<tr>${textCell(e.measure)}${numCell(e.ratio, fmt.num(e.ratio, 3))}${textCell(`${fmt.num(e.ciLow, 3)} - ${fmt.num(e.ciHigh, 3)}`)}${textCell(e.leans ?? 'neither')}</tr>`);
+      const rows = pr.evidence.map((e) => `<tr>${textCell(e.measure)}${numCell(e.ratio, fmt.num(e.ratio, 3))}${textCell(`${fmt.num(e.ciLow, 3)} - ${fmt.num(e.ciHigh, 3)}`)}${textCell(`${e.leans ?? 'neither'}${e.votes ? '' : ' (shown, not counted)'}`)}</tr>`);
       parts.push(`<div class="verdict ${pr.moreOffPrincipal ? 'off-principal' : 'inconclusive'}"><h3>${escapeHtml(pr.a)} vs ${escapeHtml(pr.b)}</h3><p class="reason">${escapeHtml(pr.summary)}</p>`
         + `<p>Update size ratio (median ||dW_a|| / ||dW_b||): ${escapeHtml(fmt.num(pr.updateSizeRatio, 3))}, over ${pr.tensors} shared linear weights.</p>`
         + `<table><thead><tr><th>measure (per unit of update)</th><th>ratio a/b</th><th>95% interval</th><th>more off-principal</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`);

@@ -110,6 +110,8 @@ export interface TensorSpectral {
   nulls: {
     directionBlind: { principalEnergy: number; spectralSharePrincipal: number };
     gradientLike: { principalEnergy: number; spectralSharePrincipal: number };
+    /** The share of a stored update of this size that is bf16 rounding residual, and that residual's principal and diagonal energy shares. */
+    rounding: { share: number; principalEnergy: number; diagonalEnergy: number };
     matchedBy: 'changed' | 'norm';
   };
   /** ||dW||_2 (largest singular value of the update). */
@@ -287,6 +289,8 @@ export interface ComparativeEvidence {
   leans: string | null;
   /** Tensors the ratio is taken over. */
   tensors: number;
+  /** Whether this measure takes part in moreOffPrincipal (the max principal angle is shown, not counted). */
+  votes: boolean;
 }
 
 export interface RegimePair {

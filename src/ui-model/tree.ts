@@ -3,7 +3,7 @@
  * vscode.TreeItems, the unit tests check them without VS Code.
  */
 import type { CheckpointState } from '../discovery/scan';
-import type { CheckpointReport, GroupSummary, ModuleKind, TensorDiff } from '../report/schema';
+import type { CheckpointReport, GroupSummary, ModuleKind, TensorDiff, Verdict } from '../report/schema';
 import { baseName, deg, pct, sci, shortTensorName } from './format';
 
 /** Where a checkpoint stands in this session: its state on disk combined with the analysis job. */
@@ -39,10 +39,18 @@ export function checkpointLabel(c: { path: string; step: number | null }): strin
   return c.step !== null ? `step ${c.step}` : baseName(c.path);
 }
 
-/** "54.1% unchanged, off-principal" */
+/** The verdict's reason in a few words, for one line of a tree or a notification. */
+export function shortReason(v: Verdict): string {
+  const r = v.reason ?? '';
+  if (!r) return '';
+  const cut = r.split(/[:(]/)[0].trim();
+  return cut.length > 60 ? `${cut.slice(0, 57)}...` : cut;
+}
+
+/** "54.1% unchanged, inconclusive (between the nulls)" */
 export function headline(r: CheckpointReport): string {
   const parts = [`${pct(r.summary.unchanged)} unchanged`];
-  if (r.verdict) parts.push(r.verdict.label);
+  if (r.verdict) parts.push(`${r.verdict.label}${shortReason(r.verdict) ? ` (${shortReason(r.verdict)})` : ''}`);
   else if (r.passes === 'diff') parts.push(`rel. update ${sci(r.summary.relUpdateNorm)}`);
   return parts.join(', ');
 }
@@ -103,7 +111,11 @@ export function reportTooltip(r: CheckpointReport): string {
     lines.push(`max principal angle: ${deg(ss.principalAngleMaxDeg)}; NSS median ${sci(ss.nssMedian)}`);
     lines.push(`off-principal energy median: ${pct(ss.offPrincipalEnergyMedian, 2)} (isotropic ${pct(ss.offPrincipalEnergyBaselineMedian, 2)})`);
   }
-  if (r.verdict) lines.push(`verdict: ${r.verdict.label}`);
+  if (r.verdict) {
+    lines.push(`verdict: ${r.verdict.label}${r.verdict.reason ? `: ${r.verdict.reason}` : ''}`);
+    const c = r.verdict.tensorLabels;
+    if (c) lines.push(`per weight: ${c['off-principal']} off-principal, ${c['principal-targeting']} principal-targeting, ${c.inconclusive} inconclusive`);
+  }
   if (s.nonFinite > 0) lines.push(`NaN/Inf entries: ${s.nonFinite}`);
   return lines.join('\n');
 }
@@ -137,5 +149,6 @@ export function tensorView(t: TensorDiff): { label: string; description: string;
   if (t.medianUpdateUlps !== null) tip.push(`median update ${sci(t.medianUpdateUlps)} bf16 ULPs`);
   if (t.hiddenByPrecision !== undefined) tip.push(`hidden by bf16 precision: ${pct(t.hiddenByPrecision)}`);
   if (t.spectralSkipped) tip.push(`spectral: ${t.spectralSkipped}`);
+  if (t.verdict) tip.push(`verdict: ${t.verdict.label}${t.verdict.reason ? `: ${t.verdict.reason}` : ''}`);
   return { label: t.layer !== null ? `${t.layer}.${shortTensorName(t.name)}` : t.name, description: parts.join(', '), tooltip: tip.join('\n') };
 }

@@ -6,7 +6,7 @@ export function spectral(over: Partial<TensorSpectral> = {}): TensorSpectral {
     k: 8, svdMethod: 'full', principalAngleMaxDeg: 1.5, principalAnglesLeftDeg: [0.1, 1.5], principalAnglesRightDeg: [0.2, 1.2],
     nss: 6e-4, nssCount: 64, nssSpectrum: 'full', sigmaBase: [3, 2, 1], sigmaCheckpoint: [3.01, 2, 0.99], updateSpectralNorm: 0.01,
     nssPrincipal: 5e-4, principalShiftFirstOrder: [0.001, -0.0005], nssPrincipalFirstOrder: 5e-4, spectralSharePrincipal: 0.05,
-    nulls: { directionBlind: { principalEnergy: 0.02, spectralSharePrincipal: 0.03 }, gradientLike: { principalEnergy: 0.3, spectralSharePrincipal: 0.1 }, matchedBy: 'changed' },
+    nulls: { directionBlind: { principalEnergy: 0.02, spectralSharePrincipal: 0.03 }, gradientLike: { principalEnergy: 0.3, spectralSharePrincipal: 0.1 }, rounding: { share: 0.3, principalEnergy: 0.02, diagonalEnergy: 0.001 }, matchedBy: 'changed' },
     spectralShareOfUpdate: 0.1, overlapPrincipal: 0.45, overlapPrincipalBaseline: 0.5, overlapPrincipalExpectedPrecision: 0.46,
     overlapLowMagnitude: 0.66, overlapLowMagnitudeBaseline: 0.5, overlapLowMagnitudeExpectedPrecision: 0.66,
     overlapPrincipalNotLow: 0.2, overlapPrincipalNotLowBaseline: 0.3, overlapPrincipalNotLowExpectedPrecision: 0.21,

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { writeSyntheticRun } from '../../src/examples/synthetic';
-import type { CheckpointReport } from '../../src/report/schema';
+import type { CheckpointReport, ConsistencyReport } from '../../src/report/schema';
 import { tempDir, writeFile } from '../support/st';
 import { runCli } from '../support/cli';
 
@@ -54,4 +54,38 @@ test('scan lists runs, states and the base', async () => {
   assert.equal(r.code, 0);
   assert.match(r.out, /run ex\/run\s+base: .*ex[/\\]base/);
   assert.match(r.out, /300\s+complete\s+hf-trainer/);
+});
+
+test('compare prints and writes the comparative verdict of every pair; runs of another base are refused, naming both', { timeout: 120_000 }, async () => {
+  const dir = await tempDir();
+  const a = await writeSyntheticRun(path.join(dir, 'a'), { seed: 7 });
+  const b = await writeSyntheticRun(path.join(dir, 'b'), { seed: 7, lr: 6e-6 });
+  const json = path.join(dir, 'out', 'compare.json');
+  await fsp.mkdir(path.dirname(json), { recursive: true });
+  const md = path.join(dir, 'out', 'compare.md');
+  const html = path.join(dir, 'out', 'compare.html');
+  // Two checkpoints of one base: the run's step 100 and step 300.
+  const r = await runCli(['compare', a.base, a.checkpoints[0], a.checkpoints[2], '--k', '8', '--json', json, '--md', md, '--html', html, '--quiet']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /Comparative regime verdict/);
+  const rep = JSON.parse(await fsp.readFile(json, 'utf8')) as ConsistencyReport;
+  assert.ok(rep.regime);
+  assert.equal(rep.regime.pairs.length, 1);
+  const pair = rep.regime.pairs[0];
+  assert.deepEqual([pair.a, pair.b], rep.runs.map((x) => x.label));
+  assert.ok(pair.updateSizeRatio > 0 && pair.updateSizeRatio < 1, `step 100 has the smaller update: ${pair.updateSizeRatio}`);
+  assert.ok(pair.moreOffPrincipal === null || pair.moreOffPrincipal === pair.a || pair.moreOffPrincipal === pair.b);
+  for (const e of pair.evidence) {
+    for (const k of ['measure', 'ratio', 'ciLow', 'ciHigh', 'leans'] as const) assert.ok(k in e, `evidence has ${k}`);
+    assert.ok(e.ciLow <= e.ratio && e.ratio <= e.ciHigh);
+  }
+  // Isotropic synthetic steps of one process at two times: the same geometry, different sizes.
+  assert.equal(pair.moreOffPrincipal, null, `${pair.summary} ${JSON.stringify(pair.evidence)}`);
+  assert.match(await fsp.readFile(md, 'utf8'), /Comparative regime verdict[\s\S]*no difference beyond the update size/);
+  assert.match(await fsp.readFile(html, 'utf8'), /Comparative regime verdict/);
+  // A checkpoint whose config names another base.
+  const other = await runCli(['compare', a.base, a.checkpoints[2], b.checkpoints[2], '--quiet']);
+  assert.equal(other.code, 2);
+  assert.ok(other.err.includes(path.resolve(b.base)) || other.err.includes(b.base), other.err);
+  assert.match(other.err, /compare runs of one base/);
 });

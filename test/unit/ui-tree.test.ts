@@ -28,6 +28,11 @@ test('checkpoint rows: every state has a label, an icon and a menu context', () 
 test('headline: diff-only reports show the update size instead of a verdict', () => {
   assert.equal(headline(report(1, [], { verdict: undefined, passes: 'diff' })), '54.1% unchanged, rel. update 4.00e-3');
   assert.equal(headline(report(1, [], { verdict: { label: 'inconclusive', evidence: [] } })), '54.1% unchanged, inconclusive');
+  // The label comes with its reason, shortened to the words before any detail.
+  const why = { label: 'inconclusive' as const, reason: 'no update: every analysed weight is bit-identical to the base', evidence: [] };
+  assert.equal(headline(report(1, [], { verdict: why })), '54.1% unchanged, inconclusive (no update)');
+  const tip = checkpointView({ path: '/runs/a/checkpoint-1', step: 1, state: 'complete' }, { kind: 'done', report: report(1, [], { verdict: why }), fromCache: false }, true).tooltip;
+  assert.match(tip, /verdict: inconclusive: no update: every analysed weight is bit-identical/);
 });
 
 test('run and tensor rows', () => {
