@@ -307,7 +307,17 @@ export function registerCommand(name: string, fn: Command): void {
   COMMANDS[name] = fn;
 }
 
+/** Output piped into `head` and closed early: stop quietly, as other command-line tools do. */
+function quietOnClosedPipe(): void {
+  if (process.stdout.listenerCount('error') > 0) return;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
+  quietOnClosedPipe();
   try {
     const [cmd, ...rest] = argv;
     if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
@@ -346,6 +356,7 @@ export async function main(argv: string[]): Promise<number> {
 
 if (require.main === module) {
   process.env.ORT_DISABLE_TELEMETRY = '1';
+
   main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
