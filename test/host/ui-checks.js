@@ -297,6 +297,43 @@ async function ui({ page, expected, shots, say, results, deadline }) {
     await body.locator('.stats .stat').first().waitFor({ state: 'visible', timeout: 60_000 });
     await shot('codelens-dashboard.png');
   });
+
+  const cmp = expected.compares[0];
+  if (cmp) {
+    await check('"Compare Runs" from the command palette shows the comparative verdict with the CLI\'s numbers', async () => {
+      const cli = JSON.parse(require('node:fs').readFileSync(cmp.reportFile, 'utf8'));
+      await runCommand('Gatescope: Compare Runs');
+      const ph = await until('the comparison picker', async () => {
+        const p = await placeholder();
+        return p && (p.startsWith('Compare the runs of which base') || p.startsWith('Compare which checkpoints')) ? p : undefined;
+      }, 15_000);
+      if (ph.startsWith('Compare the runs of which base')) {
+        await pick(path.basename(cmp.base));
+        await until('the checkpoint picker', async () => ((await placeholder())?.startsWith('Compare which checkpoints') ? true : undefined), 15_000);
+      }
+      // The last complete checkpoint of every run is picked already, as the CLI compared them: accept.
+      await until('the pre-picked checkpoints', async () => ((await quickPickRows()).length > 0 ? true : undefined));
+      await shot('compare-picker.png');
+      await page.keyboard.press('Enter');
+      const body = webview('compare');
+      await body.locator('h1').waitFor({ state: 'visible', timeout: 10 * 60_000 });
+      const boxes = body.locator('.verdict-box');
+      await boxes.first().waitFor({ state: 'visible', timeout: 60_000 });
+      eq(await boxes.count(), cli.regime.pairs.length, 'one verdict per pair of runs');
+      // The same ratios (a/b or b/a: the panel's labels and order are the extension's), to the digits shown.
+      const norm = (x) => Math.max(x, 1 / x);
+      const shown = (await body.locator('.verdict-box table.evidence tbody tr td:nth-child(2)').allTextContents()).map((t) => norm(Number(t.trim()))).sort((a, b) => a - b);
+      const want = cli.regime.pairs.flatMap((p) => p.evidence.map((e) => norm(e.ratio))).sort((a, b) => a - b);
+      eq(shown.length, want.length, 'evidence rows');
+      shown.forEach((x, i) => {
+        if (Math.abs(x - want[i]) > 6e-3 * want[i]) throw new Error(`ratio ${i}: panel ${x} vs CLI ${want[i]}`);
+      });
+      const none = cli.regime.pairs.filter((p) => p.moreOffPrincipal === null).length;
+      eq(await body.locator('.verdict-box .verdict-inconclusive').count(), none, 'pairs with no difference beyond the update size');
+      await shot('compare.png');
+      await body.locator('section.card').first().screenshot({ path: path.join(shots, 'compare-verdict.png') });
+    }, 12 * 60_000);
+  }
 }
 
 module.exports = { ui };

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { EngineClient, JobCancelledError } from '../../src/engine/client';
 import { ResultCache } from '../../src/engine/cache';
+import type { JobSpec } from '../../src/engine/messages';
 import { writeSyntheticRun } from '../../src/examples/synthetic';
 import { analyzeCheckpoint } from '../../src/analysis/analyze';
 import { compareRuns } from '../../src/analysis/consistency';
@@ -179,6 +180,33 @@ test('scramble and mask jobs run in the engine process (what the extension comma
     assert.ok((await fsp.stat(maskOut)).size > 0);
     // A writing job is never answered from the cache and refuses to overwrite.
     await assert.rejects(engine.run({ kind: 'mask', base, out: maskOut, maskKind: 'union', alpha: 0.5, k: 8, allModules: false, device: 'cpu' }));
+  } finally {
+    await engine.dispose();
+  }
+});
+
+test('a comparison in the engine runs each checkpoint\'s analysis through the cache and adds the comparative verdict', { timeout: 120_000 }, async () => {
+  const dir = await tempDir();
+  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'));
+  const cacheDir = path.join(dir, 'cache');
+  const engine = new EngineClient({ workerPath: WORKER, cacheDir });
+  try {
+    // The dashboard analysed one checkpoint already: the comparison reuses that entry.
+    const one = await engine.run({ kind: 'analyze', base, checkpoint: checkpoints[0], passes: 'full', settings: SETTINGS, device: 'cpu' });
+    const before = (await listCache(cacheDir)).filter((f) => f.endsWith('.json'));
+    assert.equal(before.length, 1);
+    const spec: JobSpec = { kind: 'compare', base, checkpoints: [checkpoints[0], checkpoints[2]], labels: ['a', 'c'], eta: 1e-3, settings: SETTINGS, device: 'cpu' };
+    const res = await engine.run(spec);
+    const report = res.result as ConsistencyReport;
+    assert.ok(report.regime, 'the comparison carries the comparative verdict');
+    assert.equal(report.regime.pairs.length, 1);
+    assert.deepEqual([report.regime.pairs[0].a, report.regime.pairs[0].b], ['a', 'c']);
+    assert.equal(report.regime.runs[0].verdict?.label, (one.result as CheckpointReport).verdict?.label);
+    // The second checkpoint's analysis and the comparison itself are now cached too.
+    assert.equal((await listCache(cacheDir)).filter((f) => f.endsWith('.json')).length, 3);
+    const again = await engine.run(spec);
+    assert.equal(again.fromCache, true);
+    assert.deepEqual((again.result as ConsistencyReport).regime, report.regime);
   } finally {
     await engine.dispose();
   }

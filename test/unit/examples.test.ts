@@ -94,6 +94,15 @@ test('M5-M8 equal the PyTorch float64 reference within float32 tolerance', () =>
       // the alpha threshold may fall either side.
       assert.ok(Math.abs(s.overlapPrincipal! - e.overlapPrincipal!) <= 2e-3, `${where} principal overlap ${s.overlapPrincipal} vs ${e.overlapPrincipal}`);
       assert.equal(s.overlapPrincipalBaseline, e.overlapPrincipalBaseline, where);
+      // The principal part of the spectrum: exact top-k shifts and the first-order shifts u_i^T dW v_i.
+      if (e.nssPrincipal !== undefined) {
+        assert.ok(Math.abs(s.nssPrincipal - e.nssPrincipal) <= 1e-3 * e.nssPrincipal + 1e-9, `${where} nssPrincipal ${s.nssPrincipal} vs ${e.nssPrincipal}`);
+        assert.ok(Math.abs(s.nssPrincipalFirstOrder - e.nssPrincipalFirstOrder!) <= 1e-4 * e.nssPrincipalFirstOrder! + 1e-9, `${where} nssPrincipalFirstOrder ${s.nssPrincipalFirstOrder} vs ${e.nssPrincipalFirstOrder}`);
+        assert.ok(Math.abs(s.spectralSharePrincipal - e.spectralSharePrincipal!) <= 1e-4 * e.spectralSharePrincipal! + 1e-9, `${where} spectralSharePrincipal ${s.spectralSharePrincipal} vs ${e.spectralSharePrincipal}`);
+        const fo = e.principalShiftFirstOrder!;
+        const scale = Math.max(...fo.map(Math.abs));
+        s.principalShiftFirstOrder.forEach((x, i) => assert.ok(Math.abs(x - fo[i]) <= 1e-4 * scale + 1e-9, `${where} first-order shift ${i}: ${x} vs ${fo[i]}`));
+      }
     }
   }
 });
