@@ -14,7 +14,7 @@
  *  - moreOffPrincipal: the run every leaning measure points to, or null ("no difference beyond the update
  *    size" when none leans, "the measures disagree" when they point both ways).
  */
-import type { CheckpointReport, ComparativeEvidence, RegimeComparison, RegimePair, RegimeRunLayer, TensorDiff } from '../report/schema';
+import type { CheckpointReport, ComparativeEvidence, RegimeComparison, RegimePair, RegimeRunLayer, TensorDiff, TensorSpectral } from '../report/schema';
 import { Rng } from '../linalg/random';
 import { median } from './stats';
 import { withoutRounding } from './nulls';
@@ -33,6 +33,14 @@ interface Measure {
 
 const pos = (x: number | null | undefined): number | null => (x !== null && x !== undefined && Number.isFinite(x) && x > 0 ? x : null);
 
+/** Odds x / (1 - x) of a stored energy share with the rounding residual taken out (square-rooted for a norm share). */
+function oddsWithoutRounding(stored: number, sp: TensorSpectral, residual: 'principalEnergy' | 'diagonalEnergy', root: boolean): number | null {
+  const x = withoutRounding(stored, sp.nulls.rounding.share, sp.nulls.rounding[residual]);
+  if (x === null) return null;
+  const odds = x / (1 - Math.min(x, 1 - 1e-12));
+  return pos(root ? Math.sqrt(odds) : odds);
+}
+
 export const MEASURES: readonly Measure[] = [
   {
     measure: 'principal angle per unit update',
@@ -49,12 +57,7 @@ export const MEASURES: readonly Measure[] = [
     // First-order shifts of the top-k singular values per unit of ||dW||_F (principal-part NSS per unit
     // update), as odds of the squared share, with the bf16 rounding residual taken out (nulls.ts), so that
     // runs of different sizes, carrying different amounts of rounding, compare like for like.
-    value: (t) => {
-      const sp = t.spectral;
-      if (!sp) return null;
-      const x = withoutRounding(sp.spectralSharePrincipal ** 2, sp.nulls.rounding.share, sp.nulls.rounding.diagonalEnergy);
-      return x === null ? null : pos(Math.sqrt(x / (1 - Math.min(x, 1 - 1e-12))));
-    },
+    value: (t) => t.spectral ? oddsWithoutRounding(t.spectral.spectralSharePrincipal ** 2, t.spectral, 'diagonalEnergy', true) : null,
     band: 1.1,
     votes: true,
   },
@@ -62,12 +65,7 @@ export const MEASURES: readonly Measure[] = [
     measure: 'principal energy, rounding removed',
     // Share of the update's energy inside the top-k subspaces, as odds, with the bf16 rounding residual
     // taken out: scale-free, and a small update's dilution by rounding does not read as off-principal.
-    value: (t) => {
-      const sp = t.spectral;
-      if (!sp) return null;
-      const x = withoutRounding(1 - sp.offPrincipalEnergy, sp.nulls.rounding.share, sp.nulls.rounding.principalEnergy);
-      return x === null ? null : pos(x / (1 - Math.min(x, 1 - 1e-12)));
-    },
+    value: (t) => t.spectral ? oddsWithoutRounding(1 - t.spectral.offPrincipalEnergy, t.spectral, 'principalEnergy', false) : null,
     band: 1.1,
     votes: true,
   },
