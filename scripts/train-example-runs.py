@@ -6,11 +6,14 @@ What it does, deterministically from --seed (CPU, one thread):
 1. Pretrains a tiny Llama-style decoder (HF Llama tensor names, RMSNorm, RoPE, SwiGLU, grouped-query
    attention) on 2-digit addition ("12+34=46"), fp32 master weights, AdamW. Its bf16 rounding is
    the *base* (examples/base/).
-2. From the bf16 base (loaded into fp32 masters, as a real fine-tuning job would), trains
-   - rl-kl:   GRPO with a k3 KL penalty to the base (verl checkpoint layout),
-   - rl-nokl: GRPO without KL penalty (HF Trainer / TRL checkpoint layout),
-   - sft:     supervised fine-tuning on correct answers (HF Trainer / TRL layout, last one sharded),
-   with the same number of optimizer steps and the same learning rate.
+2. From the bf16 base (loaded into fp32 masters, as a real fine-tuning job would), trains, in the regime of
+   "The Path Not Taken: RLVR Provably Learns Off the Principals" (RL at lr of order 1e-6, SFT at 1e-5):
+   - rl-kl:       GRPO with a k3 KL penalty to the base (verl checkpoint layout),
+   - rl-nokl:     GRPO without KL penalty (HF Trainer / TRL checkpoint layout),
+   - rl-kl-seed1: rl-kl with another seed (HF layout), for M2 across seeds,
+   - sft:         supervised fine-tuning on correct answers (HF Trainer / TRL layout, last one sharded),
+   - sft-matched: the sft run stopped when its update norm over the linear weights reaches rl-kl's
+                  (the size-matched control).
 3. Writes bf16 safetensors checkpoints (own writer, no `safetensors` package), config.json files,
    trainer states, training configs, one fp32 checkpoint, and per run a reference.json computed in
    float64 by torch from the files on disk (an independent reference for the TypeScript engine).
@@ -24,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import pickle
 import shutil
 import struct
 import sys
@@ -63,16 +67,25 @@ MODEL = dict(
     max_position_embeddings=16,
 )
 
-# Pretraining runs a cosine schedule over max_steps but stops as soon as greedy accuracy on a dev set
-# (bf16 weights, checked every dev_every steps) reaches dev_target: the base should be good but not
-# perfect, so that RL has something to sharpen (GRPO needs groups with mixed rewards).
-PRETRAIN = dict(max_steps=800, batch_size=64, lr=2e-3, warmup_steps=50, min_lr_ratio=0.1,
-                betas=(0.9, 0.95), weight_decay=0.1, max_grad_norm=1.0,
-                dev_every=25, dev_target=0.5, dev_prompts=250, loss_on='all')
+# Pretraining: warmup-stable-decay. Constant lr until greedy accuracy on a dev set (bf16 weights, checked every
+# dev_every steps) reaches dev_trigger, then a linear cool-down: the base should be good but not perfect, so that
+# RL has something to sharpen (GRPO needs groups with mixed rewards), and its spectra should decay smoothly.
+PRETRAIN = dict(batch_size=64, lr=3e-3, warmup_steps=50, max_stable_steps=600, cooldown_steps=200,
+                betas=(0.9, 0.95), weight_decay=0.5, max_grad_norm=1.0,
+                dev_every=25, dev_trigger=0.35, dev_prompts=250, loss_on='answer')
+# matrices whose spectra the README shows (and the pretraining log follows)
+SPECTRA_SHOWN = ['model.layers.1.mlp.gate_proj.weight', 'model.layers.2.self_attn.q_proj.weight',
+                 'model.layers.0.mlp.down_proj.weight', 'model.layers.3.self_attn.o_proj.weight',
+                 'model.layers.3.mlp.up_proj.weight']
 
-FINETUNE_STEPS = 240          # optimizer steps for every fine-tuning run
-SAVE_EVERY = 80               # optimizer steps between checkpoints (3 checkpoints per run)
-FT_LR = 3e-5                  # same learning rate for RL and SFT
+# Fine-tuning: RL at a learning rate like the paper's RLVR runs (order 1e-6), SFT at its usual order 1e-5.
+RL_STEPS = 160                # optimizer steps of each GRPO run
+SFT_STEPS = 160               # optimizer steps of the sft run
+RL_LR = 3e-6
+SFT_LR = 1e-5
+CHECKPOINTS = 2               # checkpoints per run, evenly spaced (the last at the last step)
+MATCH_CHECK_EVERY = 2         # sft-matched: optimizer steps between checks of its update norm
+MATCH_MAX_STEPS = 3 * SFT_STEPS
 FT_BETAS = (0.9, 0.999)
 FT_WEIGHT_DECAY = 0.0
 FT_MAX_GRAD_NORM = 1.0
@@ -319,6 +332,17 @@ def rewards(resp, sums):
 
 
 @torch.no_grad()
+def sampled_reward(model, task, n=EVAL_PROMPTS, temperature=1.0):
+    """Mean reward of one temperature-1 sample per held-out test prompt (bf16 weights; fixed sampler seed)."""
+    m = clone_model(model, bf16=True)
+    m.eval()
+    gen = torch.Generator().manual_seed(SEED + 3000)
+    resp, _ = generate(m, build_prompts(task.eval_a[:n], task.eval_b[:n]), greedy=False, gen=gen,
+                       temperature=temperature)
+    return float(rewards(resp, task.eval_a[:n] + task.eval_b[:n]).mean())
+
+
+@torch.no_grad()
 def accuracy(model, task, bf16=True, dev=False):
     m = clone_model(model, bf16=bf16) if bf16 else model
     m.eval()
@@ -477,7 +501,30 @@ def save_model_folder(folder, out, model, dtype='BF16', shards=1):
 # Training
 # ----------------------------------------------------------------------------------------------
 
+def spectrum_stats(w):
+    """Singular values of one matrix (float64) relative to sigma_1 at a few ranks, and the exponent a of a
+    least-squares fit log sigma_i = c - a log i over i = 2..min(64, n) (sigma_1 is left out: it is an outlier
+    in real LLM weights too)."""
+    s = np.linalg.svd(np.asarray(w, dtype=np.float64), compute_uv=False)
+    n = len(s)
+    i = np.arange(1, n + 1)
+    hi = min(64, n)
+    a = -float(np.polyfit(np.log(i[1:hi]), np.log(s[1:hi]), 1)[0])
+    rel = {f'sigma{r}': float(s[r - 1] / s[0]) for r in (1, 8, 16, 32, 64) if r <= n}
+    rel['sigmaLast'] = float(s[-1] / s[0])
+    return {'n': n, 'sigma1': float(s[0]), **rel, 'decayExponent': a}
+
+
+def spectra_of(model, which=SPECTRA_SHOWN):
+    st = model.state_dict()
+    return {n: spectrum_stats(st[n].to(torch.bfloat16).double().numpy()) for n in which}
+
+
 def pretrain(task, seed, log):
+    """Warmup-stable-decay: constant lr after warm-up until greedy dev accuracy (bf16, every dev_every steps)
+    reaches dev_trigger (or the stable phase hits max_stable_steps), then a linear cool-down to 0 over
+    cooldown_steps. The cool-down removes most of the optimizer noise from the weights: the spectra of the
+    base then decay smoothly instead of being a flat noise bulk."""
     torch.manual_seed(seed)
     model = LlamaForCausalLM(MODEL)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -488,12 +535,16 @@ def pretrain(task, seed, log):
                              {'params': no_decay, 'weight_decay': 0.0}], lr=P['lr'], betas=P['betas'])
     t0 = time.time()
     dev_log = []
-    for step in range(1, P['max_steps'] + 1):
+    cool_from = None
+    step = 0
+    while True:
+        step += 1
         if step <= P['warmup_steps']:
             lr = P['lr'] * step / P['warmup_steps']
+        elif cool_from is None:
+            lr = P['lr']
         else:
-            frac = (step - P['warmup_steps']) / (P['max_steps'] - P['warmup_steps'])
-            lr = P['lr'] * (P['min_lr_ratio'] + (1 - P['min_lr_ratio']) * 0.5 * (1 + math.cos(math.pi * frac)))
+            lr = P['lr'] * max(0.0, 1 - (step - cool_from) / P['cooldown_steps'])
         for g in opt.param_groups:
             g['lr'] = lr
         a, b = task.sample(P['batch_size'], gen)
@@ -509,33 +560,64 @@ def pretrain(task, seed, log):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), P['max_grad_norm'])
         opt.step()
-        if step % P['dev_every'] == 0:
+        last = cool_from is not None and step >= cool_from + P['cooldown_steps']
+        if step % P['dev_every'] == 0 or last:
             dev = accuracy(model, task, dev=True)
-            dev_log.append({'step': step, 'loss': round(loss.item(), 6), 'learning_rate': lr, 'dev_accuracy': dev})
-            if step % 50 == 0 or dev >= P['dev_target']:
-                log(f'pretrain step {step} loss {loss.item():.4f} lr {lr:.2e} dev acc {dev:.3f} ({time.time() - t0:.0f}s)')
-            if dev >= P['dev_target']:
-                break
-    return model, dev_log
+            sp = spectra_of(model, SPECTRA_SHOWN[:2])
+            expo = float(np.mean([v['decayExponent'] for v in sp.values()]))
+            dev_log.append({'step': step, 'loss': round(loss.item(), 6), 'learning_rate': lr, 'dev_accuracy': dev,
+                            'decay_exponent_mean': round(expo, 4), 'phase': 'stable' if cool_from is None else 'cooldown'})
+            log(f'pretrain step {step} loss {loss.item():.4f} lr {lr:.2e} dev acc {dev:.3f} decay exp {expo:.3f} '
+                f'({time.time() - t0:.0f}s)')
+            if cool_from is None and step > P['warmup_steps'] and (
+                    dev >= P['dev_trigger'] or step >= P['max_stable_steps']):
+                cool_from = step
+                log(f'pretrain: cool-down from step {step}')
+        if last:
+            break
+    return model, dev_log, {'cooldownFrom': cool_from, 'steps': step, 'seconds': time.time() - t0}
 
 
-def make_ft_optimizer(model):
-    return torch.optim.AdamW(model.parameters(), lr=FT_LR, betas=FT_BETAS, eps=1e-8, weight_decay=FT_WEIGHT_DECAY)
+def make_ft_optimizer(model, lr):
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=FT_BETAS, eps=1e-8, weight_decay=FT_WEIGHT_DECAY)
 
 
-def train_rl(base, task, seed, beta, on_save, log):
+def save_steps_of(total):
+    """CHECKPOINTS evenly spaced optimizer steps, the last one at `total` (even, for the verl iterations)."""
+    return [int(round(total * (i + 1) / CHECKPOINTS / 2)) * 2 for i in range(CHECKPOINTS)]
+
+
+def linear_names(model):
+    return [n for n, p in model.named_parameters() if p.dim() == 2 and module_of(n) in LINEAR_KINDS]
+
+
+def rel_update_norm_linear(model, base_state, names):
+    """sqrt(sum ||dW||_F^2 / sum ||W0||_F^2) over the linear weights, from the bf16 rounding of `model`
+    (what a checkpoint stores) against the bf16 base, in float64."""
+    st = model.state_dict()
+    u2 = b2 = 0.0
+    for n in names:
+        w0 = base_state[n].double()
+        w1 = st[n].detach().to(torch.bfloat16).double()
+        u2 += float(((w1 - w0) ** 2).sum())
+        b2 += float((w0 ** 2).sum())
+    return math.sqrt(u2 / b2)
+
+
+def train_rl(base, task, seed, beta, lr, steps, on_save, log):
     """GRPO: group-normalised advantages, PPO clipping, `inner_updates` optimizer steps per batch."""
     torch.manual_seed(seed)
     policy = clone_model(base)
     ref = clone_model(base)
     for p in ref.parameters():
         p.requires_grad_(False)
-    opt = make_ft_optimizer(policy)
-    gen = torch.Generator().manual_seed(seed + 2)
+    opt = make_ft_optimizer(policy, lr)
+    gen = torch.Generator().manual_seed(10 * seed + 2)
     P, G, mu, eps = RL['prompts_per_batch'], RL['group_size'], RL['inner_updates'], RL['clip_eps']
+    save_at = set(save_steps_of(steps))
     step, history, t0 = 0, [], time.time()
     acc_log = {'reward': [], 'kl': [], 'loss': [], 'grad_norm': [], 'clip_frac': []}
-    for it in range(1, FINETUNE_STEPS // mu + 1):
+    for it in range(1, steps // mu + 1):
         a, b = task.sample(P, gen)
         prompts = build_prompts(a, b).repeat_interleave(G, dim=0)
         sums = (a + b).repeat_interleave(G)
@@ -570,26 +652,37 @@ def train_rl(base, task, seed, beta, on_save, log):
             acc_log['grad_norm'].append(float(gn))
             acc_log['clip_frac'].append(((clipped * m).sum() / m.sum()).item())
             if step % LOG_EVERY == 0:
-                entry = {'step': step, 'iteration': it, 'learning_rate': FT_LR}
+                entry = {'step': step, 'iteration': it, 'learning_rate': lr}
                 for k, v in acc_log.items():
                     entry[k] = round(float(np.mean(v)), 6)
                     acc_log[k] = []
                 history.append(entry)
-                log(f'  step {step} reward {entry["reward"]:.3f} kl {entry["kl"]:.5f} '
-                    f'clip {entry["clip_frac"]:.3f} ({time.time() - t0:.0f}s)')
-            if step % SAVE_EVERY == 0:
+                if step % (4 * LOG_EVERY) == 0:
+                    log(f'  step {step} reward {entry["reward"]:.3f} kl {entry["kl"]:.5f} '
+                        f'clip {entry["clip_frac"]:.3f} ({time.time() - t0:.0f}s)')
+            if step in save_at:
                 on_save(policy, step, it, history)
     return policy, history
 
 
-def train_sft(base, task, seed, on_save, log):
+def train_sft(base, task, seed, lr, steps, on_save, log, match=None):
+    """SFT on correct answers. match: None, or dict(target=, on_match=callable(model, step, history, checks,
+    snapshots)): every MATCH_CHECK_EVERY steps the bf16 linear relUpdateNorm is measured; the first step
+    at which it reaches `target` is the stopping step of the size-matched run (a prefix of this same run:
+    same seed, same data). Training goes on past `steps` only if the match is not reached yet."""
     torch.manual_seed(seed)
     model = clone_model(base)
-    opt = make_ft_optimizer(model)
-    gen = torch.Generator().manual_seed(seed + 3)
+    opt = make_ft_optimizer(model, lr)
+    gen = torch.Generator().manual_seed(10 * seed + 3)
+    save_at = set(save_steps_of(steps))
+    base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+    names = linear_names(model)
+    checks, snapshots, matched = [], {}, match is None
     history, t0, acc_log = [], time.time(), {'loss': [], 'grad_norm': []}
     model.train()
-    for step in range(1, FINETUNE_STEPS + 1):
+    step = 0
+    while step < steps or (not matched and step < MATCH_MAX_STEPS):
+        step += 1
         a, b = task.sample(SFT['batch_size'], gen)
         ans, amask = build_answers(a + b)
         full = torch.cat([build_prompts(a, b), ans], dim=1)
@@ -603,15 +696,27 @@ def train_sft(base, task, seed, on_save, log):
         acc_log['loss'].append(loss.item())
         acc_log['grad_norm'].append(float(gn))
         if step % LOG_EVERY == 0:
-            entry = {'step': step, 'learning_rate': FT_LR}
+            entry = {'step': step, 'learning_rate': lr}
             for k, v in acc_log.items():
                 entry[k] = round(float(np.mean(v)), 6)
                 acc_log[k] = []
             history.append(entry)
             if step % 40 == 0:
                 log(f'  step {step} loss {entry["loss"]:.4f} ({time.time() - t0:.0f}s)')
-        if step % SAVE_EVERY == 0:
+        if not matched and step % MATCH_CHECK_EVERY == 0:
+            rn = rel_update_norm_linear(model, base_state, names)
+            checks.append({'step': step, 'relUpdateNormLinear': rn})
+            snapshots[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if rn >= match['target']:
+                matched = True
+                log(f'  size match: relUpdateNormLinear {rn:.6f} >= {match["target"]:.6f} at step {step}')
+                match['on_match'](model, step, history, checks, snapshots)
+                snapshots = {}
+        if step in save_at:
             on_save(model, step, step, history)
+    if not matched:
+        log(f'  size match not reached in {step} steps')
+        match['on_match'](model, step, history, checks, snapshots)
     return model, history
 
 
@@ -619,18 +724,31 @@ def train_sft(base, task, seed, on_save, log):
 # Run layouts and training configs
 # ----------------------------------------------------------------------------------------------
 
+# seed_offset: the run trains with seed SEED + seed_offset (sampling and data order)
 RUNS = {
-    'rl-kl': dict(algorithm='GRPO', kl_coef=RL['kl_coef'], layout='verl'),
-    'rl-nokl': dict(algorithm='GRPO', kl_coef=0.0, layout='hf-trainer'),
-    'sft': dict(algorithm='SFT', kl_coef=None, layout='hf-trainer'),
+    'rl-kl': dict(algorithm='GRPO', kl_coef=RL['kl_coef'], layout='verl', seed_offset=0),
+    'rl-nokl': dict(algorithm='GRPO', kl_coef=0.0, layout='hf-trainer', seed_offset=0),
+    'rl-kl-seed1': dict(algorithm='GRPO', kl_coef=RL['kl_coef'], layout='hf-trainer', seed_offset=1),
+    'sft': dict(algorithm='SFT', kl_coef=None, layout='hf-trainer', seed_offset=0),
+    'sft-matched': dict(algorithm='SFT', kl_coef=None, layout='hf-trainer', seed_offset=0, matched_to='rl-kl'),
 }
 
 
-def trl_training_args(run, out_dir):
+def run_lr(run):
+    return RL_LR if RUNS[run]['algorithm'] == 'GRPO' else SFT_LR
+
+
+def run_steps(run):
+    return RL_STEPS if RUNS[run]['algorithm'] == 'GRPO' else SFT_STEPS
+
+
+def trl_training_args(run, out_dir, max_steps=None, save_steps=None):
+    max_steps = max_steps or run_steps(run)
+    save_steps = save_steps or save_steps_of(max_steps)[0]
     common = {
         'output_dir': out_dir,
         'model_name_or_path': 'examples/base',
-        'learning_rate': FT_LR,
+        'learning_rate': run_lr(run),
         'lr_scheduler_type': 'constant',
         'warmup_steps': 0,
         'weight_decay': FT_WEIGHT_DECAY,
@@ -638,16 +756,16 @@ def trl_training_args(run, out_dir):
         'adam_beta2': FT_BETAS[1],
         'adam_epsilon': 1e-8,
         'max_grad_norm': FT_MAX_GRAD_NORM,
-        'max_steps': FINETUNE_STEPS,
-        'save_steps': SAVE_EVERY,
+        'max_steps': max_steps,
+        'save_steps': save_steps,
         'save_strategy': 'steps',
         'logging_steps': LOG_EVERY,
         'bf16': True,
-        'seed': SEED,
+        'seed': SEED + RUNS[run]['seed_offset'],
         'save_safetensors': True,
         'gradient_accumulation_steps': 1,
     }
-    if run == 'sft':
+    if RUNS[run]['algorithm'] == 'SFT':
         common.update({'per_device_train_batch_size': SFT['batch_size'], 'completion_only_loss': True,
                        'max_length': SEQ_LEN})
     else:
@@ -666,7 +784,7 @@ def trl_training_args(run, out_dir):
     return common
 
 
-def trainer_state(step, history, evals, batch_size):
+def trainer_state(step, history, evals, batch_size, max_steps, save_steps):
     log_history = [h for h in history if h['step'] <= step]
     for s, acc in sorted(evals.items()):
         if s <= step:
@@ -675,17 +793,17 @@ def trainer_state(step, history, evals, batch_size):
     return {
         'best_metric': None,
         'best_model_checkpoint': None,
-        'epoch': round(step / FINETUNE_STEPS, 4),
-        'eval_steps': SAVE_EVERY,
+        'epoch': round(step / max_steps, 4),
+        'eval_steps': save_steps,
         'global_step': step,
         'is_hyper_param_search': False,
         'is_local_process_zero': True,
         'is_world_process_zero': True,
         'log_history': log_history,
         'logging_steps': LOG_EVERY,
-        'max_steps': FINETUNE_STEPS,
+        'max_steps': max_steps,
         'num_train_epochs': 1,
-        'save_steps': SAVE_EVERY,
+        'save_steps': save_steps,
         'stateful_callbacks': {},
         'total_flos': 0,
         'train_batch_size': batch_size,
@@ -708,7 +826,7 @@ actor_rollout_ref:
   actor:
     strategy: fsdp
     optim:
-      lr: {FT_LR}
+      lr: {run_lr(run)}
       betas: [{FT_BETAS[0]}, {FT_BETAS[1]}]
       weight_decay: {FT_WEIGHT_DECAY}
       lr_warmup_steps: 0
@@ -734,19 +852,19 @@ algorithm:
 trainer:
   project_name: gatescope-examples
   experiment_name: {run}
-  total_training_steps: {FINETUNE_STEPS // RL['inner_updates']}   # iterations; x{RL['inner_updates']} = {FINETUNE_STEPS} optimizer steps
-  save_freq: {SAVE_EVERY // RL['inner_updates']}
+  total_training_steps: {run_steps(run) // RL['inner_updates']}   # iterations; x{RL['inner_updates']} = {run_steps(run)} optimizer steps
+  save_freq: {save_steps_of(run_steps(run))[0] // RL['inner_updates']}
   default_local_dir: examples/runs/{run}
   n_gpus_per_node: 1
   nnodes: 1
-  seed: {SEED}
+  seed: {SEED + RUNS[run]['seed_offset']}
 """
     with open(path, 'w') as f:
         f.write(y)
 
 
 def write_trl_py(path, run, args):
-    if run == 'sft':
+    if RUNS[run]['algorithm'] == 'SFT':
         cls, trainer = 'SFTConfig', 'SFTTrainer'
         keys = ['output_dir', 'learning_rate', 'lr_scheduler_type', 'warmup_steps', 'weight_decay',
                 'adam_beta1', 'adam_beta2', 'max_grad_norm', 'per_device_train_batch_size', 'max_steps',
@@ -777,6 +895,12 @@ training_args = {cls}(
 {body}
 )
 '''
+    if 'size_match' in args:
+        sm = args['size_match']
+        text += (f"\n# Size-matched control: the run was stopped (a TrainerCallback in TRL terms) at the first check, every "
+                 f"{sm['check_every']} optimizer steps,\n# at which sqrt(sum ||dW||_F^2 / sum ||W0||_F^2) over the linear "
+                 f"weights of the bf16 weights reached {sm['matched_to']}'s final\n# value {sm['target']!r}: "
+                 f"step {sm['stopped_at']}. See size_match.json.\n")
     with open(path, 'w') as f:
         f.write(text)
 
@@ -785,6 +909,7 @@ training_args = {cls}(
 # Reference numbers (float64, from the files on disk)
 # ----------------------------------------------------------------------------------------------
 
+LINEAR_KINDS = ('q', 'k', 'v', 'o', 'gate', 'up', 'down')
 LINEAR_SUFFIXES = {
     'self_attn.q_proj.weight': 'q', 'self_attn.k_proj.weight': 'k', 'self_attn.v_proj.weight': 'v',
     'self_attn.o_proj.weight': 'o', 'mlp.gate_proj.weight': 'gate', 'mlp.up_proj.weight': 'up',
@@ -876,6 +1001,11 @@ def tensor_reference(name, b0, b1, k, alpha):
     assert float((S1 - S0).abs().max()) <= float(sdw[0]) * (1 + 1e-9) + 1e-12
     assert float(((S1 - S0) ** 2).sum()) <= upd_norm ** 2 * (1 + 1e-9) + 1e-24
     nss = float(torch.linalg.norm(S1 - S0) / torch.linalg.norm(S0))
+    # top-k spectrum: exact shift, and its first-order (perturbation) prediction u_i^T dW v_i
+    s0k_norm = float(torch.linalg.norm(S0[:kk]))
+    nss_principal = float(torch.linalg.norm(S1[:kk] - S0[:kk])) / s0k_norm
+    shift1 = torch.einsum('mi,mn,ni->i', U0[:, :kk], DW, V0h[:kk].T)
+    shift1_norm = float(torch.linalg.norm(shift1))
     cl = torch.linalg.svdvals(U0[:, :kk].T @ U1[:, :kk]).clamp(0, 1)
     cr = torch.linalg.svdvals(V0h[:kk] @ V1h[:kk].T).clamp(0, 1)
     ang_l = torch.rad2deg(torch.arccos(cl)).tolist()
@@ -924,6 +1054,10 @@ def tensor_reference(name, b0, b1, k, alpha):
         'nssSpectrum': 'full',
         'updateSpectralNorm': float(sdw[0]),
         'spectralShareOfUpdate': float(torch.linalg.norm(S1 - S0)) / upd_norm if upd_norm > 0 else None,
+        'nssPrincipal': nss_principal,
+        'principalShiftFirstOrder': shift1.tolist(),
+        'nssPrincipalFirstOrder': shift1_norm / s0k_norm,
+        'spectralSharePrincipal': shift1_norm / upd_norm if upd_norm > 0 else 0.0,
         'overlapPrincipal': overlap(P),
         'overlapPrincipalBaseline': float(P.mean()),
         'overlapPrincipalExpectedPrecision': expected(P),
@@ -1002,6 +1136,9 @@ def reference(base_dir, ckpt_dir, k=REF_K, alpha=REF_ALPHA):
         'principalAngleMedianDeg': median([s['principalAngleMaxDeg'] for s in sp]),
         'nssMedian': median([s['nss'] for s in sp]),
         'spectralShareOfUpdateMedian': median([s['spectralShareOfUpdate'] for s in sp]),
+        'nssPrincipalMedian': median([s['nssPrincipal'] for s in sp]),
+        'nssPrincipalFirstOrderMedian': median([s['nssPrincipalFirstOrder'] for s in sp]),
+        'spectralSharePrincipalMedian': median([s['spectralSharePrincipal'] for s in sp]),
         'offPrincipalEnergyMedian': median([s['offPrincipalEnergy'] for s in sp]),
         'offPrincipalEnergyBaselineMedian': median([s['offPrincipalEnergyBaseline'] for s in sp]),
         'overlapPrincipal': sum(p['P'] for p in pools) / nM if nM else None,
@@ -1027,6 +1164,7 @@ def reference(base_dir, ckpt_dir, k=REF_K, alpha=REF_ALPHA):
     summary = {
         'unchanged': allg['unchanged'],
         'unchangedLinear': group_summary(linear)['unchanged'],
+        'relUpdateNormLinear': group_summary(linear)['relUpdateNorm'],
         'unchangedNoEmbedNorm': group_summary(no_emb_norm)['unchanged'],
         'unchangedLegacyAbs': sum(r['unchangedLegacyAbs'] * r['numel'] for r in recs) / allg['numel'],
         'numel': allg['numel'],
@@ -1037,6 +1175,50 @@ def reference(base_dir, ckpt_dir, k=REF_K, alpha=REF_ALPHA):
         'byLayer': by_layer,
     }
     return summary, spectral_summary, recs
+
+
+def changed_masks(base_dir, ckpt_dir):
+    base, ck = read_checkpoint(base_dir), read_checkpoint(ckpt_dir)
+    out = {}
+    for name in sorted(base):
+        if module_of(name) not in LINEAR_KINDS:
+            continue
+        b0, b1 = base[name][2], ck[name][2]
+        nonfinite = (((b0 >> 7) & 0xFF) == 0xFF) | (((b1 >> 7) & 0xFF) == 0xFF)
+        equal = (b0 == b1) | (((b0 & 0x7FFF) == 0) & ((b1 & 0x7FFF) == 0))
+        out[name] = ~equal & ~nonfinite
+    return out
+
+
+def m2_reference(base_dir, dir_a, dir_b, run_a, run_b):
+    """M2: Jaccard |A and B| / |A or B| of the changed masks of two runs (linear weights), against the
+    baseline of independent masks with the same densities p, q: pq / (p + q - pq)."""
+    ma, mb = changed_masks(base_dir, dir_a), changed_masks(base_dir, dir_b)
+    tensors, inter, union, na, nb, numel = [], 0, 0, 0, 0, 0
+    for name in sorted(ma):
+        A, B = ma[name], mb[name]
+        i_, u_, n = int((A & B).sum()), int((A | B).sum()), int(A.size)
+        p, q = A.sum() / n, B.sum() / n
+        den = p + q - p * q
+        tensors.append({'name': name, 'jaccard': i_ / u_ if u_ else None, 'p': float(p), 'q': float(q),
+                        'independentBaseline': float(p * q / den) if den > 0 else None})
+        inter, union, na, nb, numel = inter + i_, union + u_, na + int(A.sum()), nb + int(B.sum()), numel + n
+    p, q = na / numel, nb / numel
+    base_ind = p * q / (p + q - p * q) if p + q - p * q > 0 else None
+    jac = inter / union if union else None
+    return {
+        'runs': [run_a, run_b],
+        'definition': ('M2: Jaccard |M_a and M_b| / |M_a or M_b| of the changed masks (bf16 bits differ from the '
+                       'base) of two runs, pooled over the linear weights (q,k,v,o,gate,up,down); '
+                       'independentBaseline = pq / (p + q - pq) with p, q the pooled changed densities (the '
+                       'expected Jaccard of independent masks of those densities); medians over the tensors '
+                       'of the per-tensor values.'),
+        'jaccard': jac, 'p': p, 'q': q, 'independentBaseline': base_ind,
+        'ratioToBaseline': jac / base_ind if jac is not None and base_ind else None,
+        'jaccardMedian': median([t['jaccard'] for t in tensors]),
+        'independentBaselineMedian': median([t['independentBaseline'] for t in tensors]),
+        'tensors': tensors,
+    }
 
 
 def gate3_reference(base_dir, fp32_dir, bf16_dir):
@@ -1100,6 +1282,17 @@ REF_DEFINITIONS = {
                          'bf16 exponent e >= 1 and 2^-133 for zero/subnormal w0.'),
     'spectralShareOfUpdate': '||sigma(W1) - sigma(W0)||_2 / ||dW||_F (<= 1 by Mirsky).',
     'stableRank': '||W||_F^2 / ||W||_2^2.',
+    'nssPrincipal': ('||sigma_1..k(W1) - sigma_1..k(W0)||_2 / ||sigma_1..k(W0)||_2 with exact singular values '
+                     '(float64 full SVD), k = settings.k.'),
+    'principalShiftFirstOrder': ('[u_i^T dW v_i for i = 1..k]: u_i, v_i the base\'s top singular vectors (float64 full '
+                                 'SVD of W0), dW = W1 - W0 from the bf16-decoded values; the first-order perturbation '
+                                 'estimate of sigma_i(W1) - sigma_i(W0) (sign-invariant).'),
+    'nssPrincipalFirstOrder': '||principalShiftFirstOrder||_2 / ||sigma_1..k(W0)||_2.',
+    'spectralSharePrincipal': '||principalShiftFirstOrder||_2 / ||dW||_F (0 when dW is 0).',
+    'summary.relUpdateNormLinear': 'sqrt(sum ||dW||_F^2 / sum ||W0||_F^2) over the linear q,k,v,o,gate,up,down weights.',
+    'm2': ('Jaccard |M_a and M_b| / |M_a or M_b| of two runs\' changed masks, pooled over the linear weights; '
+           'independent baseline pq / (p + q - pq) with p, q the changed densities (reference-settings.json crossRun, '
+           'and runs/rl-kl-seed1/reference.json m2).'),
     'anglePerUpdateSpectralNormMedian': 'median over linear tensors of principalAngleMaxDeg / ||dW||_2 (Wedin: the rotation scales with ||dW||_2).',
     'summary.unchanged': 'M1 pooled over all float tensors (embeddings, norms, head included).',
     'summary.unchangedLinear': 'M1 pooled over the 2-D q,k,v,o,gate,up,down weights.',
@@ -1134,31 +1327,45 @@ def write_readme(out, info):
     A = lines.append
     m = MODEL
     n_params = info['n_params']
+    S = {r: R[r]['summary'] for r in R}
+    SS = {r: R[r]['spectralSummary'] for r in R}
+    mu = RL['inner_updates']
+    ls = info['last_step']
+    mi = info['match']
     A('# Gatescope example runs')
     A('')
-    A('Real, tiny training runs for trying Gatescope on checkpoints whose training regime is known. '
-      'Everything here was produced by `scripts/train-example-runs.py` on one CPU core; `examples/synthetic/` '
-      'is separate (hand-made fixtures) and not described here.')
+    A('Real, tiny training runs for trying Gatescope on checkpoints whose training regime is known, trained in the '
+      'regime of "The Path Not Taken: RLVR Provably Learns Off the Principals" (RL at a learning rate of order 1e-6, '
+      'so that most bf16 weights stay bit-identical; SFT at order 1e-5). Everything here was produced by '
+      '`scripts/train-example-runs.py` on one CPU core; `examples/synthetic/` is separate (hand-made fixtures) and '
+      'not described here.')
     A('')
     A('## What is here')
     A('')
     A('| path | what |')
     A('|---|---|')
-    A('| `base/` | the pretrained base: `model.safetensors` (bf16) + `config.json` (HF Llama) |')
-    A(f'| `runs/rl-kl/` | GRPO with KL penalty (coef {RL["kl_coef"]}) to the base, **verl layout**: '
-      f'`global_step_N/actor/huggingface/` (N = iterations; {RL["inner_updates"]} optimizer steps each), '
-      '`verl_config.yaml`, `latest_checkpointed_iteration.txt` |')
-    A('| `runs/rl-nokl/` | GRPO without KL penalty, **HF Trainer / TRL layout**: `checkpoint-N/` (N = optimizer steps) '
-      'with `trainer_state.json` and `training_args.json`; `train_grpo.py`, `training_args.json` |')
-    A('| `runs/sft/` | SFT on correct answers, HF Trainer / TRL layout; the last checkpoint is **sharded** '
-      '(`model-0000{1,2}-of-00002.safetensors` + `model.safetensors.index.json`); `train_sft.py`, `training_args.json` |')
+    A('| `base/` | the pretrained base: `model.safetensors` (bf16) + `config.json` (HF Llama); `pretraining_log.json` |')
+    A(f'| `runs/rl-kl/` | GRPO with KL penalty (coef {RL["kl_coef"]}) to the base, lr {RL_LR:g}, **verl layout**: '
+      f'`global_step_N/actor/huggingface/` (N = iterations; {mu} optimizer steps each), '
+      '`verl_config.yaml`, `latest_checkpointed_iteration.txt`, `train_log.json` |')
+    A(f'| `runs/rl-nokl/` | GRPO without KL penalty, lr {RL_LR:g}, **HF Trainer / TRL layout**: `checkpoint-N/` '
+      '(N = optimizer steps) with `trainer_state.json` and `training_args.json`; `train_grpo.py`, `training_args.json` |')
+    A(f'| `runs/rl-kl-seed1/` | the rl-kl configuration with seed {info["seed"] + RUNS["rl-kl-seed1"]["seed_offset"]} '
+      '(other prompts, other samples), HF Trainer / TRL layout: the second seed for M2 |')
+    A(f'| `runs/sft/` | SFT on correct answers, lr {SFT_LR:g}, HF Trainer / TRL layout; the last checkpoint is '
+      '**sharded** (`model-0000{1,2}-of-00002.safetensors` + `model.safetensors.index.json`); `train_sft.py`, '
+      '`training_args.json` |')
+    A(f'| `runs/sft-matched/` | the size-matched SFT control: the sft run stopped at step {ls["sft-matched"]}, as soon '
+      'as its relative update norm over the linear weights reached rl-kl\'s final value; HF Trainer / TRL layout, '
+      '`size_match.json` has every check |')
     A(f'| `runs/rl-kl-fp32/checkpoint-{info["rl_kl_last_global"]}/` | the last rl-kl checkpoint again, in **fp32** '
       '(its bf16 copy is its round-to-nearest-even): the Gate III probe |')
     A('| `runs/<run>/reference.json` | float64 reference numbers (PyTorch) of the run\'s last checkpoint vs the base |')
-    A('| `reference-settings.json` | the settings and exact definitions the reference numbers use |')
+    A('| `reference-settings.json` | the settings and exact definitions the reference numbers use; `crossRun`: M2 '
+      'between runs |')
     A('')
     A('Every fine-tuned `config.json` has `_name_or_path` set to the relative path from its folder to `base/` '
-      '(e.g. `../../../base` for `runs/sft/checkpoint-80/`); the base has none. Paths inside '
+      f'(e.g. `../../../base` for `runs/sft/checkpoint-{ls["sft"]}/`); the base has none. Paths inside '
       '`verl_config.yaml`, `train_*.py` and `training_args.json` are relative to the repository root.')
     A('')
     A('## The model and the task')
@@ -1174,49 +1381,98 @@ def write_readme(out, info):
       f'{NDIG}-digit numbers ({LO}..{HI}), the answer has {NDIG} or {NDIG + 1} digits. The reward is 1 for an exactly '
       'right answer (digits and `</s>`), else 0.')
     A(f'- Accuracy: greedy decoding on {EVAL_PROMPTS} held-out prompts (never sampled in training), evaluated with '
-      'the **bf16-rounded** weights, i.e. exactly the weights in the files.')
+      'the **bf16-rounded** weights, i.e. exactly the weights in the files. Sampled reward: one temperature-1 sample '
+      'per held-out prompt (fixed sampler seed), same weights.')
     A('')
     A('## How the runs were trained')
     A('')
     p = PRETRAIN
-    A(f'- **Pretraining (base)**: batch {p["batch_size"]}, next-token loss on {"the answer tokens (digits and `</s>`)" if p["loss_on"] == "answer" else "the whole sequence"}, AdamW lr {p["lr"]:g} '
-      f'(betas {p["betas"]}, weight decay {p["weight_decay"]} on matrices), {p["warmup_steps"]} warm-up steps then a '
-      f'cosine schedule to {p["min_lr_ratio"]:g}x over {p["max_steps"]} steps, grad clip {p["max_grad_norm"]}, fp32 master '
-      f'weights, init N(0, 0.02). It stops as soon as greedy accuracy on {p["dev_prompts"]} random dev prompts '
-      f'(checked every {p["dev_every"]} steps; unlike the test set they are not excluded from training) reaches {p["dev_target"]:g}: here after **{info["pretrain_steps"]} steps**. '
-      'A good-but-imperfect base gives GRPO groups with mixed rewards to learn from. The base is the bf16 rounding '
-      'of the result; fine-tuning starts from it (bf16 -> fp32 masters), as it would from a released checkpoint. '
-      'The loss / dev-accuracy curve is in `base/pretraining_log.json`.')
-    A(f'- **Fine-tuning, all runs**: {FINETUNE_STEPS} optimizer steps, AdamW lr {FT_LR:g} constant (betas {FT_BETAS}, '
-      f'no weight decay), grad clip {FT_MAX_GRAD_NORM}, fp32 masters, checkpoints (bf16) every {SAVE_EVERY} optimizer steps.')
-    A(f'- **GRPO (rl-kl, rl-nokl)**: per iteration {RL["prompts_per_batch"]} prompts x {RL["group_size"]} sampled answers '
-      f'(temperature {RL["temperature"]}), reward 1/0 for an exact answer, advantage (r - mean) / (std + 1e-6) per group, '
-      f'PPO-clipped ratio (eps {RL["clip_eps"]}), {RL["inner_updates"]} optimizer steps on each batch '
-      f'(so {FINETUNE_STEPS // RL["inner_updates"]} iterations), token-mean loss. rl-kl adds {RL["kl_coef"]} x the k3 '
-      '(`low_var_kl`) estimate of KL to the base per token; rl-nokl has no KL term (the KL to the base is still logged).')
-    A(f'- **SFT**: batch {SFT["batch_size"]} fresh problems per step with their correct answers, cross-entropy on the '
-      'answer tokens only.')
-    A(f'- Determinism: everything is seeded (`--seed {info["seed"]}`) and runs on one CPU thread; rerunning gives '
-      'the same files on the same PyTorch build.')
-    A(f'- Wall time on this machine (one core of a shared 2-core VM, PyTorch {torch.__version__}): '
-      + ', '.join(f'{k} {v:.0f} s' for k, v in info['times'].items()) + '.')
+    pt = info['pretrain']
+    A(f'- **Pretraining (base)**: batch {p["batch_size"]}, next-token loss on '
+      f'{"the answer tokens (digits and `</s>`)" if p["loss_on"] == "answer" else "the whole sequence"}, AdamW lr '
+      f'{p["lr"]:g} (betas {p["betas"]}, weight decay {p["weight_decay"]} on matrices), grad clip {p["max_grad_norm"]}, '
+      f'fp32 master weights, init N(0, 0.02). Schedule warmup-stable-decay: {p["warmup_steps"]} warm-up steps, '
+      f'constant lr until greedy accuracy on {p["dev_prompts"]} random dev prompts (checked every {p["dev_every"]} '
+      f'steps; unlike the test set they are not excluded from training) reaches {p["dev_trigger"]:g} (at most '
+      f'{p["max_stable_steps"]} steps), then a linear cool-down to 0 over {p["cooldown_steps"]} steps: here the '
+      f'cool-down started at step {pt["cooldownFrom"]}, **{pt["steps"]} steps** in all. The cool-down averages out '
+      'most of the optimizer noise, so the spectra decay smoothly (next section). The base ends far from perfect '
+      f'(greedy test accuracy {pct(info["base_acc"])}, sampled reward {fmt(info["base_reward"], 3)}): weaker than '
+      'intended (a longer pretraining did not fit the time budget), but GRPO groups do get mixed rewards. The base is the bf16 rounding of the result; fine-tuning starts from it '
+      '(bf16 -> fp32 masters), as it would from a released checkpoint. The loss / dev-accuracy / spectral-decay curve '
+      'is in `base/pretraining_log.json`.')
+    A(f'- **Fine-tuning, all runs**: AdamW constant lr (betas {FT_BETAS}, no weight decay), grad clip '
+      f'{FT_MAX_GRAD_NORM}, fp32 masters, {CHECKPOINTS} bf16 checkpoints per run (evenly spaced, the last at the last step).')
+    A(f'- **GRPO (rl-kl, rl-nokl, rl-kl-seed1)**: lr **{RL_LR:g}**, {RL_STEPS} optimizer steps. Per iteration '
+      f'{RL["prompts_per_batch"]} prompts x {RL["group_size"]} sampled answers (temperature {RL["temperature"]}), reward '
+      '1/0 for an exact answer, advantage (r - mean) / (std + 1e-6) per group, PPO-clipped ratio (eps '
+      f'{RL["clip_eps"]}), {mu} optimizer steps on each batch (so {RL_STEPS // mu} iterations), token-mean loss. rl-kl '
+      f'and rl-kl-seed1 add {RL["kl_coef"]} x the k3 (`low_var_kl`) estimate of KL to the base per token; rl-nokl has '
+      'no KL term (the KL to the base is still logged).')
+    A(f'- **SFT (sft)**: lr **{SFT_LR:g}**, {SFT_STEPS} optimizer steps, batch {SFT["batch_size"]} fresh problems per '
+      'step with their correct answers, cross-entropy on the answer tokens only.')
+    if mi:
+        A(f'- **Size-matched SFT (sft-matched)**: the same run (same seed, same data, so a prefix of sft), stopped at the '
+          f'first check (every {mi["checkEvery"]} optimizer steps) at which the relative update norm of its bf16 weights '
+          'over the linear weights, sqrt(sum ||dW||_F^2 / sum ||W0||_F^2), reached rl-kl\'s final value '
+          f'{fmt(mi["target"], 6)}: step **{mi["stopStep"]}** ({fmt(mi["relUpdateNormLinearAtStop"], 6)})' +
+          ('' if mi['reached'] else ' -- **the target was not reached**; this is the last step tried') +
+          f'. Checkpoints at steps {", ".join(str(x) for x in mi["saveSteps"])}.')
+    A(f'- Determinism: everything is seeded (`--seed {info["seed"]}`; rl-kl-seed1 uses seed '
+      f'{info["seed"] + RUNS["rl-kl-seed1"]["seed_offset"]}) and runs on one CPU thread; rerunning gives the same files '
+      'on the same PyTorch build.')
+    A(f'- Wall time on this machine (one core of a shared 2-core VM, PyTorch {torch.__version__}, generic BLAS): '
+      + ', '.join(f'{k} {v:.0f} s' for k, v in info['times'].items()) +
+      ' (sft-matched is the first part of sft, its time is included in sft\'s).')
     A('')
-    A('### Accuracy (bf16 weights, greedy, held-out)')
+    A('### The base\'s singular-value spectra')
     A('')
-    A('| model | ' + ' | '.join(f'step {s}' for s in info['save_steps']) + ' |')
-    A('|---|' + '---|' * len(info['save_steps']))
-    A(f'| base | {pct(info["base_acc"])} (all steps start here) |' + ' |' * (len(info['save_steps']) - 1))
+    sp = info['spectra']
+    A(f'sigma_i / sigma_1 of the bf16 base, and the exponent a of a least-squares fit sigma_i ~ i^-a over i = 2..64; '
+      'in brackets the same matrix at its Gaussian initialisation N(0, 0.02) (a Marchenko-Pastur bulk):')
+    A('')
+    A('| matrix | shape | sigma_1 | sigma_8 | sigma_16 | sigma_32 | sigma_64 | sigma_last | a |')
+    A('|---|---|---|---|---|---|---|---|---|')
+    shapes = {n: list(p_.shape) for n, p_ in LlamaForCausalLM(MODEL).named_parameters()}
+    for n in SPECTRA_SHOWN:
+        b_, i_ = sp['base'][n], sp['init'][n]
+        A(f'| `{n.replace("model.layers.", "L").replace(".weight", "")}` | {shapes[n][0]}x{shapes[n][1]} | '
+          f'{b_["sigma1"]:.3f} ({i_["sigma1"]:.3f}) | ' +
+          ' | '.join(f'{b_[k]:.3f} ({i_[k]:.3f})' for k in ('sigma8', 'sigma16', 'sigma32', 'sigma64', 'sigmaLast')) +
+          f' | **{b_["decayExponent"]:.2f}** ({i_["decayExponent"]:.2f}) |')
+    A('')
+    A(f'Median fitted exponent over all {SS["rl-kl"]["tensors"]} linear weights: base '
+      f'{sp["allLinearDecayExponent"]["base"]:.2f}, initialisation {sp["allLinearDecayExponent"]["init"]:.2f}.')
+    A('')
+    A('### Accuracy and reward (bf16 weights, held-out)')
+    A('')
+    A(f'Greedy accuracy / sampled reward (temperature 1). Base: **{pct(info["base_acc"])}** / {fmt(info["base_reward"], 3)}.')
+    A('')
+    A('| run | lr | ' + ' | '.join(f'checkpoint {i + 1}' for i in range(CHECKPOINTS)) + ' |')
+    A('|---|---|' + '---|' * CHECKPOINTS)
     for r in runs:
-        A(f'| {r} | ' + ' | '.join(pct(info['acc'][r].get(s)) for s in info['save_steps']) + ' |')
+        cells = [f'step {s_}: {pct(info["acc"][r][s_])} / {fmt(info["rewards"][r][s_], 3)}' for s_ in sorted(info['acc'][r])]
+        cells += [''] * (CHECKPOINTS - len(cells))
+        A(f'| {r} | {run_lr(r):g} | ' + ' | '.join(cells) + ' |')
     A('')
     for r, st in info['rl_stats'].items():
-        A(f'- {r}: mean sampled reward (temperature 1) {fmt(st["reward_first"], 3)} over the first {st["window"]} steps, '
-          f'{fmt(st["reward_last"], 3)} over the last {st["window"]}; KL to the base (k3, per token) {fmt(st["kl_last"], 4)} '
+        A(f'- {r}: mean training reward (temperature 1) {fmt(st["reward_first"], 3)} over the first {st["window"]} steps, '
+          f'{fmt(st["reward_last"], 3)} over the last {st["window"]}; KL to the base (k3, per token) {fmt(st["kl_last"], 5)} '
           f'over the last {st["window"]} steps; PPO clip fraction {fmt(st["clip_mean"], 4)} on average.')
     A('')
-    A('(Steps are optimizer steps; for the verl run global_step = step / '
-      f'{RL["inner_updates"]}.) Training logs (reward, KL to the base, clip fraction, loss, grad norm every '
-      f'{LOG_EVERY} steps) are in each `trainer_state.json`; for rl-kl in `runs/rl-kl/train_log.json`.')
+    gain = {r: info['acc'][r][ls[r]] - info['base_acc'] for r in ('rl-kl', 'rl-nokl', 'rl-kl-seed1')}
+    rgain = {r: info['rewards'][r][ls[r]] - info['base_reward'] for r in gain}
+    A('At lr ' + f'{RL_LR:g} the RL runs change the model little in {RL_STEPS} steps: greedy accuracy moves by ' +
+      ', '.join(f'{r} {100 * g:+.1f} points' for r, g in gain.items()) + ', sampled reward by ' +
+      ', '.join(f'{r} {g:+.3f}' for r, g in rgain.items()) +
+      f' ({EVAL_PROMPTS} prompts: one standard error of an accuracy near the base\'s is '
+      f'{100 * math.sqrt(info["base_acc"] * (1 - info["base_acc"]) / EVAL_PROMPTS):.1f} points), so the RL gains are '
+      'at most marginal; SFT moves accuracy by ' +
+      ', '.join(f'{r} {100 * (info["acc"][r][ls[r]] - info["base_acc"]):+.1f} points' for r in ('sft', 'sft-matched')) + '.')
+    A('')
+    A(f'(Steps are optimizer steps; for the verl run global_step = step / {mu}.) Training logs (reward, KL to the base, '
+      f'clip fraction, loss, grad norm every {LOG_EVERY} steps) are in each `trainer_state.json`; for rl-kl in '
+      '`runs/rl-kl/train_log.json`.')
     A('')
     A('## Regenerate')
     A('')
@@ -1229,22 +1485,26 @@ def write_readme(out, info):
     A('')
     A('## Findings: RL vs SFT at this scale')
     A('')
-    A(f'From each run\'s `reference.json` (last checkpoint, step {FINETUNE_STEPS}, vs the base), k = {REF_K}, '
-      f'alpha = {REF_ALPHA}. Medians are over the {R["sft"]["spectralSummary"]["tensors"]} linear weights '
-      '(q,k,v,o,gate,up,down); overlaps are pooled over them. "exp." is the precision-controlled baseline of the spec (M7).')
+    A(f'From each run\'s `reference.json` (last checkpoint vs the base), k = {REF_K}, alpha = {REF_ALPHA}. Medians are '
+      f'over the {SS["sft"]["tensors"]} linear weights (q,k,v,o,gate,up,down); overlaps are pooled over them. "exp." is '
+      'the precision-controlled baseline of the spec (M7).')
     A('')
     rows = [
+        ('step (optimizer)', lambda s, ss: str(s['step'])),
         ('accuracy base -> final', lambda s, ss: f'{pct(s["accuracyBase"])} -> {pct(s["accuracy"])}'),
         ('unchanged, all tensors (M1)', lambda s, ss: pct(s['unchanged'])),
         ('unchanged, linear weights', lambda s, ss: pct(s['unchangedLinear'])),
-        ('relUpdateNorm, all tensors', lambda s, ss: fmt(s['relUpdateNorm'], 5)),
-        ('relUpdateNorm, median', lambda s, ss: fmt(ss['relUpdateNormMedian'], 5)),
+        ('relUpdateNorm, linear weights', lambda s, ss: fmt(s['relUpdateNormLinear'], 6)),
+        ('relUpdateNorm, all tensors', lambda s, ss: fmt(s['relUpdateNorm'], 6)),
         ('update of a changed entry in bf16 ULPs (median of medians)', lambda s, ss: fmt(ss['medianUpdateUlpsMedian'], 2)),
-        ('spectral norm of the update, median', lambda s, ss: fmt(ss['updateSpectralNormMedian'], 4)),
+        ('spectral norm of the update, median', lambda s, ss: fmt(ss['updateSpectralNormMedian'], 5)),
         ('NSS (full spectrum), median', lambda s, ss: fmt(ss['nssMedian'], 6)),
-        ('spectral share of the update (NSS numerator / Frobenius norm of dW), median', lambda s, ss: fmt(ss['spectralShareOfUpdateMedian'], 4)),
-        ('max principal angle (k=16), median over tensors', lambda s, ss: f'{fmt(ss["principalAngleMedianDeg"], 2)} deg'),
-        ('max principal angle, max over tensors', lambda s, ss: f'{fmt(ss["principalAngleMaxDeg"], 2)} deg'),
+        (f'nssPrincipal (top-{REF_K}, exact), median', lambda s, ss: fmt(ss['nssPrincipalMedian'], 6)),
+        (f'nssPrincipalFirstOrder (top-{REF_K}, u_i^T dW v_i), median', lambda s, ss: fmt(ss['nssPrincipalFirstOrderMedian'], 6)),
+        ('spectral share of the update (||dsigma|| / ||dW||_F, full), median', lambda s, ss: fmt(ss['spectralShareOfUpdateMedian'], 4)),
+        (f'spectralSharePrincipal (||u_i^T dW v_i||, i <= {REF_K}, / ||dW||_F), median', lambda s, ss: fmt(ss['spectralSharePrincipalMedian'], 4)),
+        (f'max principal angle (k={REF_K}), median over tensors', lambda s, ss: f'{fmt(ss["principalAngleMedianDeg"], 3)} deg'),
+        ('max principal angle, max over tensors', lambda s, ss: f'{fmt(ss["principalAngleMaxDeg"], 3)} deg'),
         ('max principal angle per unit spectral norm of the update, median', lambda s, ss: f'{fmt(ss["anglePerUpdateSpectralNormMedian"], 1)} deg'),
         ('overlap with P (principal), baseline 0.5 / exp.',
          lambda s, ss: f'{fmt(ss["overlapPrincipal"])} / {fmt(ss["overlapPrincipalExpectedPrecision"])}'),
@@ -1259,114 +1519,122 @@ def write_readme(out, info):
     A('| measure | ' + ' | '.join(runs) + ' |')
     A('|---|' + '---|' * len(runs))
     for label, f in rows:
-        A(f'| {label} | ' + ' | '.join(f(R[r]['summary'], R[r]['spectralSummary']) for r in runs) + ' |')
+        A(f'| {label} | ' + ' | '.join(f(S[r], SS[r]) for r in runs) + ' |')
     A('')
     g3 = info['gate3']
-    A(f'Gate III (rl-kl, fp32 vs bf16 copy of step {FINETUNE_STEPS}): {pct(g3["changedFp32ExactShare"])} of all entries '
+    A(f'Gate III (rl-kl, fp32 vs bf16 copy of step {ls["rl-kl"]}): {pct(g3["changedFp32ExactShare"])} of all entries '
       f'differ from the base in fp32 at all, {pct(g3["changedFp32EtaShare"])} by more than eta = 1e-3 relative; '
       f'{pct(g3["hiddenByPrecision"])} of all entries changed by more than eta in fp32 but round back to the '
       f'base\'s bf16 value (hidden by precision), {pct(g3["hiddenByPrecisionExactShare"])} counting any fp32 change.')
     A('')
-    A('### Does the paper hold here?')
+    A('M2, Jaccard of the changed masks (linear weights, pooled; `crossRun` in `reference-settings.json`), against the '
+      'Jaccard of independent masks of the same densities p, q, pq / (p + q - pq):')
     A('')
-    for line in info['verdict_lines']:
-        A(f'- {line}')
+    A('| runs | p | q | Jaccard | independent baseline | ratio | median over tensors (baseline) |')
+    A('|---|---|---|---|---|---|---|')
+    for key, c in info['cross'].items():
+        A(f'| {c["runs"][0]} vs {c["runs"][1]} | {pct(c["p"])} | {pct(c["q"])} | {fmt(c["jaccard"])} | '
+          f'{fmt(c["independentBaseline"])} | {fmt(c["ratioToBaseline"], 2)} | {fmt(c["jaccardMedian"])} '
+          f'({fmt(c["independentBaselineMedian"])}) |')
     A('')
-    A('Gatescope reproduces every number above from the files (`test/unit/examples.test.ts` compares it with each '
-      '`reference.json`). Its regime verdict labels all three runs *principal-targeting*, RL included: the rule\'s '
-      'isotropic reference does not separate RL from SFT at this scale; [docs/verdict.md](../docs/verdict.md) has '
-      'the numbers and why the rule was left as it is.')
+    A('### The paper\'s findings here')
     A('')
-    A('These are three runs of a 1M-parameter model on a toy task, one seed each: treat them as test data for the '
-      'tool with a known training regime, not as evidence for or against the paper.')
+    A('Each finding compared twice: rl-kl against sft (same recipe length, SFT at its usual lr, so a larger update) '
+      'and against sft-matched (equal relative update norm over the linear weights: the size-trap control). '
+      '"holds" means the difference has the paper\'s sign; with one seed per run and differences this small, '
+      'read it as a direction, not a significance test.')
+    A('')
+    A('| finding (paper) | rl-kl vs sft | rl-kl vs sft-matched | numbers (rl-kl / sft / sft-matched) |')
+    A('|---|---|---|---|')
+    for line in findings_rows(R, info):
+        A(line)
+    A('')
+    def ratio(r, key):
+        e = SS[r][key + 'ExpectedPrecision']
+        return SS[r][key] / e if SS[r][key] is not None and e else None
+    A('Where the changes fall: the observed overlaps with P and L divided by what the bf16 precision alone predicts '
+      '(entries grouped by their exponent, M7) are ' +
+      ', '.join(f'{r} P {fmt(ratio(r, "overlapPrincipal"), 3)} / L {fmt(ratio(r, "overlapLowMagnitude"), 3)}'
+                for r in ('rl-kl', 'sft', 'sft-matched')) +
+      ': a ratio near 1 means the overlap is explained by which entries have small ULPs (Gate III), not by the '
+      'direction of the update.')
+    A('')
+    A('These are runs of a 1M-parameter model on a toy task, one seed each (two for rl-kl): treat them as test data '
+      'for the tool with a known training regime, not as evidence for or against the paper.')
+    A('')
+    A('## Verdict')
+    A('')
+    A('(filled in from gatescope compare)')
     A('')
     with open(os.path.join(out, 'README.md'), 'w') as f:
         f.write('\n'.join(lines))
 
 
-def verdict_lines(R):
-    """Plain statements, computed from the reference numbers: which of the paper's findings show here."""
-    out = []
-    rl = ['rl-kl', 'rl-nokl']
+def findings_rows(R, info):
+    """Rows of the findings table, computed from the reference numbers."""
     S = {r: R[r]['summary'] for r in R}
     SS = {r: R[r]['spectralSummary'] for r in R}
 
-    def cmp(a, b, op):
+    def word(a, b, op):
         if a is None or b is None:
-            return None
-        return a < b if op == '<' else a > b
+            return 'n/a'
+        ok = a < b if op == '<' else a > b
+        return 'holds' if ok else '**does not hold**'
 
-    def both(vals):
-        vals = list(vals)
-        return None if any(v is None for v in vals) else all(vals)
+    def val(get, nd):
+        return ' / '.join(fmt(get(r), nd) for r in ('rl-kl', 'sft', 'sft-matched'))
 
-    def word(ok):
-        return 'cannot be decided (a value is n/a)' if ok is None else ('holds' if ok else '**does not hold**')
+    def row(label, get, op, nd):
+        a = get('rl-kl')
+        return (f'| {label} | {word(a, get("sft"), op)} | {word(a, get("sft-matched"), op)} | {val(get, nd)} |')
 
-    def each(key, nd):
-        return ', '.join(f'{r} {fmt(SS[r][key], nd)}' for r in R)
-
-    out.append(f'Scale of the updates: after {FINETUNE_STEPS} AdamW steps at lr {FT_LR:g}, a changed entry moved by a '
-               f'median of {each("medianUpdateUlpsMedian", 1)} bf16 ULPs, so few updates stay below half an ULP and '
-               'Gate III hides little: only ' + ', '.join(f'{r} {pct(S[r]["unchanged"])}' for r in R) + ' of all '
-               'entries are bit-identical, against 36-92% for the RL runs of the paper\'s Table 1 (1.5B-30B models, '
-               'learning rates around 1e-6).')
-    ok = both(cmp(S[r]['unchangedLinear'], S['sft']['unchangedLinear'], '>') for r in rl)
-    out.append(f'RL leaves more bf16 entries unchanged than SFT (the paper\'s Table 1): {word(ok)} '
-               '(linear weights: ' + ', '.join(f'{r} {pct(S[r]["unchangedLinear"])}' for r in R) + '). The update '
-               'sizes differ (relUpdateNorm ' + ', '.join(f'{r} {fmt(S[r]["relUpdateNorm"], 5)}' for r in R) +
-               '), so this alone says little (the size trap).')
-    ok = both(cmp(SS[r]['nssMedian'], SS['sft']['nssMedian'], '<') for r in rl)
-    out.append(f'RL drifts the spectrum less than SFT: {word(ok)} (median NSS {each("nssMedian", 6)}).')
-    ok = both(cmp(SS[r]['spectralShareOfUpdateMedian'], SS['sft']['spectralShareOfUpdateMedian'], '<') for r in rl)
-    out.append(f'Per unit of update, RL moves the spectrum less than SFT: {word(ok)} (median '
-               f'||dsigma||/||dW||_F {each("spectralShareOfUpdateMedian", 4)}).')
-    ok = both(cmp(SS[r]['principalAngleMedianDeg'], SS['sft']['principalAngleMedianDeg'], '<') for r in rl)
-    out.append(f'RL rotates the top-{REF_K} singular subspaces less than SFT: {word(ok)} (median over tensors of the '
-               f'max angle, degrees: {each("principalAngleMedianDeg", 2)}).')
-    ok = both(cmp(SS[r]['anglePerUpdateSpectralNormMedian'], SS['sft']['anglePerUpdateSpectralNormMedian'], '<') for r in rl)
-    out.append(f'Per unit of update (angle / spectral norm of dW, Wedin), RL rotates less than SFT: {word(ok)} '
-               f'(medians, degrees per unit: {each("anglePerUpdateSpectralNormMedian", 1)}).')
-    for r in R:
+    def ratio_p(r):
         ss = SS[r]
-        if ss['overlapPrincipal'] is None:
-            out.append(f'{r}: no entry changed, no overlaps.')
-            continue
-        below = ss['overlapPrincipal'] < ss['overlapPrincipalBaseline']
-        above_l = ss['overlapLowMagnitude'] > ss['overlapLowMagnitudeBaseline']
-        ep, el = ss['overlapPrincipalExpectedPrecision'], ss['overlapLowMagnitudeExpectedPrecision']
-        out.append(f'{r}: changed entries overlap the principal mask P {fmt(ss["overlapPrincipal"])} '
-                   f'({"below" if below else "not below"} the 0.5 baseline; precision alone predicts {fmt(ep)}, '
-                   f'ratio {fmt(ss["overlapPrincipal"] / ep if ep else None, 3)}) and the low-magnitude mask L '
-                   f'{fmt(ss["overlapLowMagnitude"])} ({"above" if above_l else "not above"} 0.5; precision alone '
-                   f'predicts {fmt(el)}, ratio {fmt(ss["overlapLowMagnitude"] / el if el else None, 3)}).')
-    ok = both(cmp(SS[r]['overlapPrincipal'], SS['sft']['overlapPrincipal'], '<') for r in rl)
-    out.append(f'RL avoids principal weights more than SFT (lower overlap with P): {word(ok)}.')
-    rat = {r: (SS[r]['overlapPrincipal'] / SS[r]['overlapPrincipalExpectedPrecision']
-               if SS[r]['overlapPrincipal'] is not None and SS[r]['overlapPrincipalExpectedPrecision'] else None) for r in R}
-    ok = both(cmp(rat[r], rat['sft'], '<') for r in rl)
-    out.append(f'...and still after the precision control (observed / expected overlap with P lower for RL): {word(ok)} '
-               '(' + ', '.join(f'{r} {fmt(rat[r], 3)}' for r in R) + ').')
-    ok = both(cmp(SS[r]['offPrincipalEnergyMedian'], SS['sft']['offPrincipalEnergyMedian'], '>') for r in rl)
-    below_all = all(SS[r]['offPrincipalEnergyMedian'] is not None and
-                    SS[r]['offPrincipalEnergyMedian'] < SS[r]['offPrincipalEnergyBaselineMedian'] for r in R)
-    out.append(f'RL puts more of its update energy off the top-{REF_K} principal subspaces than SFT: {word(ok)} '
-               f'(median off-principal energy {each("offPrincipalEnergyMedian", 4)}; isotropic baseline '
-               f'{fmt(SS["sft"]["offPrincipalEnergyBaselineMedian"])}).' +
-               (' Every run is below the isotropic baseline: all updates put more than a random share of their '
-                'energy into the principal subspaces.' if below_all else ''))
-    ok = cmp(S['rl-kl']['relUpdateNorm'], S['rl-nokl']['relUpdateNorm'], '<')
-    keys = ['nssMedian', 'principalAngleMedianDeg', 'offPrincipalEnergyMedian', 'relUpdateNormMedian',
-            'overlapPrincipal', 'overlapLowMagnitude']
-    close = all(SS['rl-kl'][k] is not None and SS['rl-nokl'][k] is not None and
-                abs(SS['rl-kl'][k] - SS['rl-nokl'][k]) <= 0.1 * max(abs(SS['rl-kl'][k]), abs(SS['rl-nokl'][k]), 1e-12)
-                for k in keys) and abs(S['rl-kl']['unchanged'] - S['rl-nokl']['unchanged']) <= 0.1 * max(S['rl-kl']['unchanged'], 1e-12)
-    d = (None if ok is None or not S['rl-nokl']['relUpdateNorm'] else
-         100 * (1 - S['rl-kl']['relUpdateNorm'] / S['rl-nokl']['relUpdateNorm']))
-    out.append(f'The KL penalty makes the RL update smaller (Gate I): {word(ok)} (relUpdateNorm rl-kl '
-               f'{fmt(S["rl-kl"]["relUpdateNorm"], 5)} vs rl-nokl {fmt(S["rl-nokl"]["relUpdateNorm"], 5)}, '
-               f'{fmt(d, 1)}% smaller).' + (' The two RL runs are within 10% of each other in every measure of the table: at '
-               'this learning rate the KL term hardly matters.' if close else ''))
+        e = ss['overlapPrincipalExpectedPrecision']
+        return ss['overlapPrincipal'] / e if ss['overlapPrincipal'] is not None and e else None
+
+    out = []
+    u = S['rl-kl']['unchangedLinear']
+    out.append(f'| RL leaves most weights bf16-identical (36-92% in the paper\'s Table 1): rl-kl {pct(u)} of the linear '
+               f'weights | {"in range" if 0.35 <= u <= 0.92 else "**out of range**"} | | '
+               + ' / '.join(pct(S[r]['unchangedLinear']) for r in ('rl-kl', 'sft', 'sft-matched')) + ' |')
+    out.append(row('RL leaves more weights bf16-identical than SFT', lambda r: S[r]['unchangedLinear'], '>', 4))
+    out.append(f'| (update size: relUpdateNorm over the linear weights; matched by construction) | '
+               f'{"RL smaller" if S["rl-kl"]["relUpdateNormLinear"] < S["sft"]["relUpdateNormLinear"] else "RL not smaller"} | '
+               f'matched within {100 * abs(S["sft-matched"]["relUpdateNormLinear"] / S["rl-kl"]["relUpdateNormLinear"] - 1):.1f}% | '
+               f'{val(lambda r: S[r]["relUpdateNormLinear"], 6)} |')
+    out.append(row('RL drifts the spectrum less (NSS, full spectrum, median)', lambda r: SS[r]['nssMedian'], '<', 6))
+    out.append(row(f'RL keeps the top-{REF_K} singular values (nssPrincipal, median)', lambda r: SS[r]['nssPrincipalMedian'], '<', 6))
+    out.append(row('per unit update, RL moves the spectrum less (||dsigma|| / ||dW||_F, median)',
+                   lambda r: SS[r]['spectralShareOfUpdateMedian'], '<', 4))
+    out.append(row(f'per unit update, RL puts less on the top-{REF_K} singular values (spectralSharePrincipal, median)',
+                   lambda r: SS[r]['spectralSharePrincipalMedian'], '<', 4))
+    out.append(row(f'RL rotates the top-{REF_K} subspaces less (max principal angle, median, deg)',
+                   lambda r: SS[r]['principalAngleMedianDeg'], '<', 3))
+    out.append(row('per unit update, RL rotates less (angle / ||dW||_2, median, deg)',
+                   lambda r: SS[r]['anglePerUpdateSpectralNormMedian'], '<', 1))
+    out.append(row(f'RL puts more update energy off the top-{REF_K} principal subspaces (off-principal energy, median)',
+                   lambda r: SS[r]['offPrincipalEnergyMedian'], '>', 4))
+    out.append(row('RL avoids principal weights (overlap with P, pooled)', lambda r: SS[r]['overlapPrincipal'], '<', 4))
+    out.append(row('...also after the precision control (overlap with P / expected)', ratio_p, '<', 3))
+    out.append(row('RL favours low-magnitude weights (overlap with L, pooled)', lambda r: SS[r]['overlapLowMagnitude'], '>', 4))
+    c = info['cross'].get('rl-kl|rl-kl-seed1')
+    if c:
+        ok = c['jaccard'] is not None and c['independentBaseline'] is not None and c['jaccard'] > c['independentBaseline']
+        out.append(f'| RL update masks agree across seeds beyond chance (M2: rl-kl vs rl-kl-seed1 Jaccard > pq/(p+q-pq)) | '
+                   f'{"holds" if ok else "**does not hold**"} | | Jaccard {fmt(c["jaccard"])}, independent baseline '
+                   f'{fmt(c["independentBaseline"])} (ratio {fmt(c["ratioToBaseline"], 2)}) |')
+    c2 = info['cross'].get('rl-kl|sft-matched')
+    if c and c2 and c['ratioToBaseline'] is not None and c2['ratioToBaseline'] is not None:
+        ok = c['ratioToBaseline'] > c2['ratioToBaseline']
+        out.append(f'| ...and more than RL and SFT agree at equal size (M2 ratio to baseline: rl-kl vs rl-kl-seed1 > '
+                   f'rl-kl vs sft-matched; not a finding of the paper, a control for precision) | | '
+                   f'{"holds" if ok else "**does not hold**"} | {fmt(c["ratioToBaseline"], 2)} vs '
+                   f'{fmt(c2["ratioToBaseline"], 2)} |')
+    a, b = S['rl-kl']['relUpdateNormLinear'], S['rl-nokl']['relUpdateNormLinear']
+    out.append(f'| Gate I: the KL penalty makes the RL update smaller (rl-kl vs rl-nokl, relUpdateNorm linear) | '
+               f'{"holds" if a < b else "**does not hold**"} | | rl-kl {fmt(a, 6)}, rl-nokl {fmt(b, 6)} '
+               f'({100 * (1 - a / b):+.1f}%) |')
     return out
 
 
@@ -1375,7 +1643,7 @@ def verdict_lines(R):
 # ----------------------------------------------------------------------------------------------
 
 def main():
-    global FINETUNE_STEPS, SAVE_EVERY, SEED
+    global RL_STEPS, SFT_STEPS, MATCH_MAX_STEPS, SEED
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', default='examples')
@@ -1383,12 +1651,19 @@ def main():
     ap.add_argument('--pretrained-cache', default=None,
                     help='development aid: load the fp32 pretrained weights from this file if it exists, '
                          'else save them there after pretraining (same result, pretraining is deterministic)')
+    ap.add_argument('--pretrain-only', action='store_true', help='development aid: stop after pretraining')
+    ap.add_argument('--info-cache', default=None, help='development aid: pickle the numbers the README is made of here')
+    ap.add_argument('--readme-from', default=None,
+                    help='development aid: only rewrite README.md from an --info-cache pickle (no training)')
     args = ap.parse_args()
     SEED = args.seed
+    if args.readme_from:
+        with open(args.readme_from, 'rb') as f:
+            write_readme(args.out, pickle.load(f))
+        return
     if args.quick:
-        PRETRAIN['max_steps'] = 50
-        PRETRAIN['warmup_steps'] = 10
-        FINETUNE_STEPS, SAVE_EVERY = 12, 4
+        PRETRAIN.update(max_stable_steps=40, warmup_steps=10, cooldown_steps=10)
+        RL_STEPS, SFT_STEPS, MATCH_MAX_STEPS = 12, 12, 36
     out = args.out
     t_all = time.time()
 
@@ -1409,63 +1684,100 @@ def main():
         model = LlamaForCausalLM(MODEL)
         cached = torch.load(args.pretrained_cache)
         model.load_state_dict(cached['model'])
-        pt_log = cached['log']
-        log(f'loaded pretrained weights from {args.pretrained_cache}')
+        pt_log, pt_info = cached['log'], cached['info']
+        cached_pt = True
+        log(f'loaded pretrained weights from {args.pretrained_cache} (pretraining took {pt_info["seconds"]:.0f} s)')
     else:
-        model, pt_log = pretrain(task, args.seed, log)
+        model, pt_log, pt_info = pretrain(task, args.seed, log)
+        cached_pt = False
         if args.pretrained_cache:
-            torch.save({'model': model.state_dict(), 'log': pt_log}, args.pretrained_cache)
+            torch.save({'model': model.state_dict(), 'log': pt_log, 'info': pt_info}, args.pretrained_cache)
+    if args.pretrain_only:
+        return
     base = clone_model(model, bf16=True)
-    times['pretraining'] = time.time() - t
+    times['pretraining'] = pt_info['seconds']
     base_acc = accuracy(base, task)
-    log(f'base accuracy (bf16) {base_acc:.3f}')
+    base_reward = sampled_reward(base, task)
+    log(f'base accuracy (bf16) {base_acc:.3f}, sampled reward (T=1) {base_reward:.3f}')
+    torch.manual_seed(args.seed)
+    init_model = LlamaForCausalLM(MODEL)           # the initialisation pretraining started from
+    base_spectra = {'base': spectra_of(base), 'init': spectra_of(init_model)}
+    base_spectra['allLinearDecayExponent'] = {
+        'base': median([spectrum_stats(p.detach().double().numpy())['decayExponent']
+                        for n, p in base.named_parameters() if n in linear_names(base)]),
+        'init': median([spectrum_stats(p.detach().to(torch.bfloat16).double().numpy())['decayExponent']
+                        for n, p in init_model.named_parameters() if n in linear_names(init_model)]),
+    }
     os.makedirs(os.path.join(out, 'base'), exist_ok=True)
     write_json(os.path.join(out, 'base', 'config.json'), hf_config(None))
     write_safetensors(os.path.join(out, 'base', 'model.safetensors'), state_of(base), 'BF16')
     write_json(os.path.join(out, 'base', 'pretraining_log.json'),
-               {'note': 'pretraining of the base (scripts/train-example-runs.py); dev_accuracy: greedy, bf16 weights',
-                'settings': {k: v for k, v in PRETRAIN.items()}, 'steps': pt_log[-1]['step'] if pt_log else 0,
-                'log_history': pt_log})
+               {'note': 'pretraining of the base (scripts/train-example-runs.py); dev_accuracy: greedy, bf16 weights; '
+                        'decay_exponent_mean: mean fitted singular-value decay exponent of the first two matrices '
+                        'of `spectra`',
+                'settings': {k: v for k, v in PRETRAIN.items()}, 'steps': pt_info['steps'],
+                'cooldownFrom': pt_info['cooldownFrom'], 'accuracyTest': base_acc, 'sampledRewardT1': base_reward,
+                'spectra': base_spectra, 'log_history': pt_log})
     n_params = sum(p.numel() for p in base.parameters())
 
-    save_steps = list(range(SAVE_EVERY, FINETUNE_STEPS + 1, SAVE_EVERY))
-    accs, finals, rl_stats = {}, {}, {}
+    accs, finals, rl_stats, last_step, rewards_at = {}, {}, {}, {}, {}
     mu = RL['inner_updates']
+    base_dir = os.path.join(out, 'base')
+    match_info = {}
+
+    def save_hf(run, m, step, history, max_steps, save_steps, shards=1):
+        rdir = os.path.join(runs_dir, run)
+        acc = accuracy(m, task)
+        accs[run][step] = acc
+        rewards_at[run][step] = sampled_reward(m, task)
+        log(f'  {run} step {step}: accuracy (bf16) {acc:.3f}, sampled reward {rewards_at[run][step]:.3f}')
+        folder = os.path.join(rdir, f'checkpoint-{step}')
+        save_model_folder(folder, out, m, shards=shards)
+        bsz = SFT['batch_size'] if RUNS[run]['algorithm'] == 'SFT' else RL['prompts_per_batch'] * RL['group_size']
+        targs = trl_training_args(run, f'examples/runs/{run}', max_steps, save_steps)
+        write_json(os.path.join(folder, 'trainer_state.json'),
+                   trainer_state(step, history, accs[run], bsz, max_steps, save_steps))
+        write_json(os.path.join(folder, 'training_args.json'), targs)
+        return folder
 
     for run, spec in RUNS.items():
+        if spec.get('matched_to'):
+            continue                      # trained inside its parent SFT run (a prefix of it)
         log(f'training {run}')
         t = time.time()
         rdir = os.path.join(runs_dir, run)
         os.makedirs(rdir, exist_ok=True)
-        accs[run] = {}
-        targs = trl_training_args(run, f'examples/runs/{run}')
-        bsz = SFT['batch_size'] if run == 'sft' else RL['prompts_per_batch'] * RL['group_size']
+        accs[run], rewards_at[run] = {}, {}
+        steps = run_steps(run)
+        ssteps = save_steps_of(steps)
+        seed = args.seed + spec['seed_offset']
 
-        def on_save(m, step, it, history, run=run, spec=spec, rdir=rdir, targs=targs, bsz=bsz):
-            acc = accuracy(m, task)
-            accs[run][step] = acc
-            log(f'  {run} step {step}: accuracy (bf16) {acc:.3f}')
-            last = step == FINETUNE_STEPS
+        def on_save(m, step, it, history, run=run, spec=spec, rdir=rdir, steps=steps, ssteps=ssteps):
+            last = step == steps
             if spec['layout'] == 'verl':
+                acc = accuracy(m, task)
+                accs[run][step] = acc
+                rewards_at[run][step] = sampled_reward(m, task)
+                log(f'  {run} step {step}: accuracy (bf16) {acc:.3f}, sampled reward {rewards_at[run][step]:.3f}')
                 folder = os.path.join(rdir, f'global_step_{it}', 'actor', 'huggingface')
                 save_model_folder(folder, out, m)
                 with open(os.path.join(rdir, 'latest_checkpointed_iteration.txt'), 'w') as f:
                     f.write(str(it))
-                finals[run] = folder if last else finals.get(run)
                 if last:
+                    finals[run] = folder
                     fdir = os.path.join(runs_dir, f'{run}-fp32', f'checkpoint-{it}')
                     save_model_folder(fdir, out, m, dtype='F32')
                     finals[run + '-fp32'] = fdir
             else:
-                folder = os.path.join(rdir, f'checkpoint-{step}')
-                save_model_folder(folder, out, m, shards=2 if (run == 'sft' and last) else 1)
-                write_json(os.path.join(folder, 'trainer_state.json'), trainer_state(step, history, accs[run], bsz))
-                write_json(os.path.join(folder, 'training_args.json'), targs)
+                folder = save_hf(run, m, step, history, steps, ssteps[0],
+                                 shards=2 if (run == 'sft' and last) else 1)
                 if last:
                     finals[run] = folder
+            if last:
+                last_step[run] = step
 
         if spec['algorithm'] == 'GRPO':
-            _, history = train_rl(base, task, args.seed, spec['kl_coef'], on_save, log)
+            _, history = train_rl(base, task, seed, spec['kl_coef'], run_lr(run), steps, on_save, log)
             w = max(1, min(5, len(history) // 4))     # log windows of LOG_EVERY steps
             rl_stats[run] = {
                 'window': w * LOG_EVERY,
@@ -1475,16 +1787,60 @@ def main():
                 'clip_mean': float(np.mean([h['clip_frac'] for h in history])) if history else None,
             }
         else:
-            _, history = train_sft(base, task, args.seed, on_save, log)
+            children = [r for r, sp in RUNS.items() if sp.get('matched_to') and sp['algorithm'] == spec['algorithm']]
+            match = None
+            if children:
+                child = children[0]
+                parent_ref = RUNS[child]['matched_to']
+                target = reference(base_dir, finals[parent_ref])[0]['relUpdateNormLinear']
+                accs[child], rewards_at[child] = {}, {}
+                os.makedirs(os.path.join(runs_dir, child), exist_ok=True)
+                t_child = time.time()
+
+                def on_match(m, step, history, checks, snapshots, child=child, target=target, t_child=t_child):
+                    # checkpoints of the matched run: the check step nearest to step/CHECKPOINTS*i, and the stop
+                    chk = sorted(snapshots)
+                    picks = []
+                    for i in range(1, CHECKPOINTS):
+                        want = step * i / CHECKPOINTS
+                        if chk:
+                            picks.append(min(chk, key=lambda c: (abs(c - want), c)))
+                    picks = [c for c in sorted(set(picks)) if c < step]
+                    ssteps_c = picks + [step]
+                    for c in picks:
+                        mm = clone_model(base)
+                        mm.load_state_dict(snapshots[c])
+                        save_hf(child, mm, c, history, step, ssteps_c[0])
+                    finals[child] = save_hf(child, m, step, history, step, ssteps_c[0])
+                    last_step[child] = step
+                    match_info.update({'run': child, 'matchedTo': RUNS[child]['matched_to'], 'target': target,
+                                       'stopStep': step, 'reached': checks[-1]['relUpdateNormLinear'] >= target,
+                                       'relUpdateNormLinearAtStop': checks[-1]['relUpdateNormLinear'],
+                                       'checkEvery': MATCH_CHECK_EVERY, 'checks': checks,
+                                       'saveSteps': ssteps_c, 'secondsToStop': time.time() - t_child})
+                    targs = trl_training_args(child, f'examples/runs/{child}', step, ssteps_c[0])
+                    targs['size_match'] = {'matched_to': RUNS[child]['matched_to'], 'metric': 'relUpdateNormLinear (bf16)',
+                                           'target': target, 'check_every': MATCH_CHECK_EVERY, 'stopped_at': step}
+                    write_json(os.path.join(runs_dir, child, 'training_args.json'), targs)
+                    write_json(os.path.join(runs_dir, child, 'size_match.json'), match_info)
+                    write_trl_py(os.path.join(runs_dir, child, 'train_sft.py'), child, targs)
+
+                match = dict(target=target, on_match=on_match)
+                log(f'  {child}: stops when relUpdateNormLinear reaches {target:.6f} ({parent_ref})')
+            _, history = train_sft(base, task, seed, run_lr(run), steps, on_save, log, match=match)
+            if children:
+                times[children[0]] = match_info['secondsToStop']
         times[run] = time.time() - t
         if spec['layout'] == 'verl':
             write_verl_yaml(os.path.join(rdir, 'verl_config.yaml'), run)
             write_json(os.path.join(rdir, 'train_log.json'),
                        {'note': 'step = optimizer step; iteration = verl global_step', 'log_history': history,
-                        'eval_accuracy': {str(k): v for k, v in accs[run].items()}})
+                        'eval_accuracy': {str(k): v for k, v in accs[run].items()},
+                        'sampled_reward': {str(k): v for k, v in rewards_at[run].items()}})
         else:
+            targs = trl_training_args(run, f'examples/runs/{run}')
             write_json(os.path.join(rdir, 'training_args.json'), targs)
-            write_trl_py(os.path.join(rdir, 'train_sft.py' if run == 'sft' else 'train_grpo.py'), run, targs)
+            write_trl_py(os.path.join(rdir, 'train_sft.py' if spec['algorithm'] == 'SFT' else 'train_grpo.py'), run, targs)
 
     # references
     log('computing reference numbers')
@@ -1492,22 +1848,29 @@ def main():
     refs = {}
     settings = {'k': REF_K, 'alpha': REF_ALPHA, 'eta': REF_ETA, 'kSpectrum': 'full', 'svd': 'full, float64'}
     for run, spec in RUNS.items():
-        summary, ssum, recs = reference(os.path.join(out, 'base'), finals[run])
+        summary, ssum, recs = reference(base_dir, finals[run])
         summary = dict(summary)
+        st = last_step[run]
         summary.update({
             'run': run,
             'algorithm': spec['algorithm'],
             'klCoef': spec['kl_coef'],
             'layout': spec['layout'],
-            'step': FINETUNE_STEPS,
-            'globalStep': FINETUNE_STEPS // mu if spec['layout'] == 'verl' else FINETUNE_STEPS,
+            'step': st,
+            'globalStep': st // mu if spec['layout'] == 'verl' else st,
+            'learningRate': run_lr(run),
+            'seed': args.seed + spec['seed_offset'],
             'accuracyBase': base_acc,
-            'accuracy': accs[run][FINETUNE_STEPS],
+            'accuracy': accs[run][st],
+            'sampledRewardBase': base_reward,
+            'sampledReward': rewards_at[run][st],
         })
+        if spec.get('matched_to'):
+            summary['sizeMatch'] = {k: v for k, v in match_info.items() if k != 'checks'}
         ref = {
             'kind': 'gatescope.example-reference',
             'generator': 'scripts/train-example-runs.py (PyTorch, float64)',
-            'base': os.path.relpath(os.path.join(out, 'base'), os.path.join(runs_dir, run)).replace(os.sep, '/'),
+            'base': os.path.relpath(base_dir, os.path.join(runs_dir, run)).replace(os.sep, '/'),
             'checkpoint': os.path.relpath(finals[run], os.path.join(runs_dir, run)).replace(os.sep, '/'),
             'settings': settings,
             'definitions': REF_DEFINITIONS,
@@ -1516,29 +1879,40 @@ def main():
             'tensors': recs,
         }
         refs[run] = ref
-    gate3 = gate3_reference(os.path.join(out, 'base'), finals['rl-kl-fp32'], finals['rl-kl'])
+    gate3 = gate3_reference(base_dir, finals['rl-kl-fp32'], finals['rl-kl'])
     refs['rl-kl']['gate3'] = gate3
+    pairs = [('rl-kl', 'rl-kl-seed1'), ('rl-kl', 'rl-nokl'), ('rl-kl', 'sft-matched'), ('rl-kl-seed1', 'sft-matched')]
+    cross = {f'{a}|{b}': m2_reference(base_dir, finals[a], finals[b], a, b) for a, b in pairs}
+    refs['rl-kl-seed1']['m2'] = cross['rl-kl|rl-kl-seed1']
     for run, ref in refs.items():
         write_json(os.path.join(runs_dir, run, 'reference.json'), ref)
     times['reference numbers'] = time.time() - t
     write_json(os.path.join(out, 'reference-settings.json'), {
         'settings': settings, 'definitions': REF_DEFINITIONS,
         'runs': {r: f'runs/{r}/reference.json' for r in RUNS},
+        'crossRun': {k: {kk: vv for kk, vv in v.items() if kk != 'tensors'} for k, v in cross.items()},
         'note': 'Reference numbers for the last checkpoint of each run against base/, from scripts/train-example-runs.py.',
     })
-    times['total'] = time.time() - t_all
+    # wall time of the whole regeneration (pretraining counted once, also when it was loaded from the cache)
+    times['total'] = time.time() - t_all + (pt_info['seconds'] if cached_pt else 0.0)
     info = {
-        'refs': refs, 'n_params': n_params, 'pretrain_steps': pt_log[-1]['step'] if pt_log else 0, 'seed': args.seed, 'times': times, 'save_steps': save_steps,
-        'base_acc': base_acc, 'acc': accs, 'rl_stats': rl_stats, 'gate3': gate3, 'rl_kl_last_global': FINETUNE_STEPS // mu,
-        'verdict_lines': verdict_lines({r: refs[r] for r in RUNS}),
+        'refs': refs, 'n_params': n_params, 'pretrain': pt_info, 'seed': args.seed, 'times': times,
+        'base_acc': base_acc, 'base_reward': base_reward, 'acc': accs, 'rewards': rewards_at, 'rl_stats': rl_stats,
+        'gate3': gate3, 'rl_kl_last_global': last_step['rl-kl'] // mu, 'last_step': last_step,
+        'match': match_info, 'cross': cross, 'spectra': base_spectra, 'cached_pt': cached_pt,
     }
+    if args.info_cache:
+        with open(args.info_cache, 'wb') as f:
+            pickle.dump(info, f)
     write_readme(out, info)
     log('done')
     for run in RUNS:
         s, ss = refs[run]['summary'], refs[run]['spectralSummary']
-        print(json.dumps({'run': run, 'accuracy': s['accuracy'], 'unchanged': s['unchanged'],
-                          'unchangedLinear': s['unchangedLinear'], 'relUpdateNorm': s['relUpdateNorm'],
+        print(json.dumps({'run': run, 'step': s['step'], 'accuracy': s['accuracy'], 'sampledReward': s['sampledReward'],
+                          'unchanged': s['unchanged'], 'unchangedLinear': s['unchangedLinear'],
+                          'relUpdateNormLinear': s['relUpdateNormLinear'], 'relUpdateNorm': s['relUpdateNorm'],
                           **{k: v for k, v in ss.items()}}, indent=None))
+    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != 'tensors'} for k, v in cross.items()}))
     print(json.dumps({k: round(v, 1) for k, v in times.items()}))
 
 

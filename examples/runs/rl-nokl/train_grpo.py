@@ -13,7 +13,7 @@ model_args = ModelConfig(
 
 training_args = GRPOConfig(
     output_dir='examples/runs/rl-nokl',
-    learning_rate=3e-05,
+    learning_rate=3e-06,
     lr_scheduler_type='constant',
     warmup_steps=0,
     weight_decay=0.0,
@@ -30,7 +30,7 @@ training_args = GRPOConfig(
     max_completion_length=4,
     loss_type='dapo',
     scale_rewards='group',
-    max_steps=240,
+    max_steps=160,
     save_steps=80,
     logging_steps=10,
     bf16=True,

@@ -13,7 +13,7 @@ model_args = ModelConfig(
 
 training_args = SFTConfig(
     output_dir='examples/runs/sft',
-    learning_rate=3e-05,
+    learning_rate=1e-05,
     lr_scheduler_type='constant',
     warmup_steps=0,
     weight_decay=0.0,
@@ -21,7 +21,7 @@ training_args = SFTConfig(
     adam_beta2=0.999,
     max_grad_norm=1.0,
     per_device_train_batch_size=64,
-    max_steps=240,
+    max_steps=160,
     save_steps=80,
     logging_steps=10,
     completion_only_loss=True,
