@@ -1562,11 +1562,18 @@ def write_readme(out, info):
     A('These are runs of a 1M-parameter model on a toy task, one seed each (two for rl-kl): treat them as test data '
       'for the tool with a known training regime, not as evidence for or against the paper.')
     A('')
-    A('## Verdict')
+    # The verdict section comes from Gatescope itself (`npm run example` prints it); a rerun keeps the one
+    # written for the previous runs until it is rewritten from the new ones.
+    readme = os.path.join(out, 'README.md')
+    kept = None
+    if os.path.exists(readme):
+        with open(readme) as f:
+            old = f.read()
+        if '\n## Verdict\n' in old:
+            kept = old[old.index('\n## Verdict\n') + 1:].rstrip('\n')
+    A(kept if kept else '## Verdict\n\n(to be filled in from `gatescope compare`: see the README\'s main job)')
     A('')
-    A('(filled in from gatescope compare)')
-    A('')
-    with open(os.path.join(out, 'README.md'), 'w') as f:
+    with open(readme, 'w') as f:
         f.write('\n'.join(lines))
 
 

@@ -12,6 +12,7 @@ import { analyzeCheckpoint } from '../../src/analysis/analyze';
 import { createSpectralPass } from '../../src/analysis/spectral';
 import { createBackend, type ComputeBackend } from '../../src/compute/backend';
 import { DEFAULT_SETTINGS, type CheckpointReport, type TensorSpectral } from '../../src/report/schema';
+import { compareRegimes, MEASURES } from '../../src/analysis/regime-compare';
 
 const EXAMPLES = path.resolve(__dirname, '..', '..', '..', 'examples');
 
@@ -135,4 +136,35 @@ test('the paper\'s findings that hold at this scale (examples/README.md lists th
     assert.ok(a.nssMedian < b.nssMedian, `${rlName} drifts the spectrum less than SFT`);
     assert.ok(a.principalAngleMedianDeg < b.principalAngleMedianDeg && a.principalAngleMaxDeg < b.principalAngleMaxDeg, `${rlName} rotates the principal subspaces less than SFT`);
   }
+});
+
+test('no real run gets the label opposite to its known regime, alone or in a pair', () => {
+  const isRl = (name: string): boolean => name.startsWith('rl-');
+  for (const { run, report } of runs) {
+    const label = report!.verdict!.label;
+    assert.notEqual(label, isRl(run) ? 'principal-targeting' : 'off-principal', `${run}: ${label} (${report!.verdict!.reason})`);
+    for (const t of report!.tensors) if (t.verdict) assert.notEqual(t.verdict.label, isRl(run) ? 'principal-targeting' : 'off-principal', `${run} ${t.name}: ${t.verdict.label}`);
+  }
+  const names = runs.map((r) => r.run);
+  const regime = compareRegimes(names, runs.map((r) => r.report!));
+  const voting = new Set(MEASURES.filter((m) => m.votes).map((m) => m.measure));
+  for (const p of regime.pairs) {
+    if (isRl(p.a) === isRl(p.b)) continue;
+    const sft = isRl(p.a) ? p.b : p.a;
+    assert.notEqual(p.moreOffPrincipal, sft, `${p.a} vs ${p.b}: ${p.summary}`);
+    for (const e of p.evidence) if (voting.has(e.measure)) assert.notEqual(e.leans, sft, `${p.a} vs ${p.b}, ${e.measure}: leans ${sft}`);
+  }
+});
+
+test('the comparative verdict on the example runs: GRPO is more off-principal than SFT per unit of update (examples/README.md)', () => {
+  const names = runs.map((r) => r.run);
+  const regime = compareRegimes(names, runs.map((r) => r.report!));
+  const pair = (a: string, b: string) => regime.pairs.find((p) => p.a === a && p.b === b) ?? regime.pairs.find((p) => p.a === b && p.b === a)!;
+  for (const rl of ['rl-kl', 'rl-nokl', 'rl-kl-seed1']) {
+    const p = pair(rl, 'sft');
+    assert.equal(p.moreOffPrincipal, rl, p.summary);
+    assert.ok(p.updateSizeRatio < 0.5 || p.updateSizeRatio > 2, `${rl} and sft differ in size: ${p.updateSizeRatio}`);
+  }
+  // The same run with and without the KL term at this learning rate: no difference.
+  assert.equal(pair('rl-kl', 'rl-nokl').moreOffPrincipal, null, pair('rl-kl', 'rl-nokl').summary);
 });
