@@ -67,6 +67,10 @@ export interface NullInput {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
+function sig7(x: number): number {
+  return Number(x.toPrecision(7));
+}
+
 /** Round a float32 value to bf16 (round to nearest, ties to even) and back to float32. */
 export function roundBf16(x: number): number {
   f32[0] = x;
@@ -104,14 +108,16 @@ function matchScale(w0: Float32Array, z: Float32Array, target: number, bothBf16:
     }
     return c / sampleSize;
   };
-  let lo = Math.log(base * 1e-9);
-  let hi = Math.log(base * 10);
-  for (let it = 0; it < 32; it++) {
-    const mid = 0.5 * (lo + hi);
-    if (share(Math.exp(mid)) < target) lo = mid;
+  // Geometric bisection with sqrt only (correctly rounded in IEEE 754, unlike exp and log, whose last bit
+  // may differ between Node versions): the engine and the CLI must agree to the bit.
+  let lo = base * 1e-9;
+  let hi = base * 10;
+  for (let it = 0; it < 40; it++) {
+    const mid = Math.sqrt(lo * hi);
+    if (share(mid) < target) lo = mid;
     else hi = mid;
   }
-  return Math.exp(0.5 * (lo + hi));
+  return Math.sqrt(lo * hi);
 }
 
 /**
@@ -161,13 +167,15 @@ async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float
   let noiseDiag = 0;
   for (let i = 0; i < m; i++) for (let l = 0; l < k; l++) noiseDiag += N2V2.data[i * k + l] * U[i * k + l] ** 2;
   const kept = alpha * alpha * zz;
+  // Seven significant digits: far beyond what a simulated reference is good for, and the last bits of
+  // long float sums are not worth a difference between two machines' reports.
   return {
-    principalEnergy: Math.min(1, (kept * signal.principalEnergy + noiseInside) / dd),
-    spectralSharePrincipal: Math.sqrt(Math.max(0, kept * signal.spectralSharePrincipal ** 2 + noiseDiag) / dd),
+    principalEnergy: sig7(Math.min(1, (kept * signal.principalEnergy + noiseInside) / dd)),
+    spectralSharePrincipal: sig7(Math.sqrt(Math.max(0, kept * signal.spectralSharePrincipal ** 2 + noiseDiag) / dd)),
     rounding: {
-      share: Math.min(1, Math.max(0, 1 - kept / dd)),
-      principalEnergy: dd > kept ? noiseInside / (dd - kept) : 0,
-      diagonalEnergy: dd > kept ? noiseDiag / (dd - kept) : 0,
+      share: sig7(Math.min(1, Math.max(0, 1 - kept / dd))),
+      principalEnergy: sig7(dd > kept ? noiseInside / (dd - kept) : 0),
+      diagonalEnergy: sig7(dd > kept ? noiseDiag / (dd - kept) : 0),
     },
   };
 }
@@ -214,13 +222,14 @@ export function analyticNulls(m: number, n: number, k: number, sigma: ArrayLike<
   let Tk = 0;
   let T4 = 0;
   for (let i = 0; i < k; i++) {
-    Tk += sigma[i] ** 2;
-    T4 += sigma[i] ** 4;
+    const s2 = sigma[i] * sigma[i];
+    Tk += s2;
+    T4 += s2 * s2;
   }
   const T = baseFro2 > 0 ? baseFro2 : 1;
   return {
-    directionBlind: { principalEnergy: (k * k) / (m * n), spectralSharePrincipal: Math.sqrt(k / (m * n)) },
-    gradientLike: { principalEnergy: Math.min(1, (Tk / T) ** 2), spectralSharePrincipal: Math.min(1, Math.sqrt(T4) / T) },
+    directionBlind: { principalEnergy: sig7((k * k) / (m * n)), spectralSharePrincipal: sig7(Math.sqrt(k / (m * n))) },
+    gradientLike: { principalEnergy: sig7(Math.min(1, (Tk / T) * (Tk / T))), spectralSharePrincipal: sig7(Math.min(1, Math.sqrt(T4) / T)) },
   };
 }
 

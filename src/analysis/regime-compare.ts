@@ -96,7 +96,9 @@ export function bootstrapGeometricMean(logRatios: readonly number[], rng: Rng, r
   }
   means.sort();
   const q = (p: number): number => means[Math.min(resamples - 1, Math.max(0, Math.floor(p * resamples)))];
-  return { ratio: Math.exp(mean), ciLow: Math.exp(q(0.025)), ciHigh: Math.exp(q(0.975)) };
+  // Seven significant digits: exp's last bit may differ between Node versions, and engine and CLI must agree.
+  const sig = (x: number): number => Number(x.toPrecision(7));
+  return { ratio: sig(Math.exp(mean)), ciLow: sig(Math.exp(q(0.025))), ciHigh: sig(Math.exp(q(0.975))) };
 }
 
 export function comparePair(aLabel: string, a: CheckpointReport, bLabel: string, b: CheckpointReport, seed = 1234): RegimePair {
