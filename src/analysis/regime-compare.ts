@@ -81,7 +81,8 @@ export const MEASURES: readonly Measure[] = [
 export class ComparisonError extends Error {}
 
 function hasUpdate(t: TensorDiff | undefined): t is TensorDiff {
-  return !!t && !!t.spectral && t.changed > 0 && t.updateNormFro > 0 && t.nonFinite === 0 && !(t.verdict?.reason === 'no update');
+  // Tensors without a regime (no update, non-finite values, k covering a whole side) carry no comparison either.
+  return !!t && !!t.spectral && t.changed > 0 && t.updateNormFro > 0 && t.nonFinite === 0 && t.spectral.k < Math.min(t.shape[0], t.shape[1]) && !(t.verdict?.reason === 'no update');
 }
 
 /** Geometric mean of ratios and its bootstrap percentile interval over the same tensors. */

@@ -192,7 +192,12 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const firstOrder = new Float64Array(k);
   for (let i = 0; i < k; i++) firstOrder[i] = UtdWV.data[i * k + i];
   const foNorm = Math.sqrt(sumSq(firstOrder));
-  const degenerate = p.nonFinite > 0 ? `non-finite values (${p.nonFinite} entries)` : dFro2 === 0 || p.changed === 0 ? 'no update' : undefined;
+  // No regime without an update, with non-finite values, or when the top-k subspace is a whole side of the
+  // matrix (every update is then "inside" it on that side, and no measure can tell directions apart).
+  const degenerate = p.nonFinite > 0 ? `non-finite values (${p.nonFinite} entries)`
+    : dFro2 === 0 || p.changed === 0 ? 'no update'
+      : k >= minDim ? `k = ${k} covers a whole side of this ${m} x ${n} matrix: lower k`
+        : undefined;
   const nulls = degenerate
     ? { directionBlind: { principalEnergy: 0, spectralSharePrincipal: 0 }, gradientLike: { principalEnergy: 0, spectralSharePrincipal: 0 }, rounding: { share: 0, principalEnergy: 0, diagonalEnergy: 0 }, matchedBy: 'norm' as const }
     : await simulateNulls(backend, {

@@ -59,7 +59,11 @@ type Lean = VerdictEvidence['leans'];
 export function oddsRatio(x: number, y: number, squared = false): number {
   const a = squared ? x * x : x;
   const b = squared ? y * y : y;
-  const odds = (p: number): number => (p >= 1 ? Infinity : p / (1 - p));
+  // Shares within a float's rounding of 1 are 1: clamp so that two such shares compare as equal, not as 0 or Infinity.
+  const odds = (p: number): number => {
+    const c = Math.min(Math.max(p, 0), 1 - 1e-9);
+    return c / (1 - c);
+  };
   const r = ratio(odds(a), odds(b));
   return squared ? Math.sqrt(r) : r;
 }

@@ -211,6 +211,12 @@ test('degenerate checkpoints get no regime: bit-identical, and non-finite values
   assert.match(run.reason!, /no update/);
   assert.deepEqual(run.evidence, []);
 
+  // k as large as a side of the matrix: the top-k subspace is everything there, so no regime.
+  const sq = weights.find((x) => x.m === x.n)!;
+  const full = await analyzePair(backend, planted(sq, direction(sq, 'isotropic', new Rng(4)), 1e-2), { ...SETTINGS, k: sq.n });
+  assert.equal(full.verdict.label, 'inconclusive');
+  assert.match(full.verdict.reason!, /covers a whole side/);
+
   const w = weights[0];
   const pair = planted(w, direction(w, 'bottom', new Rng(3)), 1e-2);
   const r = await analyzePair(backend, { ...pair, nonFinite: 12 }, SETTINGS);
