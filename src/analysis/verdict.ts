@@ -187,8 +187,8 @@ export function runVerdict(tensors: readonly RunVerdictTensor[], pooledOverlap: 
   for (const t of tensors) tensorLabels[t.verdict.label]++;
   const live = tensors.filter((t) => !t.degenerate);
   if (live.length === 0) {
-    const reasons = [...new Set(tensors.map((t) => t.degenerate ?? ''))].filter(Boolean);
-    const reason = tensors.length === 0 ? 'no linear weight was analysed' : reasons.length === 1 && reasons[0] === 'no update' ? 'no update: every analysed weight is bit-identical to the base' : `no weight has a regime: ${reasons.join('; ')}`;
+    const reasons = degenerateSummary(tensors);
+    const reason = tensors.length === 0 ? 'no linear weight was analysed' : tensors.every((t) => t.degenerate === 'no update') ? 'no update: every analysed weight is bit-identical to the base' : `no weight has a regime: ${reasons}`;
     return { label: 'inconclusive', reason, evidence: [], tensorLabels };
   }
   const inputs = live.map((t) => ({ ...verdictInputOf(t.spectral), k: undefined }));
@@ -211,8 +211,19 @@ export function runVerdict(tensors: readonly RunVerdictTensor[], pooledOverlap: 
   const label = labelOf(evidence);
   let reason = reasonOf(label, evidence);
   const skipped = tensors.length - live.length;
-  if (skipped > 0) reason += ` (${skipped} of ${tensors.length} weights have no regime: ${[...new Set(tensors.filter((t) => t.degenerate).map((t) => t.degenerate))].join('; ')})`;
+  if (skipped > 0) reason += ` (${skipped} of ${tensors.length} weights have no regime: ${degenerateSummary(tensors)})`;
   return { label, reason, evidence, tensorLabels };
+}
+
+/** "3 with no update; 11 where k covers a whole side of the matrix (lower k)": per-tensor reasons by kind. */
+function degenerateSummary(tensors: readonly RunVerdictTensor[]): string {
+  const kinds = new Map<string, number>();
+  for (const t of tensors) {
+    if (!t.degenerate) continue;
+    const kind = t.degenerate.startsWith('non-finite') ? 'with non-finite values' : t.degenerate === 'no update' ? 'with no update' : t.degenerate.includes('covers a whole side') ? 'where k covers a whole side of the matrix (lower k)' : t.degenerate;
+    kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+  }
+  return [...kinds].map(([kind, n]) => `${n} ${kind}`).join('; ');
 }
 
 export function fmt(x: number): string {
