@@ -280,7 +280,7 @@ fi
 
 # The README's pictures (media/screenshot-*.png) are replaced only when asked.
 if [ "${GATESCOPE_HOST_UPDATE_MEDIA:-}" = 1 ] && [ "$status" -eq 0 ]; then
-  for pair in runs-view-analysed:runs dashboard-verdict:verdict dashboard-heatmap:heatmap codelens-editor:codelens; do
+  for pair in runs-view-analysed:runs dashboard-verdict:verdict dashboard-heatmap:heatmap codelens-editor:codelens compare:compare; do
     src="$ART/screenshots/${pair%%:*}.png"
     [ -f "$src" ] && cp "$src" "$ROOT/media/screenshot-${pair##*:}.png" && log "updated media/screenshot-${pair##*:}.png"
   done
