@@ -232,7 +232,8 @@ async function benchSpectral(gen: Generated, files: string[], say: Say): Promise
     const pair = await readPair(b.tensors.get(name)!, c.tensors.get(name)!, settings.eta);
     await analyzePair(backend, pair, settings); // warm sessions
     t0 = process.hrtime.bigint();
-    const r = await analyzePair(backend, pair, settings);
+    const phases: Record<string, number> = {};
+    const r = await analyzePair(backend, pair, settings, phases);
     const ours = seconds(t0);
     const shapeText = `${pair.m} x ${pair.n}`;
     let refText = 'numpy reference skipped';
@@ -241,6 +242,8 @@ async function benchSpectral(gen: Generated, files: string[], say: Say): Promise
       refText = `numpy ${ref.seconds.toFixed(2)} s -> Gatescope ${(ref.seconds / ours).toFixed(2)}x; numpy angle ${ref.principalAngleMaxDeg.toFixed(3)} deg, NSS ${ref.nss.toExponential(3)}, off-principal ${ref.offPrincipalEnergy.toFixed(5)}`;
     }
     say(`  ${shapeText}: ${ours.toFixed(2)} s (angle ${r.spectral.principalAngleMaxDeg.toFixed(3)} deg, NSS ${r.spectral.nss.toExponential(3)}, off-principal ${r.spectral.offPrincipalEnergy.toFixed(5)}); ${refText}`);
+    // The verdict's nulls (simulated bf16 storage of two reference updates) are work the numpy script does not do.
+    say(`    phases: ${Object.entries(phases).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join(', ')}`);
   }
   await b.close();
   await c.close();
