@@ -104,8 +104,17 @@ export function bootstrapGeometricMean(logRatios: readonly number[], rng: Rng, r
 
 export function comparePair(aLabel: string, a: CheckpointReport, bLabel: string, b: CheckpointReport, seed = 1234): RegimePair {
   const bByName = new Map(b.tensors.map((t) => [t.name, t]));
-  const shared = a.tensors.filter((t) => hasUpdate(t) && hasUpdate(bByName.get(t.name)) && t.shape.join('x') === bByName.get(t.name)!.shape.join('x'));
-  if (shared.length === 0) throw new ComparisonError(`${aLabel} and ${bLabel} share no analysed linear weight with an update: nothing to compare`);
+  const sameShape = (t: TensorDiff): boolean => {
+    const o = bByName.get(t.name);
+    return !!o && !!t.spectral && !!o.spectral && t.shape.join('x') === o.shape.join('x');
+  };
+  if (!a.tensors.some(sameShape)) throw new ComparisonError(`${aLabel} and ${bLabel} share no analysed linear weight: nothing to compare`);
+  const shared = a.tensors.filter((t) => sameShape(t) && hasUpdate(t) && hasUpdate(bByName.get(t.name)));
+  if (shared.length === 0) {
+    // They share weights, but none has a regime in both (no update, non-finite values, k covering a side).
+    const why = [...new Set([...a.tensors, ...b.tensors].map((t) => t.verdict?.reason).filter((r): r is string => !!r && !r.startsWith('between') && !r.includes('disagree')))].slice(0, 3).join('; ');
+    return { a: aLabel, b: bLabel, updateSizeRatio: null, moreOffPrincipal: null, evidence: [], tensors: 0, summary: `no comparison: no shared weight has a regime in both runs${why ? ` (${why})` : ''}` };
+  }
   const updateSizeRatio = median(shared.map((t) => t.updateNormFro / bByName.get(t.name)!.updateNormFro));
   const rng = new Rng(seed);
   const evidence: ComparativeEvidence[] = [];

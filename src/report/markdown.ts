@@ -52,7 +52,7 @@ export function consistencyToMarkdown(r: ConsistencyReport): string {
     out.push('');
     for (const pr of g.pairs) {
       out.push(`### ${mdEscape(pr.a)} vs ${mdEscape(pr.b)}`, '', `**${mdEscape(pr.summary)}**`, '');
-      out.push(`Update size ratio (median ||dW_a|| / ||dW_b||): ${pr.updateSizeRatio.toPrecision(3)}; ${pr.tensors} shared linear weights.`, '');
+      out.push(`Update size ratio (median ||dW_a|| / ||dW_b||): ${pr.updateSizeRatio === null ? '-' : pr.updateSizeRatio.toPrecision(3)}; ${pr.tensors} shared linear weights.`, '');
       out.push('| measure | ratio a/b | 95% interval | more off-principal |', '|---|---:|---:|---|');
       for (const e of pr.evidence) out.push(`| ${mdEscape(e.measure)} | ${e.ratio.toPrecision(3)} | ${e.ciLow.toPrecision(3)}-${e.ciHigh.toPrecision(3)} | ${e.leans ? mdEscape(e.leans) : 'neither'}${e.votes ? '' : ' (shown, not counted)'} |`);
       out.push('');

@@ -296,8 +296,8 @@ export interface ComparativeEvidence {
 export interface RegimePair {
   a: string;
   b: string;
-  /** Median over shared linear weights of ||dW_a||_F / ||dW_b||_F. */
-  updateSizeRatio: number;
+  /** Median over shared linear weights of ||dW_a||_F / ||dW_b||_F; null when no shared weight has a regime in both. */
+  updateSizeRatio: number | null;
   /** a's or b's label, or null: no difference beyond the update size, or the measures disagree (see summary). */
   moreOffPrincipal: string | null;
   evidence: ComparativeEvidence[];

@@ -73,7 +73,7 @@ test('compare prints and writes the comparative verdict of every pair; runs of a
   assert.equal(rep.regime.pairs.length, 1);
   const pair = rep.regime.pairs[0];
   assert.deepEqual([pair.a, pair.b], rep.runs.map((x) => x.label));
-  assert.ok(pair.updateSizeRatio > 0 && pair.updateSizeRatio < 1, `step 100 has the smaller update: ${pair.updateSizeRatio}`);
+  assert.ok(pair.updateSizeRatio !== null && pair.updateSizeRatio > 0 && pair.updateSizeRatio < 1, `step 100 has the smaller update: ${pair.updateSizeRatio}`);
   assert.ok(pair.moreOffPrincipal === null || pair.moreOffPrincipal === pair.a || pair.moreOffPrincipal === pair.b);
   for (const e of pair.evidence) {
     for (const k of ['measure', 'ratio', 'ciLow', 'ciHigh', 'leans'] as const) assert.ok(k in e, `evidence has ${k}`);

@@ -163,7 +163,7 @@ test('the comparative verdict on the example runs: GRPO is more off-principal th
   for (const rl of ['rl-kl', 'rl-nokl', 'rl-kl-seed1']) {
     const p = pair(rl, 'sft');
     assert.equal(p.moreOffPrincipal, rl, p.summary);
-    assert.ok(p.updateSizeRatio < 0.5 || p.updateSizeRatio > 2, `${rl} and sft differ in size: ${p.updateSizeRatio}`);
+    assert.ok(p.updateSizeRatio !== null && (p.updateSizeRatio < 0.5 || p.updateSizeRatio > 2), `${rl} and sft differ in size: ${p.updateSizeRatio}`);
   }
   // The same run with and without the KL term at this learning rate: no difference.
   assert.equal(pair('rl-kl', 'rl-nokl').moreOffPrincipal, null, pair('rl-kl', 'rl-nokl').summary);

@@ -35,7 +35,7 @@ before(async () => {
   dir = await tempDir('gatescope-html-');
   const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'));
   const out = path.join(dir, 'out');
-  await quiet(['analyze', base, checkpoints[2], '--device', 'cpu', '--quiet', '--json', path.join(out, 'full.json'), '--html', path.join(out, 'full.html')]);
+  await quiet(['analyze', base, checkpoints[2], '--device', 'cpu', '--k', '16', '--quiet', '--json', path.join(out, 'full.json'), '--html', path.join(out, 'full.html')]);
   await quiet(['diff', base, checkpoints[0], checkpoints[1], '--quiet', '--json', path.join(out, 'diff.json'), '--html', path.join(out, 'diff.html')]);
   full = JSON.parse(await fsp.readFile(path.join(out, 'full.json'), 'utf8')) as CheckpointReport;
   diffOnly = (JSON.parse(await fsp.readFile(path.join(out, 'diff.json'), 'utf8')) as { reports: CheckpointReport[] }).reports;

@@ -257,7 +257,7 @@ test('comparative verdict: the same geometry at two sizes is "no difference beyo
     const pair = comparePair('small', small, 'large', large);
     assert.equal(pair.moreOffPrincipal, null, `${rel}: ${pair.summary} ${JSON.stringify(pair.evidence)}`);
     assert.match(pair.summary, /no difference beyond the update size/);
-    assert.ok(Math.abs(pair.updateSizeRatio - 1 / 2.5) < 0.04, `${rel}: size ratio ${pair.updateSizeRatio}`);
+    assert.ok(pair.updateSizeRatio !== null && Math.abs(pair.updateSizeRatio - 1 / 2.5) < 0.04, `${rel}: size ratio ${pair.updateSizeRatio}`);
     assert.equal(pair.evidence.length, 4);
     for (const e of pair.evidence) assert.ok(e.ciLow <= e.ratio && e.ratio <= e.ciHigh, `${e.measure}: ${e.ciLow} ${e.ratio} ${e.ciHigh}`);
   }
@@ -283,4 +283,11 @@ test('comparative verdict refuses runs of different bases and pairs with no shar
   assert.throws(() => compareRegimes(['a', 'b'], [a, b]), (e: unknown) => e instanceof ComparisonError && /different bases/.test((e as Error).message) && (e as Error).message.includes('/elsewhere/base'));
   const none = { ...a, tensors: a.tensors.map((t) => ({ ...t, name: `other.${t.name}` })) };
   assert.throws(() => comparePair('a', a, 'c', none), (e: unknown) => e instanceof ComparisonError && /share no analysed linear weight/.test((e as Error).message));
+  // Shared weights, but none with a regime in both: a pair that says so, with no ratios.
+  const still = { ...a, tensors: a.tensors.map((t) => ({ ...t, changed: 0, verdict: { label: 'inconclusive' as const, reason: 'no update', evidence: [] } })) };
+  const p = comparePair('a', a, 'still', still);
+  assert.equal(p.moreOffPrincipal, null);
+  assert.deepEqual(p.evidence, []);
+  assert.equal(p.updateSizeRatio, null);
+  assert.match(p.summary, /no comparison: no shared weight has a regime in both runs \(no update\)/);
 });
