@@ -41,7 +41,7 @@ export interface VerdictInput {
   spectralSharePrincipal: BracketInput;
   overlapPrincipal: number | null;
   overlapPrincipalExpected: number | null;
-  /** Why there is no regime, when there is none (no update, non-finite values). */
+  /** Why there is no regime, when there is none (no update, non-finite values, k covering a whole side). */
   degenerate?: string;
   /** Per tensor: its k, which sets how noisy each measure is (noiseBand). Absent at the run level. */
   k?: number;
