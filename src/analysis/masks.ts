@@ -22,8 +22,13 @@ export function maskChunk(d0: Dtype, b0: Uint8Array, d1: Dtype, b1: Uint8Array, 
   for (let i = 0; i < count; i++) {
     const x = f0[i];
     const y = f1[i];
-    out[i] = Number.isFinite(x) && Number.isFinite(y) && Math.abs(y - x) > eta * Math.max(Math.abs(x), Math.abs(y)) ? 1 : 0;
+    out[i] = Number.isFinite(x) && Number.isFinite(y) && changedByEta(x, y, eta) ? 1 : 0;
   }
+}
+
+/** The M1 rule for two finite non-bf16 values: changed when |w1 - w0| > eta * max(|w0|, |w1|). */
+export function changedByEta(x: number, y: number, eta: number): boolean {
+  return Math.abs(y - x) > eta * Math.max(Math.abs(x), Math.abs(y));
 }
 
 /**

@@ -19,6 +19,8 @@
  */
 import type { ComputeBackend, Matrix } from '../compute/backend';
 import { Rng } from '../linalg/random';
+import { float32BitsToBf16Bits } from '../formats/dtype';
+import { changedByEta } from './masks';
 
 export interface NullMeasures {
   /** ||U0_k^T D V0_k||_F^2 / ||D||_F^2: share of the update's energy inside the two-sided top-k subspaces. */
@@ -50,6 +52,8 @@ export interface NullInput {
   n: number;
   k: number;
   w0: Float32Array;
+  /** ||W0||_F^2. */
+  baseFro2: number;
   /** Top-k left/right singular vectors of W0 (row-major m x k and n x k) and the top-k singular values. */
   U0k: Matrix;
   V0k: Matrix;
@@ -64,6 +68,9 @@ export interface NullInput {
   signal?: AbortSignal;
 }
 
+/** Unrounded storage: nothing of the update is rounding residual. */
+export const NO_ROUNDING: RoundingEstimate = { share: 0, principalEnergy: 0, diagonalEnergy: 0 };
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
@@ -74,31 +81,25 @@ function sig7(x: number): number {
 /** Round a float32 value to bf16 (round to nearest, ties to even) and back to float32. */
 export function roundBf16(x: number): number {
   f32[0] = x;
-  const u = u32[0];
-  if ((u & 0x7f800000) === 0x7f800000) return x;
-  u32[0] = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+  u32[0] = float32BitsToBf16Bits(u32[0]) << 16;
   return f32[0];
 }
 
 /** The M1 rule applied to a simulated stored value (bf16 pair: bit patterns, +0 == -0; else eta). */
 function changedEntry(w0: number, w1: number, bothBf16: boolean, eta: number): boolean {
   if (bothBf16) return w1 !== w0; // both exact bf16 values held in float32: equal values <=> equal bits, +0 == -0
-  return Math.abs(w1 - w0) > eta * Math.max(Math.abs(w0), Math.abs(w1));
+  return changedByEta(w0, w1, eta);
 }
 
 /** Finds the scale s at which round(w0 + s z) changes the target share of entries, on a fixed subsample. */
-function matchScale(w0: Float32Array, z: Float32Array, target: number, bothBf16: boolean, eta: number, rng: Rng): number {
+function matchScale(w0: Float32Array, w2: number, z: Float32Array, target: number, bothBf16: boolean, eta: number, rng: Rng): number {
   const numel = w0.length;
   const sampleSize = Math.min(numel, 1 << 16);
   const idx = new Uint32Array(sampleSize);
   if (sampleSize === numel) for (let i = 0; i < numel; i++) idx[i] = i;
   else for (let i = 0; i < sampleSize; i++) idx[i] = rng.nextU32() % numel;
-  let w2 = 0;
   let z2 = 0;
-  for (let i = 0; i < numel; i++) {
-    w2 += w0[i] * w0[i];
-    z2 += z[i] * z[i];
-  }
+  for (let i = 0; i < numel; i++) z2 += z[i] * z[i];
   const base = z2 > 0 ? Math.sqrt(w2 / z2) : 1;
   const share = (s: number): number => {
     let c = 0;
@@ -128,7 +129,12 @@ function matchScale(w0: Float32Array, z: Float32Array, target: number, bothBf16:
  * leverages of U0_k, V0_k) and sum_l sum_ij N_ij^2 U_il^2 V_jl^2. Both are sums over many entries, so
  * the null carries almost none of the sampling noise of a single draw.
  */
-async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float32Array, s: number, signal: NullMeasures, inp: NullInput): Promise<NullMeasures & { rounding: RoundingEstimate }> {
+interface StoredNull {
+  measures: NullMeasures;
+  rounding: RoundingEstimate;
+}
+
+async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float32Array, s: number, signal: NullMeasures, inp: NullInput): Promise<StoredNull> {
   const { m, n, k } = inp;
   let dz = 0;
   let zz = 0;
@@ -139,7 +145,7 @@ async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float
     zz += zs * zs;
     dd += d[i] * d[i];
   }
-  if (!(dd > 0)) return { principalEnergy: 0, spectralSharePrincipal: 0, rounding: { share: 0, principalEnergy: 0, diagonalEnergy: 0 } };
+  if (!(dd > 0)) return { measures: { principalEnergy: 0, spectralSharePrincipal: 0 }, rounding: NO_ROUNDING };
   const alpha = zz > 0 ? dz / zz : 0;
   const U = inp.U0k.data;
   const V = inp.V0k.data;
@@ -170,8 +176,10 @@ async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float
   // Seven significant digits: far beyond what a simulated reference is good for, and the last bits of
   // long float sums are not worth a difference between two machines' reports.
   return {
-    principalEnergy: sig7(Math.min(1, (kept * signal.principalEnergy + noiseInside) / dd)),
-    spectralSharePrincipal: sig7(Math.sqrt(Math.max(0, kept * signal.spectralSharePrincipal ** 2 + noiseDiag) / dd)),
+    measures: {
+      principalEnergy: sig7(Math.min(1, (kept * signal.principalEnergy + noiseInside) / dd)),
+      spectralSharePrincipal: sig7(Math.sqrt(Math.max(0, kept * signal.spectralSharePrincipal ** 2 + noiseDiag) / dd)),
+    },
     rounding: {
       share: sig7(Math.min(1, Math.max(0, 1 - kept / dd))),
       principalEnergy: sig7(dd > kept ? noiseInside / (dd - kept) : 0),
@@ -180,20 +188,16 @@ async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float
   };
 }
 
-/** Stores s * z on top of w0 as the checkpoint would (into `out`), and returns the stored update. */
-function store(w0: Float32Array, z: Float32Array, s: number, bf16: boolean, out: Float32Array): Float32Array {
-  for (let i = 0; i < w0.length; i++) {
-    const w1 = bf16 ? roundBf16(w0[i] + s * z[i]) : Math.fround(w0[i] + s * z[i]);
-    out[i] = w1 - w0[i];
-  }
+/** Stores s * z on top of w0 in bf16, as the checkpoint did (into `out`), and returns the stored update. */
+function storeBf16(w0: Float32Array, z: Float32Array, s: number, out: Float32Array): Float32Array {
+  for (let i = 0; i < w0.length; i++) out[i] = roundBf16(w0[i] + s * z[i]) - w0[i];
   return out;
 }
 
 /** Z <- C_L^{1/2} Z C_R^{1/2} for the gradient-like null (in place; four m x n x k products). */
 async function shapeLikeSpectrum(backend: ComputeBackend, z: Float32Array, inp: NullInput): Promise<void> {
   const { m, n, k, sigma } = inp;
-  let T = 0;
-  for (let i = 0; i < inp.w0.length; i++) T += inp.w0[i] * inp.w0[i];
+  const T = inp.baseFro2;
   let Tk = 0;
   for (let i = 0; i < k; i++) Tk += sigma[i] * sigma[i];
   const rest = Math.max(0, 1 - Tk / T);
@@ -240,27 +244,23 @@ export function analyticNulls(m: number, n: number, k: number, sigma: ArrayLike<
  */
 export async function simulateNulls(backend: ComputeBackend, inp: NullInput): Promise<SimulatedNulls> {
   const numel = inp.m * inp.n;
-  let T = 0;
-  for (let i = 0; i < numel; i++) T += inp.w0[i] * inp.w0[i];
-  const analytic = analyticNulls(inp.m, inp.n, inp.k, inp.sigma, T);
-  if (!inp.checkpointBf16) return { ...analytic, rounding: { share: 0, principalEnergy: 0, diagonalEnergy: 0 }, matchedBy: 'norm' };
+  const analytic = analyticNulls(inp.m, inp.n, inp.k, inp.sigma, inp.baseFro2);
+  if (!inp.checkpointBf16) return { ...analytic, rounding: NO_ROUNDING, matchedBy: 'norm' };
   const rng = new Rng(inp.seed);
   const z = new Float32Array(numel);
   const d = new Float32Array(numel);
   const target = inp.changed / numel;
-  const bothBf16 = inp.baseBf16;
-  const run = async (signal: NullMeasures): Promise<NullMeasures & { rounding: RoundingEstimate }> => {
-    const s = matchScale(inp.w0, z, target, bothBf16, inp.eta, rng);
-    return expectedStored(backend, z, store(inp.w0, z, s, true, d), s, signal, inp);
+  const run = async (signal: NullMeasures): Promise<StoredNull> => {
+    const s = matchScale(inp.w0, inp.baseFro2, z, target, inp.baseBf16, inp.eta, rng);
+    return expectedStored(backend, z, storeBf16(inp.w0, z, s, d), s, signal, inp);
   };
   rng.fillGaussian(z);
-  const { rounding, ...directionBlind } = await run(analytic.directionBlind);
+  const blind = await run(analytic.directionBlind);
   inp.signal?.throwIfAborted();
   rng.fillGaussian(z);
   await shapeLikeSpectrum(backend, z, inp);
-  const { rounding: _unused, ...gradientLike } = await run(analytic.gradientLike);
-  void _unused;
-  return { directionBlind, gradientLike, rounding, matchedBy: 'changed' };
+  const gradient = await run(analytic.gradientLike);
+  return { directionBlind: blind.measures, gradientLike: gradient.measures, rounding: blind.rounding, matchedBy: 'changed' };
 }
 
 /**

@@ -18,6 +18,7 @@ import type { CheckpointReport, ComparativeEvidence, RegimeComparison, RegimePai
 import { Rng } from '../linalg/random';
 import { median } from './stats';
 import { withoutRounding } from './nulls';
+import { noRegimeReason } from './verdict';
 
 export const BOOTSTRAP = 2000;
 
@@ -81,8 +82,8 @@ export const MEASURES: readonly Measure[] = [
 export class ComparisonError extends Error {}
 
 function hasUpdate(t: TensorDiff | undefined): t is TensorDiff {
-  // Tensors without a regime (no update, non-finite values, k covering a whole side) carry no comparison either.
-  return !!t && !!t.spectral && t.changed > 0 && t.updateNormFro > 0 && t.nonFinite === 0 && t.spectral.k < Math.min(t.shape[0], t.shape[1]) && !(t.verdict?.reason === 'no update');
+  // Tensors without a regime carry no comparison either.
+  return !!t && !!t.spectral && noRegimeReason({ nonFinite: t.nonFinite, changed: t.changed, updateNorm: t.updateNormFro, k: t.spectral.k, m: t.shape[0], n: t.shape[1] }) === undefined;
 }
 
 /** Geometric mean of ratios and its bootstrap percentile interval over the same tensors. */

@@ -9,8 +9,8 @@ import type { ComputeBackend, Matrix } from '../compute/backend';
 import { truncatedSvd, principalAnglesDeg, spectralNorm, type SvdResult } from '../linalg/truncated-svd';
 import { changedMask, selectByMagnitude, exponentGroups, groupRates, overlap, type Overlap } from './masks';
 import { isLinearWeight } from './names';
-import { verdictFrom, verdictInputOf, runVerdict } from './verdict';
-import { simulateNulls } from './nulls';
+import { verdictFrom, verdictInputOf, runVerdict, noRegimeReason } from './verdict';
+import { simulateNulls, NO_ROUNDING } from './nulls';
 import { median } from './stats';
 import type { AnalysisSettings, CheckpointReport, SpectralSummary, TensorDiff, TensorSpectral, Verdict } from '../report/schema';
 import type { AnalyzeOptions, SpectralPass } from './analyze';
@@ -192,16 +192,12 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const firstOrder = new Float64Array(k);
   for (let i = 0; i < k; i++) firstOrder[i] = UtdWV.data[i * k + i];
   const foNorm = Math.sqrt(sumSq(firstOrder));
-  // No regime without an update, with non-finite values, or when the top-k subspace is a whole side of the
-  // matrix (every update is then "inside" it on that side, and no measure can tell directions apart).
-  const degenerate = p.nonFinite > 0 ? `non-finite values (${p.nonFinite} entries)`
-    : dFro2 === 0 || p.changed === 0 ? 'no update'
-      : k >= minDim ? `k = ${k} covers a whole side of this ${m} x ${n} matrix: lower k`
-        : undefined;
+  const baseFro2 = sumSq(p.w0);
+  const degenerate = noRegimeReason({ nonFinite: p.nonFinite, changed: p.changed, updateNorm: dFro2, k, m, n });
   const nulls = degenerate
-    ? { directionBlind: { principalEnergy: 0, spectralSharePrincipal: 0 }, gradientLike: { principalEnergy: 0, spectralSharePrincipal: 0 }, rounding: { share: 0, principalEnergy: 0, diagonalEnergy: 0 }, matchedBy: 'norm' as const }
+    ? { directionBlind: { principalEnergy: 0, spectralSharePrincipal: 0 }, gradientLike: { principalEnergy: 0, spectralSharePrincipal: 0 }, rounding: NO_ROUNDING, matchedBy: 'norm' as const }
     : await simulateNulls(backend, {
-      m, n, k, w0: p.w0, U0k: U0, V0k: V0, sigma: s0.S, checkpointBf16: p.dtype1 === 'BF16', baseBf16: p.dtype0 === 'BF16', eta: settings.eta, changed: p.changed, seed: nameSeed(p.name, settings.seed), signal,
+      m, n, k, w0: p.w0, baseFro2, U0k: U0, V0k: V0, sigma: s0.S, checkpointBf16: p.dtype1 === 'BF16', baseBf16: p.dtype0 === 'BF16', eta: settings.eta, changed: p.changed, seed: nameSeed(p.name, settings.seed), signal,
     });
   lap('nulls');
 
@@ -240,7 +236,7 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
     offPrincipalEnergyLeftBaseline: 1 - k / m,
     offPrincipalEnergyRight: share(sumSq(dWV.data)),
     offPrincipalEnergyRightBaseline: 1 - k / n,
-    stableRankBase: sigma1_0 > 0 ? sumSq(p.w0) / sigma1_0 ** 2 : 0,
+    stableRankBase: sigma1_0 > 0 ? baseFro2 / sigma1_0 ** 2 : 0,
     stableRankCheckpoint: sigma1_1 > 0 ? sumSq(p.w1) / sigma1_1 ** 2 : 0,
     esdAlphaBase: esdTailAlpha(s0.S),
     esdAlphaCheckpoint: esdTailAlpha(s1.S),

@@ -215,6 +215,18 @@ export function runVerdict(tensors: readonly RunVerdictTensor[], pooledOverlap: 
   return { label, reason, evidence, tensorLabels };
 }
 
+/**
+ * Why a tensor has no regime, or undefined when it has one: no update, non-finite values, or a top-k
+ * subspace that is a whole side of the matrix (every update is then "inside" it on that side, and no
+ * measure can tell directions apart). The spectral pass labels by it and the comparison skips by it.
+ */
+export function noRegimeReason(t: { nonFinite: number; changed: number; updateNorm: number; k: number; m: number; n: number }): string | undefined {
+  if (t.nonFinite > 0) return `non-finite values (${t.nonFinite} entries)`;
+  if (t.changed === 0 || !(t.updateNorm > 0)) return 'no update';
+  if (t.k >= Math.min(t.m, t.n)) return `k = ${t.k} covers a whole side of this ${t.m} x ${t.n} matrix: lower k`;
+  return undefined;
+}
+
 /** "3 with no update; 11 where k covers a whole side of the matrix (lower k)": per-tensor reasons by kind. */
 function degenerateSummary(tensors: readonly RunVerdictTensor[]): string {
   const kinds = new Map<string, number>();

@@ -4,7 +4,7 @@
  */
 import type { ClientToWorker, JobResult, JobSpec, WorkerToClient } from './messages';
 import type { CheckpointReport } from '../report/schema';
-import { analyzeCheckpoint } from '../analysis/analyze';
+import { analyzeCheckpoint, type SpectralPass } from '../analysis/analyze';
 import { CheckpointFormatError } from '../formats/errors';
 import { ResultCache, cacheKey } from './cache';
 import { MemoryBudgetError, assertFitsMemory } from './memory';
@@ -86,8 +86,10 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
       if (settings) {
         const { compareRegimes } = await import('../analysis/regime-compare');
         const reports: CheckpointReport[] = [];
+        const device = spec.device ?? 'auto';
+        let spectral: SpectralPass | undefined;
         for (const [i, checkpoint] of spec.checkpoints.entries()) {
-          const one: JobSpec = { kind: 'analyze', base: spec.base, checkpoint, passes: 'full', settings, device: spec.device ?? 'auto' };
+          const one: JobSpec = { kind: 'analyze', base: spec.base, checkpoint, passes: 'full', settings, device };
           // Each run's analysis is the same as the dashboard's: answered from, and kept in, the cache.
           const oneKey = cache ? await cacheKey(one) : '';
           const cached = cache ? ((await cache.get(oneKey)) as CheckpointReport | undefined) : undefined;
@@ -95,9 +97,9 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
             reports.push(cached);
             continue;
           }
+          spectral ??= (await import('../analysis/spectral')).createSpectralPass(await backendFor(device));
           const r = await analyzeCheckpoint(spec.base, checkpoint, {
-            settings, passes: 'full', signal: ac.signal,
-            spectral: (await import('../analysis/spectral')).createSpectralPass(await backendFor(one.device)),
+            settings, passes: 'full', signal: ac.signal, spectral,
             onProgress: (p) => send({ type: 'progress', jobId, phase: `${spec.labels[i]}: ${p.phase}`, tensor: p.tensor, index: p.index, total: p.total, fraction: maskShare + (1 - maskShare) * ((i + p.fraction) / spec.checkpoints.length) }),
           });
           ac.signal.throwIfAborted();

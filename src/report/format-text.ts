@@ -1,7 +1,7 @@
 /**
  * Plain-text rendering of reports for the terminal: readable per-module and per-layer tables.
  */
-import { MODULE_KINDS, type CheckpointReport, type GroupSummary, type ConsistencyReport, type RegimeComparison } from './schema';
+import { MODULE_KINDS, type CheckpointReport, type GroupSummary, type ConsistencyReport, type RegimeComparison, type VerdictEvidence } from './schema';
 import type { ScanResult } from '../discovery/scan';
 import * as path from 'node:path';
 import { median } from '../analysis/stats';
@@ -75,7 +75,7 @@ export function formatCheckpointReport(r: CheckpointReport, opts: { layers?: boo
     const counts = r.verdict.tensorLabels;
     lines.push(`  verdict: ${r.verdict.label}${r.verdict.reason ? `: ${r.verdict.reason}` : ''}`);
     if (counts) lines.push(`    per weight: ${counts['off-principal']} off-principal, ${counts['principal-targeting']} principal-targeting, ${counts.inconclusive} inconclusive`);
-    for (const e of r.verdict.evidence) lines.push(`    - ${e.measure}: ${sci(e.value, 3)} (${e.baselineGradient !== undefined ? `direction-blind ${sci(e.baseline, 3)}, gradient-like ${sci(e.baselineGradient, 3)}` : `expected ${sci(e.baseline, 3)}`}) -> ${e.leans}: ${e.note}`);
+    for (const e of r.verdict.evidence) lines.push(`    - ${e.measure}: ${sci(e.value, 3)} (${evidenceReferences(e)}) -> ${e.leans}: ${e.note}`);
   }
   if (r.mismatches.length) {
     lines.push('');
@@ -84,6 +84,11 @@ export function formatCheckpointReport(r: CheckpointReport, opts: { layers?: boo
     if (r.mismatches.length > 20) lines.push(`    ... and ${r.mismatches.length - 20} more (see --json)`);
   }
   return lines.join('\n');
+}
+
+/** "direction-blind 0.01, gradient-like 0.3" for a bracketed measure, "expected 0.4" for an overlap. */
+export function evidenceReferences(e: VerdictEvidence): string {
+  return e.baselineGradient !== undefined ? `direction-blind ${sci(e.baseline, 3)}, gradient-like ${sci(e.baselineGradient, 3)}` : `expected ${sci(e.baseline, 3)}`;
 }
 
 export function formatScan(s: ScanResult): string {

@@ -1,7 +1,7 @@
 /** Markdown export of checkpoint reports: shareable, with every tensor name escaped. */
 import type { CheckpointReport, ConsistencyReport } from './schema';
 import { MODULE_KINDS } from './schema';
-import { pct, sci } from './format-text';
+import { evidenceReferences, pct, sci } from './format-text';
 
 /** Escapes text for a Markdown table cell: HTML, Markdown syntax and pipes become inert. */
 export function mdEscape(s: string): string {
@@ -22,7 +22,7 @@ export function reportsToMarkdown(reports: CheckpointReport[]): string {
     out.push(`Unchanged (M1): **${pct(s.unchanged)}** of all float entries, ${pct(s.unchangedLinear)} of linear weights; relative update norm ${sci(s.relUpdateNorm)}.`, '');
     if (r.verdict) {
       out.push(`Verdict: **${r.verdict.label}**${r.verdict.reason ? `: ${mdEscape(r.verdict.reason)}` : ''}`, '');
-      for (const e of r.verdict.evidence) out.push(`- ${mdEscape(e.measure)}: ${sci(e.value, 3)} (${e.baselineGradient !== undefined ? `direction-blind ${sci(e.baseline, 3)}, gradient-like ${sci(e.baselineGradient, 3)}` : `expected ${sci(e.baseline, 3)}`}), leans ${e.leans} (${mdEscape(e.note)})`);
+      for (const e of r.verdict.evidence) out.push(`- ${mdEscape(e.measure)}: ${sci(e.value, 3)} (${evidenceReferences(e)}), leans ${e.leans} (${mdEscape(e.note)})`);
       out.push('');
     }
     out.push('| module | tensors | unchanged | rel. update |', '|---|---:|---:|---:|');
