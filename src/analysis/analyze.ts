@@ -6,7 +6,7 @@ import { Checkpoint } from '../formats/checkpoint';
 import { diffCheckpointsParallel } from './diff-parallel';
 import { summarize } from '../report/summarize';
 import { SCHEMA_VERSION, type AnalysisSettings, type CheckpointReport, type TensorDiff } from '../report/schema';
-import { stepOf } from '../discovery/scan';
+import { checkpointLabel, stepOfPath } from '../discovery/layout';
 import { VERSION } from '../version';
 import * as path from 'node:path';
 
@@ -37,15 +37,7 @@ export interface SpectralPass {
   run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<Pick<CheckpointReport, 'verdict' | 'spectralSummary'>>;
 }
 
-/** The step of a checkpoint path, from the nearest step-named folder or file. */
-export function stepOfPath(p: string): number | null {
-  const parts = path.resolve(p).split(path.sep);
-  for (let i = parts.length - 1; i >= 0; i--) {
-    const s = stepOf(parts[i].replace(/\.safetensors$/, ''));
-    if (s !== null) return s;
-  }
-  return null;
-}
+export { stepOfPath };
 
 export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts: AnalyzeOptions): Promise<CheckpointReport> {
   const started = Date.now();
@@ -70,6 +62,7 @@ export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts
       base: path.resolve(basePath),
       checkpoint: path.resolve(ckptPath),
       step: stepOfPath(ckptPath),
+      label: checkpointLabel(ckptPath),
       settings: opts.settings,
       passes: opts.passes,
       summary: summarize(tensors),

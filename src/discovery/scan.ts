@@ -14,8 +14,10 @@ import { CheckpointFormatError } from '../formats/errors';
 import { INDEX_FILE, SINGLE_FILE, listShardFiles, readSmallRegularFile } from '../formats/checkpoint';
 import { SafetensorsFile } from '../formats/safetensors';
 import { readConfigKeys, syntaxOf } from './config-keys';
+import { STEP_FILE_RE, runRootFor, type Layout } from './layout';
 
-export type Layout = 'hf-model' | 'hf-trainer' | 'verl' | 'openrlhf' | 'loose-file' | 'verl-fsdp' | 'deepspeed';
+export { stepOf, type Layout } from './layout';
+
 export type CheckpointState = 'complete' | 'incomplete' | 'needs-merging' | 'error';
 
 export interface DiscoveredCheckpoint {
@@ -69,14 +71,6 @@ export interface ScanResult {
 }
 
 const SKIP_DIRS = new Set(['node_modules', '.git', '__pycache__', '.venv', 'venv', 'wandb', '.cache', '.gatescope-cache', 'dist', 'out']);
-const STEP_DIR_RE = /^(?:checkpoint|global_step|step|ckpt|iter)[-_]?(\d+)(?:_hf)?$/i;
-const STEP_FILE_RE = /(?:checkpoint|global_step|step|iter|ckpt)[-_]?(\d+)/i;
-const RUN_CONTAINERS = new Set(['_actor', 'actor', 'checkpoints', 'ckpt']);
-
-export function stepOf(segment: string): number | null {
-  const m = STEP_DIR_RE.exec(segment);
-  return m ? Number(m[1]) : null;
-}
 
 export function defaultHfCacheDirs(env: NodeJS.ProcessEnv = process.env): string[] {
   const dirs: string[] = [];
@@ -118,21 +112,6 @@ interface Found {
   runRoot: string;
   mergeCommand?: string;
   reason?: string;
-}
-
-function runRootFor(p: string): { root: string; step: number | null; layout: Layout } {
-  const parts = p.split(path.sep);
-  for (let i = parts.length - 1; i >= 0; i--) {
-    const step = stepOf(parts[i]);
-    if (step === null) continue;
-    let rootParts = parts.slice(0, i);
-    if (rootParts.length > 1 && RUN_CONTAINERS.has(rootParts[rootParts.length - 1])) rootParts = rootParts.slice(0, -1);
-    const seg = parts[i];
-    const rest = parts.slice(i + 1).join('/');
-    const layout: Layout = /^checkpoint/i.test(seg) ? 'hf-trainer' : rest.startsWith('actor') ? 'verl' : /_hf$/i.test(seg) ? 'openrlhf' : 'hf-model';
-    return { root: rootParts.join(path.sep) || path.sep, step, layout };
-  }
-  return { root: p, step: null, layout: 'hf-model' };
 }
 
 async function walk(root: string, maxDepth: number, found: Found[], warnings: string[], limit: number): Promise<void> {

@@ -211,6 +211,8 @@ export interface CheckpointReport {
   base: string;
   checkpoint: string;
   step: number | null;
+  /** The checkpoint as people name it: its run and step ("rl-kl step 80"). */
+  label?: string;
   settings: AnalysisSettings;
   /** 'diff' = M1, M4, Gate I probes; 'full' = diff + spectral (M5-M8) + verdict. */
   passes: 'diff' | 'full';
