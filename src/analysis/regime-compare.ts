@@ -79,7 +79,9 @@ export const MEASURES: readonly Measure[] = [
   },
 ];
 
-export class ComparisonError extends Error {}
+export class ComparisonError extends Error {
+  override name = 'ComparisonError';
+}
 
 function hasUpdate(t: TensorDiff | undefined): t is TensorDiff {
   // Tensors without a regime carry no comparison either.

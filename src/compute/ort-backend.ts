@@ -18,6 +18,7 @@
 import * as ort from 'onnxruntime-node';
 import type { ComputeBackend, CreateBackendOptions, MatmulOptions, Matrix } from './backend';
 import { checkMatrix, matmulShape } from './backend';
+import { DeviceUnavailableError } from './errors';
 import { GraphKind, INPUT_A, INPUT_B, OUTPUT_C, buildGraph, matmulKind } from './onnx-graphs';
 
 // Keep onnxruntime from phoning home, before any session exists.
@@ -160,7 +161,7 @@ export async function createOrtBackend(opts: CreateBackendOptions): Promise<Comp
       try {
         return await tryCuda(threads);
       } catch (err) {
-        throw new Error(
+        throw new DeviceUnavailableError(
           `CUDA compute was requested (device 'cuda') but onnxruntime could not use it: ${reason(err)}. ` +
             `It needs an NVIDIA GPU, a matching CUDA/cuDNN runtime and the onnxruntime-node CUDA provider ` +
             `(install with ONNXRUNTIME_NODE_INSTALL=cuda12). Use device 'auto' or 'cpu' to run on the CPU.`,

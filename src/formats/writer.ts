@@ -5,7 +5,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { partialPath, removeStalePartials } from './partial';
 import { bytesPerElement, type Dtype } from './dtype';
 
 export interface TensorSpec {
@@ -49,7 +49,8 @@ export async function writeSafetensors(file: string, specs: TensorSpec[], source
   const { header, offsets } = buildHeader(specs, opts.metadata);
   const dir = path.dirname(path.resolve(file));
   await fsp.mkdir(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+  await removeStalePartials(dir);
+  const tmp = partialPath(file);
   const fh = await fsp.open(tmp, 'wx');
   try {
     await fh.write(header);

@@ -33,6 +33,19 @@ function rel(p: string): string {
   return r === '' ? '.' : r.startsWith('..') ? p : r;
 }
 
+/**
+ * The top-k the spectral pass used: k is capped at min(m, n) per weight, so a large --k is shown with
+ * what each weight actually got ("k=100000 requested, 16-64 used").
+ */
+export function describeK(r: CheckpointReport): string {
+  const used = r.tensors.flatMap((t) => (t.spectral ? [t.spectral.k] : []));
+  if (used.length === 0) return `k=${r.settings.k}`;
+  const lo = Math.min(...used);
+  const hi = Math.max(...used);
+  if (lo === r.settings.k && hi === r.settings.k) return `k=${r.settings.k}`;
+  return `k=${r.settings.k} requested, ${lo === hi ? lo : `${lo}-${hi}`} used (capped at min(m, n) per weight)`;
+}
+
 function groupRow(label: string, g: GroupSummary): string[] {
   return [label, String(g.tensors), int(g.numel), pct(g.unchanged), int(g.changed), sci(g.relUpdateNorm), g.nonFinite ? int(g.nonFinite) : ''];
 }
@@ -43,7 +56,7 @@ const GROUP_ALIGN = [false, true, true, true, true, true, true];
 export function formatCheckpointReport(r: CheckpointReport, opts: { layers?: boolean } = {}): string {
   const s = r.summary;
   const lines: string[] = [];
-  lines.push(`checkpoint ${rel(r.checkpoint)}${r.step !== null ? ` (step ${r.step})` : ''}   vs base ${rel(r.base)}`);
+  lines.push(`${r.label ? `${r.label}: ` : ''}checkpoint ${rel(r.checkpoint)}${r.step !== null && !r.label ? ` (step ${r.step})` : ''}   vs base ${rel(r.base)}`);
   lines.push(`  unchanged (M1, bf16 bit-exact / eta ${r.settings.eta}): ${pct(s.unchanged)} of all float entries, ${pct(s.unchangedLinear)} of linear weights, ${pct(s.unchangedNoEmbedNorm)} without embeddings and norms`);
   lines.push(`  legacy |dw| <= 1e-5 rule (for comparison only): ${pct(s.unchangedLegacyAbs)} unchanged`);
   lines.push(`  relative update norm ||dW||_F / ||W0||_F: ${sci(s.relUpdateNorm)}`);
@@ -62,10 +75,10 @@ export function formatCheckpointReport(r: CheckpointReport, opts: { layers?: boo
   if (r.spectralSummary) {
     const q = r.spectralSummary;
     lines.push('');
-    lines.push(`  Gate II (spectral, k=${r.settings.k}, ${q.tensors} linear weights, device ${r.device ?? '?'}):`);
+    lines.push(`  Gate II (spectral, ${describeK(r)}, ${q.tensors} linear weights, device ${r.device ?? '?'}):`);
     lines.push(`    principal angle max ${q.principalAngleMaxDeg.toFixed(2)} deg (median over tensors ${q.principalAngleMedianDeg.toFixed(2)})`);
     lines.push(`    NSS median ${sci(q.nssMedian)} (${r.tensors.some((t) => t.spectral?.nssSpectrum === 'top-k') ? `top ${r.settings.kSpectrum} values where a side exceeds 256` : 'full spectrum'}); share of the update that moved the spectrum, median ${sci(q.spectralShareOfUpdateMedian)}`);
-    lines.push(`    principal-part NSS (top-${r.settings.k} values) median ${sci(q.nssPrincipalMedian)}, first order ${sci(q.nssPrincipalFirstOrderMedian)}; principal spectral share median ${sci(q.spectralSharePrincipalMedian)}`);
+    lines.push(`    principal-part NSS (top-k values) median ${sci(q.nssPrincipalMedian)}, first order ${sci(q.nssPrincipalFirstOrderMedian)}; principal spectral share median ${sci(q.spectralSharePrincipalMedian)}`);
     lines.push(`    off-principal energy median ${pct(q.offPrincipalEnergyMedian, 2)} (isotropic baseline ${pct(q.offPrincipalEnergyBaselineMedian, 2)})`);
     lines.push(`    overlap with principal weights ${pct(q.overlapPrincipal)} (random ${pct(q.overlapPrincipalBaseline)}, precision alone ${pct(q.overlapPrincipalExpectedPrecision)})`);
     lines.push(`    overlap with low-magnitude weights ${pct(q.overlapLowMagnitude)} (random ${pct(q.overlapLowMagnitudeBaseline)}, precision alone ${pct(q.overlapLowMagnitudeExpectedPrecision)})`);

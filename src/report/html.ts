@@ -6,7 +6,7 @@
  * Markdown outputs (`pct`, `sci`), and each numeric cell carries its raw value in `data-v`.
  */
 import { MODULE_KINDS, type CheckpointReport, type ConsistencyReport, type ModuleKind, type TensorDiff, type Verdict } from './schema';
-import { pct, sci, int } from './format-text';
+import { describeK, pct, sci, int } from './format-text';
 import { VERSION } from '../version';
 
 export interface HtmlOptions {
@@ -42,6 +42,11 @@ export const fmt = {
 function baseName(p: string): string {
   const parts = p.split(/[\\/]/).filter(Boolean);
   return parts[parts.length - 1] ?? p;
+}
+
+/** The checkpoint as people name it ("rl-kl step 80"); reports written before labels existed fall back to the folder name. */
+function reportTitle(r: CheckpointReport): string {
+  return r.label ?? `${baseName(r.checkpoint)}${r.step !== null ? ` (step ${r.step})` : ''}`;
 }
 
 /** A numeric table cell: formatted text, raw value in data-v, '-' when absent. */
@@ -190,7 +195,7 @@ function spectralSummaryHtml(r: CheckpointReport): string {
     ['overlap with principal weights (M7)', `${fmt.share(q.overlapPrincipal)} (random ${fmt.share(q.overlapPrincipalBaseline)}, precision alone ${fmt.share(q.overlapPrincipalExpectedPrecision)})`],
     ['overlap with low-magnitude weights (M7)', `${fmt.share(q.overlapLowMagnitude)} (random ${fmt.share(q.overlapLowMagnitudeBaseline)}, precision alone ${fmt.share(q.overlapLowMagnitudeExpectedPrecision)})`],
   ];
-  return `<h3>Gate II, spectral (k = ${escapeHtml(r.settings.k)}, ${q.tensors} linear weights, device ${escapeHtml(r.device ?? '?')})</h3>`
+  return `<h3>Gate II, spectral (${escapeHtml(describeK(r))}, ${q.tensors} linear weights, device ${escapeHtml(r.device ?? '?')})</h3>`
     + `<table class="kv"><tbody>${items.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</tbody></table>`;
 }
 
@@ -244,7 +249,7 @@ function tensorTable(r: CheckpointReport): string {
 function reportSection(r: CheckpointReport, i: number, opts: HtmlOptions): string {
   const s = r.summary;
   const shownPath = (p: string): string => (opts.paths === 'name' ? baseName(p) : p);
-  const title = `${baseName(r.checkpoint)}${r.step !== null ? ` (step ${r.step})` : ''}`;
+  const title = reportTitle(r);
   const out: string[] = [`<section class="report" id="report-${i}">`, `<h2>${escapeHtml(title)}</h2>`];
   const meta: [string, string][] = [
     ['checkpoint', shownPath(r.checkpoint)],
@@ -281,7 +286,7 @@ function reportSection(r: CheckpointReport, i: number, opts: HtmlOptions): strin
 }
 
 function overview(reports: CheckpointReport[]): string {
-  const rows = reports.map((r, i) => `<tr><td><a href="#report-${i}">${escapeHtml(baseName(r.checkpoint))}</a></td>${textCell(r.step ?? '-')}${textCell(r.passes)}`
+  const rows = reports.map((r, i) => `<tr><td><a href="#report-${i}">${escapeHtml(reportTitle(r))}</a></td>${textCell(r.step ?? '-')}${textCell(r.passes)}`
     + `${numCell(r.summary.unchanged, fmt.share(r.summary.unchanged))}${numCell(r.summary.unchangedLinear, fmt.share(r.summary.unchangedLinear))}${numCell(r.summary.relUpdateNorm, fmt.num(r.summary.relUpdateNorm))}`
     + `${textCell(r.verdict?.label ?? '-', r.verdict ? `v ${r.verdict.label}` : undefined)}</tr>`);
   return `<table class="overview"><thead><tr><th>checkpoint</th><th>step</th><th>passes</th><th>unchanged</th><th>unchanged, linear</th><th>||dW||/||W0||</th><th>verdict</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;

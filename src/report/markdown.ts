@@ -17,7 +17,8 @@ export function reportsToMarkdown(reports: CheckpointReport[]): string {
   const out: string[] = ['# Gatescope report', ''];
   for (const r of reports) {
     const s = r.summary;
-    out.push(`## ${mdEscape(r.checkpoint)}${r.step !== null ? ` (step ${r.step})` : ''}`, '');
+    out.push(`## ${mdEscape(r.label ?? `${r.checkpoint}${r.step !== null ? ` (step ${r.step})` : ''}`)}`, '');
+    out.push(`Checkpoint: ${mdEscape(r.checkpoint)}  `);
     out.push(`Base: ${mdEscape(r.base)}  `);
     out.push(`Unchanged (M1): **${pct(s.unchanged)}** of all float entries, ${pct(s.unchangedLinear)} of linear weights; relative update norm ${sci(s.relUpdateNorm)}.`, '');
     if (r.verdict) {

@@ -23,7 +23,6 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { Checkpoint, type TensorRef } from '../formats/checkpoint';
 import { bytesPerElement, decodeToFloat64, type Dtype } from '../formats/dtype';
 import { writeSafetensors, type TensorSpec } from '../formats/writer';
@@ -33,6 +32,7 @@ import { Rng } from '../linalg/random';
 import { VERSION } from '../version';
 import { encodeFromFloat64, isWritableFloat } from './encode';
 import { assertNewOutput, checkpointDir, TransformInputError } from './guard';
+import { partialPath, removeStalePartials } from '../formats/partial';
 
 export type RotationKind = 'haar' | 'hadamard';
 
@@ -434,7 +434,7 @@ export async function scrambleCheckpoint(basePath: string, opts: ScrambleOptions
   const out = path.resolve(opts.out);
   await assertNewOutput(opts.out, baseDir, 'the scrambled checkpoint');
   const ckpt = await Checkpoint.open(basePath);
-  const tmp = path.join(path.dirname(out), `.${path.basename(out)}.partial-${randomBytes(4).toString('hex')}`);
+  const tmp = partialPath(out);
   try {
     const geom = attentionGeometry(ckpt.config);
     const jobs = new Map<string, Job>();
@@ -499,6 +499,7 @@ export async function scrambleCheckpoint(basePath: string, opts: ScrambleOptions
 
     const specs: TensorSpec[] = [...ckpt.tensors.values()].map((r) => ({ name: r.info.name, dtype: r.info.dtype, shape: r.info.shape }));
     await fsp.mkdir(path.dirname(out), { recursive: true });
+    await removeStalePartials(path.dirname(out));
     await fsp.mkdir(tmp);
     let index = 0;
     await writeSafetensors(path.join(tmp, 'model.safetensors'), specs, (spec) => {

@@ -20,8 +20,9 @@ test('diff writes the report contract and exits 0; usage errors exit 2; bad chec
   assert.match(r.out, /module\s+tensors/);
   const report = JSON.parse(await fsp.readFile(json, 'utf8')) as CheckpointReport;
   assert.equal(report.schemaVersion, SCHEMA_VERSION);
-  assert.equal(report.base, path.resolve(base));
-  assert.equal(report.checkpoint, path.resolve(checkpoints[0]));
+  // Paths relative to the report's folder: a shared report does not carry the author's home folder.
+  assert.equal(report.base, path.relative(dir, base));
+  assert.equal(report.checkpoint, path.relative(dir, checkpoints[0]));
   assert.ok(report.summary.unchanged > 0 && report.summary.unchanged < 1);
   assert.ok(report.summary.unchangedLinear > 0 && report.summary.unchangedLinear < 1);
   for (const t of report.tensors) {

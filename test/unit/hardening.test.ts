@@ -203,6 +203,7 @@ test('scan, diff, analyze, compare and the engine with its cache write nothing i
   const ws = path.join(dir, 'workspace');
   const { base, checkpoints } = await writeSyntheticRun(path.join(ws, 'ex'), { shape: CORPUS_SHAPE, steps: [100, 200, 300] });
   const out = path.join(dir, 'out');
+  await fsp.mkdir(out);
   const before = await snapshot(ws);
   // Let a write land in a later millisecond than the snapshot, so an mtime change cannot hide.
   await new Promise((r) => setTimeout(r, 20));

@@ -35,7 +35,7 @@ before(async () => {
   dir = await tempDir('gatescope-html-');
   const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'));
   const out = path.join(dir, 'out');
-  await quiet(['analyze', base, checkpoints[2], '--device', 'cpu', '--k', '16', '--quiet', '--json', path.join(out, 'full.json'), '--html', path.join(out, 'full.html')]);
+  await quiet(['analyze', base, checkpoints[2], '--device', 'cpu', '--k', '16', '--quiet', '--mkdir', '--json', path.join(out, 'full.json'), '--html', path.join(out, 'full.html')]);
   await quiet(['diff', base, checkpoints[0], checkpoints[1], '--quiet', '--json', path.join(out, 'diff.json'), '--html', path.join(out, 'diff.html')]);
   full = JSON.parse(await fsp.readFile(path.join(out, 'full.json'), 'utf8')) as CheckpointReport;
   diffOnly = (JSON.parse(await fsp.readFile(path.join(out, 'diff.json'), 'utf8')) as { reports: CheckpointReport[] }).reports;
@@ -152,7 +152,8 @@ test('every name is escaped: a hostile tensor name, path or note renders as text
 test('diff-only reports: overview of several checkpoints, no spectral columns; paths can be reduced to names', () => {
   const html = reportsToHtml(diffOnly, { paths: 'name' });
   assert.ok(!html.includes(dir), 'no absolute path with paths: name');
-  assert.ok(cliDiffHtml.includes(diffOnly[0].checkpoint), 'the CLI page keeps the full paths');
+  assert.ok(cliDiffHtml.includes(diffOnly[0].checkpoint), 'the CLI page names each checkpoint by its path');
+  assert.ok(!cliDiffHtml.includes(dir) && !diffOnly[0].checkpoint.startsWith('/'), 'relative to the page, not absolute');
   assertSelfContained(html);
   assert.ok(html.includes('<h2>Overview</h2>'));
   assert.equal((html.match(/<section class="report"/g) ?? []).length, 2);

@@ -301,8 +301,8 @@ test('scramble refuses: existing output, output inside the base, Hadamard withou
   await fsp.mkdir(exists);
   const opts = { layers: [0], rotate: true, permute: false, rotation: 'haar' as const, seed: 1 };
   await assert.rejects(scrambleCheckpoint(baseBf16, { ...opts, out: exists }), /already exists/);
-  await assert.rejects(scrambleCheckpoint(baseBf16, { ...opts, out: path.join(baseBf16, 'scrambled') }), /inside the base checkpoint folder/);
-  await assert.rejects(scrambleCheckpoint(path.join(baseBf16, 'model.safetensors'), { ...opts, out: path.join(baseBf16, 'x') }), /inside the base checkpoint folder/);
+  await assert.rejects(scrambleCheckpoint(baseBf16, { ...opts, out: path.join(baseBf16, 'scrambled') }), /inside the checkpoint folder/);
+  await assert.rejects(scrambleCheckpoint(path.join(baseBf16, 'model.safetensors'), { ...opts, out: path.join(baseBf16, 'x') }), /inside the checkpoint folder/);
   await assert.rejects(scrambleCheckpoint(baseBf16, { ...opts, layers: [7], out: path.join(dir, 'nope7') }), /layer 7 does not exist/);
   await assert.rejects(scrambleCheckpoint(baseBf16, { ...opts, rotate: false, out: path.join(dir, 'nothing') }), TransformInputError);
   const odd = await writeBase(path.join(dir, 'base-d12'), 'BF16', { hidden: 48, intermediate: 32, layers: 1, heads: 4, kvHeads: 2, vocab: 8 });
@@ -448,7 +448,7 @@ test('masks: --all-modules adds embeddings and head; outputs never inside a chec
   const all = await exportMasks(base, { kind: 'low', alpha: 0.5, k: 8, allModules: true, out: path.join(dir, 'm-all.safetensors') });
   assert.ok(all.byModule.embed && all.byModule.head);
   assert.equal(all.device, 'none (no SVD needed)');
-  await assert.rejects(exportMasks(base, { kind: 'union', alpha: 0.5, k: 8, out: path.join(base, 'm.safetensors'), backend }), /inside the base checkpoint folder/);
+  await assert.rejects(exportMasks(base, { kind: 'union', alpha: 0.5, k: 8, out: path.join(base, 'm.safetensors'), backend }), /inside the checkpoint folder/);
   await assert.rejects(exportMasks(base, { kind: 'union', alpha: 0.5, k: 8, out: path.join(dir, 'base-f32', 'sub', 'm.safetensors'), backend }), /inside the checkpoint folder/);
   await assert.rejects(exportMasks(base, { kind: 'union', alpha: 0.5, k: 8, out: path.join(dir, 'm-all.safetensors'), backend }), /already exists/);
 

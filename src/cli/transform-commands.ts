@@ -1,45 +1,28 @@
 /**
- * The `gatescope scramble` and `gatescope mask` commands. Registered in src/cli.ts, loaded lazily.
+ * The `gatescope scramble` and `gatescope mask` commands, loaded lazily by src/cli.ts.
  */
 import * as path from 'node:path';
-import { UsageError, assertOutsideCheckpoints, numberFlag, type Command } from '../cli';
+import { promises as fsp } from 'node:fs';
+import { UsageError, numberFlag, parseLayers, stringFlag as str } from './args';
+import type { Command } from './analysis-commands';
+import { Outputs, json } from './outputs';
+import { printableName, terminal } from './terminal';
+import { checkOutputPath } from '../formats/output-guard';
 import { pct, int, table } from '../report/format-text';
-import { writeFileAtomic } from '../report/write';
 import { MODULE_KINDS } from '../report/schema';
-import { TransformInputError } from './guard';
-import { scrambleCheckpoint, type ScrambleSummary } from './scramble';
-import { exportMasks, MASK_KINDS, type MaskKind, type MaskSummary } from './mask';
+import { scrambleCheckpoint, type ScrambleSummary } from '../transform/scramble';
+import { exportMasks, MASK_KINDS, type MaskKind, type MaskSummary } from '../transform/mask';
+
+export { parseLayers };
+
+/** The new file or folder of a transform: checked (and its folder's existence with --mkdir) before any work. */
+async function checkNewOutput(p: Parsed, out: string, what: string): Promise<void> {
+  const input = p.positionals[0];
+  if (!(await fsp.stat(input).then(() => true, () => false))) throw new UsageError(`no such checkpoint: ${input}`, p.command);
+  await checkOutputPath(out, { inputs: [input], mustBeNew: true, mkdir: p.flags.has('--mkdir'), what });
+}
 
 type Parsed = Parameters<Command>[0];
-
-function str(p: Parsed, name: string): string | undefined {
-  const v = p.flags.get(name);
-  return typeof v === 'string' ? v : undefined;
-}
-
-/** "20,25" or "20-23,30" -> sorted unique layer indices. */
-export function parseLayers(spec: string): number[] {
-  const out = new Set<number>();
-  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
-    if (!m) throw new UsageError(`--layers: ${JSON.stringify(part)} is not a layer index or a range a-b`);
-    const a = Number(m[1]);
-    const b = m[2] === undefined ? a : Number(m[2]);
-    if (b < a) throw new UsageError(`--layers: empty range ${part}`);
-    for (let l = a; l <= b; l++) out.add(l);
-  }
-  if (out.size === 0) throw new UsageError('--layers needs at least one layer index');
-  return [...out].sort((x, y) => x - y);
-}
-
-async function asUsage<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (e) {
-    if (e instanceof TransformInputError) throw new UsageError(e.message);
-    throw e;
-  }
-}
 
 export function formatScrambleSummary(s: ScrambleSummary): string {
   const lines = [`wrote the scrambled copy ${shown(s.out)}`];
@@ -53,7 +36,7 @@ export function formatScrambleSummary(s: ScrambleSummary): string {
 }
 
 export const cmdScramble: Command = async (p) => {
-  if (p.positionals.length !== 1) throw new UsageError('scramble takes one base checkpoint');
+  if (p.positionals.length !== 1) throw new UsageError('scramble takes one base checkpoint', p.command);
   const out = str(p, '--out');
   if (!out) throw new UsageError('scramble needs --out DIR (a new folder)');
   const layersSpec = str(p, '--layers');
@@ -63,8 +46,10 @@ export const cmdScramble: Command = async (p) => {
   const permute = p.flags.has('--permute');
   if (!rotate && !permute) throw new UsageError('scramble needs --rotate, --hadamard and/or --permute');
   const seed = numberFlag(p, '--seed', 0, (x) => Number.isSafeInteger(x), 'an integer');
-  const summary = await asUsage(() => scrambleCheckpoint(p.positionals[0], { layers: parseLayers(layersSpec), rotate, permute, rotation: hadamard ? 'hadamard' : 'haar', seed, out }));
-  console.log(formatScrambleSummary(summary));
+  const layers = parseLayers(layersSpec, p.command);
+  await checkNewOutput(p, out, 'the scrambled checkpoint');
+  const summary = await scrambleCheckpoint(p.positionals[0], { layers, rotate, permute, rotation: hadamard ? 'hadamard' : 'haar', seed, out });
+  terminal(p.flags.has('--quiet')).out(formatScrambleSummary(summary));
   return 0;
 };
 
@@ -81,7 +66,7 @@ export function formatMaskSummary(s: MaskSummary): string {
 }
 
 export const cmdMask: Command = async (p) => {
-  if (p.positionals.length !== 1) throw new UsageError('mask takes one base checkpoint');
+  if (p.positionals.length !== 1) throw new UsageError('mask takes one base checkpoint', p.command);
   const out = str(p, '--out');
   if (!out) throw new UsageError('mask needs --out FILE.safetensors (a new file)');
   const kind = (str(p, '--kind') ?? 'union') as MaskKind;
@@ -90,20 +75,21 @@ export const cmdMask: Command = async (p) => {
   const k = numberFlag(p, '--k', 64, (x) => Number.isInteger(x) && x >= 1, 'a positive integer');
   const device = str(p, '--device') ?? 'auto';
   if (device !== 'auto' && device !== 'cpu' && device !== 'cuda') throw new UsageError(`--device must be auto, cpu or cuda, got ${device}`);
-  const json = str(p, '--json');
-  if (json) assertOutsideCheckpoints(json, p.positionals);
-  const quiet = p.flags.has('--quiet');
+  await checkNewOutput(p, out, 'the mask file');
+  const outputs = await Outputs.plan(p, ['--json'], [p.positionals[0]]);
+  const term = terminal(p.flags.has('--quiet'));
+  const quiet = term.quiet;
   const started = Date.now();
-  const summary = await asUsage(() => exportMasks(p.positionals[0], {
+  const summary = await exportMasks(p.positionals[0], {
     kind, alpha, k, out, device, allModules: p.flags.has('--all-modules'),
-    log: (line) => console.error(`gatescope: ${line}`),
+    log: (line) => term.notice(line),
     onProgress: quiet ? undefined : (x) => {
-      if (Date.now() - started > 1000 && process.stderr.isTTY) process.stderr.write(`\r\x1b[Kmask ${x.index}/${x.total} ${x.tensor.slice(0, 60)}`);
+      if (Date.now() - started > 1000 && process.stderr.isTTY) process.stderr.write(`\r\x1b[Kmask ${x.index}/${x.total} ${printableName(x.tensor).slice(0, 60)}`);
     },
-  }));
+  });
   if (!quiet && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
-  console.log(formatMaskSummary(summary));
-  if (json) await writeFileAtomic(json, JSON.stringify(summary, null, 2));
+  term.out(formatMaskSummary(summary));
+  await outputs.write('--json', summary, json);
   return 0;
 };
 

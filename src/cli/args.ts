@@ -1,0 +1,149 @@
+/**
+ * Command-line arguments: every flag is declared once, with its value and help, and every command
+ * names the flags it reads, so a flag a command would ignore is a usage error rather than a silent no-op.
+ */
+import { DEFAULT_SETTINGS, type AnalysisSettings } from '../report/schema';
+import type { DeviceSetting } from '../compute/backend';
+
+/** A mistake in what was typed: the CLI prints one line and exits 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+  constructor(message: string, readonly command?: string) {
+    super(message);
+  }
+}
+
+export interface FlagSpec {
+  /** Placeholder of the value; absent for a switch. */
+  value?: string;
+  help: string;
+  /** May be given more than once (values joined in order). */
+  repeats?: boolean;
+}
+
+export const FLAGS: Record<string, FlagSpec> = {
+  '--json': { value: 'FILE', help: 'write the versioned JSON report (docs/report-schema.md)' },
+  '--csv': { value: 'FILE', help: 'write one row per tensor' },
+  '--md': { value: 'FILE', help: 'write a Markdown report' },
+  '--html': { value: 'FILE', help: 'write one self-contained HTML page (inline SVG charts, no scripts, no network)' },
+  '--mkdir': { help: 'create missing folders of the output files (otherwise a missing folder is an error)' },
+  '--absolute-paths': { help: 'keep absolute checkpoint paths in written reports (default: relative to the report\'s folder)' },
+  '--eta': { value: 'X', help: 'M1 relative tolerance for non-bf16 float tensors (default 1e-3)' },
+  '--k': { value: 'N', help: 'top-k subspace of M5, M7, M8 (default 64; capped per weight at min(m, n))' },
+  '--alpha': { value: 'X', help: 'share of entries in the principal and low-magnitude masks (default 0.5)' },
+  '--k-spectrum': { value: 'N', help: 'singular values used for NSS where a side exceeds 256 (default 256)' },
+  '--power-iterations': { value: 'N', help: 'power iterations of the randomized SVD (default 4)' },
+  '--oversample': { value: 'N', help: 'oversampling of the randomized SVD (default 10)' },
+  '--device': { value: 'auto|cpu|cuda', help: 'where the spectral pass runs (default auto: CUDA when onnxruntime can use it)' },
+  '--no-layers': { help: 'leave the per-layer table out of the terminal output' },
+  '--diff-only': { help: 'M2/M3 only, no spectral pass and no comparative verdict' },
+  '--base': { value: 'DIR', help: 'the base model of runs whose files name none' },
+  '--out': { value: 'PATH', help: 'the new file or folder to write (must not exist)' },
+  '--layers': { value: 'LIST', help: 'layer indices and ranges, e.g. 20,25 or 4-7' },
+  '--rotate': { help: 'rotate v_proj/o_proj per KV head (Haar-random)' },
+  '--hadamard': { help: 'rotate with a Hadamard matrix instead (head_dim a power of two)' },
+  '--permute': { help: 'permute heads consistently across q/k/v/o' },
+  '--seed': { value: 'S', help: 'seed of the random rotation and permutation (default 0)' },
+  '--kind': { value: 'union|low|nonprincipal|principal', help: 'which mask to export (default union)' },
+  '--all-modules': { help: 'masks for embeddings and the head too' },
+  '--quiet': { help: 'no progress and no notices on stderr (errors still print)' },
+  '--debug': { help: 'on an error, print the stack trace too' },
+  '--help': { help: 'this text' },
+  '-h': { help: 'this text' },
+};
+
+/** Flags every command takes. */
+export const COMMON_FLAGS = ['--quiet', '--debug', '--help', '-h'] as const;
+
+export interface Parsed {
+  command: string;
+  positionals: string[];
+  flags: Map<string, string | true>;
+}
+
+/** Parses `argv` for `command`, which reads only `allowed` (plus the common flags). */
+export function parseArgs(argv: string[], command = '', allowed: readonly string[] = Object.keys(FLAGS)): Parsed {
+  const positionals: string[] = [];
+  const flags = new Map<string, string | true>();
+  const takes = new Set<string>([...allowed, ...COMMON_FLAGS]);
+  let onlyPositionals = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (onlyPositionals || !a.startsWith('-') || a === '-') {
+      positionals.push(a);
+      continue;
+    }
+    if (a === '--') {
+      onlyPositionals = true;
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    const inline = eq > 0 ? a.slice(eq + 1) : undefined;
+    const spec = FLAGS[name];
+    if (!spec) throw new UsageError(`unknown option ${name}`, command);
+    if (!takes.has(name)) throw new UsageError(`${command} does not take ${name}${command ? ` (see "gatescope help ${command}")` : ''}`, command);
+    if (spec.value) {
+      const v = inline ?? argv[++i];
+      if (v === undefined || v === '') throw new UsageError(`${name} needs a value (${spec.value})`, command);
+      const prev = flags.get(name);
+      if (prev !== undefined && !spec.repeats) throw new UsageError(`${name} is given twice`, command);
+      flags.set(name, typeof prev === 'string' ? `${prev}\u0000${v}` : v);
+    } else {
+      if (inline !== undefined) throw new UsageError(`${name} takes no value`, command);
+      flags.set(name, true);
+    }
+  }
+  return { command, positionals, flags };
+}
+
+export function numberFlag(p: Parsed, name: string, fallback: number, check: (x: number) => boolean, what: string): number {
+  const v = p.flags.get(name);
+  if (v === undefined) return fallback;
+  const x = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(x) || !check(x)) throw new UsageError(`${name} must be ${what}, got ${String(v)}`, p.command);
+  return x;
+}
+
+export function stringFlag(p: Parsed, name: string): string | undefined {
+  const v = p.flags.get(name);
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function settingsFromFlags(p: Parsed): AnalysisSettings {
+  return {
+    ...DEFAULT_SETTINGS,
+    eta: numberFlag(p, '--eta', DEFAULT_SETTINGS.eta, (x) => x >= 0 && x < 1, 'a number in [0, 1)'),
+    k: numberFlag(p, '--k', DEFAULT_SETTINGS.k, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
+    alpha: numberFlag(p, '--alpha', DEFAULT_SETTINGS.alpha, (x) => x > 0 && x < 1, 'a number in (0, 1)'),
+    kSpectrum: numberFlag(p, '--k-spectrum', DEFAULT_SETTINGS.kSpectrum, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
+    powerIterations: numberFlag(p, '--power-iterations', DEFAULT_SETTINGS.powerIterations, (x) => Number.isInteger(x) && x >= 0 && x <= 50, 'an integer from 0 to 50'),
+    oversample: numberFlag(p, '--oversample', DEFAULT_SETTINGS.oversample, (x) => Number.isInteger(x) && x >= 0 && x <= 1000, 'an integer from 0 to 1000'),
+  };
+}
+
+export function deviceFlag(p: Parsed): DeviceSetting {
+  const d = stringFlag(p, '--device') ?? 'auto';
+  if (d !== 'auto' && d !== 'cpu' && d !== 'cuda') throw new UsageError(`--device must be auto, cpu or cuda, got ${d}`, p.command);
+  return d;
+}
+
+/** No model has this many layers; a range past it is a typo, refused before anything is read. */
+export const MAX_LAYER_INDEX = 100_000;
+
+/** "20,25" or "20-23,30" -> sorted unique layer indices. */
+export function parseLayers(spec: string, command = ''): number[] {
+  const out = new Set<number>();
+  for (const part of spec.split(',').map((s) => s.trim())) {
+    if (part === '') throw new UsageError(`--layers: empty entry in ${JSON.stringify(spec)}`, command);
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+    if (!m) throw new UsageError(`--layers: ${JSON.stringify(part)} is not a layer index or a range a-b`, command);
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (b < a) throw new UsageError(`--layers: empty range ${part}`, command);
+    if (b > MAX_LAYER_INDEX) throw new UsageError(`--layers: ${part} goes past layer ${MAX_LAYER_INDEX}; no model has that many layers`, command);
+    for (let l = a; l <= b; l++) out.add(l);
+  }
+  if (out.size === 0) throw new UsageError('--layers needs at least one layer index', command);
+  return [...out].sort((x, y) => x - y);
+}
