@@ -123,8 +123,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  timeout 600 apt-get update -qq >"$ART/apt.log" 2>&1 || die "apt-get update failed (see ${ART#"$ROOT"/}/apt.log)"
-  timeout 1200 apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >>"$ART/apt.log" 2>&1 || die "apt-get install ${need_apt[*]} failed (see ${ART#"$ROOT"/}/apt.log)"
+  # Another apt (unattended upgrades, a second job) may hold the dpkg lock: wait for it rather than fail.
+  timeout 600 apt-get -o DPkg::Lock::Timeout=300 update -qq >"$ART/apt.log" 2>&1 || die "apt-get update failed (see ${ART#"$ROOT"/}/apt.log)"
+  timeout 1200 apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need_apt[@]}" >>"$ART/apt.log" 2>&1 || die "apt-get install ${need_apt[*]} failed (see ${ART#"$ROOT"/}/apt.log)"
 fi
 CHROMIUM="$(command -v chromium)" || die "chromium is not on PATH"
 

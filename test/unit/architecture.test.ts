@@ -38,3 +38,21 @@ test('nothing unpickles: no torch.load / pickle in the project sources', async (
   }
   assert.deepEqual(offenders, []);
 });
+
+test('every apt-get that installs or updates in the scripts waits for the dpkg lock instead of failing', async () => {
+  const offenders: string[] = [];
+  for (const dir of ['scripts', '.ci']) {
+    const entries = await fsp.readdir(path.join(ROOT, dir)).catch(() => []);
+    for (const e of entries) {
+      const f = path.join(ROOT, dir, e);
+      if (!(await fsp.stat(f)).isFile()) continue;
+      const lines = (await fsp.readFile(f, 'utf8')).split('\n');
+      lines.forEach((line, i) => {
+        const code = line.replace(/#.*$/, '');
+        // Commands that run apt, not messages that mention it.
+        if (/^\s*(?:timeout \d+ )?(?:sudo )?apt-get\b.*\b(?:install|update)\b/.test(code) && !/DPkg::Lock::Timeout=\d+/.test(code)) offenders.push(`${dir}/${e}:${i + 1}`);
+      });
+    }
+  }
+  assert.deepEqual(offenders, []);
+});
