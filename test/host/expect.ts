@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   await fsp.mkdir(outDir, { recursive: true });
 
   const scanFile = path.join(outDir, 'scan.json');
-  cli(['scan', examples, '--json', scanFile]);
+  cli(['scan', examples, '--json', scanFile, '--absolute-paths']);
   const scan = await readJson<{ runs: DiscoveredRun[] }>(scanFile);
   if (scan.runs.length === 0) throw new Error(`gatescope scan found no run under ${examples}`);
 
@@ -90,7 +90,7 @@ async function main(): Promise<void> {
     const ckpt = complete[complete.length - 1];
     if (!ckpt) continue;
     const reportFile = path.join(outDir, `analyze-${reports.length + 1}.json`);
-    cli(['analyze', base, ckpt.path, '--json', reportFile, '--quiet', '--no-layers']);
+    cli(['analyze', base, ckpt.path, '--json', reportFile, '--quiet', '--no-layers', '--absolute-paths']);
     const r = await readJson<CheckpointReport>(reportFile);
     const hm = heatmapData(r, 'unchanged');
     reports.push({
@@ -126,7 +126,7 @@ async function main(): Promise<void> {
   for (const [base, list] of byBase) {
     if (list.length < 2) continue;
     const reportFile = path.join(outDir, `compare-${compares.length + 1}.json`);
-    cli(['compare', base, ...list.map((r) => r.checkpoint), '--json', reportFile]);
+    cli(['compare', base, ...list.map((r) => r.checkpoint), '--json', reportFile, '--absolute-paths']);
     const c = await readJson<ConsistencyReport>(reportFile);
     compares.push({ base, checkpoints: list.map((r) => r.checkpoint), labels: c.runs.map((r) => r.label), reportFile });
   }
