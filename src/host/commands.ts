@@ -1,5 +1,4 @@
 /** The `gatescope.*` commands: palette, tree context menus, CodeLens and webview actions. */
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { DiscoveredCheckpoint, DiscoveredRun } from '../discovery/scan';
@@ -8,6 +7,9 @@ import { reportsToCsv } from '../report/csv';
 import { reportsToMarkdown } from '../report/markdown';
 import { reportsToHtml } from '../report/html';
 import { SCHEMA_VERSION, type CheckpointReport } from '../report/schema';
+import { withPathsRelativeTo } from '../report/paths';
+import { writeFileAtomic } from '../report/write';
+import { OutputPathError, checkOutputPath } from '../formats/output-guard';
 import type { ExportFormat } from '../protocol/messages';
 import { checkpointLabel, headline } from '../ui-model/tree';
 import type { Controller, Progress } from './controller';
@@ -306,23 +308,32 @@ export class Commands {
       void vscode.window.showWarningMessage(`Gatescope: ${run.name} has no analysed checkpoint to export.`);
       return;
     }
-    const text = format === 'csv' ? reportsToCsv(reports) : format === 'md' ? reportsToMarkdown(reports) : format === 'html' ? reportsToHtml(reports, { title: `Gatescope: ${run.name}` }) : JSON.stringify({ schemaVersion: SCHEMA_VERSION, kind: 'gatescope.report-set', reports }, null, 2) + '\n';
+    // Checkpoint paths relative to the exported file's folder, as the CLI writes them: a shared file does not carry the home folder.
+    const render = (rs: CheckpointReport[]): string => format === 'csv' ? reportsToCsv(rs) : format === 'md' ? reportsToMarkdown(rs) : format === 'html' ? reportsToHtml(rs, { title: `Gatescope: ${run.name}` }) : JSON.stringify({ schemaVersion: SCHEMA_VERSION, kind: 'gatescope.report-set', reports: rs }, null, 2) + '\n';
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(run.root));
     const name = `gatescope-${run.name.replace(/[^\w.-]+/g, '_')}.${format}`;
     const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.joinPath(folder, name), filters: { [format.toUpperCase()]: [format] }, saveLabel: 'Export Report' });
     if (!uri) return;
-    const target = path.resolve(uri.fsPath);
-    if (!this.outsideCheckpoints(target)) return;
-    await fsp.writeFile(target, text, 'utf8');
+    const target = await this.checkedOutput(path.resolve(uri.fsPath), false, 'the report');
+    if (!target) return;
+    await writeFileAtomic(target, render(withPathsRelativeTo(reports, path.dirname(target))));
     const pick = await vscode.window.showInformationMessage(`Gatescope: exported ${reports.length} report(s) to ${path.basename(target)}.`, 'Open');
     if (pick) await vscode.window.showTextDocument(uri);
   }
 
-  /** Nothing is ever written inside a checkpoint folder: says so and returns false when `target` is in one. */
-  private outsideCheckpoints(target: string): boolean {
-    const inside = this.c.runs.flatMap((r) => r.checkpoints).find((c) => !c.path.endsWith('.safetensors') && (target === c.path || target.startsWith(path.resolve(c.path) + path.sep)));
-    if (inside) void vscode.window.showErrorMessage(`Gatescope: refusing to write inside the checkpoint folder ${inside.path}.`);
-    return !inside;
+  /**
+   * The one output guard (the CLI's too): nothing is ever written inside a folder that holds weights,
+   * symlinks resolved. Returns the real path to write, or undefined after saying why not.
+   */
+  private async checkedOutput(target: string, mustBeNew: boolean, what: string): Promise<string | undefined> {
+    try {
+      const inputs = this.c.runs.flatMap((r) => r.checkpoints.map((c) => c.path));
+      return await checkOutputPath(target, { inputs, mustBeNew, mkdir: true, what });
+    } catch (e) {
+      if (!(e instanceof OutputPathError)) throw e;
+      void vscode.window.showErrorMessage(`Gatescope: ${e.message}.`);
+      return undefined;
+    }
   }
 
   // ---- geometry scrambling and sparse-RL masks (run in the engine process) ---------------------
@@ -377,8 +388,8 @@ export class Commands {
     const parent = path.dirname(path.resolve(base.endsWith('.safetensors') ? path.dirname(base) : base));
     const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(path.join(parent, `${path.basename(base)}-scrambled`)), saveLabel: 'Write Scrambled Copy Here' });
     if (!uri) return;
-    const out = path.resolve(uri.fsPath);
-    if (!this.outsideCheckpoints(out)) return;
+    const out = await this.checkedOutput(path.resolve(uri.fsPath), true, 'the scrambled checkpoint');
+    if (!out) return;
     const seed = Math.floor(Math.random() * 2 ** 31);
     await this.runEngineJob(`Gatescope: writing a scrambled copy of ${path.basename(base)}`, { kind: 'scramble', base, out, layers, rotate: how.rotate, permute: how.permute, rotation: 'haar', seed });
     void vscode.window.showInformationMessage(`Gatescope: wrote ${path.basename(out)} (layers ${layers.join(', ')}, seed ${seed}; see SCRAMBLE.json). Train from it to test Gate II on your model.`);
@@ -399,8 +410,8 @@ export class Commands {
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(path.resolve(base)));
     const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.joinPath(folder, `masks-${kind.value}.safetensors`), filters: { safetensors: ['safetensors'] }, saveLabel: 'Export Masks' });
     if (!uri) return;
-    const out = path.resolve(uri.fsPath);
-    if (!this.outsideCheckpoints(out)) return;
+    const out = await this.checkedOutput(path.resolve(uri.fsPath), true, 'the mask file');
+    if (!out) return;
     const cfg = this.c.config;
     await this.runEngineJob(`Gatescope: exporting ${kind.value} masks`, { kind: 'mask', base, out, maskKind: kind.value, alpha: cfg.analysis.alpha, k: cfg.analysis.k, allModules: false, device: cfg.device });
     void vscode.window.showInformationMessage(`Gatescope: wrote ${path.basename(out)}: one 0/1 mask per linear weight (alpha ${cfg.analysis.alpha}, k ${cfg.analysis.k}). docs/sparse-rl-masks.md shows how to apply it to gradients.`);
