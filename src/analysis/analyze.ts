@@ -46,7 +46,7 @@ export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts
   try {
     ckpt = await Checkpoint.open(ckptPath);
     const diffShare = opts.passes === 'full' ? 0.3 : 1;
-    const { tensors, mismatches } = await diffCheckpointsParallel(base, ckpt, {
+    const { tensors, mismatches, pairing } = await diffCheckpointsParallel(base, ckpt, {
       threads: opts.threads,
       threadScript: opts.threadScript,
       eta: opts.settings.eta,
@@ -68,6 +68,7 @@ export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts
       summary: summarize(tensors),
       tensors,
       mismatches,
+      pairing,
       durationMs: 0,
     };
     if (opts.passes === 'full') {

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 import type { Checkpoint } from '../formats/checkpoint';
 import { CheckpointFormatError, type FormatProblem } from '../formats/errors';
-import { diffCheckpoints, pairTensors, type DiffOptions, type DiffResult } from './diff';
+import { assertPairing, diffCheckpoints, pairTensors, type DiffOptions, type DiffResult } from './diff';
 import type { TensorDiff } from '../report/schema';
 
 export interface ThreadJob {
@@ -49,7 +49,9 @@ export function shareOut(sizes: [string, number][], threads: number): string[][]
 export async function diffCheckpointsParallel(base: Checkpoint, ckpt: Checkpoint, opts: DiffOptions & { threads?: number; threadScript?: string }): Promise<DiffResult> {
   const threads = opts.threads ?? defaultThreads();
   const script = opts.threadScript ?? defaultThreadScript();
-  const { pairs, mismatches } = pairTensors(base, ckpt);
+  const paired = pairTensors(base, ckpt);
+  assertPairing(base, ckpt, paired);
+  const { pairs, mismatches, pairing } = paired;
   if (threads <= 1 || !script || pairs.length < 2) return diffCheckpoints(base, ckpt, opts);
   const sizes: [string, number][] = pairs.map(([name, a, b]) => [name, a.info.end - a.info.begin + b.info.end - b.info.begin]);
   const bytesTotal = sizes.reduce((s, [, b]) => s + b, 0);
@@ -105,5 +107,5 @@ export async function diffCheckpointsParallel(base: Checkpoint, ckpt: Checkpoint
   // The same files, unchanged since this thread opened them: the threads checked theirs at their end.
   await base.assertUnchanged();
   await ckpt.assertUnchanged();
-  return { tensors: pairs.map(([name]) => results.get(name)!), mismatches };
+  return { tensors: pairs.map(([name]) => results.get(name)!), mismatches, pairing };
 }

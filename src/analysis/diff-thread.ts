@@ -2,7 +2,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Checkpoint } from '../formats/checkpoint';
 import { CheckpointFormatError } from '../formats/errors';
-import { diffCheckpoints } from './diff';
+import { diffCheckpoints, pairTensors } from './diff';
 import type { ThreadJob, ThreadMessage } from './diff-parallel';
 
 async function run(job: ThreadJob): Promise<void> {
@@ -11,16 +11,16 @@ async function run(job: ThreadJob): Promise<void> {
   let ckpt: Checkpoint | undefined;
   try {
     ckpt = await Checkpoint.open(job.checkpoint);
+    // The names are the base's; the same pairing as the main thread's finds the checkpoint's tensors.
+    const wanted = new Set(job.names);
     const sizes = new Map<string, number>();
-    for (const name of job.names) {
-      const a = base.tensors.get(name)!.info;
-      const b = ckpt.tensors.get(name)!.info;
-      sizes.set(name, a.end - a.begin + b.end - b.begin);
+    for (const [name, a, b] of pairTensors(base, ckpt).pairs) {
+      if (wanted.has(name)) sizes.set(name, a.info.end - a.info.begin + b.info.end - b.info.begin);
     }
     await diffCheckpoints(base, ckpt, {
       eta: job.eta,
       chunkElements: job.chunkElements,
-      only: new Set(job.names),
+      only: wanted,
       onTensor: (t) => post({ type: 'tensor', tensor: t, bytes: sizes.get(t.name) ?? 0 }),
     });
     post({ type: 'done' });

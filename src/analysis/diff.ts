@@ -5,8 +5,9 @@
  */
 import type { Checkpoint, TensorRef } from '../formats/checkpoint';
 import { isFloatDtype, bytesPerElement, decodeToFloat64 } from '../formats/dtype';
-import type { LineRatios, TensorDiff, TensorMismatch } from '../report/schema';
+import type { LineRatios, TensorDiff, TensorMismatch, TensorPairing } from '../report/schema';
 import { classifyModule, layerIndex } from './names';
+import { PairingError } from '../formats/errors';
 
 export interface DiffOptions {
   eta: number;
@@ -266,26 +267,118 @@ function round6(x: number): number {
 export interface DiffResult {
   tensors: TensorDiff[];
   mismatches: TensorMismatch[];
+  /** How the checkpoint's tensors were paired with the base's (wrapper prefixes stripped, counts). */
+  pairing: TensorPairing;
 }
 
-/** Pairs tensors by name and reports every mismatch; never skips silently. */
-export function pairTensors(base: Checkpoint, ckpt: Checkpoint): { pairs: [string, TensorRef, TensorRef][]; mismatches: TensorMismatch[] } {
+/**
+ * Wrapper prefixes that training frameworks put in front of every tensor name: torch.compile
+ * (`_orig_mod.`), DistributedDataParallel (`module.`), a PEFT model saved after merging
+ * (`base_model.model.`). They can stack (`module._orig_mod.`).
+ */
+export const WRAPPER_PREFIXES: readonly string[] = ['_orig_mod.', 'module.', 'base_model.model.'];
+
+/** Every stack of wrapper prefixes that starts `name`, shortest first ('' included). */
+function wrapperStacks(name: string): string[] {
+  const out = [''];
+  let rest = name;
+  let stack = '';
+  for (let again = true; again;) {
+    again = false;
+    for (const w of WRAPPER_PREFIXES) {
+      if (rest.startsWith(w) && rest.length > w.length) {
+        stack += w;
+        rest = rest.slice(w.length);
+        out.push(stack);
+        again = true;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** The stacks of wrapper prefixes that some names of a checkpoint start with. */
+function candidatePrefixes(names: Iterable<string>): string[] {
+  const seen = new Set<string>(['']);
+  for (const n of names) for (const p of wrapperStacks(n)) seen.add(p);
+  return [...seen];
+}
+
+/**
+ * The wrapper prefixes to strip: the pair (base prefix, checkpoint prefix) under which the most base
+ * tensors find a checkpoint tensor of the same remaining name; no stripping on a tie, then the shortest.
+ * A prefix is stripped only where the rest then matches the other side's names.
+ */
+export function choosePrefixes(baseNames: readonly string[], ckptNames: ReadonlySet<string>): { basePrefix: string; checkpointPrefix: string } {
+  const baseSet = new Set(baseNames);
+  let best = { basePrefix: '', checkpointPrefix: '', matches: -1 };
+  for (const bp of candidatePrefixes(baseNames)) {
+    for (const cp of candidatePrefixes(ckptNames)) {
+      let matches = 0;
+      for (const name of baseSet) if (name.startsWith(bp) && ckptNames.has(cp + name.slice(bp.length))) matches++;
+      const better = matches > best.matches
+        || (matches === best.matches && bp.length + cp.length < best.basePrefix.length + best.checkpointPrefix.length);
+      if (better) best = { basePrefix: bp, checkpointPrefix: cp, matches };
+    }
+  }
+  return { basePrefix: best.basePrefix, checkpointPrefix: best.checkpointPrefix };
+}
+
+export interface TensorPairingResult {
+  /** Report name (the base's tensor name), base tensor, checkpoint tensor. */
+  pairs: [string, TensorRef, TensorRef][];
+  mismatches: TensorMismatch[];
+  pairing: TensorPairing;
+  /** Float tensors of the base that found no checkpoint tensor of the same name and shape. */
+  unpairedBase: string[];
+  /** Checkpoint tensors that found no base tensor of the same name and shape. */
+  unpairedCheckpoint: string[];
+  /** Shape mismatches, as '"name" (base [..] vs checkpoint [..])'. */
+  shapeMismatches: string[];
+  /** The checkpoint's name of each shape-mismatched base tensor. */
+  shapeMismatchedCheckpoint: string[];
+}
+
+/**
+ * Pairs tensors by name, after stripping the wrapper prefixes that make the two sides' names differ
+ * (see {@link choosePrefixes}), and reports every mismatch; never skips silently. Report names are the
+ * base's tensor names; `only-in-checkpoint` mismatches carry the checkpoint's own names.
+ */
+export function pairTensors(base: Checkpoint, ckpt: Checkpoint): TensorPairingResult {
   const pairs: [string, TensorRef, TensorRef][] = [];
   const mismatches: TensorMismatch[] = [];
+  const unpairedBase: string[] = [];
+  const shapeMismatches: string[] = [];
+  const shapeMismatchedCheckpoint: string[] = [];
   const names = [...base.tensors.keys()].sort(naturalCompare);
+  const { basePrefix, checkpointPrefix } = choosePrefixes(names, new Set(ckpt.tensors.keys()));
+  const ckptNameOf = (name: string): string | undefined => (name.startsWith(basePrefix) ? checkpointPrefix + name.slice(basePrefix.length) : undefined);
+  const matched = new Set<string>();
+  let baseFloatTensors = 0;
   for (const name of names) {
     const a = base.tensors.get(name)!;
-    const b = ckpt.tensors.get(name);
+    const baseFloat = isFloatDtype(a.info.dtype);
+    if (baseFloat) baseFloatTensors++;
+    const cname = ckptNameOf(name);
+    const b = cname === undefined ? undefined : ckpt.tensors.get(cname);
     if (!b) {
       mismatches.push({ name, problem: 'only-in-base', detail: 'not in the checkpoint' });
+      if (baseFloat) unpairedBase.push(name);
       continue;
     }
+    matched.add(cname!);
     if (a.info.shape.length !== b.info.shape.length || a.info.shape.some((d, i) => d !== b.info.shape[i])) {
-      mismatches.push({ name, problem: 'shape-mismatch', detail: `base [${a.info.shape.join(', ')}] vs checkpoint [${b.info.shape.join(', ')}]` });
+      const detail = `base [${a.info.shape.join(', ')}] vs checkpoint [${b.info.shape.join(', ')}]`;
+      mismatches.push({ name, problem: 'shape-mismatch', detail });
+      shapeMismatches.push(`${JSON.stringify(name)} (${detail})`);
+      shapeMismatchedCheckpoint.push(cname!);
+      if (baseFloat) unpairedBase.push(name);
       continue;
     }
-    if (!isFloatDtype(a.info.dtype) || !isFloatDtype(b.info.dtype)) {
+    if (!baseFloat || !isFloatDtype(b.info.dtype)) {
       mismatches.push({ name, problem: 'not-float', detail: `${a.info.dtype} / ${b.info.dtype}: M1 covers floating-point tensors only` });
+      if (baseFloat) unpairedBase.push(name);
       continue;
     }
     if (a.info.dtype !== b.info.dtype) {
@@ -293,10 +386,26 @@ export function pairTensors(base: Checkpoint, ckpt: Checkpoint): { pairs: [strin
     }
     pairs.push([name, a, b]);
   }
+  const unpairedCheckpoint: string[] = [];
   for (const name of [...ckpt.tensors.keys()].sort(naturalCompare)) {
-    if (!base.tensors.has(name)) mismatches.push({ name, problem: 'only-in-checkpoint', detail: 'not in the base' });
+    if (matched.has(name)) continue;
+    mismatches.push({ name, problem: 'only-in-checkpoint', detail: 'not in the base' });
+    unpairedCheckpoint.push(name);
   }
-  return { pairs, mismatches };
+  // A shape mismatch leaves the checkpoint's tensor unpaired too.
+  unpairedCheckpoint.push(...shapeMismatchedCheckpoint);
+  return { pairs, mismatches, pairing: { basePrefix, checkpointPrefix, paired: pairs.length, baseFloatTensors }, unpairedBase, unpairedCheckpoint, shapeMismatches, shapeMismatchedCheckpoint };
+}
+
+/**
+ * Refuses a pairing that would make a report out of too little: no tensor paired, or fewer than half of
+ * the base's float tensors (shape mismatches count as unpaired). A wrong base, a different model or a
+ * renamed checkpoint would otherwise read as "unchanged: 100%" over nothing.
+ */
+export function assertPairing(base: Checkpoint, ckpt: Checkpoint, r: TensorPairingResult): void {
+  const { paired, baseFloatTensors } = r.pairing;
+  if (paired > 0 && paired * 2 >= baseFloatTensors) return;
+  throw new PairingError(ckpt.path, base.path, { ...r.pairing, unpairedBase: r.unpairedBase, unpairedCheckpoint: r.unpairedCheckpoint, shapeMismatches: r.shapeMismatches });
 }
 
 /** Orders "layers.2" before "layers.10". */
@@ -306,6 +415,7 @@ export function naturalCompare(a: string, b: string): number {
 
 export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: DiffOptions): Promise<DiffResult> {
   const paired = pairTensors(base, ckpt);
+  assertPairing(base, ckpt, paired);
   const mismatches = paired.mismatches;
   const pairs = opts.only ? paired.pairs.filter(([name]) => opts.only!.has(name)) : paired.pairs;
   const chunk = opts.chunkElements ?? DEFAULT_CHUNK;
@@ -360,8 +470,12 @@ export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: 
   // A checkpoint rewritten under us must not produce numbers.
   await base.assertUnchanged();
   await ckpt.assertUnchanged();
-  return { tensors, mismatches };
+  return { tensors, mismatches, pairing: paired.pairing };
 }
+
+/** The reasons a tensor has no M1 share (`TensorDiff.unchangedUnavailable`). */
+export const NO_ENTRIES = 'the tensor has no entries';
+export const ALL_NON_FINITE = 'every entry is NaN or Inf in the base or the checkpoint';
 
 function finishTensor(name: string, shape: number[], dtype: string, numel: number, acc: TensorAccumulator, maxLine: number, gate3: boolean): TensorDiff {
   const module = classifyModule(name);
@@ -377,16 +491,18 @@ function finishTensor(name: string, shape: number[], dtype: string, numel: numbe
     shape,
     dtype,
     numel,
-    unchanged: finite === 0 ? 1 : (finite - acc.changed) / finite,
+    unchanged: finite === 0 ? null : (finite - acc.changed) / finite,
     changed: acc.changed,
     nonFinite: acc.nonFinite,
-    unchangedLegacyAbs: finite === 0 ? 1 : acc.unchangedAbs / finite,
+    unchangedLegacyAbs: finite === 0 ? null : acc.unchangedAbs / finite,
     relUpdateNorm: baseNorm > 0 && Number.isFinite(updNorm / baseNorm) ? updNorm / baseNorm : null,
     updateNormFro: updNorm,
     baseNormFro: baseNorm,
     maxAbsUpdate: acc.maxAbs,
     medianUpdateUlps: acc.hist.median(),
   };
+  // No finite entry: no share of anything, rather than a share of nothing that reads as "unchanged: 100%".
+  if (finite === 0) d.unchangedUnavailable = numel === 0 ? NO_ENTRIES : ALL_NON_FINITE;
   if (acc.is2d) {
     const empty = numel === 0;
     d.rowChangedRatio = empty ? { length: shape[0], bin: 1, values: [] } : lineRatios(acc.rows, shape[1], maxLine);

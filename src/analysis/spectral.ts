@@ -6,10 +6,11 @@
 import type { Checkpoint, TensorRef } from '../formats/checkpoint';
 import { decodeToFloat32 } from '../formats/dtype';
 import type { ComputeBackend, Matrix } from '../compute/backend';
-import { truncatedSvd, principalAnglesDeg, spectralNorm, type SvdResult } from '../linalg/truncated-svd';
+import { truncatedSvd, principalAnglesDeg, spectralNorm, rangeScale, type SvdResult } from '../linalg/truncated-svd';
 import { changedMask, selectByMagnitude, exponentGroups, groupRates, overlap, type Overlap } from './masks';
 import { isLinearWeight } from './names';
-import { verdictFrom, verdictInputOf, runVerdict, noRegimeReason } from './verdict';
+import { pairTensors } from './diff';
+import { verdictFrom, verdictInputOf, runVerdict, noRegimeReason, ZERO_BASE } from './verdict';
 import { simulateNulls, NO_ROUNDING } from './nulls';
 import { median } from './stats';
 import type { AnalysisSettings, CheckpointReport, SpectralSummary, TensorDiff, TensorSpectral, Verdict } from '../report/schema';
@@ -118,15 +119,22 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const k = Math.min(settings.k, minDim);
   const kk = Math.min(Math.max(k, settings.kSpectrum), minDim);
   const svdOpts = { oversample: settings.oversample, powerIterations: settings.powerIterations, seed: settings.seed, fullIfMinDimAtMost: FULL_SVD_MAX_MIN_DIM };
-  const W0 = mat(m, n, p.w0);
-  const W1 = mat(m, n, p.w1);
+  // Entries near the float32 limit would overflow dW and the float32 products: the algebra runs on
+  // 2^e W0, 2^e W1 (exact; everything below is in those units), and the measures with a unit (singular
+  // values, first-order shifts, ||dW||_2) scale back. Masks and exponent groups use the stored values.
+  const scale = rangeScale(p.w0, p.w1);
+  const unit = 1 / scale;
+  const w0 = scale === 1 ? p.w0 : p.w0.map((x) => x * scale);
+  const w1 = scale === 1 ? p.w1 : p.w1.map((x) => x * scale);
+  const W0 = mat(m, n, w0);
+  const W1 = mat(m, n, w1);
   const s0: SvdResult = await truncatedSvd(backend, W0, kk, svdOpts);
   signal?.throwIfAborted();
   const s1: SvdResult = await truncatedSvd(backend, W1, kk, svdOpts);
   lap('svd');
   signal?.throwIfAborted();
   const dW = new Float32Array(m * n);
-  for (let i = 0; i < dW.length; i++) dW[i] = p.w1[i] - p.w0[i];
+  for (let i = 0; i < dW.length; i++) dW[i] = w1[i] - w0[i];
   const dFro2 = sumSq(dW);
   const dFro = Math.sqrt(dFro2);
   // ||dW||_2 to 1e-4 relative: a Gate I probe shown to three digits; a tighter tolerance costs 5x on flat spectra.
@@ -192,12 +200,13 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const firstOrder = new Float64Array(k);
   for (let i = 0; i < k; i++) firstOrder[i] = UtdWV.data[i * k + i];
   const foNorm = Math.sqrt(sumSq(firstOrder));
-  const baseFro2 = sumSq(p.w0);
-  const degenerate = noRegimeReason({ nonFinite: p.nonFinite, changed: p.changed, updateNorm: dFro2, k, m, n });
+  const baseFro2 = sumSq(w0);
+  const ckptFro2 = sumSq(w1);
+  const degenerate = noRegimeReason({ nonFinite: p.nonFinite, changed: p.changed, updateNorm: dFro2, k, m, n, baseNorm: baseFro2, checkpointNorm: ckptFro2 });
   const nulls = degenerate
     ? { directionBlind: { principalEnergy: 0, spectralSharePrincipal: 0 }, gradientLike: { principalEnergy: 0, spectralSharePrincipal: 0 }, rounding: NO_ROUNDING, matchedBy: 'norm' as const }
     : await simulateNulls(backend, {
-      m, n, k, w0: p.w0, baseFro2, U0k: U0, V0k: V0, sigma: s0.S, checkpointBf16: p.dtype1 === 'BF16', baseBf16: p.dtype0 === 'BF16', eta: settings.eta, changed: p.changed, seed: nameSeed(p.name, settings.seed), signal,
+      m, n, k, w0, baseFro2, U0k: U0, V0k: V0, sigma: s0.S, checkpointBf16: p.dtype1 === 'BF16', baseBf16: p.dtype0 === 'BF16', eta: settings.eta, changed: p.changed, seed: nameSeed(p.name, settings.seed), signal,
     });
   lap('nulls');
 
@@ -212,14 +221,14 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
     nss: den > 0 ? Math.sqrt(num) / Math.sqrt(den) : 0,
     nssCount: count,
     nssSpectrum: full ? 'full' : 'top-k',
-    sigmaBase: Array.from(s0.S.subarray(0, count), round6s),
-    sigmaCheckpoint: Array.from(s1.S.subarray(0, count), round6s),
+    sigmaBase: Array.from(s0.S.subarray(0, count), (x) => round6s(x * unit)),
+    sigmaCheckpoint: Array.from(s1.S.subarray(0, count), (x) => round6s(x * unit)),
     nssPrincipal: denK > 0 ? Math.sqrt(numK / denK) : 0,
-    principalShiftFirstOrder: Array.from(firstOrder, round6s),
+    principalShiftFirstOrder: Array.from(firstOrder, (x) => round6s(x * unit)),
     nssPrincipalFirstOrder: denK > 0 ? foNorm / Math.sqrt(denK) : 0,
     spectralSharePrincipal: dFro > 0 ? foNorm / dFro : 0,
     nulls,
-    updateSpectralNorm: dSpec,
+    updateSpectralNorm: dSpec * unit,
     spectralShareOfUpdate: dFro > 0 ? Math.sqrt(num) / dFro : 0,
     overlapPrincipal: oP.observed,
     overlapPrincipalBaseline: oP.baseline,
@@ -237,7 +246,7 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
     offPrincipalEnergyRight: share(sumSq(dWV.data)),
     offPrincipalEnergyRightBaseline: 1 - k / n,
     stableRankBase: sigma1_0 > 0 ? baseFro2 / sigma1_0 ** 2 : 0,
-    stableRankCheckpoint: sigma1_1 > 0 ? sumSq(p.w1) / sigma1_1 ** 2 : 0,
+    stableRankCheckpoint: sigma1_1 > 0 ? ckptFro2 / sigma1_1 ** 2 : 0,
     esdAlphaBase: esdTailAlpha(s0.S),
     esdAlphaCheckpoint: esdTailAlpha(s1.S),
   };
@@ -315,6 +324,8 @@ export function spectralApplies(t: TensorDiff): string | null {
   if (t.module === 'head') return 'output head: skipped as in the paper';
   if (!isLinearWeight(t.name, t.shape, t.module)) return 'not a linear-layer weight';
   if (Math.min(t.shape[0], t.shape[1]) < 2) return 'matrix too small for a spectrum';
+  if (t.unchanged === null && t.numel > 0) return 'every entry is NaN or Inf: no spectrum';
+  if (t.baseNormFro === 0) return ZERO_BASE;
   return null;
 }
 
@@ -328,6 +339,8 @@ export function createSpectralPass(backend: ComputeBackend): SpectralPass {
         return !why;
       });
       const results: { t: TensorDiff; r: PairSpectral }[] = [];
+      // Report names are the base's; the diff pass's pairing (wrapper prefixes stripped) finds the checkpoint's tensor.
+      const refs = new Map(pairTensors(base, ckpt).pairs.map(([name, a, b]) => [name, [a, b] as const]));
       // Two tensors in flight: while one runs TypeScript algebra (QR, selections), the other's products
       // run on onnxruntime's threads, so both cores stay busy. Results keep the tensor order.
       let next = 0;
@@ -338,7 +351,8 @@ export function createSpectralPass(backend: ComputeBackend): SpectralPass {
           opts.signal?.throwIfAborted();
           const i = next++;
           const t = todo[i];
-          const pair = await readPair(base.tensors.get(t.name)!, ckpt.tensors.get(t.name)!, opts.settings.eta);
+          const [a, b] = refs.get(t.name)!;
+          const pair = await readPair(a, b, opts.settings.eta);
           opts.signal?.throwIfAborted();
           const r = await analyzePair(backend, pair, opts.settings, undefined, opts.signal);
           t.spectral = r.spectral;

@@ -215,13 +215,19 @@ export function runVerdict(tensors: readonly RunVerdictTensor[], pooledOverlap: 
   return { label, reason, evidence, tensorLabels };
 }
 
+/** A zero matrix has no singular directions: no angles, no principal subspace, no regime. */
+export const ZERO_BASE = 'the base matrix is zero: it has no principal directions';
+export const ZERO_CHECKPOINT = 'the checkpoint matrix is zero: it has no principal directions';
+
 /**
  * Why a tensor has no regime, or undefined when it has one: no update, non-finite values, or a top-k
  * subspace that is a whole side of the matrix (every update is then "inside" it on that side, and no
  * measure can tell directions apart). The spectral pass labels by it and the comparison skips by it.
  */
-export function noRegimeReason(t: { nonFinite: number; changed: number; updateNorm: number; k: number; m: number; n: number }): string | undefined {
+export function noRegimeReason(t: { nonFinite: number; changed: number; updateNorm: number; k: number; m: number; n: number; baseNorm?: number; checkpointNorm?: number }): string | undefined {
   if (t.nonFinite > 0) return `non-finite values (${t.nonFinite} entries)`;
+  if (t.baseNorm === 0) return ZERO_BASE;
+  if (t.checkpointNorm === 0) return ZERO_CHECKPOINT;
   if (t.changed === 0 || !(t.updateNorm > 0)) return 'no update';
   if (t.k >= Math.min(t.m, t.n)) return `k = ${t.k} covers a whole side of this ${t.m} x ${t.n} matrix: lower k`;
   return undefined;

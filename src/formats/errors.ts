@@ -25,10 +25,11 @@ export type FormatProblem =
   | 'shard-path'          // a shard path that leaves the checkpoint folder
   | 'missing-shard'       // the index names a shard that is not there (still being written?)
   | 'index-mismatch'      // the index maps a tensor to a shard that does not hold it
-  | 'changed-while-reading'; // size or mtime changed while the file was read
+  | 'changed-while-reading' // size or mtime changed while the file was read
+  | 'pairing';             // too few tensors of the checkpoint pair with the base's (a different model, a wrong base)
 
 export class CheckpointFormatError extends Error {
-  override readonly name = 'CheckpointFormatError';
+  override readonly name: string = 'CheckpointFormatError';
   constructor(
     readonly file: string,
     readonly problem: FormatProblem,
@@ -45,5 +46,48 @@ export class CheckpointFormatError extends Error {
       || this.problem === 'header-too-small'
       || this.problem === 'missing-shard'
       || this.problem === 'changed-while-reading';
+  }
+}
+
+/** What {@link PairingError} reports: the counts, the prefixes stripped and the names left unpaired. */
+export interface PairingFailure {
+  paired: number;
+  baseFloatTensors: number;
+  basePrefix: string;
+  checkpointPrefix: string;
+  /** Float tensors of the base without a checkpoint tensor of the same name and shape. */
+  unpairedBase: readonly string[];
+  /** Checkpoint tensors without a base tensor of the same name and shape. */
+  unpairedCheckpoint: readonly string[];
+  /** '"name" (base [..] vs checkpoint [..])' per shape mismatch. */
+  shapeMismatches: readonly string[];
+}
+
+function examples(names: readonly string[], quote = true, max = 3): string {
+  if (names.length === 0) return 'none';
+  const shown = names.slice(0, max).map((n) => (quote ? JSON.stringify(n) : n)).join(', ');
+  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
+}
+
+/**
+ * The checkpoint and the base share too few tensors to compare: none, or fewer than half of the
+ * base's float tensors pair by name (wrapper prefixes stripped) and shape. A different model or a wrong
+ * base would otherwise read as "unchanged: 100%" over nothing. Names both paths; `file` is the checkpoint.
+ */
+export class PairingError extends CheckpointFormatError {
+  override readonly name: string = 'PairingError';
+  constructor(readonly checkpoint: string, readonly base: string, readonly failure: PairingFailure) {
+    const f = failure;
+    const stripped = [
+      f.basePrefix && `"${f.basePrefix}" stripped from the base's names`,
+      f.checkpointPrefix && `"${f.checkpointPrefix}" stripped from the checkpoint's names`,
+    ].filter(Boolean).join(', ');
+    const detail = `${f.paired} of the base's ${f.baseFloatTensors} float tensors pair with a checkpoint tensor of the same name and shape`
+      + `${stripped ? ` (${stripped})` : ''}; at least half must (a different model, or the wrong base?).`
+      + ` Unpaired in the base: ${examples(f.unpairedBase)}.`
+      + ` Unpaired in the checkpoint: ${examples(f.unpairedCheckpoint)}.`
+      + (f.shapeMismatches.length ? ` Shape differs: ${examples(f.shapeMismatches, false)}.` : '');
+    super(checkpoint, 'pairing', detail);
+    this.message = `checkpoint ${checkpoint} does not pair with base ${base}: ${detail}`;
   }
 }

@@ -79,37 +79,55 @@ function hestenes(W: Float64Array, r: number, c: number, J: Float64Array | null,
 
 /**
  * Replaces columns flagged in `bad` of the column-major r x c matrix Q by unit vectors orthogonal to
- * all other columns (deterministic: tries e_0, e_1, ... with two Gram-Schmidt passes). Used for the
- * singular vectors of zero singular values, which no algorithm determines.
+ * all other columns. Used for the singular vectors of zero singular values, which no algorithm
+ * determines. Deterministic: each new column starts from the coordinate vector e_i that the columns so
+ * far cover least (largest 1 - sum_o Q[i,o]^2), then two Gram-Schmidt passes. The kept columns leave
+ * d = r - kept dimensions free, and those residuals sum to d, so the chosen e_i keeps at least d / r of
+ * its length: a first-fit rule with a fixed threshold fails when the free direction is spread over many
+ * coordinates (the right null vector of a square matrix with a zero row).
  */
 export function completeOrthonormalColumns(Q: Float64Array, r: number, c: number, bad: ArrayLike<boolean>): void {
+  const kept = new Array<boolean>(c);
+  let keptCount = 0;
+  for (let o = 0; o < c; o++) {
+    kept[o] = !bad[o];
+    if (kept[o]) keptCount++;
+  }
+  if (c > r) throw new Error('completeOrthonormalColumns: more columns than dimensions');
+  // Squared row norms of the kept columns: how much of e_i they already span.
+  const covered = new Float64Array(r);
+  for (let o = 0; o < c; o++) {
+    if (!kept[o]) continue;
+    const oo = o * r;
+    for (let i = 0; i < r; i++) covered[i] += Q[oo + i] * Q[oo + i];
+  }
   const x = new Float64Array(r);
-  let candidate = 0;
   for (let j = 0; j < c; j++) {
-    if (!bad[j]) continue;
-    let placed = false;
-    for (let tries = 0; tries < r && !placed; tries++, candidate = (candidate + 1) % r) {
-      x.fill(0);
-      x[candidate] = 1;
-      for (let pass = 0; pass < 2; pass++) {
-        for (let o = 0; o < c; o++) {
-          if (o === j || (bad[o] && o > j)) continue;
-          const oo = o * r;
-          let d = 0;
-          for (let i = 0; i < r; i++) d += Q[oo + i] * x[i];
-          if (d !== 0) for (let i = 0; i < r; i++) x[i] -= d * Q[oo + i];
-        }
-      }
-      let nn = 0;
-      for (let i = 0; i < r; i++) nn += x[i] * x[i];
-      if (nn > 0.25) {
-        const inv = 1 / Math.sqrt(nn);
-        const oj = j * r;
-        for (let i = 0; i < r; i++) Q[oj + i] = x[i] * inv;
-        placed = true;
+    if (kept[j]) continue;
+    let best = 0;
+    for (let i = 1; i < r; i++) if (covered[i] < covered[best]) best = i;
+    x.fill(0);
+    x[best] = 1;
+    for (let pass = 0; pass < 2; pass++) {
+      for (let o = 0; o < c; o++) {
+        if (!kept[o]) continue;
+        const oo = o * r;
+        let d = 0;
+        for (let i = 0; i < r; i++) d += Q[oo + i] * x[i];
+        if (d !== 0) for (let i = 0; i < r; i++) x[i] -= d * Q[oo + i];
       }
     }
-    if (!placed) throw new Error('completeOrthonormalColumns: more columns than dimensions');
+    let nn = 0;
+    for (let i = 0; i < r; i++) nn += x[i] * x[i];
+    // At least (r - kept) / r >= 1 / r is left for orthonormal kept columns; far less means they were not.
+    if (!(nn > 1e-3 / r)) throw new Error('completeOrthonormalColumns: the kept columns are not orthonormal');
+    const inv = 1 / Math.sqrt(nn);
+    const oj = j * r;
+    for (let i = 0; i < r; i++) {
+      Q[oj + i] = x[i] * inv;
+      covered[i] += Q[oj + i] * Q[oj + i];
+    }
+    kept[j] = true;
   }
 }
 

@@ -45,7 +45,7 @@
 import type { ComputeBackend, Matrix } from '../compute/backend';
 import { checkMatrix } from '../compute/backend';
 import { choleskyQr2Rows } from './cholqr';
-import { allFinite, gramRows } from './dense';
+import { allFinite, dot, gramRows } from './dense';
 import { symmetricEigen, symmetricEigenvalues } from './eigen';
 import { orthonormalizeColumnMajor, transposeToColumnMajor } from './qr';
 import { Rng } from './random';
@@ -99,6 +99,35 @@ export const DEFAULT_FULL_IF_MIN_DIM_AT_MOST = 256;
 /** A singular value below this fraction of s_1 has no trustworthy vector in float32 data. */
 const NULL_RELATIVE = 1e-7;
 
+/** Below this fraction of s_1 a long-side vector from the float32 product is re-orthogonalised (see longSideVectors). */
+const WEAK_RELATIVE = 1e-2;
+
+/** Entries of at most this magnitude (and at least its inverse) are used as they are; see {@link rangeScale}. */
+const SAFE_MAX_ABS = 2 ** 40;
+
+/**
+ * A power of two that brings the largest |entry| (of all arrays given) into (1/2, 1], when it lies outside
+ * [2^-40, 2^40]; 1 otherwise (and for a zero or non-finite matrix, which the callers handle). Products
+ * with A run in float32 on the backend: with entries near the float32 limit (1e38) s_1, the sketches
+ * and their Gram matrices overflow to Inf. Scaling by a power of two is exact, and singular values
+ * scale back exactly; vectors do not change.
+ */
+export function rangeScale(...arrays: ArrayLike<number>[]): number {
+  let max = 0;
+  for (const data of arrays) {
+    for (let i = 0; i < data.length; i++) {
+      const a = Math.abs(data[i]);
+      if (a > max) max = a;
+    }
+  }
+  if (!(max > 0) || !Number.isFinite(max) || (max <= SAFE_MAX_ABS && max >= 1 / SAFE_MAX_ABS)) return 1;
+  return 2 ** -Math.ceil(Math.log2(max));
+}
+
+function scaled(A: Matrix, scale: number): Matrix {
+  return scale === 1 ? A : { rows: A.rows, cols: A.cols, data: A.data.map((x) => x * scale) };
+}
+
 /**
  * Top-k singular triplets of A. k is capped at min(rows, cols). Throws on non-finite entries in A
  * (detected in the first product, so the check costs nothing on healthy matrices).
@@ -116,18 +145,27 @@ export async function truncatedSvd(backend: ComputeBackend, A: Matrix, k: number
     return { U: new Float64Array(0), S: new Float64Array(0), V: new Float64Array(0), rows: m, cols: n, k: 0, method: 'full', fullSpectrum: new Float64Array(0) };
   }
   const l = Math.min(s, kk + oversample);
+  // Huge (or tiny) entries: factor 2^e A instead and scale the singular values back (see rangeScale).
+  const scale = rangeScale(A.data);
+  const As = scaled(A, scale);
   let result: SvdResult;
   if (s <= fullIf || l >= s) {
     const t0 = performance.now();
-    result = await exactSvd(backend, A, kk);
+    result = await exactSvd(backend, As, kk);
     addTime(opts.timings, 'exact', t0);
   } else {
-    result = await randomizedSvd(backend, A, kk, l, q, opts.seed, opts.timings);
+    result = await randomizedSvd(backend, As, kk, l, q, opts.seed, opts.timings);
   }
   if (opts.residuals) {
     const t0 = performance.now();
-    result.residuals = await svdResiduals(backend, A, result);
+    result.residuals = await svdResiduals(backend, As, result);
     addTime(opts.timings, 'residuals', t0);
+  }
+  if (scale !== 1) {
+    const inv = 1 / scale;
+    result.S = result.S.map((x) => x * inv);
+    if (result.fullSpectrum) result.fullSpectrum = result.fullSpectrum.map((x) => x * inv);
+    if (result.residuals) result.residuals = result.residuals.map((x) => x * inv);
   }
   return result;
 }
@@ -180,6 +218,12 @@ export async function spectralNorm(backend: ComputeBackend, A: Matrix, opts: Spe
   const tol = opts.tol ?? 1e-7;
   const maxIt = opts.maxIterations ?? 300;
   const bs = Math.max(1, Math.min(opts.blockSize ?? 8, s));
+  // Products in float32: huge entries would overflow them (see rangeScale); the norm scales back exactly.
+  const scale = rangeScale(A.data);
+  if (scale !== 1) {
+    const r = await spectralNorm(backend, scaled(A, scale), { ...opts, fullIfMinDimAtMost: 0 });
+    return { ...r, value: r.value / scale };
+  }
   const op = sideOperators(backend, A);
   const rng = new Rng(opts.seed ?? 0x5eed);
   // Start on the long side: Y = A' Omega.
@@ -361,26 +405,55 @@ async function randomizedSvd(
  * Divides the columns of P (b x k row-major, P = A'^T W) by the singular values; columns whose
  * singular value is (numerically) zero get an orthonormal completion instead (no direction is defined
  * there, but callers need an orthonormal basis, e.g. for angles of a rank-deficient update).
+ *
+ * P comes from a float32 product, so column i carries an error of about eps_32 s_1 / s_i: negligible
+ * for the leading values, but the vectors of values far below s_1 (a rank-deficient matrix, a zero
+ * row) lose their orthogonality. Those columns (s_i < WEAK_RELATIVE s_1) are re-orthogonalised
+ * against all earlier ones in float64 (two Gram-Schmidt passes); a column that this leaves with no
+ * length of its own is completed like a zero value. The cost is b k per such column and pass, nothing
+ * for a well-conditioned matrix.
  */
 function longSideVectors(P: ArrayLike<number>, b: number, k: number, S: Float64Array): Float64Array {
-  const V = new Float64Array(b * k);
-  const inv = new Float64Array(k);
+  const Vc = new Float64Array(b * k); // column-major b x k
   const bad: boolean[] = [];
   let anyBad = false;
+  let anyWeak = false;
   const floor = S[0] * NULL_RELATIVE;
+  const weak = S[0] * WEAK_RELATIVE;
   for (let i = 0; i < k; i++) {
     const ok = S[i] > floor && S[i] > 0;
     bad.push(!ok);
-    if (!ok) anyBad = true;
-    inv[i] = ok ? 1 / S[i] : 0;
+    if (!ok) {
+      anyBad = true;
+      continue;
+    }
+    if (S[i] < weak) anyWeak = true;
+    const inv = 1 / S[i];
+    const o = i * b;
+    for (let r = 0; r < b; r++) Vc[o + r] = P[r * k + i] * inv;
   }
-  for (let r = 0; r < b; r++) {
-    const o = r * k;
-    for (let i = 0; i < k; i++) V[o + i] = P[o + i] * inv[i];
+  if (anyWeak) {
+    for (let i = 0; i < k; i++) {
+      if (bad[i] || !(S[i] < weak)) continue;
+      const oi = i * b;
+      for (let pass = 0; pass < 2; pass++) {
+        for (let j = 0; j < i; j++) {
+          if (bad[j]) continue;
+          const d = dot(Vc, j * b, Vc, oi, b);
+          if (d !== 0) for (let r = 0; r < b; r++) Vc[oi + r] -= d * Vc[j * b + r];
+        }
+      }
+      const nn = dot(Vc, oi, Vc, oi, b);
+      if (!(nn > 0.25)) {
+        bad[i] = true;
+        anyBad = true;
+        continue;
+      }
+      const inv = 1 / Math.sqrt(nn);
+      for (let r = 0; r < b; r++) Vc[oi + r] *= inv;
+    }
   }
-  if (!anyBad) return V;
-  const Vc = transposeToColumnMajor(V, b, k);
-  completeOrthonormalColumns(Vc, b, k, bad);
+  if (anyBad) completeOrthonormalColumns(Vc, b, k, bad);
   return transposeToColumnMajor(Vc, k, b);
 }
 

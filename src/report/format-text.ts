@@ -1,7 +1,7 @@
 /**
  * Plain-text rendering of reports for the terminal: readable per-module and per-layer tables.
  */
-import { MODULE_KINDS, type CheckpointReport, type GroupSummary, type ConsistencyReport, type RegimeComparison, type VerdictEvidence } from './schema';
+import { MODULE_KINDS, type CheckpointReport, type GroupSummary, type ConsistencyReport, type RegimeComparison, type TensorMismatch, type VerdictEvidence } from './schema';
 import type { ScanResult } from '../discovery/scan';
 import * as path from 'node:path';
 import { median } from '../analysis/stats';
@@ -61,6 +61,10 @@ export function formatCheckpointReport(r: CheckpointReport, opts: { layers?: boo
   lines.push(`  legacy |dw| <= 1e-5 rule (for comparison only): ${pct(s.unchangedLegacyAbs)} unchanged`);
   lines.push(`  relative update norm ||dW||_F / ||W0||_F: ${sci(s.relUpdateNorm)}`);
   if (s.nonFinite > 0) lines.push(`  WARNING: ${int(s.nonFinite)} NaN/Inf entries in base or checkpoint (a defect of the checkpoint; counted apart)`);
+  const noShare = r.tensors.filter((t) => t.unchanged === null);
+  if (noShare.length) lines.push(`  ${noShare.length} tensor(s) with no finite entry, left out of every unchanged share: ${listNames(noShare.map((t) => t.name))}`);
+  const pairingNote = describePairing(r);
+  if (pairingNote) lines.push(`  ${pairingNote}`);
   const hidden = r.tensors.filter((t) => t.hiddenByPrecision !== undefined);
   if (hidden.length) {
     const med = median(hidden.map((t) => t.hiddenByPrecision!));
@@ -93,10 +97,67 @@ export function formatCheckpointReport(r: CheckpointReport, opts: { layers?: boo
   if (r.mismatches.length) {
     lines.push('');
     lines.push(`  ${r.mismatches.length} tensor(s) not compared or compared with a caveat:`);
-    for (const m of r.mismatches.slice(0, 20)) lines.push(`    ${m.name}: ${m.problem}: ${m.detail}`);
-    if (r.mismatches.length > 20) lines.push(`    ... and ${r.mismatches.length - 20} more (see --json)`);
+    const { dtypes, others } = groupMismatches(r);
+    for (const d of dtypes) lines.push(`    ${describeDtypeGroup(d)}`);
+    for (const m of others.slice(0, 20)) lines.push(`    ${m.name}: ${m.problem}: ${m.detail}`);
+    if (others.length > 20) lines.push(`    ... and ${others.length - 20} more (see --json)`);
   }
   return lines.join('\n');
+}
+
+/** Up to `max` names, then how many more. */
+function listNames(names: readonly string[], max = 3): string {
+  return names.length > max ? `${names.slice(0, max).join(', ')} and ${names.length - max} more` : names.join(', ');
+}
+
+/** How tensors were paired, when there is something to say: wrapper prefixes stripped, or base tensors left out. */
+export function describePairing(r: CheckpointReport): string | undefined {
+  const p = r.pairing;
+  if (!p) return undefined;
+  const stripped = [p.checkpointPrefix && `"${p.checkpointPrefix}" from the checkpoint's names`, p.basePrefix && `"${p.basePrefix}" from the base's names`].filter(Boolean).join(' and ');
+  if (!stripped && p.paired === p.baseFloatTensors) return undefined;
+  return `${p.paired} of the base's ${p.baseFloatTensors} float tensors compared${stripped ? `, names paired after stripping ${stripped}` : ''}`;
+}
+
+/** The tensors whose dtype differs between base and checkpoint, one group per dtype pair. */
+export interface DtypeMismatchGroup {
+  base: string;
+  checkpoint: string;
+  count: number;
+  /** The checkpoint side is fp32/f64: the Gate III probe (hidden by precision) was reported for these tensors. */
+  gate3: boolean;
+}
+
+/** Dtype mismatches grouped by dtype pair (one line each instead of one per tensor); every other mismatch as is. */
+export function groupMismatches(r: CheckpointReport): { dtypes: DtypeMismatchGroup[]; others: TensorMismatch[] } {
+  const byName = new Map(r.tensors.map((t) => [t.name, t]));
+  const groups = new Map<string, DtypeMismatchGroup>();
+  const others: TensorMismatch[] = [];
+  for (const m of r.mismatches) {
+    const pair = m.problem === 'dtype-mismatch' ? dtypePair(m, byName.get(m.name)?.dtype) : undefined;
+    if (!pair) {
+      others.push(m);
+      continue;
+    }
+    const key = `${pair[0]}->${pair[1]}`;
+    const g = groups.get(key) ?? { base: pair[0], checkpoint: pair[1], count: 0, gate3: false };
+    g.count++;
+    if (byName.get(m.name)?.hiddenByPrecision !== undefined) g.gate3 = true;
+    groups.set(key, g);
+  }
+  return { dtypes: [...groups.values()], others };
+}
+
+function dtypePair(m: TensorMismatch, tensorDtype: string | undefined): [string, string] | undefined {
+  const fromTensor = tensorDtype?.split('->');
+  if (fromTensor?.length === 2) return [fromTensor[0], fromTensor[1]];
+  const fromDetail = /^base (\S+) vs checkpoint (\S+?):/.exec(m.detail);
+  return fromDetail ? [fromDetail[1], fromDetail[2]] : undefined;
+}
+
+/** "dtype differs in 39 tensors: BF16 in base, F32 in checkpoint (compared as floats with the relative rule; Gate III probe reported)". */
+export function describeDtypeGroup(d: DtypeMismatchGroup): string {
+  return `dtype differs in ${d.count} tensor${d.count === 1 ? '' : 's'}: ${d.base} in base, ${d.checkpoint} in checkpoint (compared as floats with the relative rule${d.gate3 ? '; Gate III probe reported' : ''})`;
 }
 
 /** "direction-blind 0.01, gradient-like 0.3" for a bracketed measure, "expected 0.4" for an overlap. */

@@ -6,7 +6,7 @@
  * Markdown outputs (`pct`, `sci`), and each numeric cell carries its raw value in `data-v`.
  */
 import { MODULE_KINDS, type CheckpointReport, type ConsistencyReport, type ModuleKind, type TensorDiff, type Verdict } from './schema';
-import { describeK, pct, sci, int } from './format-text';
+import { describeDtypeGroup, describeK, describePairing, groupMismatches, pct, sci, int } from './format-text';
 import { VERSION } from '../version';
 
 export interface HtmlOptions {
@@ -258,6 +258,8 @@ function reportSection(r: CheckpointReport, i: number, opts: HtmlOptions): strin
     ['settings', `eta ${r.settings.eta}, k ${r.settings.k}, alpha ${r.settings.alpha}, kSpectrum ${r.settings.kSpectrum}, seed ${r.settings.seed}`],
     ['created', `${r.createdAt} by gatescope ${r.tool.version} in ${(r.durationMs / 1000).toFixed(1)} s${r.device ? ` on ${r.device}` : ''}`],
   ];
+  const pairingNote = describePairing(r);
+  if (pairingNote) meta.push(['pairing', pairingNote]);
   out.push(`<table class="kv meta"><tbody>${meta.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</tbody></table>`);
   const kpis: [string, number | null, string][] = [
     ['unchanged, all float entries (M1)', s.unchanged, fmt.share(s.unchanged)],
@@ -268,6 +270,8 @@ function reportSection(r: CheckpointReport, i: number, opts: HtmlOptions): strin
   ];
   out.push(`<div class="kpis">${kpis.map(([k, v, t]) => `<div class="kpi"><div class="kv-value"${v === null ? '' : ` data-v="${escapeHtml(String(v))}"`}>${escapeHtml(t)}</div><div class="kv-label">${escapeHtml(k)}</div></div>`).join('')}</div>`);
   if (s.nonFinite > 0) out.push(`<p class="warn">${escapeHtml(fmt.int(s.nonFinite))} NaN/Inf entries in base or checkpoint: a defect of the checkpoint, counted apart.</p>`);
+  const noShare = r.tensors.filter((t) => t.unchanged === null).length;
+  if (noShare > 0) out.push(`<p class="warn">${noShare} tensor${noShare === 1 ? '' : 's'} with no finite entry: left out of every unchanged share.</p>`);
   if (r.verdict) out.push(verdictHtml(r.verdict, 'Regime verdict'));
   out.push(spectralSummaryHtml(r));
   out.push('<div class="charts">');
@@ -278,7 +282,9 @@ function reportSection(r: CheckpointReport, i: number, opts: HtmlOptions): strin
   out.push(`<h3>Per tensor (${r.tensors.length})</h3>`, tensorTable(r));
   if (r.mismatches.length) {
     out.push(`<h3>Not compared or compared with a caveat (${r.mismatches.length})</h3><ul class="mismatches">`);
-    for (const m of r.mismatches) out.push(`<li><code>${escapeHtml(m.name)}</code>: ${escapeHtml(m.problem)}: ${escapeHtml(m.detail)}</li>`);
+    const { dtypes, others } = groupMismatches(r);
+    for (const d of dtypes) out.push(`<li>${escapeHtml(describeDtypeGroup(d))}</li>`);
+    for (const m of others) out.push(`<li><code>${escapeHtml(m.name)}</code>: ${escapeHtml(m.problem)}: ${escapeHtml(m.detail)}</li>`);
     out.push('</ul>');
   }
   out.push('</section>');

@@ -57,13 +57,18 @@ export interface TensorDiff {
   shape: number[];
   dtype: string;
   numel: number;
-  /** M1: share of entries unchanged (bf16: bit-identical, +0 == -0; other floats: |dw| <= eta max(|w0|,|w1|)). Excludes non-finite entries. */
-  unchanged: number;
+  /**
+   * M1: share of entries unchanged (bf16: bit-identical, +0 == -0; other floats: |dw| <= eta max(|w0|,|w1|)).
+   * Excludes non-finite entries; null when no entry is finite (see `unchangedUnavailable`).
+   */
+  unchanged: number | null;
+  /** Why `unchanged` (and `unchangedLegacyAbs`) is null: the tensor has no entries, or every entry is NaN or Inf on one side. */
+  unchangedUnavailable?: string;
   changed: number;
   /** Entries where either side is NaN or Inf: a defect of the checkpoint, counted apart. */
   nonFinite: number;
-  /** Legacy comparison (Mukherjee et al.): share with |dw| <= 1e-5. Not the spec's M1. */
-  unchangedLegacyAbs: number;
+  /** Legacy comparison (Mukherjee et al.): share with |dw| <= 1e-5. Not the spec's M1. Null with `unchanged`. */
+  unchangedLegacyAbs: number | null;
   /** ||dW||_F / ||W0||_F (null when ||W0||_F == 0). */
   relUpdateNorm: number | null;
   updateNormFro: number;
@@ -171,7 +176,10 @@ export interface Verdict {
 }
 
 export interface GroupSummary {
-  /** Share of unchanged entries over the group's finite entries. */
+  /**
+   * Share of unchanged entries over the group's finite entries. A group without a finite entry has no
+   * share and is left out of `byModule` / `byLayer` (its tensors carry `unchangedUnavailable`).
+   */
   unchanged: number;
   numel: number;
   changed: number;
@@ -181,13 +189,13 @@ export interface GroupSummary {
 }
 
 export interface ReportSummary {
-  /** M1 over all compared floating-point tensors. */
-  unchanged: number;
-  /** M1 over the 2-D weights of linear layers (embeddings and head excluded). */
-  unchangedLinear: number;
-  /** M1 with embeddings and norms excluded. */
-  unchangedNoEmbedNorm: number;
-  unchangedLegacyAbs: number;
+  /** M1 over all compared floating-point tensors; null when none of their entries is finite. */
+  unchanged: number | null;
+  /** M1 over the 2-D weights of linear layers (embeddings and head excluded); null when there is no finite entry in them (or no such weight). */
+  unchangedLinear: number | null;
+  /** M1 with embeddings and norms excluded; null as above. */
+  unchangedNoEmbedNorm: number | null;
+  unchangedLegacyAbs: number | null;
   numel: number;
   changed: number;
   nonFinite: number;
@@ -201,6 +209,18 @@ export interface TensorMismatch {
   name: string;
   problem: 'only-in-base' | 'only-in-checkpoint' | 'shape-mismatch' | 'dtype-mismatch' | 'not-float';
   detail: string;
+}
+
+/** How the checkpoint's tensors were paired with the base's (docs/report-schema.md). */
+export interface TensorPairing {
+  /** Wrapper prefix stripped from the checkpoint's names ('_orig_mod.', 'module.', 'base_model.model.', possibly stacked), '' for none. */
+  checkpointPrefix: string;
+  /** The same for the base's names. */
+  basePrefix: string;
+  /** Float tensors compared (same name after stripping, same shape, float on both sides). */
+  paired: number;
+  /** Float tensors of the base. At least half of them must pair, or the analysis fails. */
+  baseFloatTensors: number;
 }
 
 export interface CheckpointReport {
@@ -220,6 +240,8 @@ export interface CheckpointReport {
   summary: ReportSummary;
   tensors: TensorDiff[];
   mismatches: TensorMismatch[];
+  /** How tensors were paired; report names are the base's names. Absent in reports written before it existed. */
+  pairing?: TensorPairing;
   /** Run-level regime verdict (full pass only). */
   verdict?: Verdict;
   /** Spectral aggregates over tensors (full pass only). */
@@ -323,6 +345,6 @@ export interface RegimeRunLayer {
 export interface RegimeComparison {
   /** How the intervals were computed. */
   method: string;
-  runs: { label: string; checkpoint: string; step: number | null; relUpdateNorm: number | null; unchangedLinear: number; verdict: Verdict | null; layers: RegimeRunLayer[] }[];
+  runs: { label: string; checkpoint: string; step: number | null; relUpdateNorm: number | null; unchangedLinear: number | null; verdict: Verdict | null; layers: RegimeRunLayer[] }[];
   pairs: RegimePair[];
 }

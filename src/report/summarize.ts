@@ -1,6 +1,8 @@
 /**
  * Aggregates per-tensor diffs into the report summary: whole model, linear weights, per module, per layer.
  * Shares are pooled over entries (sum of changed / sum of finite entries), not averaged over tensors.
+ * A tensor without a finite entry (unchanged: null) adds its entries and NaN/Inf count but no share; a
+ * scope with no finite entry at all has no share (null), and such a module or layer group is left out.
  */
 import { isLinearWeight } from '../analysis/names';
 import type { GroupSummary, ModuleKind, ReportSummary, TensorDiff } from './schema';
@@ -23,12 +25,13 @@ class Group {
     this.dSq += t.updateNormFro ** 2;
     this.baseSq += t.baseNormFro ** 2;
   }
-  get unchanged(): number {
-    return this.finite === 0 ? 1 : (this.finite - this.changed) / this.finite;
+  get unchanged(): number | null {
+    return this.finite === 0 ? null : (this.finite - this.changed) / this.finite;
   }
+  /** Only for a group with a finite entry (see groups()). */
   summary(): GroupSummary {
     return {
-      unchanged: this.unchanged,
+      unchanged: this.unchanged ?? 0,
       numel: this.numel,
       changed: this.changed,
       nonFinite: this.nonFinite,
@@ -44,11 +47,15 @@ export function summarize(tensors: readonly TensorDiff[]): ReportSummary {
   const linear = new Group();
   const noEmbedNorm = new Group();
   let legacyUnchanged = 0;
+  let legacyFinite = 0;
   const byModule = new Map<ModuleKind, Group>();
   const byLayer = new Map<number, Group>();
   for (const t of tensors) {
     all.add(t);
-    legacyUnchanged += t.unchangedLegacyAbs * (t.numel - t.nonFinite);
+    if (t.unchangedLegacyAbs !== null) {
+      legacyUnchanged += t.unchangedLegacyAbs * (t.numel - t.nonFinite);
+      legacyFinite += t.numel - t.nonFinite;
+    }
     if (isLinearWeight(t.name, t.shape, t.module)) linear.add(t);
     if (t.module !== 'embed' && t.module !== 'norm') noEmbedNorm.add(t);
     let g = byModule.get(t.module);
@@ -61,16 +68,17 @@ export function summarize(tensors: readonly TensorDiff[]): ReportSummary {
     }
   }
   const s = all.summary();
+  const withShare = <K>(groups: Map<K, Group>): [K, Group][] => [...groups].filter(([, g]) => g.unchanged !== null);
   return {
-    unchanged: s.unchanged,
+    unchanged: all.unchanged,
     unchangedLinear: linear.unchanged,
     unchangedNoEmbedNorm: noEmbedNorm.unchanged,
-    unchangedLegacyAbs: all.finite === 0 ? 1 : legacyUnchanged / all.finite,
+    unchangedLegacyAbs: legacyFinite === 0 ? null : legacyUnchanged / legacyFinite,
     numel: s.numel,
     changed: s.changed,
     nonFinite: s.nonFinite,
     relUpdateNorm: s.relUpdateNorm,
-    byModule: Object.fromEntries([...byModule].map(([k, g]) => [k, g.summary()])),
-    byLayer: Object.fromEntries([...byLayer].sort((a, b) => a[0] - b[0]).map(([k, g]) => [String(k), g.summary()])),
+    byModule: Object.fromEntries(withShare(byModule).map(([k, g]) => [k, g.summary()])),
+    byLayer: Object.fromEntries(withShare(byLayer).sort((a, b) => a[0] - b[0]).map(([k, g]) => [String(k), g.summary()])),
   };
 }

@@ -168,6 +168,7 @@ export function scalePosition(value: number, min: number, max: number): number {
 export interface StepPoint {
   checkpoint: string;
   step: number | null;
+  /** NaN where the report has no share (no finite entry): a gap in the chart, never a point at 100%. */
   unchanged: number;
   unchangedLinear: number;
   relUpdateNorm: number | null;
@@ -183,8 +184,8 @@ export function stepSeries(reports: CheckpointReport[]): StepPoint[] {
   const pts = reports.map((r): StepPoint => ({
     checkpoint: r.checkpoint,
     step: r.step,
-    unchanged: r.summary.unchanged,
-    unchangedLinear: r.summary.unchangedLinear,
+    unchanged: r.summary.unchanged ?? NaN,
+    unchangedLinear: r.summary.unchangedLinear ?? NaN,
     relUpdateNorm: r.summary.relUpdateNorm,
     principalAngleMaxDeg: r.spectralSummary?.principalAngleMaxDeg ?? null,
     nssMedian: r.spectralSummary?.nssMedian ?? null,

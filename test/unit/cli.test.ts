@@ -23,8 +23,8 @@ test('diff writes the report contract and exits 0; usage errors exit 2; bad chec
   // Paths relative to the report's folder: a shared report does not carry the author's home folder.
   assert.equal(report.base, path.relative(dir, base));
   assert.equal(report.checkpoint, path.relative(dir, checkpoints[0]));
-  assert.ok(report.summary.unchanged > 0 && report.summary.unchanged < 1);
-  assert.ok(report.summary.unchangedLinear > 0 && report.summary.unchangedLinear < 1);
+  assert.ok(report.summary.unchanged! > 0 && report.summary.unchanged! < 1);
+  assert.ok(report.summary.unchangedLinear! > 0 && report.summary.unchangedLinear! < 1);
   for (const t of report.tensors) {
     for (const k of ['name', 'module', 'layer', 'shape', 'dtype', 'numel', 'unchanged', 'relUpdateNorm'] as const) assert.ok(k in t, `${t.name} has ${k}`);
   }

@@ -72,8 +72,8 @@ test('M1 and Gate I equal the PyTorch reference on every tensor', () => {
       assert.equal(t.unchanged, r.unchanged, `${run} ${r.name} unchanged`);
       if (r.relUpdateNorm !== null) assert.ok(Math.abs(t.relUpdateNorm! - r.relUpdateNorm) <= 1e-9 * r.relUpdateNorm + 1e-15, `${run} ${r.name} relUpdateNorm ${t.relUpdateNorm} vs ${r.relUpdateNorm}`);
     }
-    assert.ok(Math.abs(report!.summary.unchanged - ref.summary.unchanged) < 1e-12, `${run} summary.unchanged`);
-    assert.ok(Math.abs(report!.summary.unchangedLinear - ref.summary.unchangedLinear) < 1e-12, `${run} summary.unchangedLinear`);
+    assert.ok(Math.abs(report!.summary.unchanged! - ref.summary.unchanged) < 1e-12, `${run} summary.unchanged`);
+    assert.ok(Math.abs(report!.summary.unchangedLinear! - ref.summary.unchangedLinear) < 1e-12, `${run} summary.unchangedLinear`);
   }
 });
 
@@ -130,7 +130,7 @@ test('the paper\'s findings that hold at this scale (examples/README.md lists th
     const rl = get(rlName);
     const a = rl.spectralSummary!;
     const b = sft.spectralSummary!;
-    assert.ok(rl.summary.unchanged > sft.summary.unchanged, `${rlName} leaves more weights bit-identical than SFT`);
+    assert.ok(rl.summary.unchanged! > sft.summary.unchanged!, `${rlName} leaves more weights bit-identical than SFT`);
     assert.ok(a.overlapPrincipal! < a.overlapPrincipalBaseline, `${rlName}'s principal overlap is below its random baseline`);
     assert.ok(b.overlapPrincipal! >= a.overlapPrincipal!, `SFT's principal overlap is not lower than ${rlName}'s`);
     assert.ok(a.nssMedian < b.nssMedian, `${rlName} drifts the spectrum less than SFT`);

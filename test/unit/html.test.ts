@@ -47,7 +47,7 @@ after(async () => {
 });
 
 /** A numeric cell as the page writes it. */
-function cell(v: number, text: string): string {
+function cell(v: number | null, text: string): string {
   return `<td class="n" data-v="${v}">${escapeHtml(text)}</td>`;
 }
 

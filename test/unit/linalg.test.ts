@@ -486,3 +486,164 @@ describe('CholeskyQR2 on the backend', () => {
     assert.equal(await choleskyQr2Rows(be, bad), null);
   });
 });
+
+// ---------------------------------------------------------------------------------------------------
+// Degenerate matrices on both SVD paths: zero rows and columns, all zero, rank 1, entries near the
+// float32 limit. References are independent of src/linalg: a slow cyclic Jacobi eigen-solver of the
+// short side's Gram matrix in float64, written here, or the known answer of u v^T.
+
+/** Singular values (descending) of a row-major m x n matrix from cyclic Jacobi on its short-side Gram, float64. */
+function referenceSingularValues(A: ArrayLike<number>, m: number, n: number): Float64Array {
+  const tall = m > n;
+  const s = Math.min(m, n);
+  const b = Math.max(m, n);
+  const at = (i: number, t: number): number => (tall ? A[t * n + i] : A[i * n + t]); // short-side row i, entry t
+  const G = new Float64Array(s * s);
+  for (let i = 0; i < s; i++) for (let j = 0; j <= i; j++) {
+    let acc = 0;
+    for (let t = 0; t < b; t++) acc += at(i, t) * at(j, t);
+    G[i * s + j] = acc;
+    G[j * s + i] = acc;
+  }
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0;
+    let diag = 0;
+    for (let i = 0; i < s; i++) for (let j = 0; j < s; j++) (i === j ? (diag += G[i * s + i] ** 2) : (off += G[i * s + j] ** 2));
+    if (off <= 1e-30 * diag || off === 0) break;
+    for (let p = 0; p < s - 1; p++) for (let q = p + 1; q < s; q++) {
+      const gpq = G[p * s + q];
+      if (gpq === 0) continue;
+      const theta = (G[q * s + q] - G[p * s + p]) / (2 * gpq);
+      const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+      const c = 1 / Math.sqrt(t * t + 1);
+      const sn = t * c;
+      for (let k = 0; k < s; k++) {
+        const gkp = G[k * s + p];
+        const gkq = G[k * s + q];
+        G[k * s + p] = c * gkp - sn * gkq;
+        G[k * s + q] = sn * gkp + c * gkq;
+      }
+      for (let k = 0; k < s; k++) {
+        const gpk = G[p * s + k];
+        const gqk = G[q * s + k];
+        G[p * s + k] = c * gpk - sn * gqk;
+        G[q * s + k] = sn * gpk + c * gqk;
+      }
+    }
+  }
+  return Float64Array.from({ length: s }, (_, i) => Math.sqrt(Math.max(G[i * s + i], 0))).sort().reverse();
+}
+
+/** max_i ||A v_i - s_i u_i||_2 over the returned triplets, float64 from the float32 data. */
+function maxResidual(A: Matrix, r: { U: Float64Array; S: Float64Array; V: Float64Array; k: number }): number {
+  const { rows: m, cols: n } = A;
+  let worst = 0;
+  for (let i = 0; i < r.k; i++) {
+    let acc = 0;
+    for (let row = 0; row < m; row++) {
+      let av = 0;
+      for (let j = 0; j < n; j++) av += A.data[row * n + j] * r.V[j * r.k + i];
+      acc += (av - r.S[i] * r.U[row * r.k + i]) ** 2;
+    }
+    worst = Math.max(worst, Math.sqrt(acc));
+  }
+  return worst;
+}
+
+/** A float32 m x n matrix with a fast-decaying spectrum (s_i = 0.6^i), so the randomized path is accurate. */
+function decaying(m: number, n: number, seed: number): Float32Array {
+  const s = Math.min(m, n);
+  return knownMatrix(m, n, Array.from({ length: s }, (_, i) => 0.6 ** i), seed).A.data;
+}
+
+const DEGENERATE_CASES: [string, (m: number, n: number) => Float32Array][] = [
+  ['a zero row', (m, n) => decaying(m, n, 71).fill(0, 0, n)],
+  ['a zero column', (m, n) => {
+    const a = decaying(m, n, 73);
+    for (let i = 0; i < m; i++) a[i * n + 2] = 0;
+    return a;
+  }],
+  ['a zero row and a zero column', (m, n) => {
+    const a = decaying(m, n, 79).fill(0, n * (m - 1), n * m);
+    for (let i = 0; i < m; i++) a[i * n] = 0;
+    return a;
+  }],
+  ['all zero', (m, n) => new Float32Array(m * n)],
+  ['rank 1 (u v^T)', (m, n) => {
+    const a = new Float32Array(m * n);
+    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) a[i * n + j] = (1 + (i % 7)) * 0.25 * ((j % 3) - 1.5);
+    return a;
+  }],
+  ['entries near the float32 limit (1e38)', (m, n) => {
+    const a = decaying(m, n, 83);
+    let max = 0;
+    for (const x of a) max = Math.max(max, Math.abs(x));
+    return a.map((x) => (x / max) * 3e38);
+  }],
+];
+
+describe('truncated SVD of degenerate matrices, both paths', () => {
+  const be = createReferenceBackend();
+  for (const path of ['full', 'randomized'] as const) {
+    for (const [m, n] of [[40, 40], [30, 50], [50, 30]]) {
+      for (const [label, make] of DEGENERATE_CASES) {
+        it(`${path}, ${m} x ${n}, ${label}: singular values match the reference, vectors orthonormal`, async () => {
+          const A: Matrix = { rows: m, cols: n, data: make(m, n) };
+          const s = Math.min(m, n);
+          // The full path with k = the whole short side completes the vectors of every zero value.
+          const k = path === 'full' ? s : 6;
+          const r = await truncatedSvd(be, A, k, { oversample: 10, powerIterations: 4, seed: 5, fullIfMinDimAtMost: path === 'full' ? DEFAULT_FULL_IF_MIN_DIM_AT_MOST : 0 });
+          assert.equal(r.method, path);
+          assert.equal(r.k, k);
+          for (const x of [...r.S, ...r.U, ...r.V]) assert.ok(Number.isFinite(x));
+          const ref = referenceSingularValues(A.data, m, n);
+          const top = ref[0];
+          if (label.startsWith('rank 1')) {
+            // Known answer: s_1 = ||u|| ||v||, every other value zero.
+            let uu = 0;
+            let vv = 0;
+            for (let i = 0; i < m; i++) uu += ((1 + (i % 7)) * 0.25) ** 2;
+            for (let j = 0; j < n; j++) vv += ((j % 3) - 1.5) ** 2;
+            assert.ok(Math.abs(r.S[0] - Math.sqrt(uu * vv)) <= 1e-6 * Math.sqrt(uu * vv), `s_1 ${r.S[0]} vs ${Math.sqrt(uu * vv)}`);
+            for (let i = 1; i < k; i++) assert.ok(r.S[i] <= 1e-6 * r.S[0], `s_${i + 1} = ${r.S[i]}`);
+          }
+          // Values: within 1e-5 of s_1 (float32 data; the exact path's Gram squares only float64 rounding).
+          for (let i = 0; i < k; i++) assert.ok(Math.abs(r.S[i] - ref[i]) <= 1e-5 * top, `s_${i + 1}: ${r.S[i]} vs ${ref[i]}`);
+          if (top === 0) assert.ok(r.S.every((v) => v === 0));
+          // Vectors: orthonormal (the long side comes from a float32 product: 1e-5), and A v_i = s_i u_i.
+          assert.ok(orthoError(r.U, m, k) < 1e-5, `U: ${orthoError(r.U, m, k)}`);
+          assert.ok(orthoError(r.V, n, k) < 1e-5, `V: ${orthoError(r.V, n, k)}`);
+          assert.ok(maxResidual(A, r) <= 1e-4 * top, `residual ${maxResidual(A, r)} vs s_1 ${top}`);
+        });
+      }
+    }
+  }
+
+  it('spectral norm of a matrix with entries near the float32 limit, both paths', async () => {
+    const m = 300;
+    const n = 280;
+    const a = decaying(m, n, 89);
+    let max = 0;
+    for (const x of a) max = Math.max(max, Math.abs(x));
+    const A: Matrix = { rows: m, cols: n, data: a.map((x) => (x / max) * 3e38) };
+    const ref = (await spectralNorm(be, { rows: m, cols: n, data: a }, {})).value * (3e38 / max);
+    const sub = await spectralNorm(be, A, {});
+    assert.equal(sub.method, 'subspace-iteration');
+    assert.ok(Math.abs(sub.value - ref) <= 1e-5 * ref, `${sub.value} vs ${ref}`);
+    const full = await spectralNorm(be, A, { fullIfMinDimAtMost: 300 });
+    assert.equal(full.method, 'full');
+    assert.ok(Math.abs(full.value - ref) <= 1e-5 * ref, `${full.value} vs ${ref}`);
+  });
+
+  it('a square matrix with a zero row on the default paths (side 256 exact, 300 randomized) keeps orthonormal vectors', async () => {
+    for (const side of [256, 300]) {
+      const A: Matrix = { rows: side, cols: side, data: decaying(side, side, 97).fill(0, 0, side) };
+      const k = side <= DEFAULT_FULL_IF_MIN_DIM_AT_MOST ? side : 16;
+      const r = await truncatedSvd(be, A, k, { oversample: 10, powerIterations: 4, seed: 5 });
+      assert.equal(r.method, side <= DEFAULT_FULL_IF_MIN_DIM_AT_MOST ? 'full' : 'randomized');
+      assert.ok(orthoError(r.U, side, k) < 1e-5);
+      assert.ok(orthoError(r.V, side, k) < 1e-5);
+      if (k === side) assert.ok(r.S[side - 1] <= 1e-7 * r.S[0], `the zero row leaves a zero value: ${r.S[side - 1]}`);
+    }
+  });
+});
