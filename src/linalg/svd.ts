@@ -87,12 +87,7 @@ function hestenes(W: Float64Array, r: number, c: number, J: Float64Array | null,
  * coordinates (the right null vector of a square matrix with a zero row).
  */
 export function completeOrthonormalColumns(Q: Float64Array, r: number, c: number, bad: ArrayLike<boolean>): void {
-  const kept = new Array<boolean>(c);
-  let keptCount = 0;
-  for (let o = 0; o < c; o++) {
-    kept[o] = !bad[o];
-    if (kept[o]) keptCount++;
-  }
+  const kept = Array.from({ length: c }, (_, o) => !bad[o]);
   if (c > r) throw new Error('completeOrthonormalColumns: more columns than dimensions');
   // Squared row norms of the kept columns: how much of e_i they already span.
   const covered = new Float64Array(r);

@@ -508,7 +508,12 @@ function referenceSingularValues(A: ArrayLike<number>, m: number, n: number): Fl
   for (let sweep = 0; sweep < 100; sweep++) {
     let off = 0;
     let diag = 0;
-    for (let i = 0; i < s; i++) for (let j = 0; j < s; j++) (i === j ? (diag += G[i * s + i] ** 2) : (off += G[i * s + j] ** 2));
+    for (let i = 0; i < s; i++) {
+      for (let j = 0; j < s; j++) {
+        if (i === j) diag += G[i * s + i] ** 2;
+        else off += G[i * s + j] ** 2;
+      }
+    }
     if (off <= 1e-30 * diag || off === 0) break;
     for (let p = 0; p < s - 1; p++) for (let q = p + 1; q < s; q++) {
       const gpq = G[p * s + q];
