@@ -63,6 +63,7 @@ export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts
       checkpoint: path.resolve(ckptPath),
       step: stepOfPath(ckptPath),
       label: checkpointLabel(ckptPath),
+      ...(base.notes.length || ckpt.notes.length ? { notes: [...base.notes, ...ckpt.notes] } : {}),
       settings: opts.settings,
       passes: opts.passes,
       summary: summarize(tensors),

@@ -11,8 +11,7 @@ import { promises as fsp, type Dirent } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CheckpointFormatError } from '../formats/errors';
-import { INDEX_FILE, SINGLE_FILE, listShardFiles, readSmallRegularFile } from '../formats/checkpoint';
-import { SafetensorsFile } from '../formats/safetensors';
+import { Checkpoint, INDEX_FILE, SINGLE_FILE, listShardFiles, readSmallRegularFile } from '../formats/checkpoint';
 import { readConfigKeys, syntaxOf } from './config-keys';
 import { STEP_FILE_RE, runRootFor, type Layout } from './layout';
 
@@ -82,27 +81,33 @@ export function defaultHfCacheDirs(env: NodeJS.ProcessEnv = process.env): string
   return [...new Set(dirs)];
 }
 
-/** Completeness from headers alone: a file shorter than its header promises, or a missing shard, is incomplete. */
+/**
+ * Completeness from headers alone: a file shorter than its header promises, or a missing shard, is
+ * incomplete; an index that names tensors its shards do not hold is an error. Opening the checkpoint
+ * the way the analysis does validates the index against every shard header.
+ */
 export async function checkCompleteness(p: string): Promise<{ state: CheckpointState; reason?: string; bytes: number; mtimeMs: number }> {
-  let files: string[];
   let bytes = 0;
   let mtimeMs = 0;
   try {
-    const st = await fsp.stat(p);
-    files = st.isFile() ? [p] : (await listShardFiles(p)).paths;
-    for (const f of files) {
-      const sf = await SafetensorsFile.open(f);
-      bytes += sf.identity.size;
-      mtimeMs = Math.max(mtimeMs, sf.identity.mtimeMs);
-      await sf.close();
+    const ckpt = await Checkpoint.open(p);
+    for (const f of ckpt.files) {
+      bytes += f.identity.size;
+      mtimeMs = Math.max(mtimeMs, f.identity.mtimeMs);
     }
-    return { state: 'complete', bytes, mtimeMs };
+    await ckpt.close();
+    return { state: 'complete', bytes, mtimeMs, ...(ckpt.notes.length ? { reason: ckpt.notes.join('; ') } : {}) };
   } catch (e) {
     if (e instanceof CheckpointFormatError) {
       return { state: e.looksIncomplete ? 'incomplete' : 'error', reason: e.message, bytes, mtimeMs };
     }
     return { state: 'error', reason: (e as Error).message, bytes, mtimeMs };
   }
+}
+
+/** A path as one shell word: merge commands are copied into a terminal, and paths have spaces. */
+export function shellQuote(p: string): string {
+  return /^[\w@%+=:,./-]+$/.test(p) ? p : `'${p.replace(/'/g, `'\\''`)}'`;
 }
 
 interface Found {
@@ -143,7 +148,7 @@ async function walk(root: string, maxDepth: number, found: Found[], warnings: st
       found.push({
         path: dir, layout: 'verl-fsdp', step: r.step, runRoot: r.root,
         reason: 'raw FSDP shards (.pt): merge them to safetensors first',
-        mergeCommand: `python -m verl.model_merger merge --backend fsdp --local_dir ${dir} --target_dir ${path.join(dir, 'huggingface')}`,
+        mergeCommand: `python -m verl.model_merger merge --backend fsdp --local_dir ${shellQuote(dir)} --target_dir ${shellQuote(path.join(dir, 'huggingface'))}`,
       });
     }
     const deepspeed = entries.some((e) => /^(?:mp_rank_\d+_model_states|zero_pp_rank_\d+.*_optim_states)\.pt$/.test(e.name));
@@ -152,7 +157,7 @@ async function walk(root: string, maxDepth: number, found: Found[], warnings: st
       found.push({
         path: dir, layout: 'deepspeed', step: r.step, runRoot: r.root,
         reason: 'DeepSpeed checkpoint (.pt): export it as a Hugging Face model first',
-        mergeCommand: `python ${path.join(path.dirname(dir), 'zero_to_fp32.py')} ${path.dirname(dir)} ${dir}_hf --safe_serialization`,
+        mergeCommand: `python ${shellQuote(path.join(path.dirname(dir), 'zero_to_fp32.py'))} ${shellQuote(path.dirname(dir))} ${shellQuote(`${dir}_hf`)} --safe_serialization`,
       });
     }
     if (depth >= maxDepth) return;

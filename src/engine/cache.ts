@@ -51,7 +51,8 @@ export class ResultCache {
       if (v.key !== key || !v.result || !('schemaVersion' in v.result) || v.result.schemaVersion !== SCHEMA_VERSION) throw new Error('mismatch');
       return v.result;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') await fsp.rm(this.file(key), { force: true });
+      // A corrupt entry goes; an unreadable cache (its folder a file, no permission) is a miss.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') await fsp.rm(this.file(key), { force: true }).catch(() => undefined);
       return undefined;
     }
   }

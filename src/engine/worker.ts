@@ -26,6 +26,15 @@ async function backendFor(device: DeviceSetting): Promise<ComputeBackend> {
   return b;
 }
 
+/** A result cache that cannot be written (disk full, its folder a file) costs the cache, never the finished result. */
+async function storeQuietly(cache: ResultCache, key: string, result: JobResult): Promise<void> {
+  try {
+    await cache.put(key, result);
+  } catch (e) {
+    send({ type: 'log', line: `warning: the result cache could not store this result (${(e as Error).message.split('\n')[0]}); the result is returned, uncached` });
+  }
+}
+
 const running = new Map<string, AbortController>();
 /** Jobs cancelled while still queued behind another. */
 const cancelledBeforeStart = new Set<string>();
@@ -103,7 +112,7 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
             onProgress: (p) => send({ type: 'progress', jobId, phase: `${spec.labels[i]}: ${p.phase}`, tensor: p.tensor, index: p.index, total: p.total, fraction: maskShare + (1 - maskShare) * ((i + p.fraction) / spec.checkpoints.length) }),
           });
           ac.signal.throwIfAborted();
-          if (cache) await cache.put(oneKey, r);
+          if (cache) await storeQuietly(cache, oneKey, r);
           reports.push(r);
         }
         report.regime = compareRegimes(spec.labels, reports, settings.seed);
@@ -112,7 +121,7 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
     }
     ac.signal.throwIfAborted();
     // Only finished, unchanged results are cached: a cancelled or failed job leaves no entry.
-    if (cache) await cache.put(key, result);
+    if (cache) await storeQuietly(cache, key, result);
     send({ type: 'done', jobId, result, fromCache: false });
   } catch (e) {
     if (ac.signal.aborted) send({ type: 'cancelled', jobId });

@@ -26,6 +26,8 @@ export class Checkpoint {
     readonly tensors: ReadonlyMap<string, TensorRef>,
     /** config.json of the folder, when there is one. */
     readonly config: Record<string, unknown> | undefined,
+    /** What a reader should know about how the files were chosen (e.g. an index beside a model.safetensors). */
+    readonly notes: readonly string[] = [],
   ) {}
 
   /** Total bytes of tensor data. */
@@ -74,7 +76,7 @@ export class Checkpoint {
           }
         }
       }
-      return new Checkpoint(p, p, opened, map, await readConfig(p));
+      return new Checkpoint(p, p, opened, map, await readConfig(p), files.ambiguity ? [files.ambiguity] : []);
     } catch (e) {
       await Promise.all(opened.map((f) => f.close()));
       throw e;
@@ -98,6 +100,8 @@ export interface ShardListing {
   paths: string[];
   /** tensor name -> shard file name, when the folder is sharded through an index. */
   weightMap?: Map<string, string>;
+  /** A layout that could be read two ways, and which way was taken. */
+  ambiguity?: string;
 }
 
 /**
@@ -138,7 +142,10 @@ export async function listShardFiles(dir: string): Promise<ShardListing> {
       }
       paths.push(full);
     }
-    return { paths, weightMap };
+    const ambiguity = entries.includes(SINGLE_FILE) && !shards.includes(SINGLE_FILE)
+      ? `${dir} holds both ${INDEX_FILE} and ${SINGLE_FILE}: the index's ${shards.length} shard(s) are read and ${SINGLE_FILE} is ignored (remove the one that is stale)`
+      : undefined;
+    return { paths, weightMap, ...(ambiguity ? { ambiguity } : {}) };
   }
   if (entries.includes(SINGLE_FILE)) return { paths: [path.join(dir, SINGLE_FILE)] };
   const loose = entries.filter((e) => e.endsWith('.safetensors')).sort();

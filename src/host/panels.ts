@@ -4,7 +4,6 @@
  * the serializers that bring them back after a reload.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { DiscoveredRun } from '../discovery/scan';
@@ -13,6 +12,7 @@ import {
   type CompareData, type DashboardData, type ExportFormat, type HostToWebview, type LayerData, type PanelKind, type PanelState, type WebviewToHost,
 } from '../protocol/messages';
 import { headInfoFromConfig, type HeadInfo } from '../ui-model/heads';
+import { readModelConfig } from '../discovery/model-config';
 import { slimReport, stepSeries } from '../ui-model/heatmap';
 import { checkpointView } from '../ui-model/tree';
 import type { Controller } from './controller';
@@ -334,20 +334,12 @@ export class Panels implements vscode.Disposable {
     };
   }
 
-  /** Head geometry from config.json beside the checkpoint or its base (a small file, read with fs). */
+  /** Head geometry from config.json beside the checkpoint or its base (read non-blocking: a FIFO cannot hang the host). */
   private async heads(checkpoint: string, base: string | null): Promise<HeadInfo | null> {
     for (const p of [checkpoint, base]) {
       if (!p) continue;
-      const dir = p.endsWith('.safetensors') ? path.dirname(p) : p;
-      try {
-        const file = path.join(dir, 'config.json');
-        const st = await fsp.stat(file);
-        if (st.size > 5_000_000) continue;
-        const h = headInfoFromConfig(JSON.parse(await fsp.readFile(file, 'utf8')));
-        if (h) return h;
-      } catch {
-        // no config here
-      }
+      const h = headInfoFromConfig(await readModelConfig(p));
+      if (h) return h;
     }
     return null;
   }

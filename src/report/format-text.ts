@@ -60,6 +60,7 @@ export function formatCheckpointReport(r: CheckpointReport, opts: { layers?: boo
   lines.push(`  unchanged (M1, bf16 bit-exact / eta ${r.settings.eta}): ${pct(s.unchanged)} of all float entries, ${pct(s.unchangedLinear)} of linear weights, ${pct(s.unchangedNoEmbedNorm)} without embeddings and norms`);
   lines.push(`  legacy |dw| <= 1e-5 rule (for comparison only): ${pct(s.unchangedLegacyAbs)} unchanged`);
   lines.push(`  relative update norm ||dW||_F / ||W0||_F: ${sci(s.relUpdateNorm)}`);
+  for (const n of r.notes ?? []) lines.push(`  note: ${n}`);
   if (s.nonFinite > 0) lines.push(`  WARNING: ${int(s.nonFinite)} NaN/Inf entries in base or checkpoint (a defect of the checkpoint; counted apart)`);
   const noShare = r.tensors.filter((t) => t.unchanged === null);
   if (noShare.length) lines.push(`  ${noShare.length} tensor(s) with no finite entry, left out of every unchanged share: ${listNames(noShare.map((t) => t.name))}`);
@@ -180,7 +181,7 @@ export function formatScan(s: ScanResult): string {
       c.step === null ? '-' : String(c.step), c.state, c.layout, c.bytes ? `${(c.bytes / 1e6).toFixed(1)} MB` : '', rel(c.path),
     ]), [true]).replace(/^/gm, '  '));
     for (const c of run.checkpoints) {
-      if (c.state !== 'complete' && c.reason) lines.push(`  ! ${rel(c.path)}: ${c.reason}`);
+      if (c.reason) lines.push(`  ${c.state === 'complete' ? 'note' : '!'} ${rel(c.path)}: ${c.reason}`);
       if (c.mergeCommand) lines.push(`    merge with: ${c.mergeCommand}`);
     }
     lines.push('');

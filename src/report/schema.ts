@@ -233,6 +233,8 @@ export interface CheckpointReport {
   step: number | null;
   /** The checkpoint as people name it: its run and step ("rl-kl step 80"). */
   label?: string;
+  /** What the reader should know about how the checkpoints were read (e.g. an index beside a model.safetensors: which was used). */
+  notes?: string[];
   settings: AnalysisSettings;
   /** 'diff' = M1, M4, Gate I probes; 'full' = diff + spectral (M5-M8) + verdict. */
   passes: 'diff' | 'full';

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
 import { scanFolder } from '../../src/discovery/scan';
 import { readConfigKeys } from '../../src/discovery/config-keys';
 import { validFile, f32Bytes, tempDir, writeFile } from '../support/st';
@@ -106,4 +107,56 @@ test('config keys from YAML, JSON, Python kwargs and Hydra overrides, with lines
   assert.deepEqual(py.map((k) => [k.key, k.value, k.line]), [['cfg', 'GRPOConfig', 0], ['output_dir', 'out/grpo', 1], ['beta', '0.04', 2], ['learning_rate', '1e-6', 2], ['sft', 'SFTConfig', 4], ['output_dir', 'out/sft', 4], ['bf16', 'True', 4]]);
   const sh = readConfigKeys('python3 -m verl.trainer.main_ppo \\\n  actor_rollout_ref.model.path=Qwen/Qwen2.5-0.5B \\\n  algorithm.kl_ctrl.kl_coef=0.001\n', 'shell');
   assert.deepEqual(sh.map((k) => [k.path, k.value, k.line]), [['actor_rollout_ref.model.path', 'Qwen/Qwen2.5-0.5B', 1], ['algorithm.kl_ctrl.kl_coef', '0.001', 2]]);
+});
+
+test('config.json is read non-blocking: a FIFO of that name gives no config and never hangs the reader', { timeout: 20_000, skip: process.platform === 'win32' ? 'no FIFOs on Windows' : false }, async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { readModelConfig } = await import('../../src/discovery/model-config');
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gatescope-fifo-'));
+  try {
+    const good = path.join(dir, 'good');
+    const fifo = path.join(dir, 'fifo');
+    await fsp.mkdir(good);
+    await fsp.mkdir(fifo);
+    await fsp.writeFile(path.join(good, 'config.json'), JSON.stringify({ num_attention_heads: 4, num_key_value_heads: 2, hidden_size: 64 }));
+    execFileSync('mkfifo', [path.join(fifo, 'config.json')]);
+    assert.deepEqual(await readModelConfig(path.join(good, 'model.safetensors')), { num_attention_heads: 4, num_key_value_heads: 2, hidden_size: 64 });
+    assert.equal(await readModelConfig(fifo), null);
+    assert.equal(await readModelConfig(path.join(dir, 'missing')), null);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('scan validates the index against the shard headers, reports an index beside model.safetensors, and quotes merge commands', async () => {
+  const root = await tempDir();
+  const t = (name: string): Buffer => validFile({ [name]: { dtype: 'F32', shape: [2], data: f32Bytes([1, 2]) } });
+  const index = (map: Record<string, string>): string => JSON.stringify({ metadata: {}, weight_map: map });
+  // The index says shard 2 holds b; it holds c.
+  const bad = path.join(root, 'run', 'checkpoint-1');
+  await writeFile(path.join(bad, 'model-00001-of-00002.safetensors'), t('a'));
+  await writeFile(path.join(bad, 'model-00002-of-00002.safetensors'), t('c'));
+  await writeFile(path.join(bad, 'model.safetensors.index.json'), index({ a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' }));
+  // Both an index and a model.safetensors: which one is read is said.
+  const both = path.join(root, 'run', 'checkpoint-2');
+  await writeFile(path.join(both, 'model-00001-of-00001.safetensors'), t('a'));
+  await writeFile(path.join(both, 'model.safetensors.index.json'), index({ a: 'model-00001-of-00001.safetensors' }));
+  await writeFile(path.join(both, 'model.safetensors'), t('a'));
+  // Raw FSDP shards in a folder whose path has a space and a quote.
+  const raw = path.join(root, "my run's", 'global_step_5', 'actor');
+  await writeFile(path.join(raw, 'model_world_size_1_rank_0.pt'), 'not read');
+  const scan = await scanFolder(root);
+  const run = scan.runs.find((r) => r.name === 'run')!;
+  const [one, two] = run.checkpoints;
+  assert.equal(one.state, 'error');
+  assert.match(one.reason!, /index-mismatch: the index maps it to model-00002-of-00002\.safetensors, which does not hold it/);
+  assert.equal(two.state, 'complete');
+  assert.match(two.reason!, /holds both model\.safetensors\.index\.json and model\.safetensors: the index's 1 shard\(s\) are read and model\.safetensors is ignored/);
+  const fsdp = scan.runs.flatMap((r) => r.checkpoints).find((c) => c.layout === 'verl-fsdp')!;
+  assert.ok(fsdp.mergeCommand!.includes(`--local_dir '${raw.replace(/'/g, "'\\''")}'`), fsdp.mergeCommand);
+  // The analysis says the same in its report.
+  const { Checkpoint } = await import('../../src/formats/checkpoint');
+  const ck = await Checkpoint.open(both);
+  assert.equal(ck.notes.length, 1);
+  await ck.close();
 });

@@ -211,3 +211,22 @@ test('a comparison in the engine runs each checkpoint\'s analysis through the ca
     await engine.dispose();
   }
 });
+
+test('a result cache that cannot be written is a warning: the finished analysis is still returned', async () => {
+  const dir = await tempDir();
+  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'));
+  // The cache path is a file: every cache read misses and every write fails.
+  const cacheDir = path.join(dir, 'not-a-folder');
+  await fsp.writeFile(cacheDir, 'a file where the cache folder should be');
+  const lines: string[] = [];
+  const engine = new EngineClient({ workerPath: WORKER, cacheDir, log: (l) => lines.push(l) });
+  try {
+    const r = await engine.run({ kind: 'analyze', base, checkpoint: checkpoints[0], passes: 'diff', settings: SETTINGS, device: 'cpu' });
+    assert.equal((r.result as CheckpointReport).kind, 'gatescope.checkpoint-report');
+    assert.equal(r.fromCache, false);
+    assert.ok(lines.some((l) => /warning: the result cache could not store this result .*the result is returned, uncached/.test(l)), lines.join('\n'));
+    assert.equal(await fsp.readFile(cacheDir, 'utf8'), 'a file where the cache folder should be', 'the file is untouched');
+  } finally {
+    await engine.dispose();
+  }
+});
