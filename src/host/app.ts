@@ -39,18 +39,22 @@ export class GatescopeApp implements vscode.Disposable {
       c, panels, tree, view, lenses,
       vscode.languages.registerCodeLensProvider(CONFIG_SELECTOR, lenses),
       new EngineStatusBar(c),
-      c.onDidChange(() => void vscode.commands.executeCommand('setContext', 'gatescope.scanned', c.scanned)),
+      c.onDidChange(() => {
+        void vscode.commands.executeCommand('setContext', 'gatescope.scanned', c.scanned);
+        void vscode.commands.executeCommand('setContext', 'gatescope.waitingForTrust', !c.scanPermitted);
+      }),
       vscode.workspace.onDidChangeConfiguration((e) => this.onConfig(e)),
       vscode.workspace.onDidChangeWorkspaceFolders(() => {
         this.watch();
         c.rescanSoon(200);
       }),
-      vscode.workspace.onDidGrantWorkspaceTrust(() => {
-        c.autoAnalyze();
-      }),
+      // Trust lifts the hold on reading checkpoints; the scan then starts the automatic analyses.
+      vscode.workspace.onDidGrantWorkspaceTrust(() => c.rescanSoon(200)),
     );
     this.watch();
-    // First scan after activation returns: discovery reads headers only, asynchronously.
+    // First scan after activation returns: discovery reads headers only, in a thread of its own, and in an
+    // untrusted workspace not before the user asks.
+    void vscode.commands.executeCommand('setContext', 'gatescope.waitingForTrust', !c.scanPermitted);
     c.rescanSoon(300);
   }
 

@@ -5,7 +5,8 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { scanFolder, type DiscoveredCheckpoint, type DiscoveredRun } from '../discovery/scan';
+import type { DiscoveredCheckpoint, DiscoveredRun } from '../discovery/scan';
+import { scanFolderInThread } from '../discovery/scan-off-thread';
 import { EngineClient, EngineJobError, JobCancelledError, type EngineState } from '../engine/client';
 import { ResultCache } from '../engine/cache';
 import type { CheckpointReport, ConsistencyReport } from '../report/schema';
@@ -45,6 +46,10 @@ export class Controller implements vscode.Disposable {
   private retryTimer: NodeJS.Timeout | undefined;
   private scanAgain = false;
   private scanPromise: Promise<void> | undefined;
+  /** The user asked for a scan (a command): in an untrusted workspace nothing reads a checkpoint before that. */
+  private scanAsked = false;
+  /** Stops a running scan thread when the extension is disposed. */
+  private readonly scanAbort = new AbortController();
   /** Analyses queued or running, by checkpoint: a second request with the same inputs joins the first. */
   private readonly inflight = new Map<string, { key: string; job: Promise<CheckpointReport>; listeners: Set<(p: Progress) => void> }>();
   private disposed = false;
@@ -63,6 +68,10 @@ export class Controller implements vscode.Disposable {
       },
       maxMemoryMb: this.settings.maxMemoryMB > 0 ? this.settings.maxMemoryMB : undefined,
     });
+  }
+
+  private get scanThreadScript(): string {
+    return this.context.asAbsolutePath(path.join('dist', 'scan-thread.js'));
   }
 
   get config(): GatescopeSettings {
@@ -108,16 +117,36 @@ export class Controller implements vscode.Disposable {
     await this.rescan();
   }
 
+  /**
+   * Whether checkpoints may be read now. A trusted workspace: always. An untrusted one: once the user has
+   * asked (Rescan, Add Folder, an analysis command); watchers and activation then read nothing by themselves.
+   */
+  get scanPermitted(): boolean {
+    return this.trusted || this.scanAsked;
+  }
+
+  /** An automatic rescan (watchers, activation, settings): debounced, and nothing at all while not permitted. */
   rescanSoon(delayMs = 1500): void {
+    if (!this.scanPermitted) {
+      this.changed();
+      return;
+    }
     if (this.rescanTimer) clearTimeout(this.rescanTimer);
     this.rescanTimer = setTimeout(() => {
       this.rescanTimer = undefined;
-      void this.rescan();
+      void this.scanNow();
     }, delayMs);
   }
 
-  /** Scans the roots. A call during a scan asks for one more pass and waits for it (never returns early). */
+  /** A scan the user asked for: it also lifts the untrusted-workspace hold for this session. */
   rescan(): Promise<void> {
+    this.scanAsked = true;
+    return this.scanNow();
+  }
+
+  /** Scans the roots. A call during a scan asks for one more pass and waits for it (never returns early). */
+  private scanNow(): Promise<void> {
+    if (!this.scanPermitted || this.disposed) return Promise.resolve();
     if (this.scanPromise) {
       this.scanAgain = true;
       return this.scanPromise;
@@ -137,7 +166,8 @@ export class Controller implements vscode.Disposable {
         const runs = new Map<string, DiscoveredRun>();
         for (const root of this.roots) {
           try {
-            const r = await scanFolder(root, { baseOverrides: this.settings.baseOverrides });
+            // In a thread of its own: header reads and parses never run on the extension host's event loop.
+            const r = await scanFolderInThread(this.scanThreadScript, root, { baseOverrides: this.settings.baseOverrides }, this.scanAbort.signal);
             for (const w of r.warnings) this.log.warn(`scan: ${w}`);
             for (const run of r.runs) if (!runs.has(run.id)) runs.set(run.id, run);
           } catch (e) {
@@ -175,7 +205,7 @@ export class Controller implements vscode.Disposable {
     if (!waiting) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      void this.rescan();
+      void this.scanNow();
     }, RETRY_INCOMPLETE_MS);
   }
 
@@ -365,6 +395,7 @@ export class Controller implements vscode.Disposable {
 
   dispose(): void {
     this.disposed = true;
+    this.scanAbort.abort();
     if (this.rescanTimer) clearTimeout(this.rescanTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const ac of this.aborts.values()) ac.abort();
