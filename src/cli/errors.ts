@@ -2,7 +2,7 @@
  * Every error the CLI can meet ends in one clear line naming the file and the problem, and an exit
  * code: 2 for what was typed, 1 for what was found. A stack trace only with --debug.
  */
-import { CheckpointFormatError } from '../formats/errors';
+import { CheckpointFormatError, describeSystemError } from '../formats/errors';
 import { OutputPathError } from '../formats/output-guard';
 import { DeviceUnavailableError } from '../compute/errors';
 import { UsageError } from './args';
@@ -10,29 +10,6 @@ import { UsageError } from './args';
 export interface ErrorOutcome {
   code: 1 | 2;
   lines: string[];
-}
-
-const SYSTEM_ERRORS: Record<string, string> = {
-  ENOENT: 'no such file or folder',
-  EACCES: 'permission denied',
-  EPERM: 'operation not permitted',
-  EISDIR: 'is a folder, not a file',
-  ENOTDIR: 'a part of the path is not a folder',
-  ENOSPC: 'no space left on the device',
-  EDQUOT: 'disk quota exceeded',
-  EROFS: 'read-only file system',
-  EMFILE: 'too many open files',
-  EEXIST: 'already exists',
-  EIO: 'input/output error',
-  ENAMETOOLONG: 'file name too long',
-  ELOOP: 'too many levels of symbolic links',
-};
-
-/** A Node system error (fs, spawn), told as "<path>: <what>". */
-function systemError(e: NodeJS.ErrnoException & { dest?: string }): string | null {
-  if (typeof e.code !== 'string' || !(e.code in SYSTEM_ERRORS)) return null;
-  const where = e.dest ? `${e.path} -> ${e.dest}` : e.path;
-  return `${where ? `${where}: ` : ''}${SYSTEM_ERRORS[e.code]}${e.syscall ? ` (${e.syscall})` : ''}`;
 }
 
 function firstLine(s: string): string {
@@ -54,7 +31,7 @@ export function describeError(e: unknown, opts: { command?: string; debug?: bool
   if (err instanceof DeviceUnavailableError) return { code: 1, lines: [err.message, ...trace] };
   if (err.name === 'AbortError') return { code: 1, lines: ['cancelled', ...trace] };
   if (err.name === 'ComparisonError') return { code: 1, lines: [err.message, ...trace] };
-  const sys = systemError(err as NodeJS.ErrnoException);
+  const sys = describeSystemError(err);
   if (sys) return { code: 1, lines: [sys, ...trace] };
   if (err instanceof RangeError && /allocation failed|Invalid array length|Invalid typed array length/i.test(err.message)) {
     return { code: 1, lines: [`out of memory: ${firstLine(err.message)} (a tensor too large for this machine's memory?)`, ...trace] };

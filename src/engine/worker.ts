@@ -5,7 +5,7 @@
 import type { ClientToWorker, JobResult, JobSpec, WorkerToClient } from './messages';
 import type { CheckpointReport } from '../report/schema';
 import { analyzeCheckpoint, type SpectralPass } from '../analysis/analyze';
-import { CheckpointFormatError } from '../formats/errors';
+import { CheckpointFormatError, describeSystemError } from '../formats/errors';
 import { ResultCache, cacheKey } from './cache';
 import { MemoryBudgetError, assertFitsMemory } from './memory';
 import type { ComputeBackend, DeviceSetting } from '../compute/backend';
@@ -33,6 +33,10 @@ async function storeQuietly(cache: ResultCache, key: string, result: JobResult):
   } catch (e) {
     send({ type: 'log', line: `warning: the result cache could not store this result (${(e as Error).message.split('\n')[0]}); the result is returned, uncached` });
   }
+}
+
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ').trim();
 }
 
 const running = new Map<string, AbortController>();
@@ -124,10 +128,15 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
     if (cache) await storeQuietly(cache, key, result);
     send({ type: 'done', jobId, result, fromCache: false });
   } catch (e) {
+    // The user sees one line naming the file and the problem; a stack goes to the log only, for a bug report.
     if (ac.signal.aborted) send({ type: 'cancelled', jobId });
-    else if (e instanceof CheckpointFormatError) send({ type: 'error', jobId, message: e.message, problem: e.problem, file: e.file, incomplete: e.looksIncomplete });
-    else if (e instanceof MemoryBudgetError) send({ type: 'error', jobId, message: e.message, problem: 'memory-limit', incomplete: false });
-    else send({ type: 'error', jobId, message: (e as Error).message ?? String(e), incomplete: false });
+    else if (e instanceof CheckpointFormatError) send({ type: 'error', jobId, message: oneLine(e.message), problem: e.problem, file: e.file, incomplete: e.looksIncomplete });
+    else if (e instanceof MemoryBudgetError) send({ type: 'error', jobId, message: oneLine(e.message), problem: 'memory-limit', incomplete: false });
+    else {
+      const err = e instanceof Error ? e : new Error(String(e));
+      if (err.stack) send({ type: 'log', line: `engine: ${spec.kind} job failed: ${err.stack}` });
+      send({ type: 'error', jobId, message: describeSystemError(err) ?? oneLine(err.message || String(e)), incomplete: false });
+    }
   } finally {
     running.delete(jobId);
   }

@@ -4,7 +4,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { CheckpointFormatError } from './errors';
+import { CheckpointFormatError, systemReason } from './errors';
 import { SafetensorsFile, READ_ONLY_FLAGS, type TensorInfo } from './safetensors';
 import { parseStrictJson, isJsonObject, type JsonValue } from './strict-json';
 
@@ -54,7 +54,7 @@ export class Checkpoint {
     try {
       st = await fsp.stat(p);
     } catch (e) {
-      throw new CheckpointFormatError(p, 'io', `cannot open checkpoint: ${(e as Error).message}`);
+      throw new CheckpointFormatError(p, 'io', `cannot open checkpoint: ${systemReason(e)}`);
     }
     if (st.isFile()) {
       const f = await SafetensorsFile.open(p);

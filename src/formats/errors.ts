@@ -91,3 +91,36 @@ export class PairingError extends CheckpointFormatError {
     this.message = `checkpoint ${checkpoint} does not pair with base ${base}: ${detail}`;
   }
 }
+
+/** Node's system error codes in words, for one-line messages. */
+const SYSTEM_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or folder',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EISDIR: 'is a folder, not a file',
+  ENOTDIR: 'a part of the path is not a folder',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only file system',
+  EMFILE: 'too many open files',
+  EEXIST: 'already exists',
+  EIO: 'input/output error',
+  ENAMETOOLONG: 'file name too long',
+  ELOOP: 'too many levels of symbolic links',
+};
+
+/** A Node system error (fs, spawn), told as "<path>: <what>"; null for anything else. */
+export function describeSystemError(err: unknown): string | null {
+  const e = err as NodeJS.ErrnoException & { dest?: string };
+  if (typeof e !== 'object' || e === null) return null;
+  if (typeof e.code !== 'string' || !(e.code in SYSTEM_ERRORS)) return null;
+  const where = e.dest ? `${e.path} -> ${e.dest}` : e.path;
+  return `${where ? `${where}: ` : ''}${SYSTEM_ERRORS[e.code]}${e.syscall ? ` (${e.syscall})` : ''}`;
+}
+
+/** What went wrong in a system error, without the path (the caller names the file): "no such file or folder". */
+export function systemReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return typeof code === 'string' && code in SYSTEM_ERRORS ? SYSTEM_ERRORS[code] : (err as Error)?.message ?? String(err);
+}
+

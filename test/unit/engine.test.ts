@@ -2,14 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
-import { EngineClient, JobCancelledError } from '../../src/engine/client';
+import { EngineClient, EngineJobError, JobCancelledError } from '../../src/engine/client';
 import { ResultCache } from '../../src/engine/cache';
 import type { JobSpec } from '../../src/engine/messages';
 import { writeSyntheticRun } from '../../src/examples/synthetic';
 import { analyzeCheckpoint } from '../../src/analysis/analyze';
 import { compareRuns } from '../../src/analysis/consistency';
 import { DEFAULT_SETTINGS, type CheckpointReport, type ConsistencyReport } from '../../src/report/schema';
-import { tempDir } from '../support/st';
+import { f32Bytes, tempDir, validFile } from '../support/st';
 
 const WORKER = path.resolve(__dirname, '..', '..', '..', 'dist', 'worker.js');
 const SETTINGS = { ...DEFAULT_SETTINGS, k: 8 };
@@ -229,4 +229,47 @@ test('a result cache that cannot be written is a warning: the finished analysis 
   } finally {
     await engine.dispose();
   }
+});
+
+test('every error an engine job can meet reaches the client as one line naming the file and the problem', { timeout: 120_000 }, async () => {
+  const dir = await tempDir();
+  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'));
+  const other = path.join(dir, 'other-model', 'model.safetensors');
+  await fsp.mkdir(path.dirname(other), { recursive: true });
+  await fsp.writeFile(other, validFile({ 'encoder.block.0.weight': { dtype: 'F32', shape: [2], data: f32Bytes([1, 2]) } }));
+  const half = path.join(dir, 'half', 'model.safetensors');
+  await fsp.mkdir(path.dirname(half), { recursive: true });
+  const whole = await fsp.readFile(path.join(checkpoints[0], 'model.safetensors')).catch(async () => fsp.readFile(checkpoints[0]));
+  await fsp.writeFile(half, whole.subarray(0, Math.floor(whole.length / 2)));
+  const logs: string[] = [];
+  const engine = new EngineClient({ workerPath: WORKER, cacheDir: path.join(dir, 'cache'), log: (l) => logs.push(l) });
+  const analyze = (checkpoint: string, device: 'cpu' | 'cuda' = 'cpu', passes: 'diff' | 'full' = 'diff'): JobSpec => ({ kind: 'analyze', base, checkpoint, passes, settings: SETTINGS, device });
+  const cases: { name: string; spec: JobSpec; names: RegExp; incomplete?: boolean; mayPass?: boolean }[] = [
+    { name: 'missing checkpoint', spec: analyze(path.join(dir, 'nowhere')), names: /nowhere: io: cannot open checkpoint: no such file or folder$/ },
+    { name: 'a different model', spec: analyze(path.dirname(other)), names: /other-model.*pair/ },
+    { name: 'half-written checkpoint', spec: analyze(path.dirname(half)), names: /half.*(shorter|still being written)/, incomplete: true },
+    // Passes on a machine with CUDA; elsewhere the refusal must be one line.
+    { name: 'CUDA without CUDA', spec: analyze(checkpoints[0], 'cuda', 'full'), names: /CUDA|cuda/, mayPass: true },
+    { name: 'scramble into a checkpoint folder', spec: { kind: 'scramble', base, out: checkpoints[1], layers: [0], rotate: true, permute: false, rotation: 'haar', seed: 1 }, names: /checkpoint|weights/ },
+    { name: 'mask over an existing weights file', spec: { kind: 'mask', base, out: other, maskKind: 'union', alpha: 0.5, k: 8, allModules: false, device: 'cpu' }, names: /model\.safetensors/ },
+  ];
+  try {
+    for (const c of cases) {
+      let error: unknown;
+      try {
+        await engine.run(c.spec);
+      } catch (e) {
+        error = e;
+      }
+      if (error === undefined && c.mayPass) continue;
+      assert.ok(error instanceof EngineJobError, `${c.name}: expected an EngineJobError, got ${String(error)}`);
+      assert.doesNotMatch(error.message, /\n/, `${c.name}: one line`);
+      assert.doesNotMatch(error.message, /\bat .*:\d+:\d+/, `${c.name}: no stack frame`);
+      assert.match(error.message, c.names, `${c.name}: ${error.message}`);
+      if (c.incomplete !== undefined) assert.equal(error.incomplete, c.incomplete, c.name);
+    }
+  } finally {
+    await engine.dispose();
+  }
+  assert.ok(!logs.some((l) => /TypeError|ReferenceError/.test(l)), `no internal error on these paths: ${logs.join('\n')}`);
 });
