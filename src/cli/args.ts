@@ -3,6 +3,7 @@
  * names the flags it reads, so a flag a command would ignore is a usage error rather than a silent no-op.
  */
 import { DEFAULT_SETTINGS, type AnalysisSettings } from '../report/schema';
+import { LayerListError, parseLayerList } from '../transform/layers';
 import type { DeviceSetting } from '../compute/backend';
 
 /** A mistake in what was typed: the CLI prints one line and exits 2. */
@@ -128,22 +129,13 @@ export function deviceFlag(p: Parsed): DeviceSetting {
   return d;
 }
 
-/** No model has this many layers; a range past it is a typo, refused before anything is read. */
-export const MAX_LAYER_INDEX = 100_000;
-
 /** "20,25" or "20-23,30" -> sorted unique layer indices. */
+/** --layers: the shared layer-list parser, its errors as usage errors. */
 export function parseLayers(spec: string, command = ''): number[] {
-  const out = new Set<number>();
-  for (const part of spec.split(',').map((s) => s.trim())) {
-    if (part === '') throw new UsageError(`--layers: empty entry in ${JSON.stringify(spec)}`, command);
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
-    if (!m) throw new UsageError(`--layers: ${JSON.stringify(part)} is not a layer index or a range a-b`, command);
-    const a = Number(m[1]);
-    const b = m[2] === undefined ? a : Number(m[2]);
-    if (b < a) throw new UsageError(`--layers: empty range ${part}`, command);
-    if (b > MAX_LAYER_INDEX) throw new UsageError(`--layers: ${part} goes past layer ${MAX_LAYER_INDEX}; no model has that many layers`, command);
-    for (let l = a; l <= b; l++) out.add(l);
+  try {
+    return parseLayerList(spec);
+  } catch (e) {
+    if (e instanceof LayerListError) throw new UsageError(`--layers: ${e.message}`, command);
+    throw e;
   }
-  if (out.size === 0) throw new UsageError('--layers needs at least one layer index', command);
-  return [...out].sort((x, y) => x - y);
 }

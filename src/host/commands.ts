@@ -10,6 +10,7 @@ import { SCHEMA_VERSION, type CheckpointReport } from '../report/schema';
 import { withPathsRelativeTo } from '../report/paths';
 import { writeFileAtomic } from '../report/write';
 import { OutputPathError, checkOutputPath } from '../formats/output-guard';
+import { LayerListError, parseLayerList } from '../transform/layers';
 import type { ExportFormat } from '../protocol/messages';
 import { checkpointLabel, headline } from '../ui-model/tree';
 import type { Controller, Progress } from './controller';
@@ -373,12 +374,18 @@ export class Commands {
   private async scrambleCopy(a: unknown): Promise<void> {
     const base = await this.pickModel(a, 'Scramble the geometry of which model (a new copy is written)?');
     if (!base) return;
-    const layersText = await vscode.window.showInputBox({ prompt: 'Layers to scramble (e.g. 20,25 or 0-3)', validateInput: (v) => (/^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$/.test(v) ? null : 'comma-separated layer numbers or ranges') });
+    // The CLI's parser: a reversed range or an empty entry is refused in the box, never silently dropped.
+    const problem = (v: string): string | null => {
+      try {
+        parseLayerList(v);
+        return null;
+      } catch (e) {
+        return e instanceof LayerListError ? e.message : String(e);
+      }
+    };
+    const layersText = await vscode.window.showInputBox({ prompt: 'Layers to scramble (e.g. 20,25 or 0-3)', validateInput: problem });
     if (!layersText) return;
-    const layers = [...new Set(layersText.split(',').flatMap((part) => {
-      const [x, y] = part.split('-').map((t) => Number(t.trim()));
-      return y === undefined ? [x] : Array.from({ length: Math.max(0, y - x + 1) }, (_, i) => x + i);
-    }))].sort((x, y) => x - y);
+    const layers = parseLayerList(layersText);
     const how = await vscode.window.showQuickPick([
       { label: 'Rotate and permute', description: 'per-head orthogonal rotation of v/o and a permutation of heads', rotate: true, permute: true },
       { label: 'Rotate', description: 'per-head orthogonal rotation of v/o (Haar-random)', rotate: true, permute: false },

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { writeSyntheticRun } from '../../src/examples/synthetic';
 import { describeError } from '../../src/cli/errors';
+import { LayerListError, parseLayerList } from '../../src/transform/layers';
 import { parseLayers } from '../../src/cli/args';
 import { printable, printableName } from '../../src/cli/terminal';
 import { checkpointLabel } from '../../src/discovery/layout';
@@ -251,4 +252,7 @@ test('--layers is parsed strictly', () => {
   assert.throws(() => parseLayers('1,,2'), /empty entry/);
   assert.throws(() => parseLayers('x'), /not a layer index/);
   assert.throws(() => parseLayers('0-100001'), /goes past layer 100000/);
+  // The extension's input box uses the same parser: "5-3,7" was once silently [7] there.
+  assert.throws(() => parseLayerList('5-3,7'), (e: unknown) => e instanceof LayerListError && /empty range 5-3/.test(e.message));
+  assert.deepEqual(parseLayerList(' 0 - 2 , 5 '), [0, 1, 2, 5]);
 });
