@@ -4,10 +4,9 @@
  */
 import * as path from 'node:path';
 import { Checkpoint } from '../formats/checkpoint';
-import { isFloatDtype } from '../formats/dtype';
 import { maskChunk } from './masks';
 import { classifyModule, layerIndex } from './names';
-import { naturalCompare } from './diff';
+import { assertPairing, pairTensors } from './diff';
 import { jaccardBaseline } from './stats';
 import { SCHEMA_VERSION, type ConsistencyReport, type ConsistencyTensor, type ModuleKind } from '../report/schema';
 import { VERSION } from '../version';
@@ -63,14 +62,14 @@ export async function compareRuns(basePath: string, ckptPaths: string[], opts: C
     const R = ckpts.length;
     const chunk = opts.chunkElements ?? 1 << 20;
     const mapSize = opts.mapSize ?? 64;
-    const names = [...base.tensors.keys()].sort(naturalCompare).filter((name) => {
-      const a = base.tensors.get(name)!.info;
-      if (!isFloatDtype(a.dtype)) return false;
-      return ckpts.every((c) => {
-        const b = c.tensors.get(name)?.info;
-        return b !== undefined && isFloatDtype(b.dtype) && b.shape.length === a.shape.length && b.shape.every((d, i) => d === a.shape[i]);
-      });
+    // Paired as the diff pairs them (wrapper prefixes stripped, float tensors of equal shape); a run that
+    // pairs too little with the base is refused, not compared over nothing. Compared: what every run pairs.
+    const refs = ckpts.map((c) => {
+      const paired = pairTensors(base, c);
+      assertPairing(base, c, paired);
+      return new Map(paired.pairs.map(([name, , ref]) => [name, ref]));
     });
+    const names = [...refs[0].keys()].filter((name) => refs.every((m) => m.has(name)));
     const all = new PairCounts(R);
     const byModule = new Map<ModuleKind, PairCounts>();
     const tensors: ConsistencyTensor[] = [];
@@ -94,7 +93,7 @@ export async function compareRuns(basePath: string, ckptPaths: string[], opts: C
         const count = Math.min(chunk, info.numel - start);
         const b0 = await a.file.readElements(info, start, count);
         for (let r = 0; r < R; r++) {
-          const ref = ckpts[r].tensors.get(name)!;
+          const ref = refs[r].get(name)!;
           const b1 = await ref.file.readElements(ref.info, start, count);
           maskChunk(info.dtype, b0, ref.info.dtype, b1, count, opts.eta, masks[r], f0, f1);
         }

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { analyzeCheckpoint } from '../../src/analysis/analyze';
+import { compareRuns } from '../../src/analysis/consistency';
 import { createSpectralPass, analyzePair, type TensorPair } from '../../src/analysis/spectral';
 import { ZERO_BASE } from '../../src/analysis/verdict';
 import { ALL_NON_FINITE, NO_ENTRIES } from '../../src/analysis/diff';
@@ -381,4 +382,18 @@ test('the full analysis of a checkpoint with NaN rows (zeroed for the spectral p
   assert.deepEqual(allFinite(t.spectral), []);
   assert.equal(t.verdict?.label, 'inconclusive');
   assert.match(t.verdict!.reason!, /non-finite/);
+});
+
+test('compare pairs like the diff: a torch.compile checkpoint beside a plain one is compared, a different model refused', async () => {
+  const dir = await tempDir();
+  const base = await writeFile(path.join(dir, 'base', 'model.safetensors'), validFile(model('')));
+  const plain = await writeFile(path.join(dir, 'a', 'model.safetensors'), validFile(model('', 3)));
+  const compiled = await writeFile(path.join(dir, 'b', 'model.safetensors'), validFile(model('_orig_mod.', 3)));
+  const other = await writeFile(path.join(dir, 'c', 'model.safetensors'), validFile(model('', 3, ['encoder.w1', 'encoder.w2'])));
+  const r = await compareRuns(base, [plain, compiled], { eta: 1e-3, labels: ['a', 'b'] });
+  // The same update under two namings: every tensor compared, and the two masks identical (Jaccard 1).
+  assert.equal(r.tensors.length, 4);
+  assert.equal(r.jaccard[0][1], 1);
+  assert.ok(r.runs[0].density > 0, "the update is seen");
+  await assert.rejects(compareRuns(base, [plain, other], { eta: 1e-3, labels: ['a', 'c'] }), (e: unknown) => e instanceof PairingError && /c\/model\.safetensors/.test(e.message));
 });
