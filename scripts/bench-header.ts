@@ -11,38 +11,25 @@ import { referenceParseHeader } from '../test/support/reference-header';
 
 interface Shape { name: string; make(bytes: number): { text: string; data: number } }
 
+/** Tensor entries until the text reaches `bytes`; offsets tile the data section. */
+function tensorEntries(bytes: number, nameOf: (k: number) => string, dtype: string, shape: string, tensorBytes: number): { text: string; data: number } {
+  const parts: string[] = [];
+  let size = 2;
+  let off = 0;
+  for (let k = 0; size < bytes; k++) {
+    const e = `"${nameOf(k)}":{"dtype":"${dtype}","shape":${shape},"data_offsets":[${off},${off + tensorBytes}]}`;
+    off += tensorBytes;
+    parts.push(e);
+    size += e.length + 1;
+  }
+  return { text: `{${parts.join(',')}}`, data: off };
+}
+
+const PAD = 'x'.repeat(180);
+
 const SHAPES: Shape[] = [
-  {
-    name: 'tensor entries (short names)',
-    make(bytes) {
-      const parts: string[] = [];
-      let size = 2;
-      let off = 0;
-      for (let k = 0; size < bytes; k++) {
-        const e = `"model.layers.${k}.mlp.w":{"dtype":"BF16","shape":[2,2],"data_offsets":[${off},${off + 8}]}`;
-        off += 8;
-        parts.push(e);
-        size += e.length + 1;
-      }
-      return { text: `{${parts.join(',')}}`, data: off };
-    },
-  },
-  {
-    name: 'tensor entries (200-char names)',
-    make(bytes) {
-      const parts: string[] = [];
-      let size = 2;
-      let off = 0;
-      const pad = 'x'.repeat(180);
-      for (let k = 0; size < bytes; k++) {
-        const e = `"model.layers.${k}.${pad}.w":{"dtype":"F32","shape":[1],"data_offsets":[${off},${off + 4}]}`;
-        off += 4;
-        parts.push(e);
-        size += e.length + 1;
-      }
-      return { text: `{${parts.join(',')}}`, data: off };
-    },
-  },
+  { name: 'tensor entries (short names)', make: (bytes) => tensorEntries(bytes, (k) => `model.layers.${k}.mlp.w`, 'BF16', '[2,2]', 8) },
+  { name: 'tensor entries (200-char names)', make: (bytes) => tensorEntries(bytes, (k) => `model.layers.${k}.${PAD}.w`, 'F32', '[1]', 4) },
   {
     name: 'metadata, many small members',
     make(bytes) {

@@ -6,20 +6,14 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { listShardFiles } from '../formats/checkpoint';
-import { CheckpointFormatError, systemReason } from '../formats/errors';
+import { listShardFiles, statCheckpoint } from '../formats/checkpoint';
 import { SafetensorsFile } from '../formats/safetensors';
 import { writeFileAtomic } from '../report/write';
 import { SCHEMA_VERSION } from '../report/schema';
 import type { JobResult, JobSpec } from './messages';
 
 async function filesOf(p: string): Promise<string[]> {
-  let st;
-  try {
-    st = await fsp.stat(p);
-  } catch (e) {
-    throw new CheckpointFormatError(p, 'io', `cannot open checkpoint: ${systemReason(e)}`);
-  }
+  const st = await statCheckpoint(p);
   return st.isFile() ? [p] : (await listShardFiles(p)).paths;
 }
 

@@ -2,7 +2,7 @@
  * A checkpoint: one `.safetensors` file, a model folder with `model.safetensors`, or a sharded folder
  * with `model.safetensors.index.json`. Opened read-only; a shard path that leaves the folder is refused.
  */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointFormatError, systemReason } from './errors';
 import { SafetensorsFile, READ_ONLY_FLAGS, type TensorInfo } from './safetensors';
@@ -14,6 +14,15 @@ export const SINGLE_FILE = 'model.safetensors';
 export interface TensorRef {
   file: SafetensorsFile;
   info: TensorInfo;
+}
+
+/** The checkpoint path's stat, or the one-line error every reader of a checkpoint path reports. */
+export async function statCheckpoint(p: string): Promise<Stats> {
+  try {
+    return await fsp.stat(p);
+  } catch (e) {
+    throw new CheckpointFormatError(p, 'io', `cannot open checkpoint: ${systemReason(e)}`);
+  }
 }
 
 export class Checkpoint {
@@ -50,12 +59,7 @@ export class Checkpoint {
   }
 
   static async open(p: string): Promise<Checkpoint> {
-    let st;
-    try {
-      st = await fsp.stat(p);
-    } catch (e) {
-      throw new CheckpointFormatError(p, 'io', `cannot open checkpoint: ${systemReason(e)}`);
-    }
+    const st = await statCheckpoint(p);
     if (st.isFile()) {
       const f = await SafetensorsFile.open(p);
       const dir = path.dirname(p);

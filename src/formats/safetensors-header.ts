@@ -12,7 +12,7 @@
  */
 import { CheckpointFormatError } from './errors';
 import { DTYPES, type Dtype, isDtype } from './dtype';
-import { StrictJsonError, type JsonValue } from './strict-json';
+import { JSON_NUMBER, LONE_SURROGATE, MAX_DEPTH, StrictJsonError, type JsonValue } from './strict-json';
 
 export interface TensorInfo {
   name: string;
@@ -29,10 +29,6 @@ export interface ParsedHeader {
   metadata: Record<string, string>;
 }
 
-/** Same limit as the generic parser: deeper nesting is refused, never a stack overflow. */
-const MAX_DEPTH = 64;
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/;
 
 interface RawHeader {
   /** The entries that passed the format's checks, in the order written. */
@@ -175,7 +171,7 @@ function scanHeader(file: string, text: string): RawHeader {
       }
       return Number(text.slice(start, j));
     }
-    const m = NUMBER.exec(text.slice(start, start + 64));
+    const m = JSON_NUMBER.exec(text.slice(start, start + 64));
     if (!m) return fail('invalid number');
     i = start + m[0].length;
     return Number(m[0]);

@@ -12,8 +12,13 @@ export class StrictJsonError extends Error {
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-const MAX_DEPTH = 64;
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** Deeper nesting is refused, never a stack overflow. Shared with the safetensors header parser. */
+export const MAX_DEPTH = 64;
+/** A \uD800-style escape without its pair: no character (serde_json refuses it too). */
+export const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** The JSON number grammar, anchored. */
+export const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/;
 
 export function parseStrictJson(text: string): JsonValue {
   let i = 0;
@@ -66,7 +71,7 @@ export function parseStrictJson(text: string): JsonValue {
   };
 
   const parseNumber = (): number => {
-    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(i, i + 64));
+    const m = JSON_NUMBER.exec(text.slice(i, i + 64));
     if (!m) return fail('invalid number');
     i += m[0].length;
     return Number(m[0]);

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { parseHeader } from '../../src/formats/safetensors-header';
 import { CheckpointFormatError } from '../../src/formats/errors';
 import { referenceParseHeader } from '../support/reference-header';
+import { rng } from '../../src/examples/synthetic';
 
 type Outcome = { ok: true; tensors: string; metadata: string } | { ok: false; problem: string; message: string };
 
@@ -30,18 +31,6 @@ function agree(text: string | Uint8Array, dataBytes: number, why: string): Outco
   const ref = outcome(referenceParseHeader, bytes, dataBytes);
   assert.deepEqual(fast, ref, `${why}: ${Buffer.from(bytes).toString('utf8').slice(0, 200)}`);
   return fast;
-}
-
-/** Deterministic generator (mulberry32), so a failure names a reproducible seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const VALID: { text: string; data: number }[] = [
