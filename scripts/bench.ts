@@ -233,7 +233,7 @@ async function benchSpectral(gen: Generated, files: string[], say: Say): Promise
     await analyzePair(backend, pair, settings); // warm sessions
     t0 = process.hrtime.bigint();
     const phases: Record<string, number> = {};
-    const r = await analyzePair(backend, pair, settings, phases);
+    const r = await analyzePair(backend, pair, settings, { timings: phases });
     const ours = seconds(t0);
     const shapeText = `${pair.m} x ${pair.n}`;
     let refText = 'numpy reference skipped';

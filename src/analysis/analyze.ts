@@ -34,7 +34,7 @@ export interface AnalyzeOptions {
 
 export interface SpectralPass {
   device: string;
-  run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<Pick<CheckpointReport, 'verdict' | 'spectralSummary'>>;
+  run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<Pick<CheckpointReport, 'verdict' | 'spectralSummary' | 'baseBases'>>;
 }
 
 export { stepOfPath };
@@ -72,12 +72,15 @@ export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts
       pairing,
       durationMs: 0,
     };
+    const diffMs = Date.now() - started;
+    report.timings = { diffMs };
     if (opts.passes === 'full') {
       if (!opts.spectral) throw new Error('the full analysis needs a spectral pass');
       report.device = opts.spectral.device;
       Object.assign(report, await opts.spectral.run(base, ckpt, tensors, opts));
       await base.assertUnchanged();
       await ckpt.assertUnchanged();
+      report.timings = { diffMs, spectralMs: Date.now() - started - diffMs };
     }
     report.durationMs = Date.now() - started;
     return report;

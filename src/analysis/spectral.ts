@@ -7,6 +7,9 @@ import type { Checkpoint, TensorRef } from '../formats/checkpoint';
 import { decodeToFloat32 } from '../formats/dtype';
 import type { ComputeBackend, Matrix } from '../compute/backend';
 import { truncatedSvd, principalAnglesDeg, spectralNorm, rangeScale, type SvdResult } from '../linalg/truncated-svd';
+import { sharedSubspaceSvd, sharedBasisWidth, SUBSPACE_TOLERANCE, SUBSPACE_MAX_ITERATIONS } from '../linalg/shared-subspace';
+import { createHash } from 'node:crypto';
+import { ANALYSIS_REVISION } from './revision';
 import { changedMask, selectByMagnitude, exponentGroups, groupRates, overlap, type Overlap } from './masks';
 import { isLinearWeight } from './names';
 import { pairTensors } from './diff';
@@ -89,6 +92,36 @@ export function esdTailAlpha(sigma: ArrayLike<number>): number | null {
   return s > 0 ? 1 + tail / s : null;
 }
 
+/**
+ * Where the spectral pass keeps each base weight's converged subspace (computed once per base file
+ * identity and settings, reused by every checkpoint of that base). The engine and the CLI back it with
+ * files in the result cache; `get` returns undefined for a miss or an entry that does not check out.
+ */
+export interface BaseBasisStore {
+  get(key: string, length: number): Promise<Float32Array | undefined>;
+  put(key: string, data: Float32Array): Promise<void>;
+}
+
+/** What the base-basis store did during one spectral pass. */
+export interface BasisCacheStats {
+  hits: number;
+  misses: number;
+}
+
+/**
+ * The key of a base weight's subspace: the identity of the file that holds it (path, size, mtime, header
+ * digest), the tensor, and everything the subspace depends on.
+ */
+export function baseBasisKey(ref: TensorRef, settings: AnalysisSettings, l: number): string {
+  const f = ref.file;
+  return createHash('sha256').update(JSON.stringify({
+    revision: ANALYSIS_REVISION,
+    file: [f.identity.path, f.identity.size, f.identity.mtimeMs, f.headerHash],
+    tensor: [ref.info.name, ref.info.dtype, ref.info.shape],
+    svd: [settings.k, settings.kSpectrum, settings.oversample, settings.powerIterations, settings.seed, l, SUBSPACE_TOLERANCE, SUBSPACE_MAX_ITERATIONS],
+  })).digest('hex');
+}
+
 export interface PairSpectral {
   spectral: TensorSpectral;
   principal: Overlap;
@@ -106,7 +139,15 @@ function nameSeed(name: string, seed: number): number {
   return h >>> 0;
 }
 
-export async function analyzePair(backend: ComputeBackend, p: TensorPair, settings: AnalysisSettings, timings?: Record<string, number>, signal?: AbortSignal): Promise<PairSpectral> {
+export interface PairOptions {
+  timings?: Record<string, number>;
+  signal?: AbortSignal;
+  /** The base weight's stored subspace and where to keep a new one (the shared-subspace path only). */
+  basis?: { get(length: number): Promise<Float32Array | undefined>; put(data: Float32Array): Promise<void>; stats?: BasisCacheStats };
+}
+
+export async function analyzePair(backend: ComputeBackend, p: TensorPair, settings: AnalysisSettings, opts: PairOptions = {}): Promise<PairSpectral> {
+  const { timings, signal } = opts;
   let mark = performance.now();
   const lap = (phase: string): void => {
     if (!timings) return;
@@ -118,7 +159,6 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const minDim = Math.min(m, n);
   const k = Math.min(settings.k, minDim);
   const kk = Math.min(Math.max(k, settings.kSpectrum), minDim);
-  const svdOpts = { oversample: settings.oversample, powerIterations: settings.powerIterations, seed: settings.seed, fullIfMinDimAtMost: FULL_SVD_MAX_MIN_DIM };
   // Entries near the float32 limit would overflow dW and the float32 products: the algebra runs on
   // 2^e W0, 2^e W1 (exact; everything below is in those units), and the measures with a unit (singular
   // values, first-order shifts, ||dW||_2) scale back. Masks and exponent groups use the stored values.
@@ -128,26 +168,53 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const w1 = scale === 1 ? p.w1 : p.w1.map((x) => x * scale);
   const W0 = mat(m, n, w0);
   const W1 = mat(m, n, w1);
-  const s0: SvdResult = await truncatedSvd(backend, W0, kk, svdOpts);
-  signal?.throwIfAborted();
-  const s1: SvdResult = await truncatedSvd(backend, W1, kk, svdOpts);
-  lap('svd');
-  signal?.throwIfAborted();
   const dW = new Float32Array(m * n);
   for (let i = 0; i < dW.length; i++) dW[i] = w1[i] - w0[i];
+  const dWm = mat(m, n, dW);
+  // Small matrices get every singular value exactly; larger ones the top kk of both on one shared subspace.
+  const l = sharedBasisWidth(minDim, kk, settings.oversample);
+  let s0: SvdResult;
+  let s1: SvdResult;
+  let left: Float64Array;
+  let right: Float64Array;
+  let subspace: TensorSpectral['subspace'];
+  if (minDim <= FULL_SVD_MAX_MIN_DIM || l >= minDim) {
+    const svdOpts = { oversample: settings.oversample, powerIterations: settings.powerIterations, seed: settings.seed, fullIfMinDimAtMost: minDim };
+    s0 = await truncatedSvd(backend, W0, kk, svdOpts);
+    signal?.throwIfAborted();
+    s1 = await truncatedSvd(backend, W1, kk, svdOpts);
+    // M5: principal angles of the top-k left and right subspaces.
+    left = principalAnglesDeg(leadingColumns64(s0.U, m, s0.k, k), leadingColumns64(s1.U, m, s1.k, k), m, k);
+    right = principalAnglesDeg(leadingColumns64(s0.V, n, s0.k, k), leadingColumns64(s1.V, n, s1.k, k), n, k);
+  } else {
+    const stored = await opts.basis?.get(l * minDim);
+    if (opts.basis?.stats) opts.basis.stats[stored ? 'hits' : 'misses']++;
+    const r = await sharedSubspaceSvd(backend, W0, W1, dWm, {
+      kk, k, oversample: settings.oversample, powerIterations: settings.powerIterations, seed: settings.seed, baseBasis: stored,
+    });
+    if (!stored && opts.basis) await opts.basis.put(r.baseBasis);
+    s0 = r.base;
+    s1 = r.checkpoint;
+    left = r.anglesLeftDeg;
+    right = r.anglesRightDeg;
+    const c = r.checkpointConvergence;
+    subspace = {
+      basisWidth: r.l,
+      baseFromCache: !!stored,
+      baseIterations: r.baseConvergence?.iterations ?? null,
+      checkpointIterations: c.iterations,
+      errorEstimate: Math.max(c.error, r.baseConvergence?.error ?? 0),
+      tolerance: SUBSPACE_TOLERANCE,
+      converged: c.converged && (r.baseConvergence?.converged ?? true),
+    };
+  }
+  lap('svd');
+  signal?.throwIfAborted();
   const dFro2 = sumSq(dW);
   const dFro = Math.sqrt(dFro2);
   // ||dW||_2 to 1e-4 relative: a Gate I probe shown to three digits; a tighter tolerance costs 5x on flat spectra.
-  const dSpec = dFro2 > 0 ? (await spectralNorm(backend, mat(m, n, dW), { seed: settings.seed, tol: 1e-4, fullIfMinDimAtMost: FULL_SVD_MAX_MIN_DIM })).value : 0;
+  const dSpec = dFro2 > 0 ? (await spectralNorm(backend, dWm, { seed: settings.seed, tol: 1e-4, fullIfMinDimAtMost: FULL_SVD_MAX_MIN_DIM })).value : 0;
   lap('updateSpectralNorm');
-
-  // M5: principal angles of the top-k left and right subspaces.
-  const U0k = leadingColumns64(s0.U, m, s0.k, k);
-  const U1k = leadingColumns64(s1.U, m, s1.k, k);
-  const V0k = leadingColumns64(s0.V, n, s0.k, k);
-  const V1k = leadingColumns64(s1.V, n, s1.k, k);
-  const left = principalAnglesDeg(U0k, U1k, m, k);
-  const right = principalAnglesDeg(V0k, V1k, n, k);
   lap('angles');
 
   // M6: normalised spectral shift over the values computed for both.
@@ -163,7 +230,6 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   // M8: energy of dW inside the top-k subspaces of W0.
   const U0 = leadingColumns(s0.U, m, s0.k, k);
   const V0 = leadingColumns(s0.V, n, s0.k, k);
-  const dWm = mat(m, n, dW);
   const dWV = await backend.matmul(dWm, V0); // m x k
   const UtdW = await backend.matmul(U0, dWm, { transA: true }); // k x n
   const UtdWV = await backend.matmul(U0, dWV, { transA: true }); // k x k
@@ -215,6 +281,7 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const spectral: TensorSpectral = {
     k,
     svdMethod: full ? 'full' : 'randomized',
+    ...(subspace ? { subspace } : {}),
     principalAngleMaxDeg: Math.max(left[left.length - 1] ?? 0, right[right.length - 1] ?? 0),
     principalAnglesLeftDeg: Array.from(left, round4),
     principalAnglesRightDeg: Array.from(right, round4),
@@ -329,10 +396,15 @@ export function spectralApplies(t: TensorDiff): string | null {
   return null;
 }
 
-export function createSpectralPass(backend: ComputeBackend): SpectralPass {
+export interface SpectralPassOptions {
+  /** Where base subspaces are kept between checkpoints and runs (none: each checkpoint computes its base's). */
+  bases?: BaseBasisStore;
+}
+
+export function createSpectralPass(backend: ComputeBackend, passOptions: SpectralPassOptions = {}): SpectralPass {
   return {
     device: backend.name,
-    async run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<Pick<CheckpointReport, 'verdict' | 'spectralSummary'>> {
+    async run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<Pick<CheckpointReport, 'verdict' | 'spectralSummary' | 'baseBases'>> {
       const todo = tensors.filter((t) => {
         const why = spectralApplies(t);
         if (why) t.spectralSkipped = why;
@@ -341,6 +413,8 @@ export function createSpectralPass(backend: ComputeBackend): SpectralPass {
       const results: { t: TensorDiff; r: PairSpectral }[] = [];
       // Report names are the base's; the diff pass's pairing (wrapper prefixes stripped) finds the checkpoint's tensor.
       const refs = new Map(pairTensors(base, ckpt).pairs.map(([name, a, b]) => [name, [a, b] as const]));
+      const stats: BasisCacheStats = { hits: 0, misses: 0 };
+      const store = passOptions.bases;
       // Two tensors in flight: while one runs TypeScript algebra (QR, selections), the other's products
       // run on onnxruntime's threads, so both cores stay busy. Results keep the tensor order.
       let next = 0;
@@ -354,7 +428,14 @@ export function createSpectralPass(backend: ComputeBackend): SpectralPass {
           const [a, b] = refs.get(t.name)!;
           const pair = await readPair(a, b, opts.settings.eta);
           opts.signal?.throwIfAborted();
-          const r = await analyzePair(backend, pair, opts.settings, undefined, opts.signal);
+          // Without a store every base subspace is computed, and counted as such.
+          const s = Math.min(pair.m, pair.n);
+          const basis = {
+            get: async (length: number) => store?.get(baseBasisKey(a, opts.settings, length / s), length),
+            put: async (data: Float32Array) => store?.put(baseBasisKey(a, opts.settings, data.length / s), data),
+            stats,
+          };
+          const r = await analyzePair(backend, pair, opts.settings, { signal: opts.signal, basis });
           t.spectral = r.spectral;
           t.verdict = r.verdict;
           slots[i] = r;
@@ -365,7 +446,8 @@ export function createSpectralPass(backend: ComputeBackend): SpectralPass {
       };
       await Promise.all([workerLoop(), workerLoop()]);
       todo.forEach((t, i) => results.push({ t, r: slots[i]! }));
-      return summarizeSpectral(results) ?? {};
+      const used = stats.hits + stats.misses;
+      return { ...(summarizeSpectral(results) ?? {}), ...(used > 0 ? { baseBases: { fromCache: stats.hits, computed: stats.misses, cached: !!store } } : {}) };
     },
   };
 }

@@ -10,6 +10,7 @@ import { listShardFiles, statCheckpoint } from '../formats/checkpoint';
 import { SafetensorsFile } from '../formats/safetensors';
 import { writeFileAtomic } from '../report/write';
 import { SCHEMA_VERSION } from '../report/schema';
+import { ANALYSIS_REVISION } from '../analysis/revision';
 import type { JobResult, JobSpec } from './messages';
 
 async function filesOf(p: string): Promise<string[]> {
@@ -34,7 +35,7 @@ export async function cacheKey(spec: JobSpec): Promise<string> {
   for (const p of paths) ids.push(await checkpointIdentity(p));
   // The device is not part of the key: CPU and CUDA results agree within the tested tolerance.
   const rest = { ...spec, device: undefined };
-  return createHash('sha256').update(JSON.stringify({ v: SCHEMA_VERSION, spec: rest, ids })).digest('hex');
+  return createHash('sha256').update(JSON.stringify({ v: SCHEMA_VERSION, revision: ANALYSIS_REVISION, spec: rest, ids })).digest('hex');
 }
 
 export class ResultCache {

@@ -93,6 +93,24 @@ export interface TensorSpectral {
   k: number;
   /** 'full' when every singular value was computed exactly, 'randomized' for the truncated SVD. */
   svdMethod: 'full' | 'randomized';
+  /**
+   * The randomized path: both matrices' top values and vectors on one shared subspace, iterated until the
+   * top-k subspace settles (src/linalg/shared-subspace.ts). Absent with the full SVD.
+   */
+  subspace?: {
+    /** Columns of the shared basis. */
+    basisWidth: number;
+    /** The base's subspace came from the cache (no base iterations in this analysis). */
+    baseFromCache: boolean;
+    /** Subspace iterations on the base (null when it came from the cache) and on the checkpoint. */
+    baseIterations: number | null;
+    checkpointIterations: number;
+    /** Estimated remaining distance (||sin Theta||_F) of the top-k subspaces from the converged ones, and the tolerance. */
+    errorEstimate: number;
+    tolerance: number;
+    /** False when an iteration stopped at its cap before the tolerance. */
+    converged: boolean;
+  };
   /** M5: largest principal angle (degrees) over the left and right top-k subspaces. */
   principalAngleMaxDeg: number;
   principalAnglesLeftDeg: number[];
@@ -248,6 +266,10 @@ export interface CheckpointReport {
   verdict?: Verdict;
   /** Spectral aggregates over tensors (full pass only). */
   spectralSummary?: SpectralSummary;
+  /** Base subspaces of the spectral pass's randomized path: how many came from the cache, how many were computed (and stored when `cached`). */
+  baseBases?: { fromCache: number; computed: number; cached: boolean };
+  /** Milliseconds of each pass. */
+  timings?: { diffMs: number; spectralMs?: number };
   durationMs: number;
 }
 

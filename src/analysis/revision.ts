@@ -1,0 +1,8 @@
+/**
+ * The revision of the analysis's numbers. Raised whenever a change makes the same inputs and settings
+ * give different measurements, so that results and base subspaces cached by an earlier revision are
+ * recomputed, never served.
+ *
+ * 2: the spectral pass computes both matrices' spectra on one shared subspace (accurate shifts).
+ */
+export const ANALYSIS_REVISION = 2;
