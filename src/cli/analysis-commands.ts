@@ -9,7 +9,8 @@ import { formatCheckpointReport, formatScan } from '../report/format-text';
 import { reportsToCsv } from '../report/csv';
 import { UsageError, deviceFlag, settingsFromFlags, stringFlag, type Parsed } from './args';
 import { Outputs, json } from './outputs';
-import { progressPrinter, terminal } from './terminal';
+import { progressPrinter, terminal, type Terminal } from './terminal';
+import { basisCacheFromFlags } from './cache';
 
 export type Command = (p: Parsed) => Promise<number>;
 
@@ -64,6 +65,15 @@ export const cmdDiff: Command = async (p) => {
   return 0;
 };
 
+/** --verbose: where the base subspaces came from, and the time of each pass. */
+function verboseLines(term: Terminal, report: CheckpointReport, cacheDir: string | undefined): void {
+  const b = report.baseBases;
+  const where = cacheDir ? `cache ${cacheDir}` : 'no cache';
+  if (b) term.notice(`${report.label ?? report.checkpoint}: base subspaces: ${b.fromCache} from the cache, ${b.computed} computed${b.cached ? ' and stored' : ''} (${where})`);
+  const t = report.timings;
+  if (t) term.notice(`${report.label ?? report.checkpoint}: diff pass ${(t.diffMs / 1000).toFixed(1)} s${t.spectralMs !== undefined ? `, spectral pass ${(t.spectralMs / 1000).toFixed(1)} s` : ''}`);
+}
+
 export const cmdAnalyze: Command = async (p) => {
   if (p.positionals.length < 2) throw new UsageError('analyze takes a base and at least one checkpoint', p.command);
   const [base, ...ckpts] = p.positionals;
@@ -72,14 +82,16 @@ export const cmdAnalyze: Command = async (p) => {
   const device = deviceFlag(p);
   const outputs = await Outputs.plan(p, ['--json', '--md', '--html'], p.positionals);
   const term = terminal(p.flags.has('--quiet'));
+  const bases = await basisCacheFromFlags(p, p.positionals, (line) => term.notice(line));
   const { createBackend } = await import('../compute/backend');
   const { createSpectralPass } = await import('../analysis/spectral');
   const backend = await createBackend({ device, log: (line) => term.notice(line) });
   const reports: CheckpointReport[] = [];
   try {
-    const spectral = createSpectralPass(backend);
+    const spectral = createSpectralPass(backend, { bases });
     for (const c of ckpts) {
       const report = await analyzeCheckpoint(base, c, { settings, passes: 'full', spectral, onProgress: progressPrinter(term.quiet, checkpointLabel(c)) });
+      if (p.flags.has('--verbose')) verboseLines(term, report, bases?.dir);
       reports.push(report);
       term.out(formatCheckpointReport(report, { layers: !p.flags.has('--no-layers') }));
       term.out('');
@@ -127,7 +139,7 @@ export const cmdCompare: Command = async (p) => {
   await mustExist(base, 'base checkpoint', p.command);
   const settings = settingsFromFlags(p);
   const diffOnly = p.flags.has('--diff-only');
-  const unused = diffOnly ? ['--k', '--alpha', '--k-spectrum', '--power-iterations', '--oversample', '--device'].filter((f) => p.flags.has(f)) : [];
+  const unused = diffOnly ? ['--k', '--alpha', '--k-spectrum', '--power-iterations', '--oversample', '--device', '--cache-dir', '--no-cache', '--cache-size', '--verbose'].filter((f) => p.flags.has(f)) : [];
   if (unused.length) throw new UsageError(`--diff-only runs no spectral pass: ${unused.join(', ')} would be ignored`, p.command);
   const device = deviceFlag(p);
   const outputs = await Outputs.plan(p, ['--json', '--md', '--html'], p.positionals);
@@ -148,11 +160,16 @@ export const cmdCompare: Command = async (p) => {
     const { createBackend } = await import('../compute/backend');
     const { createSpectralPass } = await import('../analysis/spectral');
     const { compareRegimes } = await import('../analysis/regime-compare');
+    const bases = await basisCacheFromFlags(p, [base, ...ckpts], (line) => term.notice(line));
     const backend = await createBackend({ device, log: (line) => term.notice(line) });
     const reports: CheckpointReport[] = [];
     try {
-      const spectral = createSpectralPass(backend);
-      for (const [i, c] of ckpts.entries()) reports.push(await analyzeCheckpoint(base, c, { settings, passes: 'full', spectral, onProgress: progressPrinter(term.quiet, labels[i]) }));
+      const spectral = createSpectralPass(backend, { bases });
+      for (const [i, c] of ckpts.entries()) {
+        const r = await analyzeCheckpoint(base, c, { settings, passes: 'full', spectral, onProgress: progressPrinter(term.quiet, labels[i]) });
+        if (p.flags.has('--verbose')) verboseLines(term, r, bases?.dir);
+        reports.push(r);
+      }
     } finally {
       await backend.dispose();
     }

@@ -14,7 +14,7 @@ export interface CommandSpec {
 }
 
 const OUTPUT_FLAGS = ['--mkdir', '--absolute-paths'];
-const SVD_FLAGS = ['--k', '--alpha', '--k-spectrum', '--power-iterations', '--oversample', '--device'];
+const SVD_FLAGS = ['--k', '--alpha', '--k-spectrum', '--power-iterations', '--oversample', '--device', '--cache-dir', '--no-cache', '--cache-size', '--verbose'];
 
 export const COMMAND_SPECS: CommandSpec[] = [
   {

@@ -41,6 +41,8 @@ interface Job {
 export interface EngineClientOptions {
   workerPath: string;
   cacheDir: string | null;
+  /** Size limit of the base-subspace cache, read at each job start (settings can change). */
+  baseCacheBytes?: () => number;
   log?: (line: string) => void;
   /** Told once per crash that the engine restarted. */
   onRestart?: (reason: string) => void;
@@ -220,7 +222,7 @@ export class EngineClient {
     try {
       await this.start();
       this.setState('busy');
-      const msg: ClientToWorker = { type: 'start', jobId: job.id, spec: job.spec, cacheDir: this.opts.cacheDir };
+      const msg: ClientToWorker = { type: 'start', jobId: job.id, spec: job.spec, cacheDir: this.opts.cacheDir, baseCacheBytes: this.opts.baseCacheBytes?.() };
       this.child?.send(msg);
     } catch (e) {
       this.jobs.delete(job.id);

@@ -18,7 +18,7 @@ export type JobSpec =
 export type JobResult = CheckpointReport | ConsistencyReport | ScrambleSummary | MaskSummary;
 
 export type ClientToWorker =
-  | { type: 'start'; jobId: string; spec: JobSpec; cacheDir: string | null }
+  | { type: 'start'; jobId: string; spec: JobSpec; cacheDir: string | null; /** Size limit of the base-subspace cache under cacheDir (the worker alone evicts it). */ baseCacheBytes?: number }
   | { type: 'cancel'; jobId: string }
   | { type: 'shutdown' };
 

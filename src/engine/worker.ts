@@ -7,6 +7,8 @@ import type { CheckpointReport } from '../report/schema';
 import { analyzeCheckpoint, type SpectralPass } from '../analysis/analyze';
 import { CheckpointFormatError, describeSystemError } from '../formats/errors';
 import { ResultCache, cacheKey } from './cache';
+import { BasisCache } from './basis-cache';
+import * as path from 'node:path';
 import { MemoryBudgetError, assertFitsMemory } from './memory';
 import type { ComputeBackend, DeviceSetting } from '../compute/backend';
 
@@ -35,6 +37,11 @@ async function storeQuietly(cache: ResultCache, key: string, result: JobResult):
   }
 }
 
+/** Base subspaces live beside the results: computed once per base, reused by every checkpoint and run of it. */
+function basesIn(cacheDir: string | null, maxBytes: number | undefined): BasisCache | undefined {
+  return cacheDir ? new BasisCache(path.join(cacheDir, 'bases'), maxBytes, (line) => send({ type: 'log', line })) : undefined;
+}
+
 function oneLine(message: string): string {
   return message.replace(/\s*\n\s*/g, ' ').trim();
 }
@@ -43,7 +50,7 @@ const running = new Map<string, AbortController>();
 /** Jobs cancelled while still queued behind another. */
 const cancelledBeforeStart = new Set<string>();
 
-async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Promise<void> {
+async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, baseCacheBytes?: number): Promise<void> {
   const ac = new AbortController();
   if (cancelledBeforeStart.delete(jobId)) {
     send({ type: 'cancelled', jobId });
@@ -63,7 +70,7 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
     await assertFitsMemory(spec);
     let result: JobResult;
     if (spec.kind === 'analyze') {
-      const spectral = spec.passes === 'full' ? (await import('../analysis/spectral')).createSpectralPass(await backendFor(spec.device)) : undefined;
+      const spectral = spec.passes === 'full' ? (await import('../analysis/spectral')).createSpectralPass(await backendFor(spec.device), { bases: basesIn(cacheDir, baseCacheBytes) }) : undefined;
       result = await analyzeCheckpoint(spec.base, spec.checkpoint, {
         settings: spec.settings,
         passes: spec.passes,
@@ -110,7 +117,7 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null): Pr
             reports.push(cached);
             continue;
           }
-          spectral ??= (await import('../analysis/spectral')).createSpectralPass(await backendFor(device));
+          spectral ??= (await import('../analysis/spectral')).createSpectralPass(await backendFor(device), { bases: basesIn(cacheDir, baseCacheBytes) });
           const r = await analyzeCheckpoint(spec.base, checkpoint, {
             settings, passes: 'full', signal: ac.signal, spectral,
             onProgress: (p) => send({ type: 'progress', jobId, phase: `${spec.labels[i]}: ${p.phase}`, tensor: p.tensor, index: p.index, total: p.total, fraction: maskShare + (1 - maskShare) * ((i + p.fraction) / spec.checkpoints.length) }),
@@ -147,7 +154,7 @@ let queue: Promise<void> = Promise.resolve();
 process.on('message', (m: ClientToWorker) => {
   if (!m || typeof m !== 'object') return;
   if (m.type === 'start') {
-    queue = queue.then(() => runJob(m.jobId, m.spec, m.cacheDir));
+    queue = queue.then(() => runJob(m.jobId, m.spec, m.cacheDir, m.baseCacheBytes));
   } else if (m.type === 'cancel') {
     const ac = running.get(m.jobId);
     if (ac) ac.abort();

@@ -61,6 +61,7 @@ export class Controller implements vscode.Disposable {
       workerPath: context.asAbsolutePath(path.join('dist', 'worker.js')),
       // The cache lives in the extension's global storage, never inside a checkpoint folder.
       cacheDir: path.join(storage, 'cache'),
+      baseCacheBytes: () => this.settings.baseCacheSizeLimitMB * 1024 * 1024,
       log: (line) => log.info(line),
       onRestart: (reason) => {
         log.warn(`engine restarted: ${reason}`);

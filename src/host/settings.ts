@@ -11,6 +11,8 @@ export interface GatescopeSettings {
   watchPatterns: string[];
   baseOverrides: Record<string, string>;
   cacheSizeLimitMB: number;
+  /** Size limit of the base-subspace cache (beside the results; the engine evicts it). */
+  baseCacheSizeLimitMB: number;
   /** 0: the engine's default, three quarters of the machine's memory. */
   maxMemoryMB: number;
 }
@@ -43,6 +45,7 @@ export function readSettings(): GatescopeSettings {
     watchPatterns: Array.isArray(patterns) ? patterns.filter((p): p is string => typeof p === 'string' && p.length > 0) : DEFAULT_WATCH_PATTERNS,
     baseOverrides,
     cacheSizeLimitMB: positive(c.get('cacheSizeLimitMB'), 512),
+    baseCacheSizeLimitMB: positive(c.get('baseCacheSizeLimitMB'), 4096),
     maxMemoryMB: positive(c.get('engineMaxMemoryMB'), 0),
   };
 }
