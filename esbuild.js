@@ -22,6 +22,7 @@ const nodeBundles = [
   { entryPoints: ['scripts/make-synthetic-run.ts'], outfile: 'dist/make-synthetic-run.js' },
   { entryPoints: ['scripts/bench.ts'], outfile: 'dist/bench.js', external: ['onnxruntime-node'] },
   { entryPoints: ['scripts/bench-header.ts'], outfile: 'dist/bench-header.js' },
+  { entryPoints: ['scripts/bench-accuracy.ts'], outfile: 'dist/bench-accuracy.js', external: ['onnxruntime-node'] },
   { entryPoints: ['scripts/gpu-check.ts'], outfile: 'dist/gpu-check.js', external: ['onnxruntime-node'] },
 ].map((b) => ({ ...common, ...b, platform: 'node', target: 'node20', format: 'cjs' }));
 
