@@ -1,7 +1,7 @@
 /** Dense float64 algebra for Gatescope (no vscode, no native code). See each module for the why. */
 export { qr, householderColumnMajor, formQColumnMajor, orthonormalizeColumnMajor, transposeToColumnMajor } from './qr';
 export type { QrResult, HouseholderFactors } from './qr';
-export { symmetricEigen, symmetricEigenvalues, symmetricEigenJacobi } from './eigen';
+export { symmetricEigen, symmetricEigenvalues, symmetricEigenJacobi, symmetricEigenTop } from './eigen';
 export type { EigenResult } from './eigen';
 export { jacobiSvd, singularValuesJacobi, completeOrthonormalColumns } from './svd';
 export type { DenseSvd, JacobiOptions } from './svd';

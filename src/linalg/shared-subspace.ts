@@ -39,7 +39,7 @@
 import type { ComputeBackend, Matrix } from '../compute/backend';
 import { choleskyQr2Rows } from './cholqr';
 import { allFinite, crossProduct, gramRows } from './dense';
-import { symmetricEigen } from './eigen';
+import { symmetricEigen, symmetricEigenTop } from './eigen';
 import { orthonormalizeColumnMajor } from './qr';
 import { Rng } from './random';
 import { principalAnglesDeg } from './angles';
@@ -48,7 +48,7 @@ import type { SvdResult } from './truncated-svd';
 /** Default tolerance of the convergence test: ||sin Theta||_F of the top-k subspace between iterations. */
 export const SUBSPACE_TOLERANCE = 1e-4;
 /** Iterations at most per matrix (base and checkpoint each). */
-export const SUBSPACE_MAX_ITERATIONS = 24;
+export const SUBSPACE_MAX_ITERATIONS = 12;
 
 export interface SharedSubspaceOptions {
   /** Values reported (kSpectrum, capped at min(m, n)). */
@@ -139,7 +139,7 @@ async function orthRows(backend: ComputeBackend, Xt: Matrix): Promise<Matrix> {
 interface Ritz {
   /** All l Ritz values, descending. */
   S: Float64Array;
-  /** l x l row-major, column i the i-th eigenvector of C^T C. */
+  /** l x k row-major, column i the i-th eigenvector of C^T C. */
   W: Float64Array;
   /** Short-side vectors C W_k / S (s x k row-major, float64). */
   Us: Float64Array;
@@ -147,14 +147,15 @@ interface Ritz {
 
 /** Ritz values and vectors from Ct (l x s row-major, the transposed C = A' Qb). */
 function ritzOf(Ct: ArrayLike<number> & { length: number }, l: number, s: number, k: number): Ritz {
-  const eig = symmetricEigen(gramRows(Ct as Float64Array, l, s), l);
+  // Only the top-k vectors are used: inverse iteration for those, not a full eigen-decomposition.
+  const eig = symmetricEigenTop(gramRows(Ct as Float64Array, l, s), l, k);
   const S = eig.values.map((v) => Math.sqrt(Math.max(v, 0)));
   const W = eig.vectors;
   // Us[r, i] = sum_j C[r, j] W[j, i] / S[i], with C[r, j] = Ct[j s + r].
   const Us = new Float64Array(s * k);
   for (let j = 0; j < l; j++) {
     const oc = j * s;
-    const ow = j * l;
+    const ow = j * k;
     for (let r = 0; r < s; r++) {
       const c = Ct[oc + r];
       if (c === 0) continue;
@@ -275,7 +276,7 @@ function stackRows(a: Matrix, b: Matrix | null): Matrix {
 /** Long-side vectors Qb W_k (b x k row-major, float64) from a backend product. */
 async function longVectors(backend: ComputeBackend, Qbt: Matrix, W: Float64Array, l: number, k: number): Promise<Float64Array> {
   const Wkt: Matrix = { rows: k, cols: l, data: new Float32Array(k * l) };
-  for (let j = 0; j < l; j++) for (let i = 0; i < k; i++) Wkt.data[i * l + j] = W[j * l + i];
+  for (let j = 0; j < l; j++) for (let i = 0; i < k; i++) Wkt.data[i * l + j] = W[j * k + i];
   const Vt = await backend.matmul(Wkt, Qbt); // k x b
   const b = Qbt.cols;
   const V = new Float64Array(b * k);
@@ -283,11 +284,6 @@ async function longVectors(backend: ComputeBackend, Qbt: Matrix, W: Float64Array
   return V;
 }
 
-function leading(W: Float64Array, l: number, k: number): Float64Array {
-  const out = new Float64Array(l * k);
-  for (let j = 0; j < l; j++) for (let i = 0; i < k; i++) out[j * k + i] = W[j * l + i];
-  return out;
-}
 
 /**
  * Top-kk singular values and top-k vectors of W0 and W1 = W0 + dW on a shared subspace, with the
@@ -352,7 +348,7 @@ export async function sharedSubspaceSvd(backend: ComputeBackend, W0: Matrix, W1:
   const V1 = await longVectors(backend, Qt, r1.W, L, k);
   t = lap(timings, 'products', t);
   const shortAngles = principalAnglesDeg(r0.Us, r1.Us, s, k);
-  const longAngles = principalAnglesDeg(leading(r0.W, L, k), leading(r1.W, L, k), L, k);
+  const longAngles = principalAnglesDeg(r0.W, r1.W, L, k);
   lap(timings, 'ritz', t);
   const svd = (r: Ritz, V: Float64Array, A: Matrix): SvdResult => {
     const S = r.S.slice(0, kk);

@@ -25,6 +25,7 @@ import {
   symmetricEigen,
   symmetricEigenJacobi,
   symmetricEigenvalues,
+  symmetricEigenTop,
   truncatedSvd,
 } from '../../src/linalg';
 import { choleskyQr2Rows } from '../../src/linalg/cholqr';
@@ -651,4 +652,47 @@ describe('truncated SVD of degenerate matrices, both paths', () => {
       if (k === side) assert.ok(r.S[side - 1] <= 1e-7 * r.S[0], `the zero row leaves a zero value: ${r.S[side - 1]}`);
     }
   });
+});
+
+describe('symmetricEigenTop (inverse iteration for the wanted vectors)', () => {
+  const cases: [string, number, (i: number) => number][] = [
+    ['power-law', 120, (i) => 1 / (1 + i / 8)],
+    ['flat, close eigenvalues', 90, (i) => 1 + 1e-4 * Math.sin(i)],
+    ['repeated eigenvalues', 60, (i) => (i < 7 ? 5 : i < 12 ? 3 : 1 / (1 + i))],
+    ['a zero block', 40, (i) => (i < 30 ? 1 + i : 0)],
+  ];
+  for (const [label, n, lam] of cases) {
+    it(`${label}: values equal the QL solver's, vectors are orthonormal eigenvectors`, () => {
+      // A = Q diag(lam) Q^T with a random orthogonal Q: the eigenvalues are known.
+      const Q = randomOrthonormal(n, n, n + 17);
+      const A = new Float64Array(n * n);
+      for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) {
+        let s = 0;
+        for (let t = 0; t < n; t++) s += Q[r * n + t] * lam(t) * Q[c * n + t];
+        A[r * n + c] = s;
+      }
+      for (let r = 0; r < n; r++) for (let c = 0; c < r; c++) A[r * n + c] = A[c * n + r];
+      const kv = Math.min(24, n);
+      const top = symmetricEigenTop(A, n, kv);
+      const ref = symmetricEigen(A, n);
+      const scale = Math.max(...ref.values.map(Math.abs));
+      for (let i = 0; i < n; i++) assert.ok(Math.abs(top.values[i] - ref.values[i]) <= 1e-13 * scale, `value ${i}`);
+      const exact = Array.from({ length: n }, (_, i) => lam(i)).sort((a, b) => b - a);
+      for (let i = 0; i < n; i++) assert.ok(Math.abs(top.values[i] - exact[i]) <= 1e-12 * scale, `value ${i} against the construction`);
+      for (let j = 0; j < kv; j++) {
+        let res = 0;
+        for (let r = 0; r < n; r++) {
+          let s = 0;
+          for (let c = 0; c < n; c++) s += A[r * n + c] * top.vectors[c * kv + j];
+          res = Math.max(res, Math.abs(s - top.values[j] * top.vectors[r * kv + j]));
+        }
+        assert.ok(res <= 1e-12 * scale, `residual of vector ${j}: ${res}`);
+        for (let i = 0; i <= j; i++) {
+          let d = 0;
+          for (let r = 0; r < n; r++) d += top.vectors[r * kv + i] * top.vectors[r * kv + j];
+          assert.ok(Math.abs(d - (i === j ? 1 : 0)) <= 1e-12, `orthonormality ${i}, ${j}: ${d}`);
+        }
+      }
+    });
+  }
 });
