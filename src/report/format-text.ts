@@ -87,6 +87,13 @@ export function formatCheckpointReport(r: CheckpointReport, opts: { layers?: boo
     lines.push(`    off-principal energy median ${pct(q.offPrincipalEnergyMedian, 2)} (isotropic baseline ${pct(q.offPrincipalEnergyBaselineMedian, 2)})`);
     lines.push(`    overlap with principal weights ${pct(q.overlapPrincipal)} (random ${pct(q.overlapPrincipalBaseline)}, precision alone ${pct(q.overlapPrincipalExpectedPrecision)})`);
     lines.push(`    overlap with low-magnitude weights ${pct(q.overlapLowMagnitude)} (random ${pct(q.overlapLowMagnitudeBaseline)}, precision alone ${pct(q.overlapLowMagnitudeExpectedPrecision)})`);
+    const iterated = r.tensors.filter((t) => t.spectral?.subspace);
+    const unsettled = iterated.filter((t) => !t.spectral!.subspace!.converged);
+    if (unsettled.length) {
+      const worst = Math.max(...unsettled.map((t) => t.spectral!.subspace!.errorEstimate));
+      lines.push(`    ${unsettled.length} of ${iterated.length} randomized weights: the top-k subspace did not settle to ${sci(unsettled[0].spectral!.subspace!.tolerance)} within the iteration cap (estimated error up to ${sci(worst)}; a flat spectrum has no well-defined top-k subspace); their angles are estimates`);
+    }
+    if (r.baseBases) lines.push(`    base subspaces: ${r.baseBases.fromCache} from the cache, ${r.baseBases.computed} computed${r.baseBases.cached ? ' and stored' : ''}`);
   }
   if (r.verdict) {
     lines.push('');

@@ -45,6 +45,32 @@ test('the engine process runs a job, equals the in-process result, and caches it
   }
 });
 
+test('the engine keeps base subspaces beside its results: the second checkpoint of a base reuses them', { timeout: 120_000 }, async () => {
+  const dir = await tempDir();
+  // Sides above kSpectrum + oversample take the shared-subspace path that the base-subspace cache serves.
+  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'), { shape: { hidden: 320, intermediate: 640, layers: 1, heads: 4, kvHeads: 2, vocab: 64 }, steps: [10, 20] });
+  const cacheDir = path.join(dir, 'cache');
+  const engine = new EngineClient({ workerPath: WORKER, cacheDir, baseCacheBytes: () => 64 * 1024 * 1024 });
+  try {
+    const settings = { ...SETTINGS, kSpectrum: 32 };
+    const spec = (checkpoint: string): JobSpec => ({ kind: 'analyze', base, checkpoint, passes: 'full', settings, device: 'cpu' });
+    const first = (await engine.run(spec(checkpoints[0]))).result as CheckpointReport;
+    assert.ok(first.baseBases && first.baseBases.computed > 0 && first.baseBases.fromCache === 0 && first.baseBases.cached, JSON.stringify(first.baseBases));
+    const stored = (await listCache(path.join(cacheDir, 'bases'))).filter((f) => f.endsWith('.basis'));
+    assert.equal(stored.length, first.baseBases.computed);
+    const second = (await engine.run(spec(checkpoints[1]))).result as CheckpointReport;
+    assert.deepEqual(second.baseBases, { fromCache: first.baseBases.computed, computed: 0, cached: true });
+    assert.ok(second.tensors.filter((t) => t.spectral?.subspace).every((t) => t.spectral!.subspace!.baseFromCache && t.spectral!.subspace!.baseIterations === null));
+    // The same numbers as an analysis that computes every base subspace itself.
+    const backend = await (await import('../../src/compute/backend')).createBackend({ device: 'cpu' });
+    const direct = await analyzeCheckpoint(base, checkpoints[1], { settings, passes: 'full', spectral: (await import('../../src/analysis/spectral')).createSpectralPass(backend) }).finally(() => backend.dispose());
+    assert.deepEqual(second.tensors.map((t) => t.spectral?.nss), direct.tensors.map((t) => t.spectral?.nss));
+    assert.deepEqual(second.verdict, direct.verdict);
+  } finally {
+    await engine.dispose();
+  }
+});
+
 test('a cancelled job stops and leaves no cache entry; a corrupt entry is ignored and recomputed', async () => {
   const dir = await tempDir();
   const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'), { shape: { hidden: 256, intermediate: 704, layers: 4, heads: 4, kvHeads: 2, vocab: 256 } });
