@@ -15,7 +15,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeSafetensors, type TensorSpec } from '../src/formats/writer';
+import { writeSafetensors, float32ToBf16Bytes, type TensorSpec } from '../src/formats/writer';
+import { plantedPair, RL_SIZED } from '../src/examples/planted-spectra';
 import { qwenTensorSpecs, qwenConfig, type SyntheticShape } from '../src/examples/synthetic';
 import { Checkpoint } from '../src/formats/checkpoint';
 import { diffCheckpoints } from '../src/analysis/diff';
@@ -157,17 +158,22 @@ async function main(): Promise<void> {
   say(`machine: ${os.cpus()[0]?.model ?? '?'} x ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
   say(`model: Qwen2.5-1.5B shape, ${layers} layers, bf16, RL-like sparse low-magnitude update`);
   const t0 = process.hrtime.bigint();
+  const only = arg('--only');
+  const want = (part: string): boolean => only === undefined || only === part;
+  if (only === 'spectral') {
+    await benchSpectral(dir, say);
+    if (!keep) await fsp.rm(dir, { recursive: true, force: true });
+    return;
+  }
   const exists = keep ? await fsp.stat(path.join(dir, 'checkpoint-100', 'model.safetensors')).then(() => true, () => false) : false;
   const gen = exists
     ? { base: path.join(dir, 'base'), ckpt: path.join(dir, 'checkpoint-100'), bytes: (await fsp.stat(path.join(dir, 'base', 'model.safetensors'))).size * 2 }
     : await generate(dir, shape);
   say(`generated ${(gen.bytes / 1e9).toFixed(2)} GB in ${seconds(t0).toFixed(1)} s (${dir})`);
   const files = [path.join(gen.base, 'model.safetensors'), path.join(gen.ckpt, 'model.safetensors')];
-  const only = arg('--only');
-  const want = (part: string): boolean => only === undefined || only === part;
 
   if (want('diff')) await benchDiff(gen, files, say);
-  if (want('spectral')) await benchSpectral(gen, files, say);
+  if (want('spectral')) await benchSpectral(dir, say);
   if (want('report')) await benchReport(gen, dir, layers, say);
   if (!keep) await fsp.rm(dir, { recursive: true, force: true });
 }
@@ -218,37 +224,60 @@ async function benchDiff(gen: Generated, files: string[], say: Say): Promise<voi
 
 }
 
-async function benchSpectral(gen: Generated, files: string[], say: Say): Promise<void> {
-  let t0: bigint;
+/**
+ * The spectral pass on two pairs with LLM-like spectra (power-law singular values, no clean gaps; see
+ * src/examples/planted-spectra.ts) stored in bf16 like real checkpoints: cold (the base's subspace
+ * computed), with the base's subspace cached (every later checkpoint of the base), and the numpy script.
+ */
+async function benchSpectral(dir: string, say: Say): Promise<void> {
   const py = havePythonNumpy();
-  // The spectral pass on two pairs.
   say('');
   const settings = DEFAULT_SETTINGS;
-  say(`spectral pass (k=${settings.k}, top ${settings.kSpectrum} singular values, oversample ${settings.oversample}, ${settings.powerIterations} power iterations, M5-M8):`);
-  const backend = await createBackend({ device: 'auto', log: (l) => say(`  ${l}`) });
-  const b = await Checkpoint.open(gen.base);
-  const c = await Checkpoint.open(gen.ckpt);
-  for (const name of ['model.layers.0.mlp.up_proj.weight', 'model.layers.0.self_attn.q_proj.weight']) {
+  say(`spectral pass (k=${settings.k}, top ${settings.kSpectrum} singular values, oversample ${settings.oversample}, ${settings.powerIterations} power iterations, M5-M8, the verdict's nulls), LLM-like spectra, bf16:`);
+  const backend = await createBackend({ device: (arg('--device') as 'auto' | 'cpu' | 'cuda' | undefined) ?? 'auto', log: (l) => say(`  ${l}`) });
+  const shapes = [['model.layers.0.mlp.up_proj.weight', 8960, 1536], ['model.layers.0.self_attn.q_proj.weight', 1536, 1536]] as const;
+  const sdir = path.join(dir, 'llm-spectra');
+  const files = [path.join(sdir, 'base.safetensors'), path.join(sdir, 'checkpoint.safetensors')];
+  if (!(await fsp.stat(files[1]).then(() => true, () => false))) {
+    const planted = new Map<string, [Float32Array, Float32Array]>();
+    for (const [name, m, n] of shapes) {
+      const p = await plantedPair(backend, { m, n, decay: 0.5, k: settings.k, kk: settings.kSpectrum, seed: m + n, ...RL_SIZED });
+      planted.set(name, [p.W0.data, p.W1.data]);
+    }
+    const specs = shapes.map(([name, m, n]) => ({ name, dtype: 'BF16' as const, shape: [m, n] }));
+    await writeSafetensors(files[0], specs, (sp) => float32ToBf16Bytes(planted.get(sp.name)![0]));
+    await writeSafetensors(files[1], specs, (sp) => float32ToBf16Bytes(planted.get(sp.name)![1]));
+  }
+  const b = await Checkpoint.open(files[0]);
+  const c = await Checkpoint.open(files[1]);
+  for (const [name] of shapes) {
     const pair = await readPair(b.tensors.get(name)!, c.tensors.get(name)!, settings.eta);
     await analyzePair(backend, pair, settings); // warm sessions
-    t0 = process.hrtime.bigint();
+    const stored: { data?: Float32Array } = {};
+    const basis = { get: async () => stored.data, put: async (d: Float32Array) => void (stored.data = d) };
+    let t0 = process.hrtime.bigint();
     const phases: Record<string, number> = {};
-    const r = await analyzePair(backend, pair, settings, { timings: phases });
-    const ours = seconds(t0);
+    const r = await analyzePair(backend, pair, settings, { timings: phases, basis });
+    const cold = seconds(t0);
+    t0 = process.hrtime.bigint();
+    const cachedPhases: Record<string, number> = {};
+    await analyzePair(backend, pair, settings, { timings: cachedPhases, basis });
+    const cached = seconds(t0);
     const shapeText = `${pair.m} x ${pair.n}`;
     let refText = 'numpy reference skipped';
     if (py) {
       const ref = JSON.parse(execFileSync(py, [path.join(__dirname, '..', 'scripts', 'bench-reference.py'), 'spectral', ...files, name, String(settings.kSpectrum), String(settings.k), String(settings.oversample), String(settings.powerIterations), String(settings.alpha)], { encoding: 'utf8', env: pythonEnv() })) as Record<string, number>;
-      refText = `numpy ${ref.seconds.toFixed(2)} s -> Gatescope ${(ref.seconds / ours).toFixed(2)}x; numpy angle ${ref.principalAngleMaxDeg.toFixed(3)} deg, NSS ${ref.nss.toExponential(3)}, off-principal ${ref.offPrincipalEnergy.toFixed(5)}`;
+      refText = `numpy ${ref.seconds.toFixed(2)} s -> cold ${(ref.seconds / cold).toFixed(2)}x, base cached ${(ref.seconds / cached).toFixed(2)}x; numpy angle ${ref.principalAngleMaxDeg.toFixed(3)} deg, NSS ${ref.nss.toExponential(3)}`;
     }
-    say(`  ${shapeText}: ${ours.toFixed(2)} s (angle ${r.spectral.principalAngleMaxDeg.toFixed(3)} deg, NSS ${r.spectral.nss.toExponential(3)}, off-principal ${r.spectral.offPrincipalEnergy.toFixed(5)}); ${refText}`);
-    // The verdict's nulls (simulated bf16 storage of two reference updates) are work the numpy script does not do.
-    say(`    phases: ${Object.entries(phases).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join(', ')}`);
+    const sub = r.spectral.subspace;
+    say(`  ${shapeText}: cold ${cold.toFixed(2)} s, base cached ${cached.toFixed(2)} s (angle ${r.spectral.principalAngleMaxDeg.toFixed(3)} deg, NSS ${r.spectral.nss.toExponential(3)}${sub ? `, iterations ${sub.baseIterations} + ${sub.checkpointIterations}, basis ${sub.basisWidth}` : ''}); ${refText}`);
+    const fmt = (ph: Record<string, number>): string => Object.entries(ph).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join(', ');
+    say(`    phases cold: ${fmt(phases)}`);
+    say(`    phases cached: ${fmt(cachedPhases)}`);
   }
   await b.close();
   await c.close();
   await backend.dispose();
-
 }
 
 async function benchReport(gen: Generated, dir: string, layers: number, say: Say): Promise<void> {
