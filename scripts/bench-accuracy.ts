@@ -74,8 +74,8 @@ async function main(): Promise<void> {
       if (process.argv.includes('--phases')) console.error(`cached phases (ms): ${JSON.stringify(phases, (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}, basis width ${cached.l}`);
       const tCached = (performance.now() - t) / 1000;
       const shNss = nss(sh.base.S, sh.checkpoint.S, kk);
-      const pct = (x: number): string => `${((100 * (x - p.nss)) / p.nss).toFixed(2)}%`;
-      const angleErr = (l: ArrayLike<number>, r: ArrayLike<number>): string => `${Math.max(maxAbsDiff(l, p.anglesLeftDeg), maxAbsDiff(r, p.anglesRightDeg)).toFixed(4)} deg`;
+      const pct = (x: number): string => { const r = (100 * (x - p.nss)) / p.nss; return `${Math.abs(r) < 0.01 ? r.toExponential(1) : r.toFixed(2)}%`; };
+      const angleErr = (l: ArrayLike<number>, r: ArrayLike<number>): string => `${Math.max(maxAbsDiff(l, p.anglesLeftDeg), maxAbsDiff(r, p.anglesRightDeg)).toExponential(1)} deg`;
       rows.push(`| ${m} x ${n} | ${kind} (rel. ${o.updateRel}) | ${p.nss.toExponential(3)} | ${pct(indepNss)} | ${pct(shNss)} (cached ${pct(nss(cached.base.S, cached.checkpoint.S, kk))}) | ${angleErr(indepLeft, indepRight)} | ${angleErr(sh.anglesLeftDeg, sh.anglesRightDeg)} | ${sh.baseConvergence?.iterations}, ${sh.checkpointConvergence.iterations} | ${tIndep.toFixed(2)} | ${tCold.toFixed(2)} | ${tCached.toFixed(2)} |`);
       console.error(rows[rows.length - 1]);
     }

@@ -64,31 +64,54 @@ export function selectByMagnitude(values: Float32Array, count: number, largest: 
   if (count >= n) return out.fill(1);
   const abs = new Float32Array(n);
   for (let i = 0; i < n; i++) abs[i] = Math.abs(values[i]);
-  // The threshold is the count-th value in the wanted order: quickselect on a copy.
-  const work = Float32Array.from(abs);
+  // For non-negative floats the bit patterns order like the values: select on the integers, by radix.
+  const bits = new Uint32Array(abs.buffer);
   const kth = largest ? n - count : count - 1;
-  const t = quickselect(work, kth);
+  const t = kthSmallestBits(bits, kth);
   let taken = 0;
   if (largest) {
-    for (let i = 0; i < n; i++) if (abs[i] > t) {
+    for (let i = 0; i < n; i++) if (bits[i] > t) {
       out[i] = 1;
       taken++;
     }
-    for (let i = 0; i < n && taken < count; i++) if (abs[i] === t) {
+    for (let i = 0; i < n && taken < count; i++) if (bits[i] === t) {
       out[i] = 1;
       taken++;
     }
   } else {
-    for (let i = 0; i < n; i++) if (abs[i] < t) {
+    for (let i = 0; i < n; i++) if (bits[i] < t) {
       out[i] = 1;
       taken++;
     }
-    for (let i = 0; i < n && taken < count; i++) if (abs[i] === t) {
+    for (let i = 0; i < n && taken < count; i++) if (bits[i] === t) {
       out[i] = 1;
       taken++;
     }
   }
   return out;
+}
+
+/**
+ * The k-th smallest (0-based) of unsigned 32-bit keys, by two histogram passes (high 16 bits, then the
+ * low 16 bits within the bin that holds it): linear time, no copy, no reordering.
+ */
+export function kthSmallestBits(bits: Uint32Array, k: number): number {
+  const hist = new Uint32Array(65536);
+  for (let i = 0; i < bits.length; i++) hist[bits[i] >>> 16]++;
+  let below = 0;
+  let hi = 0;
+  for (; hi < 65536; hi++) {
+    if (below + hist[hi] > k) break;
+    below += hist[hi];
+  }
+  hist.fill(0);
+  for (let i = 0; i < bits.length; i++) if (bits[i] >>> 16 === hi) hist[bits[i] & 0xffff]++;
+  let lo = 0;
+  for (; lo < 65536; lo++) {
+    if (below + hist[lo] > k) break;
+    below += hist[lo];
+  }
+  return ((hi << 16) | lo) >>> 0;
 }
 
 /** The k-th smallest value (0-based) of `a`, reordering `a` in place (Hoare partition, median of three). */

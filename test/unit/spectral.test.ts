@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createBackend, type ComputeBackend } from '../../src/compute/backend';
 import { analyzePair, type TensorPair } from '../../src/analysis/spectral';
-import { selectByMagnitude, quickselect } from '../../src/analysis/masks';
+import { selectByMagnitude, quickselect, kthSmallestBits } from '../../src/analysis/masks';
 import { verdictFrom } from '../../src/analysis/verdict';
 import { qr } from '../../src/linalg/qr';
 import { Rng } from '../../src/linalg/random';
@@ -175,7 +175,19 @@ test('exact top/bottom-alpha selection with deterministic ties', () => {
     assert.equal(selectByMagnitude(big, count, true).reduce((a, b) => a + b, 0), count);
     const sorted = Float32Array.from(big).sort();
     assert.ok(quickselect(Float32Array.from(big), count - 1) === sorted[count - 1]);
+    // The radix selection on |v|'s bit patterns: the same threshold as a sort, and the same mask as a brute-force rank.
+    const absSorted = Float32Array.from(big, Math.abs).sort();
+    const t = kthSmallestBits(new Uint32Array(Float32Array.from(big, Math.abs).buffer), count - 1);
+    assert.equal(new Float32Array(new Uint32Array([t]).buffer)[0], absSorted[count - 1]);
+    const order = Array.from(big.keys()).sort((a, b) => Math.abs(big[b]) - Math.abs(big[a]) || a - b);
+    const expected = new Uint8Array(big.length);
+    for (const i of order.slice(0, count)) expected[i] = 1;
+    assert.deepEqual(selectByMagnitude(big, count, true), expected);
   }
+  // Signed zeros are one magnitude; values spanning the exponent range still order.
+  const wide = Float32Array.from([-0, 0, 1e-30, -3e38, 2.5, -1e-45, 7]);
+  assert.deepEqual([...selectByMagnitude(wide, 3, true)], [0, 0, 0, 1, 1, 0, 1]);
+  assert.deepEqual([...selectByMagnitude(wide, 3, false)], [1, 1, 0, 0, 0, 1, 0]);
 });
 
 test('verdict rule: a regime when a measure leans to it and none the other way; degenerate tensors get none', () => {
