@@ -145,28 +145,46 @@ interface Ritz {
   Us: Float64Array;
 }
 
-/** Ritz values and vectors from Ct (l x s row-major, the transposed C = A' Qb). */
-function ritzOf(Ct: ArrayLike<number> & { length: number }, l: number, s: number, k: number): Ritz {
+/**
+ * Ritz values and vectors from Ct (l x s row-major, the transposed C = A' Qb). The Gram matrix C^T C, whose
+ * eigenvalues are the squared values, is float64 (given, or formed here from the float32 C exactly
+ * multiplied). The vectors C W_k / S: in float64 for the convergence test (which compares iterations to
+ * 1e-4 and must not see product rounding), else from a float32 backend product (moves them by ~1e-7).
+ */
+async function ritzOf(backend: ComputeBackend, Ct: Matrix, k: number, G?: Float64Array, precise = false): Promise<Ritz> {
+  const { rows: l, cols: s } = Ct;
   // Only the top-k vectors are used: inverse iteration for those, not a full eigen-decomposition.
-  const eig = symmetricEigenTop(gramRows(Ct as Float64Array, l, s), l, k);
+  const eig = symmetricEigenTop(G ?? gramRows(Ct.data, l, s), l, k);
   const S = eig.values.map((v) => Math.sqrt(Math.max(v, 0)));
   const W = eig.vectors;
-  // Us[r, i] = sum_j C[r, j] W[j, i] / S[i], with C[r, j] = Ct[j s + r].
-  const Us = new Float64Array(s * k);
-  for (let j = 0; j < l; j++) {
-    const oc = j * s;
-    const ow = j * k;
-    for (let r = 0; r < s; r++) {
-      const c = Ct[oc + r];
-      if (c === 0) continue;
-      const ou = r * k;
-      for (let i = 0; i < k; i++) Us[ou + i] += c * W[ow + i];
-    }
-  }
   const floor = S[0] * 1e-7;
+  if (precise) {
+    // Us[r, i] = sum_j C[r, j] W[j, i] / S[i], with C[r, j] = Ct[j s + r].
+    const Us = new Float64Array(s * k);
+    for (let j = 0; j < l; j++) {
+      const oc = j * s;
+      const ow = j * k;
+      for (let r = 0; r < s; r++) {
+        const c = Ct.data[oc + r];
+        if (c === 0) continue;
+        const ou = r * k;
+        for (let i = 0; i < k; i++) Us[ou + i] += c * W[ow + i];
+      }
+    }
+    for (let i = 0; i < k; i++) {
+      const inv = S[i] > floor && S[i] > 0 ? 1 / S[i] : 0;
+      for (let r = 0; r < s; r++) Us[r * k + i] *= inv;
+    }
+    return { S, W, Us };
+  }
+  const Wkt: Matrix = { rows: k, cols: l, data: new Float32Array(k * l) };
+  for (let j = 0; j < l; j++) for (let i = 0; i < k; i++) Wkt.data[i * l + j] = W[j * k + i];
+  const UsT = await backend.matmul(Wkt, Ct); // k x s: (C W_k)^T
+  const Us = new Float64Array(s * k);
   for (let i = 0; i < k; i++) {
     const inv = S[i] > floor && S[i] > 0 ? 1 / S[i] : 0;
-    for (let r = 0; r < s; r++) Us[r * k + i] *= inv;
+    const o = i * s;
+    for (let r = 0; r < s; r++) Us[r * k + i] = UsT.data[o + r] * inv;
   }
   return { S, W, Us };
 }
@@ -202,7 +220,7 @@ async function iterate(backend: ComputeBackend, op: Side, start: Matrix, k: numb
     if (it === 1 && !allFinite(Ct.data)) throw new Error('truncatedSvd: matrix has NaN or Inf entries');
     // A test compares two iterations: before the one ahead of the minimum count, no Ritz problem is solved.
     if (it >= minIt - 1) {
-      const ritz = ritzOf(Ct.data, Ct.rows, op.s, k);
+      const ritz = await ritzOf(backend, Ct, k, undefined, true);
       const change = prev ? subspaceChange(prev, ritz.Us, op.s, k) : Infinity;
       t = lap(timings, 'ritz', t);
       const error = remainingError(change, lastChange);
@@ -338,18 +356,26 @@ export async function sharedSubspaceSvd(backend: ComputeBackend, W0: Matrix, W1:
   const C1t = stackRows(it1.Ct, ext ? await op1.applyA(ext) : null); // L x s
   const Et = await opD.applyA(Qt); // L x s: (dW' Q)^T
   t = lap(timings, 'products', t);
-  const C1 = C1t.data;
-  const C0 = new Float64Array(L * s);
-  for (let i = 0; i < C0.length; i++) C0[i] = C1[i] - Et.data[i];
-  const r1 = ritzOf(C1, L, s, k);
-  const r0 = ritzOf(C0, L, s, k);
-  t = lap(timings, 'ritz', t);
+  // C0 = A0' Q = C1 - E. Its Gram matrix from C1's (float64) and the small terms in E (float32 products,
+  // whose rounding is ~1e-7 of the terms that make the shifts): G0 = G1 - C1^T E - E^T C1 + E^T E.
+  const G1 = gramRows(C1t.data, L, s);
+  const X = await backend.matmul(C1t, Et, { transB: true }); // L x L: C1^T E
+  const EtE = await backend.gram(Et, 'AAt'); // L x L
+  const G0 = new Float64Array(L * L);
+  for (let i = 0; i < L; i++) {
+    for (let j = 0; j < L; j++) G0[i * L + j] = G1[i * L + j] - X.data[i * L + j] - X.data[j * L + i] + EtE.data[i * L + j];
+  }
+  const C0t: Matrix = { rows: L, cols: s, data: new Float32Array(L * s) };
+  for (let i = 0; i < C0t.data.length; i++) C0t.data[i] = C1t.data[i] - Et.data[i];
+  const r1 = await ritzOf(backend, C1t, k, G1);
+  const r0 = await ritzOf(backend, C0t, k, G0);
+  t = lap(timings, 'finalRitz', t);
   const V0 = await longVectors(backend, Qt, r0.W, L, k);
   const V1 = await longVectors(backend, Qt, r1.W, L, k);
   t = lap(timings, 'products', t);
   const shortAngles = principalAnglesDeg(r0.Us, r1.Us, s, k);
   const longAngles = principalAnglesDeg(r0.W, r1.W, L, k);
-  lap(timings, 'ritz', t);
+  lap(timings, 'angles', t);
   const svd = (r: Ritz, V: Float64Array, A: Matrix): SvdResult => {
     const S = r.S.slice(0, kk);
     return tall
