@@ -9,6 +9,7 @@ import type { ComputeBackend, Matrix } from '../compute/backend';
 import { truncatedSvd, principalAnglesDeg, spectralNorm, rangeScale, type SvdResult } from '../linalg/truncated-svd';
 import { sharedSubspaceSvd, sharedBasisWidth, SUBSPACE_TOLERANCE, SUBSPACE_MAX_ITERATIONS } from '../linalg/shared-subspace';
 import { createHash } from 'node:crypto';
+import * as path from 'node:path';
 import { ANALYSIS_REVISION } from './revision';
 import { changedMask, selectByMagnitude, exponentGroups, groupRates, overlap, type Overlap } from './masks';
 import { isLinearWeight } from './names';
@@ -116,7 +117,7 @@ export function baseBasisKey(ref: TensorRef, settings: AnalysisSettings, l: numb
   const f = ref.file;
   return createHash('sha256').update(JSON.stringify({
     revision: ANALYSIS_REVISION,
-    file: [f.identity.path, f.identity.size, f.identity.mtimeMs, f.headerHash],
+    file: [path.resolve(f.identity.path), f.identity.size, f.identity.mtimeMs, f.headerHash],
     tensor: [ref.info.name, ref.info.dtype, ref.info.shape],
     svd: [settings.k, settings.kSpectrum, settings.oversample, settings.powerIterations, settings.seed, l, SUBSPACE_TOLERANCE, SUBSPACE_MAX_ITERATIONS],
   })).digest('hex');
@@ -215,7 +216,6 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   // ||dW||_2 to 1e-4 relative: a Gate I probe shown to three digits; a tighter tolerance costs 5x on flat spectra.
   const dSpec = dFro2 > 0 ? (await spectralNorm(backend, dWm, { seed: settings.seed, tol: 1e-4, fullIfMinDimAtMost: FULL_SVD_MAX_MIN_DIM })).value : 0;
   lap('updateSpectralNorm');
-  lap('angles');
 
   // M6: normalised spectral shift over the values computed for both.
   const count = Math.min(s0.S.length, s1.S.length);

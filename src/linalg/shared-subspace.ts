@@ -45,7 +45,7 @@ import { Rng } from './random';
 import { principalAnglesDeg } from './angles';
 import type { SvdResult } from './truncated-svd';
 
-/** Default tolerance of the convergence test: ||sin Theta||_F of the top-k subspace between iterations. */
+/** Default tolerance of the convergence test: the estimated remaining ||sin Theta||_F of the top-k subspace (~0.006 degrees). */
 export const SUBSPACE_TOLERANCE = 1e-4;
 /** Iterations at most per matrix (base and checkpoint each). */
 export const SUBSPACE_MAX_ITERATIONS = 12;
@@ -65,7 +65,7 @@ export interface SharedSubspaceOptions {
   maxIterations?: number;
   /** The base's converged short-side basis (l x s row-major panel) from an earlier run: skips the base's iterations. */
   baseBasis?: Float32Array;
-  /** Milliseconds per phase are added here: 'products', 'orth', 'ritz'. */
+  /** Milliseconds per phase are added here: 'products', 'orth', 'ritz' (the convergence test's), 'finalRitz', 'angles'. */
   timings?: Record<string, number>;
 }
 
