@@ -203,10 +203,11 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
       basisWidth: r.l,
       baseFromCache: !!stored,
       baseIterations: r.baseConvergence?.iterations ?? null,
+      baseConverged: r.baseConvergence?.converged ?? null,
       checkpointIterations: c.iterations,
-      errorEstimate: Math.max(c.error, r.baseConvergence?.error ?? 0),
+      errorEstimate: c.error,
       tolerance: SUBSPACE_TOLERANCE,
-      converged: c.converged && (r.baseConvergence?.converged ?? true),
+      converged: c.converged,
     };
   }
   lap('svd');

@@ -21,6 +21,15 @@ export function reportsToMarkdown(reports: CheckpointReport[]): string {
     out.push(`Checkpoint: ${mdEscape(r.checkpoint)}  `);
     out.push(`Base: ${mdEscape(r.base)}  `);
     out.push(`Unchanged (M1): **${pct(s.unchanged)}** of all float entries, ${pct(s.unchangedLinear)} of linear weights; relative update norm ${sci(s.relUpdateNorm)}.`, '');
+    const unsettled = r.tensors.filter((t) => t.spectral?.subspace && !t.spectral.subspace.converged).length;
+    if (r.baseBases || unsettled) {
+      const parts = [
+        r.baseBases ? `base subspaces: ${r.baseBases.fromCache} from the cache, ${r.baseBases.computed} computed` : '',
+        unsettled ? `${unsettled} weight(s) whose top-k subspace did not settle within the iteration cap (their angles are estimates)` : '',
+        r.timings ? `diff pass ${(r.timings.diffMs / 1000).toFixed(1)} s${r.timings.spectralMs !== undefined ? `, spectral pass ${(r.timings.spectralMs / 1000).toFixed(1)} s` : ''}` : '',
+      ].filter(Boolean);
+      out.push(`Spectral pass: ${parts.join('; ')}.`, '');
+    }
     if (r.verdict) {
       out.push(`Verdict: **${r.verdict.label}**${r.verdict.reason ? `: ${mdEscape(r.verdict.reason)}` : ''}`, '');
       for (const e of r.verdict.evidence) out.push(`- ${mdEscape(e.measure)}: ${sci(e.value, 3)} (${evidenceReferences(e)}), leans ${e.leans} (${mdEscape(e.note)})`);

@@ -102,13 +102,15 @@ export interface TensorSpectral {
     basisWidth: number;
     /** The base's subspace came from the cache (no base iterations in this analysis). */
     baseFromCache: boolean;
-    /** Subspace iterations on the base (null when it came from the cache) and on the checkpoint. */
+    /** Subspace iterations on the base and whether they settled (both null when it came from the cache). */
     baseIterations: number | null;
+    baseConverged: boolean | null;
+    /** Subspace iterations on the checkpoint, started from the base's subspace. */
     checkpointIterations: number;
-    /** Estimated remaining distance (||sin Theta||_F) of the top-k subspaces from the converged ones, and the tolerance. */
+    /** Estimated remaining distance (||sin Theta||_F) of the checkpoint's top-k subspace from the converged one, and the tolerance. */
     errorEstimate: number;
     tolerance: number;
-    /** False when an iteration stopped at its cap before the tolerance. */
+    /** False when the checkpoint's iteration stopped at its cap before the tolerance (its angles are estimates). */
     converged: boolean;
   };
   /** M5: largest principal angle (degrees) over the left and right top-k subspaces. */

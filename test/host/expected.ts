@@ -70,14 +70,23 @@ export function readJson<T>(file: string): T {
 }
 
 /**
- * A report without what differs between two runs of the same analysis: when and how fast it ran.
- * Everything else, every number included, must be identical.
+ * A report without what differs between two runs of the same analysis: when and how fast it ran, and what
+ * came from a cache. Everything else, every number included, must be identical.
  */
 export function comparable<T extends CheckpointReport | ConsistencyReport>(r: T): Omit<T, 'createdAt' | 'durationMs'> {
-  const copy: Partial<T> = { ...r };
+  const copy = { ...r } as Partial<CheckpointReport>;
   delete copy.createdAt;
   delete copy.durationMs;
-  return copy as Omit<T, 'createdAt' | 'durationMs'>;
+  delete copy.timings;
+  delete copy.baseBases;
+  if (copy.tensors) {
+    copy.tensors = copy.tensors.map((t) => {
+      const sub = t.spectral?.subspace;
+      if (!sub) return t;
+      return { ...t, spectral: { ...t.spectral!, subspace: { ...sub, baseFromCache: false, baseIterations: null, baseConverged: null } } };
+    });
+  }
+  return copy as unknown as Omit<T, 'createdAt' | 'durationMs'>;
 }
 
 /** The first difference between two JSON values, as `path: a !== b` (for a readable assertion message). */

@@ -107,7 +107,7 @@ test('the spectral pass reuses a cached base subspace: the same report, no base 
   assert.deepEqual(stats, { hits: 1, misses: 1 });
   assert.equal(warm.spectral.subspace?.baseFromCache, true);
   assert.equal(warm.spectral.subspace?.baseIterations, null);
-  const strip = (s: typeof cold.spectral): unknown => ({ ...s, subspace: { ...s.subspace, baseFromCache: null, baseIterations: null, errorEstimate: null, converged: null } });
+  const strip = (s: typeof cold.spectral): unknown => ({ ...s, subspace: { ...s.subspace, baseFromCache: null, baseIterations: null, baseConverged: null } });
   assert.deepEqual(strip(warm.spectral), strip(cold.spectral));
   assert.deepEqual(warm.verdict, cold.verdict);
   // And against an analysis that has no store at all.
@@ -167,7 +167,9 @@ test('gatescope analyze caches base subspaces: --cache-dir, --verbose hits, the 
   const second = await runCli([...args.slice(0, 2), checkpoints[1], ...args.slice(3), '--json', path.join(dir, 'b.json')]);
   assert.equal(second.code, 0, second.err);
   assert.match(second.err, new RegExp(`base subspaces: ${computed[1]} from the cache, 0 computed`));
-  const again = await runCli([...args, '--json', path.join(dir, 'c.json')]);
+  const again = await runCli([...args, '--json', path.join(dir, 'c.json'), '--md', path.join(dir, 'c.md')]);
+  assert.match(await fsp.readFile(path.join(dir, 'c.md'), 'utf8'), new RegExp(`Spectral pass: base subspaces: ${computed[1]} from the cache, 0 computed`));
+  assert.match(again.out, new RegExp(`base subspaces: ${computed[1]} from the cache, 0 computed`), 'the text report says it too');
   const a = JSON.parse(await fsp.readFile(path.join(dir, 'a.json'), 'utf8'));
   const c = JSON.parse(await fsp.readFile(path.join(dir, 'c.json'), 'utf8'));
   assert.equal(again.code, 0);
