@@ -33,7 +33,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   '--k': { value: 'N', help: 'top-k subspace of M5, M7, M8 (default 64; capped per weight at min(m, n))' },
   '--alpha': { value: 'X', help: 'share of entries in the principal and low-magnitude masks (default 0.5)' },
   '--k-spectrum': { value: 'N', help: 'singular values used for NSS where a side exceeds 256 (default 256)' },
-  '--power-iterations': { value: 'N', help: 'power iterations of the randomized SVD (default 4)' },
+  '--power-iterations': { value: 'N', help: 'subspace iterations on each base weight at least, before the convergence test may stop them (default 4)' },
   '--oversample': { value: 'N', help: 'oversampling of the randomized SVD (default 10)' },
   '--device': { value: 'auto|cpu|cuda', help: 'where the spectral pass runs (default auto: CUDA when onnxruntime can use it)' },
   '--cache-dir': { value: 'DIR', help: 'where base subspaces are cached for later checkpoints and runs (default $XDG_CACHE_HOME/gatescope, else ~/.cache/gatescope)' },
