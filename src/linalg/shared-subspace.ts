@@ -43,7 +43,13 @@ import { symmetricEigen, symmetricEigenTop } from './eigen';
 import { orthonormalizeColumnMajor } from './qr';
 import { Rng } from './random';
 import { principalAnglesDeg } from './angles';
+import { completeOrthonormalColumns } from './svd';
 import type { SvdResult } from './truncated-svd';
+
+/** A value below this fraction of s_1 has no trustworthy vector in float32 data (as in truncated-svd.ts). */
+const NULL_RELATIVE = 1e-7;
+/** Below this fraction of s_1 a vector is formed in float64, not by a float32 product. */
+const WEAK_RELATIVE = 1e-2;
 
 /** Default tolerance of the convergence test: the estimated remaining ||sin Theta||_F of the top-k subspace (~0.006 degrees). */
 export const SUBSPACE_TOLERANCE = 1e-4;
@@ -143,6 +149,8 @@ interface Ritz {
   W: Float64Array;
   /** Short-side vectors C W_k / S (s x k row-major, float64). */
   Us: Float64Array;
+  /** Leading values above float32 noise (NULL_RELATIVE s_1), at most k: the vectors with a direction. */
+  rank: number;
 }
 
 /**
@@ -157,10 +165,13 @@ async function ritzOf(backend: ComputeBackend, Ct: Matrix, k: number, G?: Float6
   const eig = symmetricEigenTop(G ?? gramRows(Ct.data, l, s), l, k);
   const S = eig.values.map((v) => Math.sqrt(Math.max(v, 0)));
   const W = eig.vectors;
-  const floor = S[0] * 1e-7;
-  if (precise) {
+  const floor = S[0] * NULL_RELATIVE;
+  let rank = 0;
+  while (rank < k && S[rank] > floor && S[rank] > 0) rank++;
+  const Us = new Float64Array(s * k);
+  // A float32 product carries an error of ~1e-7 s_1 / s_i in vector i: weak vectors take the float64 path.
+  if (precise || (rank > 0 && S[rank - 1] < WEAK_RELATIVE * S[0])) {
     // Us[r, i] = sum_j C[r, j] W[j, i] / S[i], with C[r, j] = Ct[j s + r].
-    const Us = new Float64Array(s * k);
     for (let j = 0; j < l; j++) {
       const oc = j * s;
       const ow = j * k;
@@ -168,33 +179,40 @@ async function ritzOf(backend: ComputeBackend, Ct: Matrix, k: number, G?: Float6
         const c = Ct.data[oc + r];
         if (c === 0) continue;
         const ou = r * k;
-        for (let i = 0; i < k; i++) Us[ou + i] += c * W[ow + i];
+        for (let i = 0; i < rank; i++) Us[ou + i] += c * W[ow + i];
       }
     }
-    for (let i = 0; i < k; i++) {
-      const inv = S[i] > floor && S[i] > 0 ? 1 / S[i] : 0;
+    for (let i = 0; i < rank; i++) {
+      const inv = 1 / S[i];
       for (let r = 0; r < s; r++) Us[r * k + i] *= inv;
     }
-    return { S, W, Us };
+  } else {
+    const Wkt: Matrix = { rows: k, cols: l, data: new Float32Array(k * l) };
+    for (let j = 0; j < l; j++) for (let i = 0; i < k; i++) Wkt.data[i * l + j] = W[j * k + i];
+    const UsT = await backend.matmul(Wkt, Ct); // k x s: (C W_k)^T
+    for (let i = 0; i < rank; i++) {
+      const inv = 1 / S[i];
+      const o = i * s;
+      for (let r = 0; r < s; r++) Us[r * k + i] = UsT.data[o + r] * inv;
+    }
   }
-  const Wkt: Matrix = { rows: k, cols: l, data: new Float32Array(k * l) };
-  for (let j = 0; j < l; j++) for (let i = 0; i < k; i++) Wkt.data[i * l + j] = W[j * k + i];
-  const UsT = await backend.matmul(Wkt, Ct); // k x s: (C W_k)^T
-  const Us = new Float64Array(s * k);
-  for (let i = 0; i < k; i++) {
-    const inv = S[i] > floor && S[i] > 0 ? 1 / S[i] : 0;
-    const o = i * s;
-    for (let r = 0; r < s; r++) Us[r * k + i] = UsT.data[o + r] * inv;
+  if (rank < k) {
+    // Values at float32 noise have no direction: an orthonormal completion keeps the basis a basis (as the
+    // exact path does), and the convergence test watches only the `rank` defined ones.
+    const cm = new Float64Array(s * k);
+    for (let r = 0; r < s; r++) for (let i = 0; i < k; i++) cm[i * s + r] = Us[r * k + i];
+    completeOrthonormalColumns(cm, s, k, Array.from({ length: k }, (_, i) => i >= rank));
+    for (let r = 0; r < s; r++) for (let i = 0; i < k; i++) Us[r * k + i] = cm[i * s + r];
   }
-  return { S, W, Us };
+  return { S, W, Us, rank };
 }
 
-/** ||sin Theta||_F between two s x k orthonormal bases: sqrt(k - ||U0^T U1||_F^2). */
-function subspaceChange(U0: Float64Array, U1: Float64Array, s: number, k: number): number {
+/** ||sin Theta||_F between the spans of the first r columns of two s x k orthonormal bases: sqrt(r - ||U0_r^T U1_r||_F^2). */
+function subspaceChange(U0: Float64Array, U1: Float64Array, s: number, k: number, r: number): number {
   const M = crossProduct(U0, U1, s, k, k);
   let f = 0;
-  for (let i = 0; i < M.length; i++) f += M[i] * M[i];
-  return Math.sqrt(Math.max(0, k - f));
+  for (let i = 0; i < r; i++) for (let j = 0; j < r; j++) f += M[i * k + j] ** 2;
+  return Math.sqrt(Math.max(0, r - f));
 }
 
 interface Iterated {
@@ -211,7 +229,7 @@ interface Iterated {
  */
 async function iterate(backend: ComputeBackend, op: Side, start: Matrix, k: number, minIt: number, maxIt: number, tol: number, timings?: Record<string, number>): Promise<Iterated> {
   let Qbt = start;
-  let prev: Float64Array | null = null;
+  let prev: Ritz | null = null;
   let lastChange = Infinity;
   let t = performance.now();
   for (let it = 1; ; it++) {
@@ -221,12 +239,12 @@ async function iterate(backend: ComputeBackend, op: Side, start: Matrix, k: numb
     // A test compares two iterations: before the one ahead of the minimum count, no Ritz problem is solved.
     if (it >= minIt - 1) {
       const ritz = await ritzOf(backend, Ct, k, undefined, true);
-      const change = prev ? subspaceChange(prev, ritz.Us, op.s, k) : Infinity;
+      const change = prev ? subspaceChange(prev.Us, ritz.Us, op.s, k, Math.min(prev.rank, ritz.rank)) : Infinity;
       t = lap(timings, 'ritz', t);
       const error = remainingError(change, lastChange);
       const converged = it >= minIt && error <= tol;
       if (converged || it >= maxIt) return { Qbt, Ct, ritz, convergence: { iterations: it, change, error, converged } };
-      prev = ritz.Us;
+      prev = ritz;
       lastChange = change;
     }
     const Qst = await orthRows(backend, Ct);
@@ -271,7 +289,9 @@ async function extension(backend: ComputeBackend, Qb1t: Matrix, Qb0t: Matrix): P
   const G = await backend.gram(Xt, 'AAt'); // r0 x r0
   const eig = symmetricEigen(Float64Array.from(G.data), r0);
   const keep: number[] = [];
-  for (let i = 0; i < r0; i++) if (eig.values[i] > UNION_FLOOR * UNION_FLOOR) keep.push(i);
+  // The largest residuals first, and never more columns than the long side leaves beside Qb1.
+  const room = Math.max(0, Qb1t.cols - Qb1t.rows);
+  for (let i = 0; i < r0 && keep.length < room; i++) if (eig.values[i] > UNION_FLOOR * UNION_FLOOR) keep.push(i);
   if (keep.length === 0) return null;
   const r = keep.length;
   const T: Matrix = { rows: r, cols: r0, data: new Float32Array(r * r0) };

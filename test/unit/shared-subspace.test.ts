@@ -205,3 +205,33 @@ test('gatescope analyze caches base subspaces: --cache-dir, --verbose hits, the 
   assert.match(inside.err, /inside the checkpoint folder/);
   assert.equal(await fsp.stat(path.join(base, 'cache')).then(() => true, () => false), false, 'nothing was created there');
 });
+
+test('a rank-deficient weight (rank below k): vectors stay an orthonormal basis and the test watches only the defined directions', { timeout: 60_000 }, async () => {
+  const m = 400;
+  const n = 300;
+  const r = 20;
+  const A = new Float32Array(m * r);
+  const B = new Float32Array(r * n);
+  const { Rng } = await import('../../src/linalg/random');
+  new Rng(1).fillGaussian(A);
+  new Rng(2).fillGaussian(B);
+  const product = async (scaleB: number): Promise<Float32Array> => (await backend.matmul({ rows: m, cols: r, data: A }, { rows: r, cols: n, data: B.map((x, i) => x * (1 + scaleB * Math.sin(i))) })).data;
+  const w0 = await product(0);
+  const w1 = await product(1e-3); // the update stays inside the rank-20 row space
+  const dW = w1.map((x, i) => x - w0[i]);
+  const res = await sharedSubspaceSvd(backend, { rows: m, cols: n, data: w0 }, { rows: m, cols: n, data: w1 }, { rows: m, cols: n, data: dW }, { kk: 256, k: 64, ...SVD });
+  assert.ok(res.baseConvergence?.converged && res.checkpointConvergence.converged, 'the defined (rank-20) part settles');
+  for (const svd of [res.base, res.checkpoint]) {
+    for (const [X, rows] of [[svd.U, m], [svd.V, n]] as const) {
+      for (let i = 0; i < 64; i++) {
+        for (let j = 0; j <= i; j++) {
+          let d = 0;
+          for (let t = 0; t < rows; t++) d += X[t * 64 + i] * X[t * 64 + j];
+          assert.ok(Math.abs(d - (i === j ? 1 : 0)) < 1e-5, `columns ${i}, ${j}: ${d}`);
+        }
+      }
+    }
+    assert.ok(svd.S[r] < 1e-5 * svd.S[0], 'values past the rank are at float32 noise');
+  }
+  assert.ok(Number.isFinite(res.anglesLeftDeg[r - 1]) && res.anglesLeftDeg[r - 1] < 1, `the first ${r} angles are small: ${res.anglesLeftDeg[r - 1]}`);
+});
