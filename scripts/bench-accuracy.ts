@@ -13,7 +13,7 @@
 import { createBackend } from '../src/compute/backend';
 import { truncatedSvd, principalAnglesDeg } from '../src/linalg/truncated-svd';
 import { sharedSubspaceSvd } from '../src/linalg/shared-subspace';
-import { plantedPair, RL_SIZED, SFT_SIZED } from '../src/examples/planted-spectra';
+import { plantedPair, normalizedShift, maxAbsDifference, RL_SIZED, SFT_SIZED } from '../src/examples/planted-spectra';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
@@ -22,21 +22,6 @@ function arg(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
-function nss(a: ArrayLike<number>, b: ArrayLike<number>, kk: number): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < kk; i++) {
-    num += (b[i] - a[i]) ** 2;
-    den += a[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let e = 0;
-  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]));
-  return e;
-}
 
 function cols(X: Float64Array, rows: number, stride: number, k: number): Float64Array {
   const out = new Float64Array(rows * k);
@@ -62,7 +47,7 @@ async function main(): Promise<void> {
       const s0 = await truncatedSvd(backend, p.W0, kk, settings);
       const s1 = await truncatedSvd(backend, p.W1, kk, settings);
       const tIndep = (performance.now() - t) / 1000;
-      const indepNss = nss(s0.S, s1.S, kk);
+      const indepNss = normalizedShift(s0.S, s1.S, kk);
       const indepLeft = principalAnglesDeg(cols(s0.U, m, s0.k, k), cols(s1.U, m, s1.k, k), m, k);
       const indepRight = principalAnglesDeg(cols(s0.V, n, s0.k, k), cols(s1.V, n, s1.k, k), n, k);
       t = performance.now();
@@ -73,10 +58,10 @@ async function main(): Promise<void> {
       const cached = await sharedSubspaceSvd(backend, p.W0, p.W1, p.dW, { kk, k, ...settings, baseBasis: sh.baseBasis, timings: phases });
       if (process.argv.includes('--phases')) console.error(`cached phases (ms): ${JSON.stringify(phases, (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}, basis width ${cached.l}`);
       const tCached = (performance.now() - t) / 1000;
-      const shNss = nss(sh.base.S, sh.checkpoint.S, kk);
+      const shNss = normalizedShift(sh.base.S, sh.checkpoint.S, kk);
       const pct = (x: number): string => { const r = (100 * (x - p.nss)) / p.nss; return `${Math.abs(r) < 0.01 ? r.toExponential(1) : r.toFixed(2)}%`; };
-      const angleErr = (l: ArrayLike<number>, r: ArrayLike<number>): string => `${Math.max(maxAbsDiff(l, p.anglesLeftDeg), maxAbsDiff(r, p.anglesRightDeg)).toExponential(1)} deg`;
-      rows.push(`| ${m} x ${n} | ${kind} (rel. ${o.updateRel}) | ${p.nss.toExponential(3)} | ${pct(indepNss)} | ${pct(shNss)} (cached ${pct(nss(cached.base.S, cached.checkpoint.S, kk))}) | ${angleErr(indepLeft, indepRight)} | ${angleErr(sh.anglesLeftDeg, sh.anglesRightDeg)} | ${sh.baseConvergence?.iterations}, ${sh.checkpointConvergence.iterations} | ${tIndep.toFixed(2)} | ${tCold.toFixed(2)} | ${tCached.toFixed(2)} |`);
+      const angleErr = (l: ArrayLike<number>, r: ArrayLike<number>): string => `${Math.max(maxAbsDifference(l, p.anglesLeftDeg), maxAbsDifference(r, p.anglesRightDeg)).toExponential(1)} deg`;
+      rows.push(`| ${m} x ${n} | ${kind} (rel. ${o.updateRel}) | ${p.nss.toExponential(3)} | ${pct(indepNss)} | ${pct(shNss)} (cached ${pct(normalizedShift(cached.base.S, cached.checkpoint.S, kk))}) | ${angleErr(indepLeft, indepRight)} | ${angleErr(sh.anglesLeftDeg, sh.anglesRightDeg)} | ${sh.baseConvergence?.iterations}, ${sh.checkpointConvergence.iterations} | ${tIndep.toFixed(2)} | ${tCold.toFixed(2)} | ${tCached.toFixed(2)} |`);
       console.error(rows[rows.length - 1]);
     }
   }

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../report/write';
+import { evictOldest } from './cache';
 import type { BaseBasisStore } from '../analysis/spectral';
 
 const MAGIC = Buffer.from('GSB1', 'ascii');
@@ -69,14 +70,6 @@ export class BasisCache implements BaseBasisStore {
 
   /** Oldest entries go first once the folder is over its size limit. */
   async evict(): Promise<void> {
-    const names = (await fsp.readdir(this.dir).catch(() => [] as string[])).filter((n) => n.endsWith(SUFFIX));
-    const stats = await Promise.all(names.map(async (n) => ({ n, st: await fsp.stat(path.join(this.dir, n)).catch(() => undefined) })));
-    const live = stats.filter((s) => s.st).map((s) => ({ n: s.n, size: s.st!.size, t: s.st!.mtimeMs })).sort((a, b) => a.t - b.t);
-    let total = live.reduce((a, s) => a + s.size, 0);
-    for (const s of live) {
-      if (total <= this.maxBytes) break;
-      await fsp.rm(path.join(this.dir, s.n), { force: true });
-      total -= s.size;
-    }
+    await evictOldest(this.dir, SUFFIX, this.maxBytes);
   }
 }

@@ -65,14 +65,19 @@ export class ResultCache {
 
   /** Oldest entries go first once the cache is over its size limit. */
   async evict(): Promise<void> {
-    const names = (await fsp.readdir(this.dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'));
-    const stats = await Promise.all(names.map(async (n) => ({ n, st: await fsp.stat(path.join(this.dir, n)).catch(() => undefined) })));
-    const live = stats.filter((s) => s.st).map((s) => ({ n: s.n, size: s.st!.size, t: s.st!.mtimeMs })).sort((a, b) => a.t - b.t);
-    let total = live.reduce((a, s) => a + s.size, 0);
-    for (const s of live) {
-      if (total <= this.maxBytes) break;
-      await fsp.rm(path.join(this.dir, s.n), { force: true });
-      total -= s.size;
-    }
+    await evictOldest(this.dir, '.json', this.maxBytes);
+  }
+}
+
+/** Removes the oldest (by modification time) files of `dir` ending in `suffix` until they total at most maxBytes. */
+export async function evictOldest(dir: string, suffix: string, maxBytes: number): Promise<void> {
+  const names = (await fsp.readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith(suffix));
+  const stats = await Promise.all(names.map(async (n) => ({ n, st: await fsp.stat(path.join(dir, n)).catch(() => undefined) })));
+  const live = stats.filter((s) => s.st).map((s) => ({ n: s.n, size: s.st!.size, t: s.st!.mtimeMs })).sort((a, b) => a.t - b.t);
+  let total = live.reduce((a, s) => a + s.size, 0);
+  for (const s of live) {
+    if (total <= maxBytes) break;
+    await fsp.rm(path.join(dir, s.n), { force: true });
+    total -= s.size;
   }
 }

@@ -186,6 +186,25 @@ function basisTimesCore(X: Float64Array, rows: number, s: number, M: Map<number,
   return Float32Array.from(out);
 }
 
+/** ||b - a||_2 / ||a||_2 over the first `count` values: the NSS of two spectra. */
+export function normalizedShift(a: ArrayLike<number>, b: ArrayLike<number>, count: number): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < count; i++) {
+    num += (b[i] - a[i]) ** 2;
+    den += a[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+/** The largest |a_i - b_i| (for comparing estimated angles with the planted ones). */
+export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`maxAbsDifference: ${a.length} values against ${b.length}`);
+  let e = 0;
+  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i] - b[i]));
+  return e;
+}
+
 export async function plantedPair(backend: ComputeBackend, o: PlantedOptions): Promise<PlantedPair> {
   const { m, n } = o;
   const s = Math.min(m, n);
@@ -227,17 +246,11 @@ export async function plantedPair(backend: ComputeBackend, o: PlantedOptions): P
   const sigma1 = Float64Array.from(shifted).sort().reverse();
   // The top-k identity holds when no shift carries a value across the k-th boundary.
   if (!(Math.min(...shifted.subarray(0, k)) > Math.max(...shifted.subarray(k)))) throw new Error('plantedPair: a shift reorders the top-k boundary; use a smaller shiftRel');
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < kk; i++) {
-    num += (sigma1[i] - sigma0[i]) ** 2;
-    den += sigma0[i] ** 2;
-  }
   const deg = (r: Rotation[]): Float64Array => Float64Array.from(r.map((x) => (x.theta * 180) / Math.PI)).sort();
   return {
     W0, W1: { rows: m, cols: n, data: w1 }, dW, sigma0, sigma1,
     anglesLeftDeg: deg(left.top), anglesRightDeg: deg(right.top),
-    nss: Math.sqrt(num / den),
+    nss: normalizedShift(sigma0, sigma1, kk),
     updateRel: frobenius(M) / norm0,
   };
 }

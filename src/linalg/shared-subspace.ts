@@ -44,12 +44,7 @@ import { orthonormalizeColumnMajor } from './qr';
 import { Rng } from './random';
 import { principalAnglesDeg } from './angles';
 import { completeOrthonormalColumns } from './svd';
-import type { SvdResult } from './truncated-svd';
-
-/** A value below this fraction of s_1 has no trustworthy vector in float32 data (as in truncated-svd.ts). */
-const NULL_RELATIVE = 1e-7;
-/** Below this fraction of s_1 a vector is formed in float64, not by a float32 product. */
-const WEAK_RELATIVE = 1e-2;
+import { NULL_RELATIVE, WEAK_RELATIVE, addTime, sideOperators, type SideOperators, type SvdResult } from './truncated-svd';
 
 /** Default tolerance of the convergence test: the estimated remaining ||sin Theta||_F of the top-k subspace (~0.006 degrees). */
 export const SUBSPACE_TOLERANCE = 1e-4;
@@ -104,33 +99,6 @@ export function sharedBasisWidth(s: number, kk: number, oversample: number): num
   return Math.min(s, kk + Math.max(0, Math.floor(oversample)));
 }
 
-interface Side {
-  s: number;
-  b: number;
-  tall: boolean;
-  /** Xt (l x s) -> (A'^T X)^T (l x b). */
-  applyAt(Xt: Matrix): Promise<Matrix>;
-  /** Zt (l x b) -> (A' Z)^T (l x s). */
-  applyA(Zt: Matrix): Promise<Matrix>;
-}
-
-function sideOf(backend: ComputeBackend, A: Matrix): Side {
-  const tall = A.rows > A.cols;
-  return {
-    s: Math.min(A.rows, A.cols),
-    b: Math.max(A.rows, A.cols),
-    tall,
-    applyAt: (Xt) => backend.matmul(Xt, A, { transB: tall }),
-    applyA: (Zt) => backend.matmul(Zt, A, { transB: !tall }),
-  };
-}
-
-function lap(timings: Record<string, number> | undefined, phase: string, since: number): number {
-  const now = performance.now();
-  if (timings) timings[phase] = (timings[phase] ?? 0) + now - since;
-  return now;
-}
-
 /** Orthonormal rows spanning the rows of Xt (l x dim): CholeskyQR2 on the backend, Householder when it breaks down. */
 async function orthRows(backend: ComputeBackend, Xt: Matrix): Promise<Matrix> {
   const fast = await choleskyQr2Rows(backend, Xt);
@@ -169,7 +137,7 @@ async function ritzOf(backend: ComputeBackend, Ct: Matrix, k: number, G?: Float6
   let rank = 0;
   while (rank < k && S[rank] > floor && S[rank] > 0) rank++;
   const Us = new Float64Array(s * k);
-  // A float32 product carries an error of ~1e-7 s_1 / s_i in vector i: weak vectors take the float64 path.
+  // A float32 product carries an error of ~1e-7 s_1 / s_i in vector i: weak vectors (below WEAK_RELATIVE) take the float64 path.
   if (precise || (rank > 0 && S[rank - 1] < WEAK_RELATIVE * S[0])) {
     // Us[r, i] = sum_j C[r, j] W[j, i] / S[i], with C[r, j] = Ct[j s + r].
     for (let j = 0; j < l; j++) {
@@ -227,20 +195,20 @@ interface Iterated {
  * Subspace iterations on A' from the long-side basis Qbt until the top-k Ritz subspace settles:
  * C = A' Qb, Ritz, test; Qs = orth(C), Qb = orth(A'^T Qs). `minIt` counts products C = A' Qb.
  */
-async function iterate(backend: ComputeBackend, op: Side, start: Matrix, k: number, minIt: number, maxIt: number, tol: number, timings?: Record<string, number>): Promise<Iterated> {
+async function iterate(backend: ComputeBackend, op: SideOperators, start: Matrix, k: number, minIt: number, maxIt: number, tol: number, timings?: Record<string, number>): Promise<Iterated> {
   let Qbt = start;
   let prev: Ritz | null = null;
   let lastChange = Infinity;
   let t = performance.now();
   for (let it = 1; ; it++) {
     const Ct = await op.applyA(Qbt); // l x s
-    t = lap(timings, 'products', t);
+    t = addTime(timings, 'products', t);
     if (it === 1 && !allFinite(Ct.data)) throw new Error('truncatedSvd: matrix has NaN or Inf entries');
     // A test compares two iterations: before the one ahead of the minimum count, no Ritz problem is solved.
     if (it >= minIt - 1) {
       const ritz = await ritzOf(backend, Ct, k, undefined, true);
       const change = prev ? subspaceChange(prev.Us, ritz.Us, op.s, k, Math.min(prev.rank, ritz.rank)) : Infinity;
-      t = lap(timings, 'ritz', t);
+      t = addTime(timings, 'ritz', t);
       const error = remainingError(change, lastChange);
       const converged = it >= minIt && error <= tol;
       if (converged || it >= maxIt) return { Qbt, Ct, ritz, convergence: { iterations: it, change, error, converged } };
@@ -248,11 +216,11 @@ async function iterate(backend: ComputeBackend, op: Side, start: Matrix, k: numb
       lastChange = change;
     }
     const Qst = await orthRows(backend, Ct);
-    t = lap(timings, 'orth', t);
+    t = addTime(timings, 'orth', t);
     const Zt = await op.applyAt(Qst); // l x b
-    t = lap(timings, 'products', t);
+    t = addTime(timings, 'products', t);
     Qbt = await orthRows(backend, Zt);
-    t = lap(timings, 'orth', t);
+    t = addTime(timings, 'orth', t);
   }
 }
 
@@ -329,9 +297,9 @@ async function longVectors(backend: ComputeBackend, Qbt: Matrix, W: Float64Array
  * the exact path otherwise). Throws on non-finite entries.
  */
 export async function sharedSubspaceSvd(backend: ComputeBackend, W0: Matrix, W1: Matrix, dW: Matrix, opts: SharedSubspaceOptions): Promise<SharedSubspaceResult> {
-  const op0 = sideOf(backend, W0);
-  const op1 = sideOf(backend, W1);
-  const opD = sideOf(backend, dW);
+  const op0 = sideOperators(backend, W0);
+  const op1 = sideOperators(backend, W1);
+  const opD = sideOperators(backend, dW);
   const { s, tall } = op0;
   const kk = Math.min(opts.kk, s);
   const k = Math.min(opts.k, kk);
@@ -352,10 +320,10 @@ export async function sharedSubspaceSvd(backend: ComputeBackend, W0: Matrix, W1:
     const omega = new Float32Array(l * s);
     rng.fillGaussian(omega);
     const Zt = await op0.applyAt({ rows: l, cols: s, data: omega }); // l x b: a sketch of the long side
-    t = lap(timings, 'products', t);
+    t = addTime(timings, 'products', t);
     if (!allFinite(Zt.data)) throw new Error('truncatedSvd: matrix has NaN or Inf entries');
     const start = await orthRows(backend, Zt);
-    lap(timings, 'orth', t);
+    addTime(timings, 'orth', t);
     // The base is iterated to convergence too: it is the start of every checkpoint of this base.
     const q = Math.max(1, Math.floor(opts.powerIterations));
     const it0 = await iterate(backend, op0, start, k, q + 1, Math.max(maxIt, q + 1), tol, timings);
@@ -365,7 +333,7 @@ export async function sharedSubspaceSvd(backend: ComputeBackend, W0: Matrix, W1:
   // From here the cached and the cold path are the same computation.
   let t = performance.now();
   const Qb0t = await orthRows(backend, await op0.applyAt({ rows: l, cols: s, data: baseBasis })); // l x b
-  lap(timings, 'products', t);
+  addTime(timings, 'products', t);
   // At least two iterations: the first moves off the base's subspace, the second measures the change.
   const it1 = await iterate(backend, op1, Qb0t, k, 2, Math.max(2, maxIt), tol, timings);
   t = performance.now();
@@ -375,7 +343,7 @@ export async function sharedSubspaceSvd(backend: ComputeBackend, W0: Matrix, W1:
   const L = Qt.rows;
   const C1t = stackRows(it1.Ct, ext ? await op1.applyA(ext) : null); // L x s
   const Et = await opD.applyA(Qt); // L x s: (dW' Q)^T
-  t = lap(timings, 'products', t);
+  t = addTime(timings, 'products', t);
   // C0 = A0' Q = C1 - E. Its Gram matrix from C1's (float64) and the small terms in E (float32 products,
   // whose rounding is ~1e-7 of the terms that make the shifts): G0 = G1 - C1^T E - E^T C1 + E^T E.
   const G1 = gramRows(C1t.data, L, s);
@@ -389,13 +357,13 @@ export async function sharedSubspaceSvd(backend: ComputeBackend, W0: Matrix, W1:
   for (let i = 0; i < C0t.data.length; i++) C0t.data[i] = C1t.data[i] - Et.data[i];
   const r1 = await ritzOf(backend, C1t, k, G1);
   const r0 = await ritzOf(backend, C0t, k, G0);
-  t = lap(timings, 'finalRitz', t);
+  t = addTime(timings, 'finalRitz', t);
   const V0 = await longVectors(backend, Qt, r0.W, L, k);
   const V1 = await longVectors(backend, Qt, r1.W, L, k);
-  t = lap(timings, 'products', t);
+  t = addTime(timings, 'products', t);
   const shortAngles = principalAnglesDeg(r0.Us, r1.Us, s, k);
   const longAngles = principalAnglesDeg(r0.W, r1.W, L, k);
-  lap(timings, 'angles', t);
+  addTime(timings, 'angles', t);
   const svd = (r: Ritz, V: Float64Array, A: Matrix): SvdResult => {
     const S = r.S.slice(0, kk);
     return tall

@@ -97,10 +97,10 @@ export interface TruncatedSvdOptions {
 export const DEFAULT_FULL_IF_MIN_DIM_AT_MOST = 256;
 
 /** A singular value below this fraction of s_1 has no trustworthy vector in float32 data. */
-const NULL_RELATIVE = 1e-7;
+export const NULL_RELATIVE = 1e-7;
 
 /** Below this fraction of s_1 a long-side vector from the float32 product is re-orthogonalised (see longSideVectors). */
-const WEAK_RELATIVE = 1e-2;
+export const WEAK_RELATIVE = 1e-2;
 
 /** Entries of at most this magnitude (and at least its inverse) are used as they are; see {@link rangeScale}. */
 const SAFE_MAX_ABS = 2 ** 40;
@@ -282,7 +282,7 @@ export async function svdResiduals(backend: ComputeBackend, A: Matrix, r: SvdRes
  * Inputs and outputs are "transposed panels": an l x s (or l x b) row-major matrix whose rows are the
  * l sketch vectors.
  */
-interface SideOperators {
+export interface SideOperators {
   /** Short dimension (rows of A'). */
   s: number;
   /** Long dimension (cols of A'). */
@@ -295,7 +295,7 @@ interface SideOperators {
   applyA(Zt: Matrix): Promise<Matrix>;
 }
 
-function sideOperators(backend: ComputeBackend, A: Matrix): SideOperators {
+export function sideOperators(backend: ComputeBackend, A: Matrix): SideOperators {
   const tall = A.rows > A.cols;
   return {
     s: Math.min(A.rows, A.cols),
@@ -306,7 +306,8 @@ function sideOperators(backend: ComputeBackend, A: Matrix): SideOperators {
   };
 }
 
-function addTime(timings: Record<string, number> | undefined, phase: string, since: number): number {
+/** Adds the milliseconds since `since` to `timings[phase]` (when timings are kept) and returns now. */
+export function addTime(timings: Record<string, number> | undefined, phase: string, since: number): number {
   const now = performance.now();
   if (timings) timings[phase] = (timings[phase] ?? 0) + (now - since);
   return now;
