@@ -35,10 +35,19 @@ async function main() {
   const all = [...nodeBundles, ...webviewBundles].filter((b) => fs.existsSync(path.join(__dirname, b.entryPoints[0])));
   if (watch) {
     const contexts = await Promise.all(all.map((b) => esbuild.context(b)));
+    copyAssets(fs);
     await Promise.all(contexts.map((c) => c.watch()));
     return;
   }
   await Promise.all(all.map((b) => esbuild.build(b)));
+  copyAssets(fs);
+}
+
+// zstd (the step pass's XOR+zstd payload) is WebAssembly that its loader reads from beside the bundle.
+function copyAssets(fs) {
+  const wasm = path.join(path.dirname(require.resolve('@bokuweb/zstd-wasm')), 'zstd.wasm');
+  fs.mkdirSync(path.join(__dirname, 'dist'), { recursive: true });
+  fs.copyFileSync(wasm, path.join(__dirname, 'dist', 'zstd.wasm'));
 }
 
 main().catch((err) => {

@@ -477,7 +477,8 @@ export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: 
 export const NO_ENTRIES = 'the tensor has no entries';
 export const ALL_NON_FINITE = 'every entry is NaN or Inf in the base or the checkpoint';
 
-function finishTensor(name: string, shape: number[], dtype: string, numel: number, acc: TensorAccumulator, maxLine: number, gate3: boolean): TensorDiff {
+/** A tensor's numbers from its filled accumulator (the diff pass and the step-to-step pass share it). */
+export function finishTensor(name: string, shape: number[], dtype: string, numel: number, acc: TensorAccumulator, maxLine: number, gate3: boolean): TensorDiff {
   const module = classifyModule(name);
   const finite = acc.finite;
   // Norms beyond the float64 range (only absurd F64 data) saturate at its maximum.
