@@ -43,6 +43,8 @@ export const FLAGS: Record<string, FlagSpec> = {
   '--no-layers': { help: 'leave the per-layer table out of the terminal output' },
   '--diff-only': { help: 'M2/M3 only, no spectral pass and no comparative verdict' },
   '--base': { value: 'DIR', help: 'the base model of runs whose files name none' },
+  '--no-base': { help: 'start at the run\'s first checkpoint, not at its base' },
+  '--lr': { value: 'X', help: 'the learning rate of the run (default: read from trainer_state.json, training_args.json or the run\'s configs)' },
   '--out': { value: 'PATH', help: 'the new file or folder to write (must not exist)' },
   '--layers': { value: 'LIST', help: 'layer indices and ranges, e.g. 20,25 or 4-7' },
   '--rotate': { help: 'rotate v_proj/o_proj per KV head (Haar-random)' },

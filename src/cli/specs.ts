@@ -52,6 +52,17 @@ export const COMMAND_SPECS: CommandSpec[] = [
     flags: ['--json', '--md', '--html', '--eta', '--diff-only', ...SVD_FLAGS, ...OUTPUT_FLAGS],
   },
   {
+    name: 'steps',
+    usage: 'gatescope steps RUN [--json F] [--csv F] [--md F] [--lr X] [--base DIR | --no-base]',
+    summary: 'Step to step: the changed share, update norm and sync payloads of every consecutive pair of RUN\'s checkpoints, and what bf16 predicts (Gate III).',
+    details: [
+      'RUN is a run folder; its base comes first when its files name one (--base names another, --no-base starts at the first checkpoint).',
+      'Payloads in bytes: dense, bitmap, COO and XOR+zstd. The prediction needs the learning rate: read from the run\'s files, or --lr.',
+      'Each checkpoint is read once.',
+    ],
+    flags: ['--json', '--csv', '--md', '--eta', '--lr', '--base', '--no-base', ...OUTPUT_FLAGS],
+  },
+  {
     name: 'scramble',
     usage: 'gatescope scramble BASE --layers 20,25 [--rotate] [--hadamard] [--permute] [--seed S] --out DIR',
     summary: 'Write a NEW checkpoint folder in which the chosen layers are scrambled without changing the function (Gate II test).',

@@ -3,7 +3,14 @@
  * metadata): control characters in them could move the cursor, recolour or rewrite the terminal, so
  * everything printed goes through `printable`. Notices respect --quiet; errors always print.
  */
-import type { AnalyzeProgress } from '../analysis/analyze';
+/** What a progress line shows: any pass's phase, the tensor at hand and the share done. */
+export interface PassProgress {
+  phase: string;
+  tensor: string;
+  index: number;
+  total: number;
+  fraction: number;
+}
 
 // C0 controls but newline, DEL, C1 controls, and the bidirectional overrides that reorder what is shown.
 // eslint-disable-next-line no-control-regex
@@ -44,7 +51,7 @@ export function terminal(quiet: boolean): Terminal {
 }
 
 /** Progress of one analysis on stderr: a rewritten line on a terminal, every 10% otherwise; silent for the first second. */
-export function progressPrinter(quiet: boolean, label: string): (p: AnalyzeProgress) => void {
+export function progressPrinter(quiet: boolean, label: string): (p: PassProgress) => void {
   if (quiet) return () => undefined;
   const started = Date.now();
   let lastPct = -1;

@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 
 /** Keys whose string values are file-system paths in reports, scans and comparisons. */
-const PATH_KEYS = new Set(['base', 'checkpoint', 'root', 'id', 'path', 'resolved', 'out']);
+const PATH_KEYS = new Set(['base', 'checkpoint', 'root', 'id', 'path', 'resolved', 'out', 'from', 'to']);
 const PATH_LIST_KEYS = new Set(['baseOf']);
 
 function relativeTo(dir: string, p: string): string {
