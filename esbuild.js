@@ -17,6 +17,7 @@ const nodeBundles = [
   { entryPoints: ['src/extension.ts'], outfile: 'dist/extension.js', external: ['vscode', 'onnxruntime-node'] },
   { entryPoints: ['src/engine/worker.ts'], outfile: 'dist/worker.js', external: ['onnxruntime-node'] },
   { entryPoints: ['src/analysis/diff-thread.ts'], outfile: 'dist/diff-thread.js' },
+  { entryPoints: ['src/analysis/steps-thread.ts'], outfile: 'dist/steps-thread.js' },
   { entryPoints: ['src/discovery/scan-thread.ts'], outfile: 'dist/scan-thread.js' },
   { entryPoints: ['src/cli.ts'], outfile: 'dist/cli.js', external: ['onnxruntime-node'] },
   { entryPoints: ['scripts/make-synthetic-run.ts'], outfile: 'dist/make-synthetic-run.js' },

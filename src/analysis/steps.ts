@@ -9,9 +9,11 @@
  * (N checkpoints cost N reads, not 2N). Memory: three read blocks and one accumulator per step.
  */
 import * as path from 'node:path';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { Checkpoint, readSmallRegularFile, type TensorRef } from '../formats/checkpoint';
 import { bytesPerElement, decodeToFloat64 } from '../formats/dtype';
+import { CheckpointFormatError, type FormatProblem } from '../formats/errors';
 import { scanFolder, type DiscoveredRun } from '../discovery/scan';
 import type { Layout } from '../discovery/layout';
 import { readConfigKeys, syntaxOf } from '../discovery/config-keys';
@@ -29,6 +31,7 @@ import {
 import { VERSION } from '../version';
 import { accumulateBf16, accumulateFloat, assertPairing, finishTensor, naturalCompare, newAccumulator, pairTensors, type TensorAccumulator, type TensorPairingResult } from './diff';
 import { unchangedShareBelowBound } from './bf16-visibility';
+import { defaultThreads, shareOut } from './diff-parallel';
 import { loadZstd, ZSTD_LEVEL } from './zstd';
 
 /** A run that cannot be walked step by step (one checkpoint, shapes that differ): exit 1, named. */
@@ -50,6 +53,9 @@ export interface StepsRunOptions {
   signal?: AbortSignal;
   /** Test hook: every xorZstd frame as written (tensor name on the `from` side, step index, frame). */
   onFrame?: (f: { step: number; tensor: string; start: number; frame: Uint8Array }) => void;
+  /** Worker threads (default: one per core, at most 4); 1 walks in this thread. */
+  threads?: number;
+  threadScript?: string;
 }
 
 interface ChainLink {
@@ -221,7 +227,7 @@ class Pool {
   }
 }
 
-/** What one step collects over the model while the tensors stream past. */
+/** What one step collects over the model, merged from the tensors' results in chain order. */
 class StepTotals {
   readonly all = new Pool();
   readonly modules = new Map<ModuleKind, Pool>();
@@ -234,6 +240,26 @@ class StepTotals {
   bitsChanged = 0;
   readonly payload: StepPayload = { dense: 0, bitmap: 0, coo: 0, xorZstd: 0 };
   readonly tensors: StepTensor[] = [];
+
+  add(r: TensorStepResult): void {
+    const t = r.tensor;
+    this.tensors.push(t);
+    this.all.add(t);
+    let g = this.modules.get(t.module);
+    if (!g) this.modules.set(t.module, (g = new Pool()));
+    g.add(t);
+    for (const [b, c] of r.ulps) this.ulps[b] += c;
+    if (r.exponents) {
+      for (const [e, c] of r.exponents) this.exponents[e] += c;
+      this.bf16Finite += t.numel - t.nonFinite;
+      this.bf16Changed += t.changed;
+    }
+    this.bitsChanged += t.bitsChanged;
+    this.payload.dense += t.payload.dense;
+    this.payload.bitmap += t.payload.bitmap;
+    this.payload.coo += t.payload.coo;
+    this.payload.xorZstd = this.payload.xorZstd === null || t.payload.xorZstd === null ? null : this.payload.xorZstd + t.payload.xorZstd;
+  }
 }
 
 const ratioF32 = new Float32Array(1);
@@ -256,7 +282,7 @@ function medianOfUlpHistogram(counts: Float64Array): number | null {
 }
 
 /** One tensor through the checkpoints that hold it: refs[j] in checkpoint firstStep + j. */
-interface Chain {
+export interface Chain {
   firstStep: number;
   refs: TensorRef[];
   /** The report name of each step (the `from` side's pairing name). */
@@ -289,14 +315,197 @@ function chainsOf(pairings: TensorPairingResult[]): Chain[] {
   return chains;
 }
 
-function tensorBytes(r: TensorRef): number {
-  return r.info.end - r.info.begin;
+/**
+ * The pairings of consecutive checkpoints and the tensors' chains through them. Deterministic: every
+ * thread that opens the same checkpoints finds the same chains in the same order.
+ */
+export function pairRun(ckpts: readonly Checkpoint[]): { pairings: TensorPairingResult[]; chains: Chain[] } {
+  const pairings: TensorPairingResult[] = [];
+  for (let s = 0; s + 1 < ckpts.length; s++) {
+    const r = pairTensors(ckpts[s], ckpts[s + 1]);
+    if (r.shapeMismatches.length > 0) {
+      const shown = r.shapeMismatches.slice(0, 3).join('; ');
+      const more = r.shapeMismatches.length > 3 ? ` and ${r.shapeMismatches.length - 3} more` : '';
+      throw new StepsError(`${ckpts[s].path} and ${ckpts[s + 1].path} hold tensors of different shapes: ${shown}${more}`);
+    }
+    assertPairing(ckpts[s], ckpts[s + 1], r);
+    pairings.push(r);
+  }
+  return { pairings, chains: chainsOf(pairings) };
+}
+
+export function chainBytes(c: Chain): number {
+  return c.refs.reduce((x, r) => x + (r.info.end - r.info.begin), 0);
+}
+
+/** One step of one tensor, as the walk (in this thread or another) hands it back. */
+export interface TensorStepResult {
+  step: number;
+  tensor: StepTensor;
+  /** Sparse ULP histogram of the M1-changed entries: [bin, count]. */
+  ulps: [number, number][];
+  /** Only where both sides are bf16: the `from` side's entries by biased exponent, [exponent, count]. */
+  exponents: [number, number][] | null;
+}
+
+export interface ChainResult {
+  chain: number;
+  steps: TensorStepResult[];
+  bytes: number;
 }
 
 interface TensorStepState {
   acc: TensorAccumulator;
   bitsChanged: number;
   xorBytes: number;
+  exponents: Float64Array | null;
+}
+
+export interface WalkOptions {
+  eta: number;
+  signal?: AbortSignal;
+  onFrame?: StepsRunOptions['onFrame'];
+  /** After each read block, with its bytes. */
+  onBytes?: (bytes: number, chain: Chain) => void;
+  onChain: (r: ChainResult) => void;
+}
+
+/** Walks the chains `which`: each tensor block by block through its checkpoints, each block read once. */
+export async function walkChains(chains: readonly Chain[], which: readonly number[], opts: WalkOptions): Promise<void> {
+  const zstd = await loadZstd();
+  const bufs = [0, 1, 2].map(() => new Uint8Array(new ArrayBuffer(FRAME_ENTRIES * 8)));
+  const x0 = new Float64Array(FRAME_ENTRIES);
+  const x1 = new Float64Array(FRAME_ENTRIES);
+  const f32 = new Float32Array(FRAME_ENTRIES);
+  const xor = new Uint8Array(new ArrayBuffer(FRAME_ENTRIES * 8));
+  for (const ci of which) {
+    const c = chains[ci];
+    const info = c.refs[0].info;
+    const numel = info.numel;
+    const states: TensorStepState[] = c.names.map((_, j) => ({
+      acc: newAccumulator(info.shape),
+      bitsChanged: 0,
+      xorBytes: 0,
+      exponents: c.refs[j].info.dtype === 'BF16' && c.refs[j + 1].info.dtype === 'BF16' ? new Float64Array(256) : null,
+    }));
+    // The read order: block by block, each block through the checkpoints in order.
+    const reads: { j: number; start: number; count: number }[] = [];
+    for (let start = 0; start < numel; start += FRAME_ENTRIES) {
+      for (let j = 0; j < c.refs.length; j++) reads.push({ j, start, count: Math.min(FRAME_ENTRIES, numel - start) });
+    }
+    const read = (g: number): Promise<Uint8Array> => {
+      const { j, start, count } = reads[g];
+      const r = c.refs[j];
+      return r.file.readElements(r.info, start, count, bufs[g % 3]);
+    };
+    let pending = reads.length > 0 ? read(0) : undefined;
+    let prev: Uint8Array | undefined;
+    for (let g = 0; g < reads.length; g++) {
+      opts.signal?.throwIfAborted();
+      const cur = await pending!;
+      pending = g + 1 < reads.length ? read(g + 1) : undefined;
+      const { j, start, count } = reads[g];
+      if (j > 0) {
+        const a = c.refs[j - 1].info.dtype;
+        const b = c.refs[j].info.dtype;
+        const st = states[j - 1];
+        if (st.exponents) {
+          const p16 = new Uint16Array(prev!.buffer, prev!.byteOffset, count);
+          const c16 = new Uint16Array(cur.buffer, cur.byteOffset, count);
+          accumulateBf16(st.acc, p16, c16, start);
+          const x16 = new Uint16Array(xor.buffer, 0, count);
+          const exps = st.exponents;
+          let nz = 0;
+          for (let i = 0; i < count; i++) {
+            const v = p16[i] ^ c16[i];
+            x16[i] = v;
+            nz += (v + 0xffff) >>> 16;
+            exps[(p16[i] >>> 7) & 0xff]++;
+          }
+          st.bitsChanged += nz;
+        } else {
+          decodeToFloat64(a, prev!, count, x0, f32);
+          decodeToFloat64(b, cur, count, x1, f32);
+          accumulateFloat(st.acc, x0, x1, count, start, opts.eta, false);
+          if (a === b) st.bitsChanged += xorBits(prev!, cur, xor, count, bytesPerElement(a));
+          else for (let i = 0; i < count; i++) st.bitsChanged += x0[i] !== x1[i] && !(Number.isNaN(x0[i]) && Number.isNaN(x1[i])) ? 1 : 0;
+        }
+        if (a === b) {
+          const frame = zstd.compress(xor.subarray(0, count * bytesPerElement(a)), ZSTD_LEVEL);
+          st.xorBytes += frame.length;
+          opts.onFrame?.({ step: c.firstStep + j - 1, tensor: c.names[j - 1], start, frame });
+        }
+      }
+      prev = cur;
+      opts.onBytes?.(count * bytesPerElement(c.refs[j].info.dtype), c);
+    }
+    const steps = states.map((st, j) => stepResult(c.firstStep + j, c.names[j], info.shape, c.refs[j].info.dtype, c.refs[j + 1].info.dtype, numel, st));
+    opts.onChain({ chain: ci, steps, bytes: chainBytes(c) });
+  }
+}
+
+export interface StepsThreadJob {
+  paths: string[];
+  chains: number[];
+  eta: number;
+}
+
+export type StepsThreadMessage =
+  | { type: 'chain'; result: ChainResult }
+  | { type: 'bytes'; bytes: number }
+  | { type: 'done' }
+  | { type: 'error'; message: string; name: string; format?: { file: string; problem: FormatProblem; detail: string; tensor?: string } };
+
+/** The bundled thread script beside the running bundle (dist/steps-thread.js), if there is one. */
+export function defaultStepsThreadScript(): string | undefined {
+  const p = path.join(__dirname, 'steps-thread.js');
+  return existsSync(p) ? p : undefined;
+}
+
+/** The chains shared out between threads by bytes; results merged back in chain order, so any thread count gives the same report. */
+async function walkInThreads(paths: string[], chains: readonly Chain[], threads: number, script: string, opts: WalkOptions): Promise<void> {
+  const groups = shareOut(chains.map((c, i) => [String(i), chainBytes(c)]), threads).map((g) => g.map(Number));
+  const workers: Worker[] = [];
+  const abort = (): void => {
+    for (const w of workers) void w.terminate();
+  };
+  opts.signal?.addEventListener('abort', abort, { once: true });
+  try {
+    await Promise.all(groups.map((which) => new Promise<void>((resolve, reject) => {
+      const job: StepsThreadJob = { paths, chains: which, eta: opts.eta };
+      const w = new Worker(script, { workerData: job });
+      workers.push(w);
+      let finished = false;
+      w.on('message', (m: StepsThreadMessage) => {
+        if (m.type === 'chain') opts.onChain(m.result);
+        else if (m.type === 'bytes') opts.onBytes?.(m.bytes, chains[0]);
+        else if (m.type === 'done') {
+          finished = true;
+          resolve();
+        } else {
+          finished = true;
+          if (m.format) reject(new CheckpointFormatError(m.format.file, m.format.problem, m.format.detail, m.format.tensor));
+          else if (m.name === 'StepsError') reject(new StepsError(m.message));
+          else reject(new Error(m.message));
+        }
+      });
+      w.on('error', (e) => {
+        finished = true;
+        reject(e);
+      });
+      w.on('exit', (code) => {
+        if (finished) return;
+        if (opts.signal?.aborted) reject(opts.signal.reason ?? new Error('aborted'));
+        else reject(new Error(`steps thread exited with code ${code}`));
+      });
+    })));
+  } catch (e) {
+    abort();
+    opts.signal?.throwIfAborted();
+    throw e;
+  } finally {
+    opts.signal?.removeEventListener('abort', abort);
+  }
 }
 
 export async function stepsOfRun(root: string, opts: StepsRunOptions = {}): Promise<StepsReport> {
@@ -309,101 +518,47 @@ export async function stepsOfRun(root: string, opts: StepsRunOptions = {}): Prom
     throw new StepsError(`${plan.root}: there is no step to compare: the run has ${has}${plan.base || chain.length === 0 ? '' : ' (name one with --base)'}`);
   }
   const keys = await runConfigKeys(plan.root);
-  const zstd = await loadZstd();
   const ckpts: Checkpoint[] = [];
   try {
     for (const link of chain) {
       opts.signal?.throwIfAborted();
       ckpts.push(await Checkpoint.open(link.path));
     }
-    const pairings: TensorPairingResult[] = [];
-    for (let s = 0; s + 1 < ckpts.length; s++) {
-      const r = pairTensors(ckpts[s], ckpts[s + 1]);
-      if (r.shapeMismatches.length > 0) {
-        const shown = r.shapeMismatches.slice(0, 3).join('; ');
-        const more = r.shapeMismatches.length > 3 ? ` and ${r.shapeMismatches.length - 3} more` : '';
-        throw new StepsError(`${chain[s].path} and ${chain[s + 1].path} hold tensors of different shapes: ${shown}${more}`);
-      }
-      assertPairing(ckpts[s], ckpts[s + 1], r);
-      pairings.push(r);
-    }
-    const totals = pairings.map(() => new StepTotals());
-    const chains = chainsOf(pairings);
-    const bytesTotal = chains.reduce((s, c) => s + c.refs.reduce((x, r) => x + tensorBytes(r), 0), 0);
+    const { pairings, chains } = pairRun(ckpts);
+    const bytesTotal = chains.reduce((s, c) => s + chainBytes(c), 0);
     let bytesDone = 0;
-    const bufs = [0, 1, 2].map(() => new Uint8Array(new ArrayBuffer(FRAME_ENTRIES * 8)));
-    const x0 = new Float64Array(FRAME_ENTRIES);
-    const x1 = new Float64Array(FRAME_ENTRIES);
-    const f32 = new Float32Array(FRAME_ENTRIES);
-    const xor = new Uint8Array(new ArrayBuffer(FRAME_ENTRIES * 8));
-
-    for (let ci = 0; ci < chains.length; ci++) {
-      const c = chains[ci];
-      const info = c.refs[0].info;
-      const numel = info.numel;
-      const states: TensorStepState[] = c.names.map(() => ({ acc: newAccumulator(info.shape), bitsChanged: 0, xorBytes: 0 }));
-      // The read order: block by block, each block through the checkpoints in order.
-      const reads: { j: number; start: number; count: number }[] = [];
-      for (let start = 0; start < numel; start += FRAME_ENTRIES) {
-        for (let j = 0; j < c.refs.length; j++) reads.push({ j, start, count: Math.min(FRAME_ENTRIES, numel - start) });
+    const results = new Map<number, ChainResult>();
+    const walk: WalkOptions = {
+      eta,
+      signal: opts.signal,
+      onFrame: opts.onFrame,
+      onBytes: (bytes, c) => {
+        bytesDone += bytes;
+        opts.onProgress?.({ phase: 'steps', tensor: c.names[0], index: results.size, total: chains.length, fraction: bytesTotal > 0 ? bytesDone / bytesTotal : 1 });
+      },
+      onChain: (r) => {
+        results.set(r.chain, r);
+        opts.onProgress?.({ phase: 'steps', tensor: chains[r.chain].names[0], index: results.size, total: chains.length, fraction: bytesTotal > 0 ? bytesDone / bytesTotal : 1 });
+      },
+    };
+    const threads = opts.threads ?? defaultThreads();
+    const script = opts.threadScript ?? defaultStepsThreadScript();
+    // Frames are a test hook of this thread; the walk elsewhere keeps its frames to itself.
+    if (threads > 1 && script && chains.length > 1 && !opts.onFrame) {
+      try {
+        await walkInThreads(ckpts.map((c) => c.path), chains, threads, script, walk);
+      } catch (e) {
+        // A thread opens the files after this thread did: a file rewritten in between explains any error.
+        for (const ck of ckpts) await ck.assertUnchanged();
+        throw e;
       }
-      const read = (g: number): Promise<Uint8Array> => {
-        const { j, start, count } = reads[g];
-        const r = c.refs[j];
-        return r.file.readElements(r.info, start, count, bufs[g % 3]);
-      };
-      let pending = reads.length > 0 ? read(0) : undefined;
-      let prev: Uint8Array | undefined;
-      for (let g = 0; g < reads.length; g++) {
-        opts.signal?.throwIfAborted();
-        const cur = await pending!;
-        pending = g + 1 < reads.length ? read(g + 1) : undefined;
-        const { j, start, count } = reads[g];
-        bytesDone += count * bytesPerElement(c.refs[j].info.dtype);
-        if (j > 0) {
-          const a = c.refs[j - 1].info.dtype;
-          const b = c.refs[j].info.dtype;
-          const st = states[j - 1];
-          const s = c.firstStep + j - 1;
-          if (a === 'BF16' && b === 'BF16') {
-            const p16 = new Uint16Array(prev!.buffer, prev!.byteOffset, count);
-            const c16 = new Uint16Array(cur.buffer, cur.byteOffset, count);
-            accumulateBf16(st.acc, p16, c16, start);
-            const x16 = new Uint16Array(xor.buffer, 0, count);
-            const exps = totals[s].exponents;
-            let nz = 0;
-            for (let i = 0; i < count; i++) {
-              const v = p16[i] ^ c16[i];
-              x16[i] = v;
-              nz += (v + 0xffff) >>> 16;
-              exps[(p16[i] >>> 7) & 0xff]++;
-            }
-            st.bitsChanged += nz;
-          } else {
-            decodeToFloat64(a, prev!, count, x0, f32);
-            decodeToFloat64(b, cur, count, x1, f32);
-            accumulateFloat(st.acc, x0, x1, count, start, eta, false);
-            if (a === b) st.bitsChanged += xorBits(prev!, cur, xor, count, bytesPerElement(a));
-            else for (let i = 0; i < count; i++) st.bitsChanged += x0[i] !== x1[i] && !(Number.isNaN(x0[i]) && Number.isNaN(x1[i])) ? 1 : 0;
-          }
-          if (a === b) {
-            const frame = zstd.compress(xor.subarray(0, count * bytesPerElement(a)), ZSTD_LEVEL);
-            st.xorBytes += frame.length;
-            opts.onFrame?.({ step: s, tensor: c.names[j - 1], start, frame });
-          }
-        }
-        prev = cur;
-        opts.onProgress?.({ phase: 'steps', tensor: c.names[Math.max(0, j - 1)], index: ci + 1, total: chains.length, fraction: bytesTotal > 0 ? bytesDone / bytesTotal : 1 });
-      }
-      for (let j = 0; j < states.length; j++) {
-        const s = c.firstStep + j;
-        const from = c.refs[j].info;
-        const to = c.refs[j + 1].info;
-        finishStepTensor(totals[s], c.names[j], from.shape, from.dtype, to.dtype, numel, states[j]);
-      }
+    } else {
+      await walkChains(chains, chains.map((_, i) => i), walk);
     }
     for (const ck of ckpts) await ck.assertUnchanged();
 
+    const totals = pairings.map(() => new StepTotals());
+    for (let ci = 0; ci < chains.length; ci++) for (const r of results.get(ci)!.steps) totals[r.step].add(r);
     const steps: StepEntry[] = [];
     for (let s = 0; s < pairings.length; s++) {
       steps.push(await stepEntry(plan, s, totals[s], pairings[s].mismatches, keys, opts));
@@ -452,11 +607,10 @@ function xorBits(a: Uint8Array, b: Uint8Array, out: Uint8Array, count: number, s
 
 const INT32_ENTRIES = 2 ** 31;
 
-function finishStepTensor(t: StepTotals, name: string, shape: number[], fromDtype: TensorRef['info']['dtype'], toDtype: TensorRef['info']['dtype'], numel: number, st: TensorStepState): void {
+function stepResult(step: number, name: string, shape: number[], fromDtype: TensorRef['info']['dtype'], toDtype: TensorRef['info']['dtype'], numel: number, st: TensorStepState): TensorStepResult {
   const d = finishTensor(name, shape, fromDtype === toDtype ? fromDtype : `${fromDtype}->${toDtype}`, numel, st.acc, 1, false);
   const value = bytesPerElement(toDtype);
-  const changedAny = st.bitsChanged > 0;
-  const payload: StepPayload = changedAny
+  const payload: StepPayload = st.bitsChanged > 0
     ? {
       dense: numel * value,
       bitmap: Math.ceil(numel / 8) + st.bitsChanged * value,
@@ -481,22 +635,12 @@ function finishStepTensor(t: StepTotals, name: string, shape: number[], fromDtyp
     medianUpdateUlps: d.medianUpdateUlps,
     payload,
   };
-  t.tensors.push(tensor);
-  t.all.add(tensor);
-  let g = t.modules.get(tensor.module);
-  if (!g) t.modules.set(tensor.module, (g = new Pool()));
-  g.add(tensor);
-  const counts = st.acc.hist.counts;
-  for (let b = 0; b < counts.length; b++) if (counts[b]) t.ulps[b] += counts[b];
-  if (fromDtype === 'BF16' && toDtype === 'BF16') {
-    t.bf16Finite += numel - d.nonFinite;
-    t.bf16Changed += d.changed;
-  }
-  t.bitsChanged += st.bitsChanged;
-  t.payload.dense += payload.dense;
-  t.payload.bitmap += payload.bitmap;
-  t.payload.coo += payload.coo;
-  t.payload.xorZstd = t.payload.xorZstd === null || payload.xorZstd === null ? null : t.payload.xorZstd + payload.xorZstd;
+  const sparse = (counts: ArrayLike<number>): [number, number][] => {
+    const out: [number, number][] = [];
+    for (let i = 0; i < counts.length; i++) if (counts[i]) out.push([i, counts[i]]);
+    return out;
+  };
+  return { step, tensor, ulps: sparse(st.acc.hist.counts), exponents: st.exponents ? sparse(st.exponents) : null };
 }
 
 async function stepEntry(plan: StepsPlan, s: number, t: StepTotals, mismatches: TensorMismatch[], keys: RunConfigKey[], opts: StepsRunOptions): Promise<StepEntry> {

@@ -181,7 +181,8 @@ test('each checkpoint is read once: N checkpoints cost N reads of their tensor b
   };
   let report: StepsReport;
   try {
-    report = await stepsOfRun(path.join(EXAMPLES, 'runs', 'sft'));
+    // In this thread, where the reads are counted (each worker thread reads its share the same way).
+    report = await stepsOfRun(path.join(EXAMPLES, 'runs', 'sft'), { threads: 1 });
   } finally {
     SafetensorsFile.prototype.readElements = original;
   }
@@ -195,6 +196,15 @@ test('each checkpoint is read once: N checkpoints cost N reads of their tensor b
   }
   // base (1 file) + checkpoint-80 (1) + checkpoint-160 (2 shards)
   assert.equal(readBytes.size, 4);
+});
+
+test('worker threads give the same report as one thread', async () => {
+  const strip = (r: StepsReport): unknown => ({ ...r, createdAt: 0, durationMs: 0 });
+  for (const run of ['rl-kl', 'sft']) {
+    const one = await stepsOfRun(path.join(EXAMPLES, 'runs', run), { threads: 1 });
+    const two = await stepsOfRun(path.join(EXAMPLES, 'runs', run), { threads: 2 });
+    assert.deepEqual(strip(two), strip(one), run);
+  }
 });
 
 async function tinyRun(dir: string, steps: { step: number; values: number[]; shape?: number[] }[]): Promise<void> {
