@@ -8,7 +8,7 @@
  *     the same k, oversampling and power iterations doing the same measurements;
  *   - the whole Three-Gate report for the model (`gatescope analyze`), wall time and peak RSS.
  * Exits non-zero only when it cannot run. Options: --layers N (fewer layers for a quick run), --keep DIR
- * (generate once, reuse), --only diff|spectral|report (one part, for profiling), --device auto|cpu|cuda
+ * (generate once, reuse), --only diff|spectral|report|steps (one part, for profiling), --device auto|cpu|cuda
  * (for the whole report), --analyze-args "--k-spectrum 64 ..." (extra options of that run).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -81,13 +81,13 @@ const CHUNK = 1 << 22;
  * and moves a share of them by 1-2 bf16 ULPs up or down: more often for small magnitudes and on every
  * 5th row (RL-like: sparse, low-magnitude, row-striped).
  */
-function* tensorBytes(spec: TensorSpec, index: number, checkpoint: boolean): Generator<Uint8Array> {
+function* tensorBytes(spec: TensorSpec, index: number, checkpoint: boolean, updateSeed = 0x27d4eb2f): Generator<Uint8Array> {
   const numel = spec.shape.reduce((a, b) => a * b, 1);
   const cols = spec.shape.length === 2 ? spec.shape[1] : numel;
   const isNorm = spec.shape.length === 1 && !spec.name.endsWith('bias');
   const table = isNorm ? normTable : weightTable;
   const rand = xorshift(0x9e3779b9 ^ (index * 0x85ebca6b));
-  const upd = xorshift(0x27d4eb2f ^ (index * 0x165667b1));
+  const upd = xorshift(updateSeed ^ (index * 0x165667b1));
   for (let start = 0; start < numel; start += CHUNK) {
     const n = Math.min(CHUNK, numel - start);
     const out = new Uint16Array(n);
@@ -175,6 +175,7 @@ async function main(): Promise<void> {
   if (want('diff')) await benchDiff(gen, files, say);
   if (want('spectral')) await benchSpectral(dir, say);
   if (want('report')) await benchReport(gen, dir, layers, say);
+  if (want('steps')) await benchSteps(gen, dir, shape, say);
   if (!keep) await fsp.rm(dir, { recursive: true, force: true });
 }
 
@@ -222,6 +223,54 @@ async function benchDiff(gen: Generated, files: string[], say: Say): Promise<voi
     say(`  numpy reference: ${refRate.toFixed(2)} GB/s (unchanged ${(ref.unchanged * 100).toFixed(2)}%) -> Gatescope ${(diffRate / refRate).toFixed(2)}x`);
   } else say('  numpy reference: skipped (no python3 with numpy; apt-get install python3-numpy)');
 
+}
+
+/**
+ * The step-to-step pass over a run of base -> checkpoint-100 -> checkpoint-200 (each checkpoint read once),
+ * against the diff pass run on each consecutive pair (each inner checkpoint read twice), same process.
+ */
+async function benchSteps(gen: Generated, dir: string, shape: SyntheticShape, say: Say): Promise<void> {
+  const { stepsOfRun } = await import('../src/analysis/steps');
+  const run = path.join(dir, 'steps-run');
+  const c100 = path.join(run, 'checkpoint-100');
+  const c200 = path.join(run, 'checkpoint-200');
+  if (!(await fsp.stat(path.join(c200, 'model.safetensors')).then(() => true, () => false))) {
+    await fsp.mkdir(c100, { recursive: true });
+    await fsp.link(path.join(gen.ckpt, 'model.safetensors'), path.join(c100, 'model.safetensors')).catch(() => fsp.copyFile(path.join(gen.ckpt, 'model.safetensors'), path.join(c100, 'model.safetensors')));
+    const specs = qwenTensorSpecs(shape);
+    const index = new Map(specs.map((sp, i) => [sp.name, i]));
+    await fsp.mkdir(c200, { recursive: true });
+    await writeSafetensors(path.join(c200, 'model.safetensors'), specs, (sp) => tensorBytes(sp, index.get(sp.name)!, true, 0x51ed270b), { metadata: { format: 'pt' } });
+    for (const c of [c100, c200]) await fsp.writeFile(path.join(c, 'config.json'), JSON.stringify(qwenConfig(shape, '../../base'), null, 2));
+  }
+  const fileBytes = (await fsp.stat(path.join(gen.base, 'model.safetensors'))).size;
+  const chain = [gen.base, c100, c200];
+  let stepsSeconds = Infinity;
+  let xor = 0;
+  let dense = 0;
+  for (let rep = 0; rep < 2; rep++) {
+    const t0 = process.hrtime.bigint();
+    const r = await stepsOfRun(run, { base: gen.base, learningRate: 1e-6 });
+    stepsSeconds = Math.min(stepsSeconds, seconds(t0));
+    xor = r.steps[1].payload.xorZstd ?? 0;
+    dense = r.steps[1].payload.dense;
+  }
+  let diffSeconds = Infinity;
+  for (let rep = 0; rep < 2; rep++) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i + 1 < chain.length; i++) {
+      const b = await Checkpoint.open(chain[i]);
+      const c = await Checkpoint.open(chain[i + 1]);
+      await diffCheckpoints(b, c, { eta: DEFAULT_SETTINGS.eta });
+      await b.close();
+      await c.close();
+    }
+    diffSeconds = Math.min(diffSeconds, seconds(t0));
+  }
+  say('');
+  say(`steps pass, 3 checkpoints (2 steps), ${((3 * fileBytes) / 1e9).toFixed(2)} GB read once: ${stepsSeconds.toFixed(1)} s, ${((3 * fileBytes) / 1e9 / stepsSeconds).toFixed(2)} GB/s`);
+  say(`  diff pass on each consecutive pair (4 reads): ${diffSeconds.toFixed(1)} s -> steps ${(diffSeconds / stepsSeconds).toFixed(2)}x the pairwise diffs (which give no payloads)`);
+  say(`  second step: XOR+zstd ${(xor / 2 ** 20).toFixed(0)} MiB of ${(dense / 2 ** 20).toFixed(0)} MiB dense`);
 }
 
 /**
