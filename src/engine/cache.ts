@@ -30,6 +30,7 @@ export async function checkpointIdentity(p: string): Promise<string[]> {
 }
 
 export async function cacheKey(spec: JobSpec): Promise<string> {
+  if (spec.kind === 'steps') throw new Error('a steps walk is not cached');
   const paths = spec.kind === 'analyze' ? [spec.base, spec.checkpoint] : spec.kind === 'compare' ? [spec.base, ...spec.checkpoints] : [spec.base];
   const ids: string[][] = [];
   for (const p of paths) ids.push(await checkpointIdentity(p));

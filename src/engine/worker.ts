@@ -85,6 +85,18 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
         layers: spec.layers, rotate: spec.rotate, permute: spec.permute, rotation: spec.rotation, seed: spec.seed, out: spec.out, signal: ac.signal,
         onProgress: (p) => send({ type: 'progress', jobId, phase: 'scramble', tensor: p.tensor, index: p.index, total: p.total, fraction: p.index / p.total }),
       });
+    } else if (spec.kind === 'steps') {
+      // Not cached: the walk reads the run's configs and trainer_state.json as well as its weights, and a
+      // run still training gains checkpoints; each checkpoint is read once, so a walk costs what the files do.
+      const { stepsOfRun } = await import('../analysis/steps');
+      result = await stepsOfRun(spec.root, {
+        base: spec.base,
+        learningRate: spec.learningRate,
+        learningRateSource: spec.learningRateSource,
+        eta: spec.eta,
+        signal: ac.signal,
+        onProgress: (p) => send({ type: 'progress', jobId, ...p }),
+      });
     } else if (spec.kind === 'mask') {
       const { exportMasks } = await import('../transform/mask');
       result = await exportMasks(spec.base, {

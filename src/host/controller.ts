@@ -10,6 +10,7 @@ import { scanFolderInThread } from '../discovery/scan-off-thread';
 import { EngineClient, EngineJobError, JobCancelledError, type EngineState } from '../engine/client';
 import { ResultCache } from '../engine/cache';
 import type { CheckpointReport, ConsistencyReport } from '../report/schema';
+import type { StepsReport } from '../report/steps-schema';
 import type { JobState } from '../ui-model/tree';
 import { readSettings, type GatescopeSettings } from './settings';
 
@@ -20,6 +21,14 @@ export interface Progress {
   fraction: number;
   phase: string;
 }
+
+/** A run's step-to-step walk: what the Step to Step panel shows. */
+export type StepsJob =
+  | { kind: 'none' }
+  | { kind: 'running'; fraction: number; phase: string }
+  | { kind: 'done'; report: StepsReport; learningRate: number | null }
+  | { kind: 'error'; message: string }
+  | { kind: 'cancelled' };
 
 export interface CurrentJob {
   label: string;
@@ -37,6 +46,10 @@ export class Controller implements vscode.Disposable {
   current: CurrentJob | null = null;
   private settings: GatescopeSettings;
   private readonly jobs = new Map<string, JobState>();
+  private readonly stepsJobs = new Map<string, StepsJob>();
+  private readonly stepsInflight = new Map<string, { key: string; job: Promise<StepsReport> }>();
+  /** Learning rates the user gave per run (for the Gate III prediction when the run's files name none). */
+  private readonly stepsLearningRates = new Map<string, number>();
   private readonly analysedMtime = new Map<string, number>();
   private readonly aborts = new Map<string, AbortController>();
   private readonly runQueues = new Map<string, Promise<unknown>>();
@@ -375,6 +388,89 @@ export class Controller implements vscode.Disposable {
       this.current = null;
       this.changed();
     }
+  }
+
+  // ---- step to step ---------------------------------------------------------------------------
+
+  stepsJob(runId: string): StepsJob {
+    return this.stepsJobs.get(runId) ?? { kind: 'none' };
+  }
+
+  stepsLearningRate(runId: string): number | null {
+    return this.stepsLearningRates.get(runId) ?? null;
+  }
+
+  /**
+   * Walks a run step to step in the engine (each checkpoint read once), from its base when it has one.
+   * A walk already running with the same inputs is joined; a learning rate given here is kept for the
+   * run's later walks. Queued behind the run's analyses, as they read the same files.
+   */
+  steps(run: DiscoveredRun, opts: { learningRate?: number | null; onProgress?: (p: Progress) => void; signal?: AbortSignal } = {}): Promise<StepsReport> {
+    if (opts.learningRate !== undefined) {
+      if (opts.learningRate === null) this.stepsLearningRates.delete(run.id);
+      else this.stepsLearningRates.set(run.id, opts.learningRate);
+    }
+    const lr = this.stepsLearningRates.get(run.id);
+    const base = run.base.resolved;
+    const eta = this.settings.analysis.eta;
+    const key = JSON.stringify([base, lr ?? null, eta, run.checkpoints.map((c) => [c.path, c.state, c.mtimeMs])]);
+    const abortKey = `steps:${run.id}`;
+    const running = this.stepsInflight.get(run.id);
+    if (running && running.key === key) {
+      opts.signal?.addEventListener('abort', () => this.aborts.get(abortKey)?.abort(), { once: true });
+      return running.job;
+    }
+    this.aborts.get(abortKey)?.abort();
+    const ac = new AbortController();
+    this.aborts.set(abortKey, ac);
+    opts.signal?.addEventListener('abort', () => ac.abort(), { once: true });
+    const label = `${run.name}: step to step`;
+    const set = (j: StepsJob): void => {
+      this.stepsJobs.set(run.id, j);
+      this.changed();
+    };
+    set({ kind: 'running', fraction: 0, phase: 'queued' });
+    const prev = this.runQueues.get(run.id) ?? Promise.resolve();
+    const job = prev.then(async (): Promise<StepsReport> => {
+      if (ac.signal.aborted) throw new JobCancelledError();
+      this.current = { label, checkpoint: null, fraction: 0 };
+      set({ kind: 'running', fraction: 0, phase: 'steps' });
+      this.log.info(`walking ${run.root} step to step${base ? ` from ${base}` : ''}${lr !== undefined ? ` (learning rate ${lr})` : ''}`);
+      const { result } = await this.engine.run(
+        { kind: 'steps', root: run.root, base, eta, ...(lr !== undefined ? { learningRate: lr, learningRateSource: 'the learning rate given in Gatescope' } : {}) },
+        {
+          onProgress: (p) => {
+            this.current = { label, checkpoint: null, fraction: p.fraction };
+            set({ kind: 'running', fraction: p.fraction, phase: p.phase });
+            opts.onProgress?.({ fraction: p.fraction, phase: p.phase });
+          },
+        },
+        ac.signal,
+      );
+      if (result.kind !== 'gatescope.steps') throw new Error('the engine returned an unexpected result');
+      this.log.info(`done ${run.root} step to step: ${result.steps.length} step(s) in ${(result.durationMs / 1000).toFixed(1)} s`);
+      set({ kind: 'done', report: result, learningRate: lr ?? null });
+      return result;
+    });
+    const settled = job.then(
+      () => undefined,
+      (e: unknown) => {
+        if (e instanceof JobCancelledError || ac.signal.aborted) set({ kind: 'cancelled' });
+        else {
+          const msg = (e as Error).message ?? String(e);
+          this.log.error(`step to step of ${run.root} failed: ${msg}`);
+          set({ kind: 'error', message: msg });
+        }
+      },
+    ).finally(() => {
+      if (this.aborts.get(abortKey) === ac) this.aborts.delete(abortKey);
+      if (this.stepsInflight.get(run.id)?.job === job) this.stepsInflight.delete(run.id);
+      if (this.current?.label === label) this.current = null;
+      this.changed();
+    });
+    this.runQueues.set(run.id, settled);
+    this.stepsInflight.set(run.id, { key, job });
+    return job;
   }
 
   /** Cancels every queued and running job. */
