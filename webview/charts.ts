@@ -1,11 +1,12 @@
 /** chart.js set-up: only the pieces used, theme colours from VS Code's CSS variables, no eval. */
 import {
-  BarController, BarElement, CategoryScale, Chart, Legend, LineController, LineElement, LinearScale, LogarithmicScale, PointElement, Tooltip,
+  BarController, BarElement, CategoryScale, Chart, Filler, Legend, LineController, LineElement, LinearScale, LogarithmicScale, PointElement, Tooltip,
   type ChartConfiguration, type Plugin,
 } from 'chart.js';
 import { h, themeColor } from './dom';
 
-Chart.register(LineController, LineElement, PointElement, BarController, BarElement, LinearScale, LogarithmicScale, CategoryScale, Tooltip, Legend);
+// Filler: the band between two lines (the steps panel's bf16 prediction).
+Chart.register(LineController, LineElement, PointElement, BarController, BarElement, LinearScale, LogarithmicScale, CategoryScale, Filler, Tooltip, Legend);
 
 const live = new Set<Chart>();
 
@@ -23,6 +24,15 @@ export function palette(): string[] {
     themeColor('--vscode-charts-red', '#f14c4c'),
     themeColor('--vscode-charts-yellow', '#cca700'),
   ];
+}
+
+/** A theme colour at some opacity, for a canvas (which reads neither var() nor color-mix()). */
+export function withAlpha(color: string, alpha: number): string {
+  const a = Math.round(Math.max(0, Math.min(1, alpha)) * 255).toString(16).padStart(2, '0');
+  if (/^#[0-9a-f]{6}$/i.test(color)) return `${color}${a}`;
+  if (/^#[0-9a-f]{3}$/i.test(color)) return `#${[...color.slice(1)].map((c) => c + c).join('')}${a}`;
+  const m = /^rgba?\(\s*([\d.]+)[,\s]+([\d.]+)[,\s]+([\d.]+)/.exec(color);
+  return m ? `rgba(${m[1]}, ${m[2]}, ${m[3]}, ${alpha})` : color;
 }
 
 function applyTheme(): void {

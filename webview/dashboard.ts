@@ -54,6 +54,7 @@ function render(app: HTMLElement): void {
     r ? button('Export HTML', () => post({ type: 'export', format: 'html' }), true) : null,
     r ? button('CSV', () => post({ type: 'export', format: 'csv' }), true) : null,
     r ? button('JSON', () => post({ type: 'export', format: 'json' }), true) : null,
+    button('Step to step', () => post({ type: 'openSteps', runId: d.runId }), true),
     button('Compare runs...', () => post({ type: 'compareRuns' }), true));
   app.append(header, toolbar);
 

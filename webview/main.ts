@@ -1,5 +1,5 @@
 /**
- * The Gatescope webview entry: one bundle for the three panels. `body[data-panel]` says which one; the
+ * The Gatescope webview entry: one bundle for the four panels. `body[data-panel]` says which one; the
  * host sends the data after the webview says it is ready (with its saved state, after a reload).
  */
 import '@vscode-elements/elements/dist/vscode-button/index.js';
@@ -9,6 +9,7 @@ import { post, savedState, onHostMessage } from './api';
 import { showBusy, initDashboard, showDashboard } from './dashboard';
 import { showLayer } from './layer';
 import { initCompare, showCompare } from './compare';
+import { initSteps, showSteps } from './steps';
 import { destroyCharts } from './charts';
 import { clear, h } from './dom';
 
@@ -18,6 +19,7 @@ const state = savedState();
 
 if (state?.panel === 'dashboard') initDashboard(state.metric);
 if (state?.panel === 'compare') initCompare(state.module);
+if (state?.panel === 'steps') initSteps(state.grid);
 let wantedTensor: string | null = state?.panel === 'layer' ? state.tensor : null;
 
 onHostMessage((m) => {
@@ -34,6 +36,9 @@ onHostMessage((m) => {
       return;
     case 'compare':
       if (kind === 'compare') showCompare(app, m.data);
+      return;
+    case 'steps':
+      if (kind === 'steps') showSteps(app, m.data);
       return;
     case 'busy':
       showBusy(m.text);

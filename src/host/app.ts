@@ -29,6 +29,8 @@ export class GatescopeApp implements vscode.Disposable {
       analyze: (p) => commands.analyzeFromPanel(p),
       exportRun: (run, f) => void commands.exportRun(run, f),
       compareRuns: (base) => void vscode.commands.executeCommand('gatescope.compareRuns', base),
+      runSteps: (runId, ask) => void commands.runStepsFromPanel(runId, ask),
+      exportSteps: (runId, f) => void commands.exportSteps(runId, f),
     });
     commands.register(context);
     const tree = new RunsTree(c);

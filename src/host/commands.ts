@@ -17,6 +17,7 @@ import type { Controller, Progress } from './controller';
 import type { LensArgs } from './codelens';
 import type { Panels } from './panels';
 import { isNode, type Node } from './tree';
+import { stepsToCsv, stepsToMarkdown } from '../report/steps-format';
 
 type RunCkpt = { run: DiscoveredRun; ckpt: DiscoveredCheckpoint };
 
@@ -39,6 +40,7 @@ export class Commands {
     reg('gatescope.compareRuns', (a) => this.compareRuns(typeof a === 'string' ? a : undefined, isNode(a) ? a : undefined));
     reg('gatescope.showDashboard', (a) => this.showDashboard(a));
     reg('gatescope.showLayerDetail', (a) => this.showLayerDetail(a));
+    reg('gatescope.showSteps', (a) => this.showSteps(a));
     reg('gatescope.setBaseModel', (a) => this.setBaseModel(a));
     reg('gatescope.exportReport', (a, f) => this.exportCommand(a, f));
     reg('gatescope.cancelAnalysis', () => this.cancel());
@@ -209,6 +211,65 @@ export class Commands {
     if (!run) return;
     const ckpt = isNode(a) && a.kind === 'checkpoint' ? a.ckpt.path : typeof a === 'string' && this.c.locate(a) ? a : null;
     this.panels().showDashboard(run.id, ckpt);
+  }
+
+  /** The Step to Step panel of a run; the walk starts when the run has none yet, or its checkpoints changed since. */
+  private async showSteps(a: unknown): Promise<void> {
+    const run = this.runOf(a) ?? (await this.pickRun('Walk which run step to step?', (r) => r.checkpoints.filter((c) => c.state === 'complete').length + (r.base.resolved ? 1 : 0) >= 2));
+    if (!run) return;
+    this.panels().showSteps(run.id);
+    const j = this.c.stepsJob(run.id);
+    const complete = run.checkpoints.filter((c) => c.state === 'complete').map((c) => c.path);
+    let stale = false;
+    if (j.kind === 'done') {
+      const walked = j.report.checkpoints.map((c) => c.path).filter((p) => p !== j.report.base);
+      stale = walked.length !== complete.length || walked.some((p, i) => p !== complete[i]) || j.report.base !== run.base.resolved;
+    }
+    if (j.kind === 'none' || stale) this.walkSteps(run, undefined);
+  }
+
+  /** Starts (or joins) a walk; its state, progress and errors show in the panel and the status bar. */
+  private walkSteps(run: DiscoveredRun, learningRate: number | null | undefined): void {
+    this.c.steps(run, { learningRate }).catch(() => undefined);
+  }
+
+  /** The panel's "Walk again" and "Set learning rate..." buttons. */
+  async runStepsFromPanel(runId: string, askLearningRate: boolean): Promise<void> {
+    const run = this.c.findRun(runId);
+    if (!run) return;
+    if (!askLearningRate) {
+      this.walkSteps(run, undefined);
+      return;
+    }
+    const current = this.c.stepsLearningRate(runId);
+    const text = await vscode.window.showInputBox({
+      title: `Learning rate of ${run.name}`,
+      prompt: 'The peak learning rate of the optimizer (e.g. 1e-6), for Gate III\'s bf16 prediction. Empty: read it from the run\'s files again.',
+      value: current !== null ? String(current) : '',
+      validateInput: (v) => {
+        if (v.trim() === '') return null;
+        const x = Number(v.trim());
+        return Number.isFinite(x) && x > 0 && x < 1 ? null : 'a learning rate in (0, 1), e.g. 3e-6';
+      },
+    });
+    if (text === undefined) return;
+    this.walkSteps(run, text.trim() === '' ? null : Number(text.trim()));
+  }
+
+  async exportSteps(runId: string, format: 'json' | 'csv' | 'md'): Promise<void> {
+    const run = this.c.findRun(runId);
+    const j = this.c.stepsJob(runId);
+    if (!run || j.kind !== 'done') return;
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(run.root));
+    const name = `gatescope-steps-${run.name.replace(/[^\w.-]+/g, '_')}.${format}`;
+    const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.joinPath(folder, name), filters: { [format.toUpperCase()]: [format] }, saveLabel: 'Export Step Report' });
+    if (!uri) return;
+    const target = await this.checkedOutput(path.resolve(uri.fsPath), false, 'the step report');
+    if (!target) return;
+    const shown = withPathsRelativeTo(j.report, path.dirname(target));
+    await writeFileAtomic(target, format === 'csv' ? stepsToCsv(shown) : format === 'md' ? stepsToMarkdown(shown) : JSON.stringify(shown, null, 2) + '\n');
+    const pick = await vscode.window.showInformationMessage(`Gatescope: exported the step report of ${run.name} to ${path.basename(target)}.`, 'Open');
+    if (pick) await vscode.window.showTextDocument(uri);
   }
 
   private async showLayerDetail(a: unknown): Promise<void> {

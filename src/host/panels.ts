@@ -9,8 +9,9 @@ import * as vscode from 'vscode';
 import type { DiscoveredRun } from '../discovery/scan';
 import {
   parsePanelState, parseWebviewMessage,
-  type CompareData, type DashboardData, type ExportFormat, type HostToWebview, type LayerData, type PanelKind, type PanelState, type WebviewToHost,
+  type CompareData, type DashboardData, type ExportFormat, type HostToWebview, type LayerData, type PanelKind, type PanelState, type StepsData, type WebviewToHost,
 } from '../protocol/messages';
+import { slimSteps, stepsView } from '../ui-model/steps';
 import { headInfoFromConfig, type HeadInfo } from '../ui-model/heads';
 import { readModelConfig } from '../discovery/model-config';
 import { slimReport, stepSeries } from '../ui-model/heatmap';
@@ -21,12 +22,16 @@ export const VIEW_TYPES: Record<PanelKind, string> = {
   dashboard: 'gatescope.dashboard',
   layer: 'gatescope.layer',
   compare: 'gatescope.compare',
+  steps: 'gatescope.steps',
 };
 
 export interface PanelActions {
   analyze(checkpoint: string): void;
   exportRun(run: DiscoveredRun, format: ExportFormat): void;
   compareRuns(base?: string): void;
+  /** Walk the run step to step again (asking for a learning rate first, when asked to). */
+  runSteps(runId: string, askLearningRate: boolean): void;
+  exportSteps(runId: string, format: 'json' | 'csv' | 'md'): void;
 }
 
 interface Entry {
@@ -134,6 +139,7 @@ export class Panels implements vscode.Disposable {
   private title(s: PanelState): string {
     if (s.panel === 'dashboard') return `Gatescope: ${this.c.findRun(s.runId)?.name ?? path.basename(s.runId)}`;
     if (s.panel === 'layer') return `Gatescope: layer ${s.layer}`;
+    if (s.panel === 'steps') return `Gatescope: ${this.c.findRun(s.runId)?.name ?? path.basename(s.runId)} step to step`;
     return 'Gatescope: runs comparison';
   }
 
@@ -164,6 +170,16 @@ export class Panels implements vscode.Disposable {
       return;
     }
     this.create('layer', 'Gatescope', state);
+  }
+
+  showSteps(runId: string): void {
+    const existing = this.find((s) => s.panel === 'steps' && s.runId === runId);
+    if (existing) {
+      existing.panel.reveal();
+      void this.push(existing, true);
+      return;
+    }
+    this.create('steps', 'Gatescope', { panel: 'steps', runId, grid: 'module' });
   }
 
   showCompare(base: string): void {
@@ -214,10 +230,21 @@ export class Panels implements vscode.Disposable {
       case 'openDashboard':
         if (this.c.findRun(m.runId)) this.showDashboard(m.runId);
         return;
+      case 'openSteps':
+        // The command: it opens the panel and starts the walk when the run has none yet.
+        if (this.c.findRun(m.runId)) void vscode.commands.executeCommand('gatescope.showSteps', m.runId);
+        return;
+      case 'runSteps':
+        if (s.panel === 'steps' && this.c.findRun(s.runId)) this.actions.runSteps(s.runId, m.askLearningRate);
+        return;
       case 'analyze':
         if (this.c.locate(m.checkpoint)) this.actions.analyze(m.checkpoint);
         return;
       case 'export': {
+        if (s.panel === 'steps') {
+          if (m.format !== 'html' && this.c.stepsJob(s.runId).kind === 'done') this.actions.exportSteps(s.runId, m.format);
+          return;
+        }
         const run = s.panel === 'compare' ? undefined : this.c.findRun(s.runId);
         if (run) this.actions.exportRun(run, m.format);
         return;
@@ -253,6 +280,20 @@ export class Panels implements vscode.Disposable {
       if (force || sig !== e.lastSignature) {
         e.lastSignature = sig;
         this.post(e, { type: 'layer', data: d });
+      }
+      return;
+    }
+    if (s.panel === 'steps') {
+      const d = this.stepsData(s.runId);
+      if (typeof d === 'string') return this.postError(e, d, force);
+      const sig = JSON.stringify([d.state, d.report?.createdAt, d.error, d.base]);
+      if (force || sig !== e.lastSignature) {
+        e.lastSignature = sig;
+        e.lastBusy = d.busy;
+        this.post(e, { type: 'steps', data: d });
+      } else if (d.busy !== e.lastBusy) {
+        e.lastBusy = d.busy;
+        this.post(e, { type: 'busy', text: d.busy });
       }
       return;
     }
@@ -342,6 +383,25 @@ export class Panels implements vscode.Disposable {
       if (h) return h;
     }
     return null;
+  }
+
+  stepsData(runId: string): StepsData | string {
+    const run = this.c.findRun(runId);
+    if (!run) return this.c.scanned ? `The run ${runId} is not in the workspace any more.` : 'Looking for the run...';
+    const j = this.c.stepsJob(runId);
+    const report = j.kind === 'done' ? j.report : null;
+    return {
+      runId,
+      runName: run.name,
+      base: run.base.resolved,
+      state: j.kind,
+      busy: j.kind === 'running' ? `walking the run step to step: ${Math.round(j.fraction * 100)}%` : null,
+      error: j.kind === 'error' ? j.message : null,
+      // The grids come from the per-tensor rows; the rows themselves stay on this side.
+      report: report ? slimSteps(report) : null,
+      view: report ? stepsView(report) : null,
+      learningRate: this.c.stepsLearningRate(runId),
+    };
   }
 
   compareData(base: string): CompareData | string {

@@ -9,15 +9,18 @@ import { MODULE_KINDS } from '../report/schema';
 import type { HeatmapMetric, StepPoint } from '../ui-model/heatmap';
 import { isHeatmapMetric } from '../ui-model/heatmap';
 import type { HeadInfo } from '../ui-model/heads';
+import type { StepsReport } from '../report/steps-schema';
+import type { StepsView } from '../ui-model/steps';
 
-export const PANEL_KINDS = ['dashboard', 'layer', 'compare'] as const;
+export const PANEL_KINDS = ['dashboard', 'layer', 'compare', 'steps'] as const;
 export type PanelKind = (typeof PANEL_KINDS)[number];
 
 /** What a panel remembers across reloads (webview getState/setState and the panel serializer). */
 export type PanelState =
   | { panel: 'dashboard'; runId: string; checkpoint: string | null; metric: HeatmapMetric }
   | { panel: 'layer'; runId: string; checkpoint: string; layer: number; tensor: string | null }
-  | { panel: 'compare'; base: string; module: ModuleKind | 'all' };
+  | { panel: 'compare'; base: string; module: ModuleKind | 'all' }
+  | { panel: 'steps'; runId: string; grid: 'module' | 'layer' };
 
 export type ExportFormat = 'json' | 'csv' | 'md' | 'html';
 
@@ -82,8 +85,24 @@ export interface CompareData {
   report: ConsistencyReport;
 }
 
+export interface StepsData {
+  runId: string;
+  runName: string;
+  base: string | null;
+  /** The walk's state: not run yet, running (with its progress), done, failed, cancelled. */
+  state: 'none' | 'running' | 'done' | 'error' | 'cancelled';
+  busy: string | null;
+  error: string | null;
+  /** Without per-tensor rows (the view's grids carry modules and layers). */
+  report: StepsReport | null;
+  view: StepsView | null;
+  /** The learning rate the user gave for this run, if any (else the run's files were read). */
+  learningRate: number | null;
+}
+
 export type HostToWebview =
   | { type: 'dashboard'; data: DashboardData }
+  | { type: 'steps'; data: StepsData }
   | { type: 'layer'; data: LayerData }
   | { type: 'compare'; data: CompareData }
   | { type: 'busy'; text: string | null }
@@ -97,7 +116,10 @@ export type WebviewToHost =
   | { type: 'openDashboard'; runId: string }
   | { type: 'analyze'; checkpoint: string }
   | { type: 'export'; format: ExportFormat }
-  | { type: 'compareRuns' };
+  | { type: 'compareRuns' }
+  | { type: 'openSteps'; runId: string }
+  /** Walk the run again; `askLearningRate`: the host asks for a learning rate first. */
+  | { type: 'runSteps'; askLearningRate: boolean };
 
 const MAX_STRING = 4096;
 
@@ -134,6 +156,9 @@ export function parsePanelState(s: unknown): PanelState | null {
       const module = s.module === 'all' || (MODULE_KINDS as readonly unknown[]).includes(s.module) ? (s.module as ModuleKind | 'all') : 'all';
       return { panel: 'compare', base: s.base, module };
     }
+    case 'steps':
+      if (!str(s.runId)) return null;
+      return { panel: 'steps', runId: s.runId, grid: s.grid === 'layer' ? 'layer' : 'module' };
     default:
       return null;
   }
@@ -165,6 +190,10 @@ export function parseWebviewMessage(m: unknown): WebviewToHost | null {
       return isExportFormat(m.format) ? { type: 'export', format: m.format } : null;
     case 'compareRuns':
       return { type: 'compareRuns' };
+    case 'openSteps':
+      return str(m.runId) ? { type: 'openSteps', runId: m.runId } : null;
+    case 'runSteps':
+      return typeof m.askLearningRate === 'boolean' ? { type: 'runSteps', askLearningRate: m.askLearningRate } : null;
     default:
       return null;
   }
@@ -192,6 +221,13 @@ export function parseHostMessage(m: unknown): HostToWebview | null {
       const d = m.data;
       if (!isObj(d) || !str(d.base) || !isObj(d.report) || d.report.kind !== 'gatescope.consistency-report' || !Array.isArray(d.report.jaccard) || !Array.isArray(d.report.runs)) return null;
       return { type: 'compare', data: d as unknown as CompareData };
+    }
+    case 'steps': {
+      const d = m.data;
+      if (!isObj(d) || !str(d.runId) || typeof d.runName !== 'string' || typeof d.state !== 'string') return null;
+      if (d.report !== null && !(isObj(d.report) && d.report.kind === 'gatescope.steps' && Array.isArray(d.report.steps))) return null;
+      if (d.view !== null && !(isObj(d.view) && Array.isArray(d.view.rows) && isObj(d.view.byModule) && isObj(d.view.byLayer))) return null;
+      return { type: 'steps', data: d as unknown as StepsData };
     }
     case 'busy':
       return m.text === null || typeof m.text === 'string' ? { type: 'busy', text: m.text as string | null } : null;
