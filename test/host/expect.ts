@@ -18,7 +18,9 @@ import { deg, pct, sci } from '../../src/ui-model/format';
 import { heatmapData } from '../../src/ui-model/heatmap';
 import { outputDirCandidates, trainingConfigLenses } from '../../src/ui-model/lenses';
 import { checkpointLabel, headline } from '../../src/ui-model/tree';
-import type { Expected, ExpectedCompare, ExpectedConfig, ExpectedReport } from './expected';
+import { stepsView } from '../../src/ui-model/steps';
+import type { StepsReport } from '../../src/report/steps-schema';
+import type { Expected, ExpectedCompare, ExpectedConfig, ExpectedReport, ExpectedSteps } from './expected';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'bin', 'gatescope.js');
@@ -143,12 +145,30 @@ async function main(): Promise<void> {
       relative: path.relative(examples, file),
       specs: specs.map(({ kind, line, column, key, title, value }) => ({ kind, line, column, key, title, value })),
       outputRuns,
+      fileRun: outputRuns.find((r) => r !== null) ?? null,
     });
   }
 
-  const expected: Expected = { schema: 1, examples, runs: scan.runs, reports, compares, configs };
+  // Step to step of the run the UI checks drive (the one a training config's lens points at, as there).
+  const steps: ExpectedSteps[] = [];
+  const lensConfig = configs.find((c) => c.outputRuns.some((r) => r !== null));
+  const walkedId = reports.find((r) => lensConfig?.outputRuns.includes(r.runId))?.runId ?? reports[0].runId;
+  const walked = scan.runs.find((r) => r.id === walkedId)!;
+  const stepsFile = path.join(outDir, 'steps-1.json');
+  cli(['steps', walked.root, '--json', stepsFile, '--quiet', '--absolute-paths']);
+  const sr = await readJson<StepsReport>(stepsFile);
+  const sv = stepsView(sr);
+  steps.push({
+    runId: walked.id,
+    runName: walked.name,
+    reportFile: stepsFile,
+    rows: sv.rows.map((r) => ({ label: r.label, changed: r.text.changed, xorZstd: r.text.xorZstd, band: r.text.band, agreement: r.text.agreement })),
+    headline: sv.headline,
+  });
+
+  const expected: Expected = { schema: 1, examples, runs: scan.runs, reports, compares, steps, configs };
   await fsp.writeFile(outFile, JSON.stringify(expected, null, 2) + '\n');
-  console.log(`  expected: ${scan.runs.length} run(s), ${reports.length} report(s), ${compares.length} comparison(s), ${configs.length} training config(s) with lenses`);
+  console.log(`  expected: ${scan.runs.length} run(s), ${reports.length} report(s), ${compares.length} comparison(s), ${steps.length} step walk(s), ${configs.length} training config(s) with lenses`);
 }
 
 main().catch((e: Error) => {

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { DiscoveredRun } from '../../src/discovery/scan';
 import type { LensSpec } from '../../src/ui-model/lenses';
 import type { CheckpointReport, ConsistencyReport } from '../../src/report/schema';
+import type { StepsReport } from '../../src/report/steps-schema';
 
 export interface ExpectedReport {
   runId: string;
@@ -39,6 +40,16 @@ export interface ExpectedCompare {
   reportFile: string;
 }
 
+export interface ExpectedSteps {
+  runId: string;
+  runName: string;
+  /** `gatescope steps RUN --json` */
+  reportFile: string;
+  /** The panel's table, formatted as the webview formats it (src/ui-model/steps.ts). */
+  rows: { label: string; changed: string; xorZstd: string; band: string; agreement: string }[];
+  headline: string;
+}
+
 export interface ExpectedConfig {
   /** Absolute path of a training config file with Gatescope lenses. */
   file: string;
@@ -47,6 +58,8 @@ export interface ExpectedConfig {
   specs: Pick<LensSpec, 'kind' | 'line' | 'column' | 'key' | 'title' | 'value'>[];
   /** Per output-directory spec (same order as the output specs): the run it points to, or null. */
   outputRuns: (string | null)[];
+  /** The run the file's Gate lenses link to (its first output folder with a run): the learning-rate lens adds "Step to step" for it. */
+  fileRun: string | null;
 }
 
 export interface Expected {
@@ -56,6 +69,7 @@ export interface Expected {
   runs: DiscoveredRun[];
   reports: ExpectedReport[];
   compares: ExpectedCompare[];
+  steps: ExpectedSteps[];
   configs: ExpectedConfig[];
 }
 
@@ -73,7 +87,7 @@ export function readJson<T>(file: string): T {
  * A report without what differs between two runs of the same analysis: when and how fast it ran, and what
  * came from a cache. Everything else, every number included, must be identical.
  */
-export function comparable<T extends CheckpointReport | ConsistencyReport>(r: T): Omit<T, 'createdAt' | 'durationMs'> {
+export function comparable<T extends CheckpointReport | ConsistencyReport | StepsReport>(r: T): Omit<T, 'createdAt' | 'durationMs'> {
   const copy = { ...r } as Partial<CheckpointReport>;
   delete copy.createdAt;
   delete copy.durationMs;

@@ -242,6 +242,28 @@ async function ui({ page, expected, shots, say, results, deadline }) {
     await body.locator('section.card', { has: page.locator('.heatmap') }).screenshot({ path: path.join(shots, 'dashboard-heatmap.png') });
   }, 150_000);
 
+  const walk = expected.steps.find((s) => s.runId === target.runId);
+  if (walk) {
+    await check('"Step to step" on the dashboard walks the run and shows the CLI\'s per-step shares, band and payloads', async () => {
+      const dash = webview('dashboard');
+      if (!(await dash.isVisible().catch(() => false))) throw new Error('the dashboard is not showing');
+      await dash.locator('vscode-button', { hasText: 'Step to step' }).first().click();
+      const body = webview('steps');
+      const rows = body.locator('table.steps-table tbody tr');
+      await rows.first().waitFor({ state: 'visible', timeout: 5 * 60_000 });
+      eq(((await body.locator('h1').textContent()) ?? '').trim(), `${walk.runName}: step to step`, 'step-to-step title');
+      const cells = await rows.evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => (td.textContent ?? '').trim())));
+      eq(cells.map((r) => [r[0], r[1], r[7], r[8], r[9]]), walk.rows.map((r) => [r.label, r.changed, r.xorZstd, r.band, r.agreement]), 'the step table (step, changed, XOR+zstd, bf16 band, agreement)');
+      eq(((await body.locator('.steps-headline').textContent()) ?? '').trim(), walk.headline, 'the step-to-step headline');
+      await body.locator('.heatmap .hm-cell').first().waitFor({ state: 'visible' });
+      await body.locator('canvas').first().waitFor({ state: 'visible' });
+      await shot('steps.png');
+      // Back to the dashboard for the checks that follow.
+      await runCommand('View: Close Editor');
+      await dash.locator('.stats .stat').first().waitFor({ state: 'visible', timeout: 60_000 });
+    }, 6 * 60_000);
+  }
+
   await check('the Runs view shows the analysed checkpoint with its headline', async () => {
     await openGatescopeView();
     await until(`${target.checkpointLabel} of ${target.runName} marked "${d.headline}"`, async () => {

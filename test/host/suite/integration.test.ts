@@ -10,6 +10,7 @@ import * as vscode from 'vscode';
 import type { GatescopeApp } from '../../../src/host/app';
 import type { Node } from '../../../src/host/tree';
 import type { CheckpointReport, ConsistencyReport } from '../../../src/report/schema';
+import type { StepsReport } from '../../../src/report/steps-schema';
 import { checkpointView, runDescription } from '../../../src/ui-model/tree';
 import { comparable, firstDifference, loadExpected, readJson, type Expected } from '../expected';
 
@@ -47,8 +48,8 @@ function plain<T>(x: T): T {
   return JSON.parse(JSON.stringify(x)) as T;
 }
 
-function assertSameReport(actual: CheckpointReport | ConsistencyReport, cliFile: string): void {
-  const expected = readJson<CheckpointReport | ConsistencyReport>(cliFile);
+function assertSameReport(actual: CheckpointReport | ConsistencyReport | StepsReport, cliFile: string): void {
+  const expected = readJson<CheckpointReport | ConsistencyReport | StepsReport>(cliFile);
   const a = plain(comparable(actual));
   const e = plain(comparable(expected));
   const diff = firstDifference(a, e);
@@ -203,6 +204,28 @@ suite('Gatescope in a real VS Code extension host', function () {
     await vscode.window.tabGroups.close(tab);
   });
 
+  test('Step to step: the walk in the engine equals the CLI\'s, and its panel opens for the run', async function () {
+    this.timeout(10 * 60_000);
+    const c = app.controller;
+    assert.ok(exp.steps.length > 0, 'the examples have a run to walk');
+    for (const e of exp.steps) {
+      await vscode.commands.executeCommand('gatescope.showSteps', e.runId);
+      const tab = await waitFor(`the step-to-step tab of ${e.runName}`, () => webviewTab('gatescope.steps', `Gatescope: ${e.runName} step to step`), 30_000);
+      const job = await waitFor(`the step-to-step walk of ${e.runName}`, () => {
+        const j = c.stepsJob(e.runId);
+        if (j.kind === 'error') throw new Error(`the walk of ${e.runName} failed: ${j.message}`);
+        return j.kind === 'done' ? j : undefined;
+      }, 8 * 60_000);
+      assertSameReport(job.report, e.reportFile);
+      assert.equal(c.engine.pid !== undefined && c.engine.pid !== process.pid, true, 'the walk ran in the engine process');
+      // Opening it again shows the same walk: nothing changed on disk, so nothing is read again.
+      await vscode.commands.executeCommand('gatescope.showSteps', e.runId);
+      const again = c.stepsJob(e.runId);
+      assert.ok(again.kind === 'done' && again.report === job.report, 'a second open reuses the walk');
+      await vscode.window.tabGroups.close(tab);
+    }
+  });
+
   test('CodeLens: the example training configs get the lenses their keys call for', async function () {
     this.timeout(3 * 60_000);
     assert.ok(exp.configs.length > 0, 'the examples have at least one training config with lenses');
@@ -211,7 +234,8 @@ suite('Gatescope in a real VS Code extension host', function () {
       const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(cfg.file));
       assert.ok(CONFIG_LANGUAGES.has(doc.languageId), `${cfg.relative} opens as ${doc.languageId}, a language the lenses are registered for`);
       await vscode.window.showTextDocument(doc);
-      const want = cfg.specs.length + cfg.outputRuns.filter((r) => r !== null).length;
+      const lrLenses = cfg.fileRun ? cfg.specs.filter((s) => s.kind === 'gate3-lr').length : 0;
+      const want = cfg.specs.length + cfg.outputRuns.filter((r) => r !== null).length + lrLenses;
       const lenses = await waitFor(`${want} Gatescope lenses on ${cfg.relative}`, async () => {
         const all = (await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', doc.uri)) ?? [];
         const ours = all.filter((l) => l.command?.command.startsWith('gatescope.'));
@@ -225,6 +249,13 @@ suite('Gatescope in a real VS Code extension host', function () {
         assert.ok(explain?.command, `${cfg.relative}:${s.line + 1}: a lens on ${s.key}`);
         if (s.kind !== 'output') {
           assert.equal(explain.command.title, s.title, `${cfg.relative}:${s.line + 1} ${s.key}`);
+          const steps = here.find((l) => l.command?.command === 'gatescope.showSteps');
+          if (s.kind === 'gate3-lr' && cfg.fileRun) {
+            assert.equal(steps?.command?.title, 'Step to step', `${cfg.relative}:${s.line + 1}: a "Step to step" lens on the learning rate`);
+            assert.deepEqual(steps.command.arguments, [cfg.fileRun]);
+          } else {
+            assert.equal(steps, undefined, `${cfg.relative}:${s.line + 1}: no "Step to step" lens on ${s.key}`);
+          }
           continue;
         }
         const runId = cfg.outputRuns[output++];
