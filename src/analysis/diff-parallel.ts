@@ -20,10 +20,69 @@ export interface ThreadJob {
   chunkElements?: number;
 }
 
-export type ThreadMessage =
-  | { type: 'tensor'; tensor: TensorDiff; bytes: number }
+/** How a thread ends: every pass's thread script posts one of these last. */
+export type ThreadEnd =
   | { type: 'done' }
-  | { type: 'error'; message: string; format?: { file: string; problem: FormatProblem; detail: string; tensor?: string } };
+  | { type: 'error'; message: string; name?: string; format?: { file: string; problem: FormatProblem; detail: string; tensor?: string } };
+
+export type ThreadMessage = { type: 'tensor'; tensor: TensorDiff; bytes: number } | ThreadEnd;
+
+/** A thread's error as this thread's error: a format problem keeps its file and problem. */
+function errorOfThread(m: Extract<ThreadEnd, { type: 'error' }>): Error {
+  return m.format ? new CheckpointFormatError(m.format.file, m.format.problem, m.format.detail, m.format.tensor) : new Error(m.message);
+}
+
+/**
+ * One worker thread of `script` per job, all at once; every message but the last goes to `onMessage`.
+ * Resolves when every thread has posted 'done'; the first failure (or an abort) terminates them all.
+ */
+export async function runThreads<M extends { type: string }>(
+  script: string,
+  jobs: readonly unknown[],
+  what: string,
+  onMessage: (m: M) => void,
+  signal?: AbortSignal,
+  errorOf: (m: Extract<ThreadEnd, { type: 'error' }>) => Error = errorOfThread,
+): Promise<void> {
+  const workers: Worker[] = [];
+  const abort = (): void => {
+    for (const w of workers) void w.terminate();
+  };
+  signal?.addEventListener('abort', abort, { once: true });
+  try {
+    await Promise.all(jobs.map((job) => new Promise<void>((resolve, reject) => {
+      const w = new Worker(script, { workerData: job });
+      workers.push(w);
+      let finished = false;
+      w.on('message', (m: M | ThreadEnd) => {
+        if (m.type === 'done') {
+          finished = true;
+          resolve();
+        } else if (m.type === 'error' && 'message' in m) {
+          finished = true;
+          reject(errorOf(m as Extract<ThreadEnd, { type: 'error' }>));
+        } else {
+          onMessage(m as M);
+        }
+      });
+      w.on('error', (e) => {
+        finished = true;
+        reject(e);
+      });
+      w.on('exit', (code) => {
+        if (finished) return;
+        if (signal?.aborted) reject(signal.reason ?? new Error('aborted'));
+        else reject(new Error(`${what} thread exited with code ${code}`));
+      });
+    })));
+  } catch (e) {
+    abort();
+    signal?.throwIfAborted();
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', abort);
+  }
+}
 
 /** The bundled thread script next to the running bundle (dist/diff-thread.js), if there is one. */
 export function defaultThreadScript(): string | undefined {
@@ -58,51 +117,22 @@ export async function diffCheckpointsParallel(base: Checkpoint, ckpt: Checkpoint
   const groups = shareOut(sizes, threads);
   const results = new Map<string, TensorDiff>();
   let bytesDone = 0;
-  const workers: Worker[] = [];
-  const abort = (): void => {
-    for (const w of workers) void w.terminate();
-  };
-  opts.signal?.addEventListener('abort', abort, { once: true });
+  const jobs = groups.map((names): ThreadJob => ({ base: base.path, checkpoint: ckpt.path, names, eta: opts.eta, chunkElements: opts.chunkElements }));
   try {
-    await Promise.all(groups.map((names) => new Promise<void>((resolve, reject) => {
-      const job: ThreadJob = { base: base.path, checkpoint: ckpt.path, names, eta: opts.eta, chunkElements: opts.chunkElements };
-      const w = new Worker(script, { workerData: job });
-      workers.push(w);
-      let finished = false;
-      w.on('message', (m: ThreadMessage) => {
-        if (m.type === 'tensor') {
-          results.set(m.tensor.name, m.tensor);
-          bytesDone += m.bytes;
-          opts.onTensor?.(m.tensor);
-          opts.onProgress?.({ tensor: m.tensor.name, index: results.size, total: pairs.length, bytesDone, bytesTotal });
-        } else if (m.type === 'done') {
-          finished = true;
-          resolve();
-        } else {
-          finished = true;
-          reject(m.format ? new CheckpointFormatError(m.format.file, m.format.problem, m.format.detail, m.format.tensor) : new Error(m.message));
-        }
-      });
-      w.on('error', (e) => {
-        finished = true;
-        reject(e);
-      });
-      w.on('exit', (code) => {
-        if (finished) return;
-        if (opts.signal?.aborted) reject(opts.signal.reason ?? new Error('aborted'));
-        else reject(new Error(`diff thread exited with code ${code}`));
-      });
-    })));
+    await runThreads<ThreadMessage>(script, jobs, 'diff', (m) => {
+      if (m.type !== 'tensor') return;
+      results.set(m.tensor.name, m.tensor);
+      bytesDone += m.bytes;
+      opts.onTensor?.(m.tensor);
+      opts.onProgress?.({ tensor: m.tensor.name, index: results.size, total: pairs.length, bytesDone, bytesTotal });
+    }, opts.signal);
   } catch (e) {
-    abort();
     opts.signal?.throwIfAborted();
     // A thread opens the files after this thread did: a checkpoint rewritten in between can look
     // malformed to it. A file that changed since it was opened here explains any error: say so.
     await base.assertUnchanged();
     await ckpt.assertUnchanged();
     throw e;
-  } finally {
-    opts.signal?.removeEventListener('abort', abort);
   }
   // The same files, unchanged since this thread opened them: the threads checked theirs at their end.
   await base.assertUnchanged();

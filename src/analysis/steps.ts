@@ -10,10 +10,9 @@
  */
 import * as path from 'node:path';
 import { existsSync, promises as fsp } from 'node:fs';
-import { Worker } from 'node:worker_threads';
 import { Checkpoint, readSmallRegularFile, type TensorRef } from '../formats/checkpoint';
 import { bytesPerElement, decodeToFloat64 } from '../formats/dtype';
-import { CheckpointFormatError, type FormatProblem } from '../formats/errors';
+import { CheckpointFormatError } from '../formats/errors';
 import { scanFolder, type DiscoveredRun } from '../discovery/scan';
 import type { Layout } from '../discovery/layout';
 import { readConfigKeys, syntaxOf } from '../discovery/config-keys';
@@ -28,10 +27,11 @@ import {
   type StepsReport,
   type StepTensor,
 } from '../report/steps-schema';
+import { TensorPool } from '../report/summarize';
 import { VERSION } from '../version';
 import { accumulateBf16, accumulateFloat, assertPairing, finishTensor, naturalCompare, newAccumulator, pairTensors, type TensorAccumulator, type TensorPairingResult } from './diff';
 import { unchangedShareBelowBound } from './bf16-visibility';
-import { defaultThreads, shareOut } from './diff-parallel';
+import { defaultThreads, runThreads, shareOut, type ThreadEnd } from './diff-parallel';
 import { loadZstd, ZSTD_LEVEL } from './zstd';
 
 /** A run that cannot be walked step by step (one checkpoint, shapes that differ): exit 1, named. */
@@ -204,33 +204,10 @@ export function optimizerStepsPerCheckpointStep(layout: Layout | 'base', keys: R
 // ---------------------------------------------------------------------------------------------
 // The pass.
 
-class Pool {
-  tensors = 0;
-  numel = 0;
-  finite = 0;
-  changed = 0;
-  dSq = 0;
-  baseSq = 0;
-  add(t: StepTensor): void {
-    this.tensors++;
-    this.numel += t.numel;
-    this.finite += t.numel - t.nonFinite;
-    this.changed += t.changed;
-    this.dSq += t.updateNormFro ** 2;
-    this.baseSq += t.baseNormFro ** 2;
-  }
-  get unchanged(): number | null {
-    return this.finite === 0 ? null : (this.finite - this.changed) / this.finite;
-  }
-  get relUpdateNorm(): number | null {
-    return this.baseSq > 0 && Number.isFinite(this.dSq / this.baseSq) ? Math.sqrt(this.dSq / this.baseSq) : null;
-  }
-}
-
 /** What one step collects over the model, merged from the tensors' results in chain order. */
 class StepTotals {
-  readonly all = new Pool();
-  readonly modules = new Map<ModuleKind, Pool>();
+  readonly all = new TensorPool();
+  readonly modules = new Map<ModuleKind, TensorPool>();
   /** M1-changed entries by |dw| / ulp, keyed like the diff pass's per-tensor histogram (top 16 bits of the float32 ratio). */
   readonly ulps = new Float64Array(65536);
   /** The `from` side's entries of bf16 tensors, by biased exponent; and M1 counts over the same tensors. */
@@ -246,7 +223,7 @@ class StepTotals {
     this.tensors.push(t);
     this.all.add(t);
     let g = this.modules.get(t.module);
-    if (!g) this.modules.set(t.module, (g = new Pool()));
+    if (!g) this.modules.set(t.module, (g = new TensorPool()));
     g.add(t);
     for (const [b, c] of r.ulps) this.ulps[b] += c;
     if (r.exponents) {
@@ -453,8 +430,7 @@ export interface StepsThreadJob {
 export type StepsThreadMessage =
   | { type: 'chain'; result: ChainResult }
   | { type: 'bytes'; bytes: number }
-  | { type: 'done' }
-  | { type: 'error'; message: string; name: string; format?: { file: string; problem: FormatProblem; detail: string; tensor?: string } };
+  | ThreadEnd;
 
 /** The bundled thread script beside the running bundle (dist/steps-thread.js), if there is one. */
 export function defaultStepsThreadScript(): string | undefined {
@@ -465,47 +441,14 @@ export function defaultStepsThreadScript(): string | undefined {
 /** The chains shared out between threads by bytes; results merged back in chain order, so any thread count gives the same report. */
 async function walkInThreads(paths: string[], chains: readonly Chain[], threads: number, script: string, opts: WalkOptions): Promise<void> {
   const groups = shareOut(chains.map((c, i) => [String(i), chainBytes(c)]), threads).map((g) => g.map(Number));
-  const workers: Worker[] = [];
-  const abort = (): void => {
-    for (const w of workers) void w.terminate();
-  };
-  opts.signal?.addEventListener('abort', abort, { once: true });
-  try {
-    await Promise.all(groups.map((which) => new Promise<void>((resolve, reject) => {
-      const job: StepsThreadJob = { paths, chains: which, eta: opts.eta };
-      const w = new Worker(script, { workerData: job });
-      workers.push(w);
-      let finished = false;
-      w.on('message', (m: StepsThreadMessage) => {
-        if (m.type === 'chain') opts.onChain(m.result);
-        else if (m.type === 'bytes') opts.onBytes?.(m.bytes, chains[0]);
-        else if (m.type === 'done') {
-          finished = true;
-          resolve();
-        } else {
-          finished = true;
-          if (m.format) reject(new CheckpointFormatError(m.format.file, m.format.problem, m.format.detail, m.format.tensor));
-          else if (m.name === 'StepsError') reject(new StepsError(m.message));
-          else reject(new Error(m.message));
-        }
-      });
-      w.on('error', (e) => {
-        finished = true;
-        reject(e);
-      });
-      w.on('exit', (code) => {
-        if (finished) return;
-        if (opts.signal?.aborted) reject(opts.signal.reason ?? new Error('aborted'));
-        else reject(new Error(`steps thread exited with code ${code}`));
-      });
-    })));
-  } catch (e) {
-    abort();
-    opts.signal?.throwIfAborted();
-    throw e;
-  } finally {
-    opts.signal?.removeEventListener('abort', abort);
-  }
+  const jobs = groups.map((which): StepsThreadJob => ({ paths, chains: which, eta: opts.eta }));
+  await runThreads<StepsThreadMessage>(script, jobs, 'steps', (m) => {
+    if (m.type === 'chain') opts.onChain(m.result);
+    else if (m.type === 'bytes') opts.onBytes?.(m.bytes, chains[0]);
+  }, opts.signal, (m) => {
+    if (m.format) return new CheckpointFormatError(m.format.file, m.format.problem, m.format.detail, m.format.tensor);
+    return m.name === 'StepsError' ? new StepsError(m.message) : new Error(m.message);
+  });
 }
 
 export async function stepsOfRun(root: string, opts: StepsRunOptions = {}): Promise<StepsReport> {

@@ -7,7 +7,20 @@
 import { isLinearWeight } from '../analysis/names';
 import type { GroupSummary, ModuleKind, ReportSummary, TensorDiff } from './schema';
 
-class Group {
+/** What pooling needs of a tensor's result: the diff pass's and the steps pass's alike. */
+export interface Poolable {
+  numel: number;
+  nonFinite: number;
+  changed: number;
+  updateNormFro: number;
+  baseNormFro: number;
+}
+
+/**
+ * Tensors pooled into one group: entries summed, M1 shares over the finite entries, the relative update
+ * norm as the root of summed squares. The one pooling rule of the reports, the steps pass and the panels.
+ */
+export class TensorPool {
   numel = 0;
   finite = 0;
   changed = 0;
@@ -15,7 +28,7 @@ class Group {
   tensors = 0;
   dSq = 0;
   baseSq = 0;
-  add(t: TensorDiff): void {
+  add(t: Poolable): void {
     const finite = t.numel - t.nonFinite;
     this.numel += t.numel;
     this.finite += finite;
@@ -28,6 +41,10 @@ class Group {
   get unchanged(): number | null {
     return this.finite === 0 ? null : (this.finite - this.changed) / this.finite;
   }
+  /** Squares of saturated norms overflow: no ratio then, rather than NaN. */
+  get relUpdateNorm(): number | null {
+    return this.baseSq > 0 && Number.isFinite(this.dSq / this.baseSq) ? Math.sqrt(this.dSq / this.baseSq) : null;
+  }
   /** Only for a group with a finite entry (see groups()). */
   summary(): GroupSummary {
     return {
@@ -36,20 +53,19 @@ class Group {
       changed: this.changed,
       nonFinite: this.nonFinite,
       tensors: this.tensors,
-      // Squares of saturated norms overflow: no ratio then, rather than NaN.
-      relUpdateNorm: this.baseSq > 0 && Number.isFinite(this.dSq / this.baseSq) ? Math.sqrt(this.dSq / this.baseSq) : null,
+      relUpdateNorm: this.relUpdateNorm,
     };
   }
 }
 
 export function summarize(tensors: readonly TensorDiff[]): ReportSummary {
-  const all = new Group();
-  const linear = new Group();
-  const noEmbedNorm = new Group();
+  const all = new TensorPool();
+  const linear = new TensorPool();
+  const noEmbedNorm = new TensorPool();
   let legacyUnchanged = 0;
   let legacyFinite = 0;
-  const byModule = new Map<ModuleKind, Group>();
-  const byLayer = new Map<number, Group>();
+  const byModule = new Map<ModuleKind, TensorPool>();
+  const byLayer = new Map<number, TensorPool>();
   for (const t of tensors) {
     all.add(t);
     if (t.unchangedLegacyAbs !== null) {
@@ -59,16 +75,16 @@ export function summarize(tensors: readonly TensorDiff[]): ReportSummary {
     if (isLinearWeight(t.name, t.shape, t.module)) linear.add(t);
     if (t.module !== 'embed' && t.module !== 'norm') noEmbedNorm.add(t);
     let g = byModule.get(t.module);
-    if (!g) byModule.set(t.module, (g = new Group()));
+    if (!g) byModule.set(t.module, (g = new TensorPool()));
     g.add(t);
     if (t.layer !== null) {
       let l = byLayer.get(t.layer);
-      if (!l) byLayer.set(t.layer, (l = new Group()));
+      if (!l) byLayer.set(t.layer, (l = new TensorPool()));
       l.add(t);
     }
   }
   const s = all.summary();
-  const withShare = <K>(groups: Map<K, Group>): [K, Group][] => [...groups].filter(([, g]) => g.unchanged !== null);
+  const withShare = <K>(groups: Map<K, TensorPool>): [K, TensorPool][] => [...groups].filter(([, g]) => g.unchanged !== null);
   return {
     unchanged: all.unchanged,
     unchangedLinear: linear.unchanged,

@@ -7,6 +7,7 @@
 import { MODULE_KINDS } from '../report/schema';
 import type { StepEntry, StepPayload, StepsReport } from '../report/steps-schema';
 import { formatBytes, formatRate, stepLabel } from '../report/steps-format';
+import { TensorPool } from '../report/summarize';
 import { pct, sci } from './format';
 
 export const PAYLOAD_ENCODINGS = ['dense', 'bitmap', 'coo', 'xorZstd'] as const satisfies readonly (keyof StepPayload)[];
@@ -114,14 +115,14 @@ export function stepRow(s: StepEntry): StepRow {
   };
 }
 
-function gridOf(report: StepsReport, rowsOf: (s: StepEntry) => Map<string, { changed: number; finite: number }>, order: (a: string, b: string) => number): StepGrid {
+function gridOf(report: StepsReport, rowsOf: (s: StepEntry) => Map<string, TensorPool>, order: (a: string, b: string) => number): StepGrid {
   const perStep = report.steps.map(rowsOf);
   const rows = [...new Set(perStep.flatMap((m) => [...m.keys()]))].sort(order);
   const cells: (number | null)[] = [];
   for (const r of rows) {
     for (const m of perStep) {
-      const g = m.get(r);
-      cells.push(g && g.finite > 0 ? g.changed / g.finite : null);
+      const u = m.get(r)?.unchanged;
+      cells.push(u === undefined || u === null ? null : 1 - u);
     }
   }
   const vals = cells.filter((c): c is number => c !== null);
@@ -134,19 +135,15 @@ function gridOf(report: StepsReport, rowsOf: (s: StepEntry) => Map<string, { cha
   };
 }
 
-/**
- * Entries counted as the report's M1 shares count them: `unchanged` is a share of finite entries, so a
- * group's finite entries are numel - nonFinite and its changed entries are changed of those.
- */
-function pooled(tensors: StepEntry['tensors'], key: (t: StepEntry['tensors'][number]) => string | null): Map<string, { changed: number; finite: number }> {
-  const out = new Map<string, { changed: number; finite: number }>();
+/** The tensors of one step pooled by `key` (null: left out), by the reports' one pooling rule. */
+function pooled(tensors: StepEntry['tensors'], key: (t: StepEntry['tensors'][number]) => string | null): Map<string, TensorPool> {
+  const out = new Map<string, TensorPool>();
   for (const t of tensors) {
     const k = key(t);
     if (k === null) continue;
-    const g = out.get(k) ?? { changed: 0, finite: 0 };
-    g.changed += t.changed;
-    g.finite += t.numel - t.nonFinite;
-    out.set(k, g);
+    let g = out.get(k);
+    if (!g) out.set(k, (g = new TensorPool()));
+    g.add(t);
   }
   return out;
 }
