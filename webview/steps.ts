@@ -46,6 +46,11 @@ function render(app: HTMLElement): void {
     r ? button('JSON', () => post({ type: 'export', format: 'json' }), true) : null));
 
   if (d.error) app.append(section('The walk failed', h('p', { class: 'steps-error' }, d.error)));
+  if (d.newCheckpoints > 0 && d.state === 'done') {
+    app.append(h('p', { class: 'steps-stale', role: 'status' },
+      `${d.newCheckpoints} new checkpoint${d.newCheckpoints === 1 ? '' : 's'} since this walk. `,
+      button('Walk again', () => post({ type: 'runSteps', askLearningRate: false }))));
+  }
   if (!r || !v) {
     if (!d.error) app.append(section('Step to step', h('p', { class: 'muted' }, d.state === 'running' ? 'Reading each checkpoint once, in step order...' : d.state === 'cancelled' ? 'The walk was cancelled.' : 'Not walked yet.')));
     return;

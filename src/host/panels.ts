@@ -11,7 +11,7 @@ import {
   parsePanelState, parseWebviewMessage,
   type CompareData, type DashboardData, type ExportFormat, type HostToWebview, type LayerData, type PanelKind, type PanelState, type StepsData, type WebviewToHost,
 } from '../protocol/messages';
-import { slimSteps, stepsView } from '../ui-model/steps';
+import { checkpointsSinceWalk, slimSteps, stepsView } from '../ui-model/steps';
 import { headInfoFromConfig, type HeadInfo } from '../ui-model/heads';
 import { readModelConfig } from '../discovery/model-config';
 import { slimReport, stepSeries } from '../ui-model/heatmap';
@@ -286,7 +286,7 @@ export class Panels implements vscode.Disposable {
     if (s.panel === 'steps') {
       const d = this.stepsData(s.runId);
       if (typeof d === 'string') return this.postError(e, d, force);
-      const sig = JSON.stringify([d.state, d.report?.createdAt, d.error, d.base]);
+      const sig = JSON.stringify([d.state, d.report?.createdAt, d.error, d.base, d.newCheckpoints]);
       if (force || sig !== e.lastSignature) {
         e.lastSignature = sig;
         e.lastBusy = d.busy;
@@ -401,6 +401,7 @@ export class Panels implements vscode.Disposable {
       report: report ? slimSteps(report) : null,
       view: report ? stepsView(report) : null,
       learningRate: this.c.stepsLearningRate(runId),
+      newCheckpoints: report ? checkpointsSinceWalk(report, run.checkpoints.filter((c) => c.state === 'complete').map((c) => c.path)) : 0,
     };
   }
 

@@ -98,6 +98,8 @@ export interface StepsData {
   view: StepsView | null;
   /** The learning rate the user gave for this run, if any (else the run's files were read). */
   learningRate: number | null;
+  /** Complete checkpoints of the run now that the shown walk did not include (training went on). */
+  newCheckpoints: number;
 }
 
 export type HostToWebview =

@@ -182,3 +182,12 @@ export function stepsHeadline(report: StepsReport): string {
 export function slimSteps(report: StepsReport): StepsReport {
   return { ...report, steps: report.steps.map((s) => ({ ...s, tensors: [] })) };
 }
+
+/**
+ * How many of the run's complete checkpoints (paths, in step order) the walk did not include: a run still
+ * training has saved more since. The base is not one of the run's checkpoints.
+ */
+export function checkpointsSinceWalk(report: StepsReport, complete: readonly string[]): number {
+  const walked = new Set(report.checkpoints.map((c) => c.path));
+  return complete.filter((p) => !walked.has(p)).length;
+}

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { stepsOfRun } from '../../src/analysis/steps';
-import { slimSteps, stepRow, stepsHeadline, stepsView } from '../../src/ui-model/steps';
+import { checkpointsSinceWalk, slimSteps, stepRow, stepsHeadline, stepsView } from '../../src/ui-model/steps';
 import { parseHostMessage, parsePanelState, parseWebviewMessage, type StepsData } from '../../src/protocol/messages';
 import type { StepsReport } from '../../src/report/steps-schema';
 
@@ -128,7 +128,7 @@ test('what crosses to the webview: the report without tensor rows, validated bot
   assert.ok(slim.steps.every((s) => s.tensors.length === 0));
   assert.deepEqual(slim.steps.map((s) => ({ ...s, tensors: undefined })), report.steps.map((s) => ({ ...s, tensors: undefined })));
   assert.ok(report.steps.every((s) => s.tensors.length > 0), 'the full report keeps its rows');
-  const data: StepsData = { runId: report.root, runName: report.name, base: report.base, state: 'done', busy: null, error: null, report: slim, view: stepsView(report), learningRate: null };
+  const data: StepsData = { runId: report.root, runName: report.name, base: report.base, state: 'done', busy: null, error: null, report: slim, view: stepsView(report), learningRate: null, newCheckpoints: 0 };
   const msg = JSON.parse(JSON.stringify({ type: 'steps', data })) as unknown;
   assert.deepEqual(parseHostMessage(msg), msg);
   assert.equal(parseHostMessage({ type: 'steps', data: { ...data, report: { kind: 'gatescope.checkpoint-report', steps: [] } } }), null);
@@ -143,4 +143,12 @@ test('what crosses to the webview: the report without tensor rows, validated bot
   assert.deepEqual(parsePanelState({ panel: 'steps', runId: '/r', grid: 'layer' }), { panel: 'steps', runId: '/r', grid: 'layer' });
   assert.deepEqual(parsePanelState({ panel: 'steps', runId: '/r', grid: 'bogus' }), { panel: 'steps', runId: '/r', grid: 'module' });
   assert.equal(parsePanelState({ panel: 'steps' }), null);
+});
+
+test('checkpoints saved since a walk are counted, the base aside', async () => {
+  const report = await walk('rl-kl');
+  const complete = report.checkpoints.filter((c) => c.path !== report.base).map((c) => c.path);
+  assert.equal(checkpointsSinceWalk(report, complete), 0);
+  assert.equal(checkpointsSinceWalk(report, [...complete, '/runs/rl-kl/global_step_120/actor/huggingface']), 1);
+  assert.equal(checkpointsSinceWalk(report, complete.slice(0, 1)), 0, 'a checkpoint gone is not a new one');
 });
