@@ -18,6 +18,7 @@ import type { LensArgs } from './codelens';
 import type { Panels } from './panels';
 import { isNode, type Node } from './tree';
 import { stepsToCsv, stepsToMarkdown } from '../report/steps-format';
+import { walkIsCurrent } from '../ui-model/steps';
 
 type RunCkpt = { run: DiscoveredRun; ckpt: DiscoveredCheckpoint };
 
@@ -220,12 +221,7 @@ export class Commands {
     this.panels().showSteps(run.id);
     const j = this.c.stepsJob(run.id);
     const complete = run.checkpoints.filter((c) => c.state === 'complete').map((c) => c.path);
-    let stale = false;
-    if (j.kind === 'done') {
-      const walked = j.report.checkpoints.map((c) => c.path).filter((p) => p !== j.report.base);
-      stale = walked.length !== complete.length || walked.some((p, i) => p !== complete[i]) || j.report.base !== run.base.resolved;
-    }
-    if (j.kind === 'none' || stale) this.walkSteps(run, undefined);
+    if (j.kind === 'none' || (j.kind === 'done' && !walkIsCurrent(j.report, complete, run.base.resolved))) this.walkSteps(run, undefined);
   }
 
   /** Starts (or joins) a walk; its state, progress and errors show in the panel and the status bar. */

@@ -26,7 +26,7 @@ export interface Progress {
 export type StepsJob =
   | { kind: 'none' }
   | { kind: 'running'; fraction: number; phase: string }
-  | { kind: 'done'; report: StepsReport; learningRate: number | null }
+  | { kind: 'done'; report: StepsReport }
   | { kind: 'error'; message: string }
   | { kind: 'cancelled' };
 
@@ -405,7 +405,7 @@ export class Controller implements vscode.Disposable {
    * A walk already running with the same inputs is joined; a learning rate given here is kept for the
    * run's later walks. Queued behind the run's analyses, as they read the same files.
    */
-  steps(run: DiscoveredRun, opts: { learningRate?: number | null; onProgress?: (p: Progress) => void; signal?: AbortSignal } = {}): Promise<StepsReport> {
+  steps(run: DiscoveredRun, opts: { learningRate?: number | null } = {}): Promise<StepsReport> {
     if (opts.learningRate !== undefined) {
       if (opts.learningRate === null) this.stepsLearningRates.delete(run.id);
       else this.stepsLearningRates.set(run.id, opts.learningRate);
@@ -416,14 +416,10 @@ export class Controller implements vscode.Disposable {
     const key = JSON.stringify([base, lr ?? null, eta, run.checkpoints.map((c) => [c.path, c.state, c.mtimeMs])]);
     const abortKey = `steps:${run.id}`;
     const running = this.stepsInflight.get(run.id);
-    if (running && running.key === key) {
-      opts.signal?.addEventListener('abort', () => this.aborts.get(abortKey)?.abort(), { once: true });
-      return running.job;
-    }
+    if (running && running.key === key) return running.job;
     this.aborts.get(abortKey)?.abort();
     const ac = new AbortController();
     this.aborts.set(abortKey, ac);
-    opts.signal?.addEventListener('abort', () => ac.abort(), { once: true });
     const label = `${run.name}: step to step`;
     const set = (j: StepsJob): void => {
       this.stepsJobs.set(run.id, j);
@@ -442,14 +438,13 @@ export class Controller implements vscode.Disposable {
           onProgress: (p) => {
             this.current = { label, checkpoint: null, fraction: p.fraction };
             set({ kind: 'running', fraction: p.fraction, phase: p.phase });
-            opts.onProgress?.({ fraction: p.fraction, phase: p.phase });
           },
         },
         ac.signal,
       );
       if (result.kind !== 'gatescope.steps') throw new Error('the engine returned an unexpected result');
       this.log.info(`done ${run.root} step to step: ${result.steps.length} step(s) in ${(result.durationMs / 1000).toFixed(1)} s`);
-      set({ kind: 'done', report: result, learningRate: lr ?? null });
+      set({ kind: 'done', report: result });
       return result;
     });
     const settled = job.then(

@@ -11,7 +11,8 @@ import {
   parsePanelState, parseWebviewMessage,
   type CompareData, type DashboardData, type ExportFormat, type HostToWebview, type LayerData, type PanelKind, type PanelState, type StepsData, type WebviewToHost,
 } from '../protocol/messages';
-import { checkpointsSinceWalk, slimSteps, stepsView } from '../ui-model/steps';
+import { checkpointsSinceWalk, slimSteps, stepsView, type StepsView } from '../ui-model/steps';
+import type { StepsReport } from '../report/steps-schema';
 import { headInfoFromConfig, type HeadInfo } from '../ui-model/heads';
 import { readModelConfig } from '../discovery/model-config';
 import { slimReport, stepSeries } from '../ui-model/heatmap';
@@ -50,6 +51,7 @@ export class Panels implements vscode.Disposable {
   private readonly entries = new Set<Entry>();
   private readonly subs: vscode.Disposable[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private readonly stepsViews = new WeakMap<StepsReport, { slim: StepsReport; view: StepsView }>();
 
   constructor(private readonly context: vscode.ExtensionContext, private readonly c: Controller, private readonly actions: PanelActions) {
     this.subs.push(c.onDidChange(() => this.refreshSoon()));
@@ -263,15 +265,7 @@ export class Panels implements vscode.Disposable {
       const d = this.dashboardData(s.runId, s.checkpoint);
       if (typeof d === 'string') return this.postError(e, d, force);
       const sig = JSON.stringify([d.selected, d.checkpoints.map((c) => `${c.state}|${c.analysed}`), d.report?.createdAt, d.series.length, d.base]);
-      if (force || sig !== e.lastSignature) {
-        e.lastSignature = sig;
-        e.lastBusy = d.busy;
-        this.post(e, { type: 'dashboard', data: d });
-      } else if (d.busy !== e.lastBusy) {
-        e.lastBusy = d.busy;
-        this.post(e, { type: 'busy', text: d.busy });
-      }
-      return;
+      return this.postChanged(e, force, sig, d.busy, { type: 'dashboard', data: d });
     }
     if (s.panel === 'layer') {
       const d = await this.layerData(s.runId, s.checkpoint, s.layer, s.tensor);
@@ -287,15 +281,7 @@ export class Panels implements vscode.Disposable {
       const d = this.stepsData(s.runId);
       if (typeof d === 'string') return this.postError(e, d, force);
       const sig = JSON.stringify([d.state, d.report?.createdAt, d.error, d.base, d.newCheckpoints]);
-      if (force || sig !== e.lastSignature) {
-        e.lastSignature = sig;
-        e.lastBusy = d.busy;
-        this.post(e, { type: 'steps', data: d });
-      } else if (d.busy !== e.lastBusy) {
-        e.lastBusy = d.busy;
-        this.post(e, { type: 'busy', text: d.busy });
-      }
-      return;
+      return this.postChanged(e, force, sig, d.busy, { type: 'steps', data: d });
     }
     const d = this.compareData(s.base);
     if (typeof d === 'string') return this.postError(e, d, force);
@@ -303,6 +289,18 @@ export class Panels implements vscode.Disposable {
     if (force || sig !== e.lastSignature) {
       e.lastSignature = sig;
       this.post(e, { type: 'compare', data: d });
+    }
+  }
+
+  /** The panel's data when it changed (by its signature); else only the busy line, when that changed. */
+  private postChanged(e: Entry, force: boolean, sig: string, busy: string | null, m: HostToWebview): void {
+    if (force || sig !== e.lastSignature) {
+      e.lastSignature = sig;
+      e.lastBusy = busy;
+      this.post(e, m);
+    } else if (busy !== e.lastBusy) {
+      e.lastBusy = busy;
+      this.post(e, { type: 'busy', text: busy });
     }
   }
 
@@ -390,6 +388,7 @@ export class Panels implements vscode.Disposable {
     if (!run) return this.c.scanned ? `The run ${runId} is not in the workspace any more.` : 'Looking for the run...';
     const j = this.c.stepsJob(runId);
     const report = j.kind === 'done' ? j.report : null;
+    const shown = report ? this.stepsShown(report) : null;
     return {
       runId,
       runName: run.name,
@@ -397,12 +396,21 @@ export class Panels implements vscode.Disposable {
       state: j.kind,
       busy: j.kind === 'running' ? `walking the run step to step: ${Math.round(j.fraction * 100)}%` : null,
       error: j.kind === 'error' ? j.message : null,
-      // The grids come from the per-tensor rows; the rows themselves stay on this side.
-      report: report ? slimSteps(report) : null,
-      view: report ? stepsView(report) : null,
+      report: shown?.slim ?? null,
+      view: shown?.view ?? null,
       learningRate: this.c.stepsLearningRate(runId),
       newCheckpoints: report ? checkpointsSinceWalk(report, run.checkpoints.filter((c) => c.state === 'complete').map((c) => c.path)) : 0,
     };
+  }
+
+  /**
+   * What the panel shows of a walk, built once per walk (the panels refresh on every progress tick): the
+   * grids come from the per-tensor rows, which stay on this side.
+   */
+  private stepsShown(report: StepsReport): { slim: StepsReport; view: StepsView } {
+    let v = this.stepsViews.get(report);
+    if (!v) this.stepsViews.set(report, (v = { slim: slimSteps(report), view: stepsView(report) }));
+    return v;
   }
 
   compareData(base: string): CompareData | string {

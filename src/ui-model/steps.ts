@@ -115,7 +115,7 @@ export function stepRow(s: StepEntry): StepRow {
   };
 }
 
-function gridOf(report: StepsReport, rowsOf: (s: StepEntry) => Map<string, TensorPool>, order: (a: string, b: string) => number): StepGrid {
+function gridOf(report: StepsReport, cols: string[], rowsOf: (s: StepEntry) => Map<string, TensorPool>, order: (a: string, b: string) => number): StepGrid {
   const perStep = report.steps.map(rowsOf);
   const rows = [...new Set(perStep.flatMap((m) => [...m.keys()]))].sort(order);
   const cells: (number | null)[] = [];
@@ -128,7 +128,7 @@ function gridOf(report: StepsReport, rowsOf: (s: StepEntry) => Map<string, Tenso
   const vals = cells.filter((c): c is number => c !== null);
   return {
     rows,
-    cols: report.steps.map((s) => stepRow(s).label),
+    cols,
     cells,
     min: vals.length ? Math.min(...vals) : null,
     max: vals.length ? Math.max(...vals) : null,
@@ -152,8 +152,9 @@ const MODULE_ORDER = new Map<string, number>(MODULE_KINDS.map((m, i) => [m, i]))
 
 export function stepsView(report: StepsReport): StepsView {
   const rows = report.steps.map(stepRow);
-  const byModule = gridOf(report, (s) => pooled(s.tensors, (t) => t.module), (a, b) => (MODULE_ORDER.get(a) ?? 99) - (MODULE_ORDER.get(b) ?? 99));
-  const byLayer = gridOf(report, (s) => pooled(s.tensors, (t) => (t.layer === null ? null : String(t.layer))), (a, b) => Number(a) - Number(b));
+  const cols = rows.map((r) => r.label);
+  const byModule = gridOf(report, cols, (s) => pooled(s.tensors, (t) => t.module), (a, b) => (MODULE_ORDER.get(a) ?? 99) - (MODULE_ORDER.get(b) ?? 99));
+  const byLayer = gridOf(report, cols, (s) => pooled(s.tensors, (t) => (t.layer === null ? null : String(t.layer))), (a, b) => Number(a) - Number(b));
   const lrs = new Set(report.steps.map((s) => (s.prediction ? `${formatRate(s.prediction.learningRate.value)} from ${s.prediction.learningRate.source}` : '')));
   const predicted = report.steps.filter((s) => s.prediction);
   const noPrediction = predicted.length === 0 ? report.steps.map((s) => s.predictionUnavailable).find((x) => x) ?? 'no step has a prediction' : null;
@@ -190,4 +191,10 @@ export function slimSteps(report: StepsReport): StepsReport {
 export function checkpointsSinceWalk(report: StepsReport, complete: readonly string[]): number {
   const walked = new Set(report.checkpoints.map((c) => c.path));
   return complete.filter((p) => !walked.has(p)).length;
+}
+
+/** Whether a walk is of the run as it is now: the same base, the same complete checkpoints in the same order. */
+export function walkIsCurrent(report: StepsReport, complete: readonly string[], base: string | null): boolean {
+  const walked = report.checkpoints.map((c) => c.path).filter((p) => p !== report.base);
+  return report.base === base && walked.length === complete.length && walked.every((p, i) => p === complete[i]);
 }

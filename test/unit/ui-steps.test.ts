@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { stepsOfRun } from '../../src/analysis/steps';
-import { checkpointsSinceWalk, slimSteps, stepRow, stepsHeadline, stepsView } from '../../src/ui-model/steps';
+import { checkpointsSinceWalk, walkIsCurrent, slimSteps, stepRow, stepsHeadline, stepsView } from '../../src/ui-model/steps';
 import { parseHostMessage, parsePanelState, parseWebviewMessage, type StepsData } from '../../src/protocol/messages';
 import type { StepsReport } from '../../src/report/steps-schema';
 
@@ -151,4 +151,13 @@ test('checkpoints saved since a walk are counted, the base aside', async () => {
   assert.equal(checkpointsSinceWalk(report, complete), 0);
   assert.equal(checkpointsSinceWalk(report, [...complete, '/runs/rl-kl/global_step_120/actor/huggingface']), 1);
   assert.equal(checkpointsSinceWalk(report, complete.slice(0, 1)), 0, 'a checkpoint gone is not a new one');
+});
+
+test('a walk is current while the run has the same base and the same complete checkpoints in order', async () => {
+  const report = await walk('rl-kl');
+  const complete = report.checkpoints.filter((c) => c.path !== report.base).map((c) => c.path);
+  assert.equal(walkIsCurrent(report, complete, report.base), true);
+  assert.equal(walkIsCurrent(report, [...complete, '/runs/rl-kl/global_step_120/actor/huggingface'], report.base), false, 'a new checkpoint');
+  assert.equal(walkIsCurrent(report, complete.slice(1), report.base), false, 'a checkpoint gone');
+  assert.equal(walkIsCurrent(report, complete, null), false, 'another base');
 });
