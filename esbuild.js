@@ -34,6 +34,7 @@ const webviewBundles = [
 async function main() {
   const fs = require('node:fs');
   const all = [...nodeBundles, ...webviewBundles].filter((b) => fs.existsSync(path.join(__dirname, b.entryPoints[0])));
+  await buildKernels(fs);
   if (watch) {
     const contexts = await Promise.all(all.map((b) => esbuild.context(b)));
     copyAssets(fs);
@@ -42,6 +43,22 @@ async function main() {
   }
   await Promise.all(all.map((b) => esbuild.build(b)));
   copyAssets(fs);
+}
+
+// The WebAssembly SIMD kernels, compiled from kernels/ with AssemblyScript into dist/ (rebuilt when the
+// source is newer than the module). The bundles load them from beside themselves.
+const KERNELS = [['kernels/bf16-diff.ts', 'dist/bf16-diff.wasm']];
+
+async function buildKernels(fs) {
+  const { default: asc } = await import('assemblyscript/asc');
+  for (const [source, out] of KERNELS) {
+    const src = path.join(__dirname, source);
+    const dst = path.join(__dirname, out);
+    if (fs.existsSync(dst) && fs.statSync(dst).mtimeMs >= fs.statSync(src).mtimeMs) continue;
+    fs.mkdirSync(path.dirname(dst), { recursive: true });
+    const { error, stderr } = await asc.main([src, '-O3', '--runtime', 'stub', '--importMemory', '--noAssert', '--enable', 'simd', '-o', dst]);
+    if (error) throw new Error(`${source}: ${error.message}\n${stderr.toString()}`);
+  }
 }
 
 // zstd (the step pass's XOR+zstd payload) is WebAssembly that its loader reads from beside the bundle.

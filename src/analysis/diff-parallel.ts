@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 import type { Checkpoint } from '../formats/checkpoint';
 import { CheckpointFormatError, type FormatProblem } from '../formats/errors';
-import { assertPairing, diffCheckpoints, pairTensors, type DiffOptions, type DiffResult } from './diff';
+import { assertPairing, diffCheckpoints, pairTensors, type DiffKernelChoice, type DiffOptions, type DiffResult } from './diff';
 import type { TensorDiff } from '../report/schema';
 
 export interface ThreadJob {
@@ -18,6 +18,7 @@ export interface ThreadJob {
   names: string[];
   eta: number;
   chunkElements?: number;
+  kernel?: DiffKernelChoice;
 }
 
 /** How a thread ends: every pass's thread script posts one of these last. */
@@ -117,7 +118,7 @@ export async function diffCheckpointsParallel(base: Checkpoint, ckpt: Checkpoint
   const groups = shareOut(sizes, threads);
   const results = new Map<string, TensorDiff>();
   let bytesDone = 0;
-  const jobs = groups.map((names): ThreadJob => ({ base: base.path, checkpoint: ckpt.path, names, eta: opts.eta, chunkElements: opts.chunkElements }));
+  const jobs = groups.map((names): ThreadJob => ({ base: base.path, checkpoint: ckpt.path, names, eta: opts.eta, chunkElements: opts.chunkElements, kernel: opts.kernel }));
   try {
     await runThreads<ThreadMessage>(script, jobs, 'diff', (m) => {
       if (m.type !== 'tensor') return;

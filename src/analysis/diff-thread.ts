@@ -20,6 +20,7 @@ async function run(job: ThreadJob): Promise<void> {
     await diffCheckpoints(base, ckpt, {
       eta: job.eta,
       chunkElements: job.chunkElements,
+      kernel: job.kernel,
       only: wanted,
       onTensor: (t) => post({ type: 'tensor', tensor: t, bytes: sizes.get(t.name) ?? 0 }),
     });

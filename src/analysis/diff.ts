@@ -8,6 +8,7 @@ import { isFloatDtype, bytesPerElement, decodeToFloat64 } from '../formats/dtype
 import type { LineRatios, TensorDiff, TensorMismatch, TensorPairing } from '../report/schema';
 import { classifyModule, layerIndex } from './names';
 import { PairingError } from '../formats/errors';
+import { Bf16Kernel, sharedBf16Kernel } from './bf16-kernel';
 
 export interface DiffOptions {
   eta: number;
@@ -22,7 +23,11 @@ export interface DiffOptions {
   maxLineRatios?: number;
   /** Only these tensors (a worker thread's share); mismatches are still reported for all. */
   only?: ReadonlySet<string>;
+  /** The bf16 kernel: WebAssembly SIMD where the runtime has it (the default), or the reference in JavaScript. */
+  kernel?: DiffKernelChoice;
 }
+
+export type DiffKernelChoice = 'auto' | 'js';
 
 export const LEGACY_ABS_TOLERANCE = 1e-5;
 const DEFAULT_CHUNK = 1 << 20;
@@ -118,12 +123,21 @@ function ulpOfNumber(x: number): number {
 const INV_ULP_BY_EXPONENT = ULP_BY_EXPONENT.map((u) => 1 / u);
 
 /**
- * Kernel for two bf16 chunks: M1 by bit patterns (+0 == -0), everything else from decoded values.
+ * Accumulates two bf16 chunks into `acc` with the WebAssembly SIMD kernel ({@link Bf16Kernel}), or with the
+ * reference below where there is none (or the tensor is wider than it counts).
+ */
+export function accumulateBf16(acc: TensorAccumulator, b0: Uint16Array, b1: Uint16Array, startIndex: number, kernel: Bf16Kernel | undefined = sharedBf16Kernel()): void {
+  if (kernel?.accepts(acc)) kernel.accumulate(acc, b0, b1, startIndex);
+  else accumulateBf16Js(acc, b0, b1, startIndex);
+}
+
+/**
+ * The reference kernel for two bf16 chunks: M1 by bit patterns (+0 == -0), everything else from decoded values.
  * Branch-free in the changed/unchanged decision (about half the entries change, at random, so a branch
  * there is mispredicted half the time): unchanged entries contribute zeros. Rows are walked as blocks so
  * per-row counts are written once per row.
  */
-export function accumulateBf16(acc: TensorAccumulator, b0: Uint16Array, b1: Uint16Array, startIndex: number): void {
+export function accumulateBf16Js(acc: TensorAccumulator, b0: Uint16Array, b1: Uint16Array, startIndex: number): void {
   const n = b0.length;
   const rows = acc.rows;
   const cols = acc.cols;
@@ -423,9 +437,13 @@ export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: 
   const hist = new UlpHistogram();
   const bytesTotal = pairs.reduce((s, [, a, b]) => s + a.info.end - a.info.begin + b.info.end - b.info.begin, 0);
   let bytesDone = 0;
-  // Two sets of read buffers: the next chunk is read while the current one is computed.
+  // Two sets of read buffers: the next chunk is read while the current one is computed. With the SIMD
+  // kernel they live in its memory, so chunks are read where the kernel reads them.
   const maxBytes = chunk * 8;
-  const bufs = [0, 1].map(() => [new Uint8Array(new ArrayBuffer(maxBytes)), new Uint8Array(new ArrayBuffer(maxBytes))]);
+  const kernel = opts.kernel === 'js' ? undefined : Bf16Kernel.create([maxBytes, maxBytes, maxBytes, maxBytes]);
+  const bufs = kernel
+    ? [[kernel.buffers[0], kernel.buffers[1]], [kernel.buffers[2], kernel.buffers[3]]]
+    : [0, 1].map(() => [new Uint8Array(new ArrayBuffer(maxBytes)), new Uint8Array(new ArrayBuffer(maxBytes))]);
   const x0 = new Float64Array(chunk);
   const x1 = new Float64Array(chunk);
   const f32 = new Float32Array(chunk);
@@ -453,7 +471,10 @@ export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: 
       const count = Math.min(chunk, numel - start);
       pending = start + chunk < numel ? read(start + chunk, slot ^ 1) : undefined;
       if (bothBf16) {
-        accumulateBf16(acc, new Uint16Array(r0.buffer, r0.byteOffset, count), new Uint16Array(r1.buffer, r1.byteOffset, count), start);
+        const p0 = new Uint16Array(r0.buffer, r0.byteOffset, count);
+        const p1 = new Uint16Array(r1.buffer, r1.byteOffset, count);
+        if (kernel?.accepts(acc)) kernel.accumulate(acc, p0, p1, start);
+        else accumulateBf16Js(acc, p0, p1, start);
       } else {
         decodeToFloat64(info.dtype, r0, count, x0, f32);
         decodeToFloat64(b.info.dtype, r1, count, x1, f32);

@@ -29,6 +29,7 @@ import {
 } from '../report/steps-schema';
 import { TensorPool } from '../report/summarize';
 import { VERSION } from '../version';
+import { Bf16Kernel } from './bf16-kernel';
 import { accumulateBf16, accumulateFloat, assertPairing, finishTensor, naturalCompare, newAccumulator, pairTensors, type TensorAccumulator, type TensorPairingResult } from './diff';
 import { unchangedShareBelowBound } from './bf16-visibility';
 import { defaultThreads, runThreads, shareOut, type ThreadEnd } from './diff-parallel';
@@ -350,7 +351,9 @@ export interface WalkOptions {
 /** Walks the chains `which`: each tensor block by block through its checkpoints, each block read once. */
 export async function walkChains(chains: readonly Chain[], which: readonly number[], opts: WalkOptions): Promise<void> {
   const zstd = await loadZstd();
-  const bufs = [0, 1, 2].map(() => new Uint8Array(new ArrayBuffer(FRAME_ENTRIES * 8)));
+  // The read ring lives in the bf16 kernel's memory, so blocks are read where the kernel reads them.
+  const kernel = Bf16Kernel.create([0, 1, 2].map(() => FRAME_ENTRIES * 8));
+  const bufs = kernel?.buffers ?? [0, 1, 2].map(() => new Uint8Array(new ArrayBuffer(FRAME_ENTRIES * 8)));
   const x0 = new Float64Array(FRAME_ENTRIES);
   const x1 = new Float64Array(FRAME_ENTRIES);
   const f32 = new Float32Array(FRAME_ENTRIES);
@@ -389,7 +392,7 @@ export async function walkChains(chains: readonly Chain[], which: readonly numbe
         if (st.exponents) {
           const p16 = new Uint16Array(prev!.buffer, prev!.byteOffset, count);
           const c16 = new Uint16Array(cur.buffer, cur.byteOffset, count);
-          accumulateBf16(st.acc, p16, c16, start);
+          accumulateBf16(st.acc, p16, c16, start, kernel);
           const x16 = new Uint16Array(xor.buffer, 0, count);
           const exps = st.exponents;
           let nz = 0;
