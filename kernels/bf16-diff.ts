@@ -3,7 +3,8 @@
 // and test/unit/bf16-kernel.test.ts holds the two equal): per entry of two bf16 chunks, M1 by bit patterns
 // (+0 == -0, NaN/Inf entries set aside), the squared norms of the base and of the update in float64, the
 // largest |update|, the legacy |update| > 1e-5 count, per-row and per-column changed counts, and the
-// histogram of |update| / ULP(base) keyed by the top 16 bits of the float32 ratio.
+// histogram of |update| / ULP(base) keyed by the top 16 bits of the float32 ratio (`hist`: four copies of
+// 65536 u32, the last three zero between calls).
 //
 // Eight entries per step: two i16x8 loads, lanes widened to float32 and float64 (exact for bf16), masks
 // counted with bitmask + popcnt. Only the histogram scatter is scalar.
@@ -16,6 +17,11 @@ const LEGACY_ABS_TOLERANCE: f64 = 1e-5;
 
 // f64 bits of 1 / ULP(bf16 with biased exponent e) = 2^(134 - max(e, 1)): exponent field 1023 + 134 - max(e, 1).
 const INV_ULP_BIAS: i64 = 1157;
+
+// Four copies of the histogram (lanes 0-3 and 4-7 of a step each bump their own): most changed entries land
+// in the same few bins (one or two ULPs), and increments of one address one after another wait on each other.
+// The copies after the first are folded into it at the end of a call and left zero.
+const SUB: usize = 65536 * 4;
 
 @inline
 function isNonFinite(a: u32): bool {
@@ -143,13 +149,13 @@ export function accumulate(p0: usize, p1: usize, n: i32, col0: i32, ncols: i32, 
         const kLo = i32x4.shr_u(i32x4.shuffle(r0, r1, 0, 1, 4, 5), 16);
         const kHi = i32x4.shr_u(i32x4.shuffle(r2, r3, 0, 1, 4, 5), 16);
         bump(hist, i32x4.extract_lane(kLo, 0), cbits & 1);
-        bump(hist, i32x4.extract_lane(kLo, 1), (cbits >>> 1) & 1);
-        bump(hist, i32x4.extract_lane(kLo, 2), (cbits >>> 2) & 1);
-        bump(hist, i32x4.extract_lane(kLo, 3), (cbits >>> 3) & 1);
+        bump(hist + 262144, i32x4.extract_lane(kLo, 1), (cbits >>> 1) & 1);
+        bump(hist + 524288, i32x4.extract_lane(kLo, 2), (cbits >>> 2) & 1);
+        bump(hist + 786432, i32x4.extract_lane(kLo, 3), (cbits >>> 3) & 1);
         bump(hist, i32x4.extract_lane(kHi, 0), (cbits >>> 4) & 1);
-        bump(hist, i32x4.extract_lane(kHi, 1), (cbits >>> 5) & 1);
-        bump(hist, i32x4.extract_lane(kHi, 2), (cbits >>> 6) & 1);
-        bump(hist, i32x4.extract_lane(kHi, 3), (cbits >>> 7) & 1);
+        bump(hist + 262144, i32x4.extract_lane(kHi, 1), (cbits >>> 5) & 1);
+        bump(hist + 524288, i32x4.extract_lane(kHi, 2), (cbits >>> 6) & 1);
+        bump(hist + 786432, i32x4.extract_lane(kHi, 3), (cbits >>> 7) & 1);
       }
       i += 8;
       col += 8;
@@ -180,6 +186,16 @@ export function accumulate(p0: usize, p1: usize, n: i32, col0: i32, ncols: i32, 
   store<f64>(out + 32, load<f64>(out + 32) + f64x2.extract_lane(bv, 0) + f64x2.extract_lane(bv, 1));
   store<f64>(out + 40, max<f64>(load<f64>(out + 40), max<f64>(f64x2.extract_lane(mv, 0), f64x2.extract_lane(mv, 1))));
   store<f64>(out + 48, <f64>(col == 0 ? row : row + 1));
+  // Fold sub-histograms 1-3 into 0 and leave them zero for the next call.
+  const zeroV = i32x4.splat(0);
+  for (let k: usize = 0; k < 65536 * 4; k += 16) {
+    const h0 = hist + k;
+    const s = i32x4.add(i32x4.add(v128.load(h0 + SUB), v128.load(h0 + 2 * SUB)), v128.load(h0 + 3 * SUB));
+    v128.store(h0, i32x4.add(v128.load(h0), s));
+    v128.store(h0 + SUB, zeroV);
+    v128.store(h0 + 2 * SUB, zeroV);
+    v128.store(h0 + 3 * SUB, zeroV);
+  }
 }
 
 @inline

@@ -17,7 +17,8 @@ const PAGE = 65536;
 /** The first page is the kernel module's (it has no data, but the stub runtime's heap base points there). */
 const BASE = PAGE;
 const OUT_BYTES = 64;
-const HIST_BYTES = 65536 * 4;
+/** Four copies of the 65536-bin histogram (see the kernel); the accumulator's travels in and out of the first. */
+const HIST_BYTES = 4 * 65536 * 4;
 /** Entries copied in per call for arrays outside the kernel's memory. */
 const SCRATCH_ENTRIES = 1 << 16;
 /** Columns the kernel counts itself; wider 2-D tensors (none in a transformer) use the reference kernel. */
