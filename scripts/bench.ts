@@ -20,6 +20,7 @@ import { plantedPair, RL_SIZED } from '../src/examples/planted-spectra';
 import { qwenTensorSpecs, qwenConfig, type SyntheticShape } from '../src/examples/synthetic';
 import { Checkpoint } from '../src/formats/checkpoint';
 import { diffCheckpoints } from '../src/analysis/diff';
+import { defaultThreads } from '../src/analysis/diff-parallel';
 import { analyzePair, readPair } from '../src/analysis/spectral';
 import { createBackend } from '../src/compute/backend';
 import { DEFAULT_SETTINGS } from '../src/report/schema';
@@ -194,33 +195,57 @@ async function benchDiff(gen: Generated, files: string[], say: Say): Promise<voi
   execFileSync('sh', ['-c', `cat ${files.map((f) => `'${f}'`).join(' ')} > /dev/null`]);
   const catRate = gen.bytes / 1e9 / seconds(t0);
 
-  // The diff pass, in process, best of two.
-  let diffRate = 0;
-  let unchanged = 0;
-  for (let rep = 0; rep < 2; rep++) {
-    const b = await Checkpoint.open(gen.base);
-    const c = await Checkpoint.open(gen.ckpt);
-    t0 = process.hrtime.bigint();
-    const r = await diffCheckpoints(b, c, { eta: DEFAULT_SETTINGS.eta });
-    diffRate = Math.max(diffRate, gen.bytes / 1e9 / seconds(t0));
-    let ch = 0;
-    let n = 0;
-    for (const t of r.tensors) {
-      ch += t.changed;
-      n += t.numel - t.nonFinite;
+  // The diff pass in this process on one thread, best of two: the JavaScript reference kernel, then the
+  // WebAssembly SIMD kernel the passes use.
+  const inProcess = async (kernel: 'js' | 'auto'): Promise<{ rate: number; unchanged: number }> => {
+    let rate = 0;
+    let unchanged = 0;
+    for (let rep = 0; rep < 2; rep++) {
+      const b = await Checkpoint.open(gen.base);
+      const c = await Checkpoint.open(gen.ckpt);
+      t0 = process.hrtime.bigint();
+      const r = await diffCheckpoints(b, c, { eta: DEFAULT_SETTINGS.eta, kernel });
+      rate = Math.max(rate, gen.bytes / 1e9 / seconds(t0));
+      let ch = 0;
+      let n = 0;
+      for (const t of r.tensors) {
+        ch += t.changed;
+        n += t.numel - t.nonFinite;
+      }
+      unchanged = 1 - ch / n;
+      await b.close();
+      await c.close();
     }
-    unchanged = 1 - ch / n;
-    await b.close();
-    await c.close();
+    return { rate, unchanged };
+  };
+  const js = await inProcess('js');
+  const simd = await inProcess('auto');
+  // The whole CLI process, as a user runs it (start-up, headers, worker threads, the report), best of three.
+  const cli = path.join(__dirname, '..', 'bin', 'gatescope.js');
+  let cliSeconds = Infinity;
+  let cliRssMb = 0;
+  for (let rep = 0; rep < 3; rep++) {
+    t0 = process.hrtime.bigint();
+    const run = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'diff', gen.base, gen.ckpt, '--quiet', '--json', path.join(os.tmpdir(), `gatescope-bench-diff-${process.pid}.json`)], { encoding: 'utf8' });
+    const s = seconds(t0);
+    if (run.status !== 0) throw new Error(`gatescope diff failed: ${run.stderr.slice(-500)}`);
+    cliSeconds = Math.min(cliSeconds, s);
+    cliRssMb = Math.max(cliRssMb, Number(run.stderr.trim().split('\n').pop()) / 1024);
   }
+  await fsp.rm(path.join(os.tmpdir(), `gatescope-bench-diff-${process.pid}.json`), { force: true });
+  const cliRate = gen.bytes / 1e9 / cliSeconds;
   say('');
-  say(`diff pass (M1, norms, M4, ULP median): ${diffRate.toFixed(2)} GB/s; unchanged ${(unchanged * 100).toFixed(2)}%`);
-  say(`  read rate (cat, warm cache): ${catRate.toFixed(2)} GB/s -> diff at ${((diffRate / catRate) * 100).toFixed(0)}% of it`);
+  say(`diff pass (M1, norms, M4, ULP median), ${(gen.bytes / 1e9).toFixed(2)} GB, unchanged ${(simd.unchanged * 100).toFixed(2)}%:`);
+  say(`  one thread, JavaScript reference kernel: ${js.rate.toFixed(2)} GB/s`);
+  say(`  one thread, WebAssembly SIMD kernel: ${simd.rate.toFixed(2)} GB/s -> ${(simd.rate / js.rate).toFixed(2)}x the reference kernel`);
+  say(`  gatescope diff (whole CLI process, ${defaultThreads()} threads): ${cliSeconds.toFixed(2)} s, ${cliRate.toFixed(2)} GB/s, peak RSS ${cliRssMb.toFixed(0)} MB`);
+  say(`  read rate (cat, warm cache): ${catRate.toFixed(2)} GB/s -> the CLI at ${((cliRate / catRate) * 100).toFixed(0)}% of it`);
+  const diffRate = cliRate;
   const py = havePythonNumpy();
   if (py) {
     const ref = JSON.parse(execFileSync(py, [path.join(__dirname, '..', 'scripts', 'bench-reference.py'), 'diff', ...files], { encoding: 'utf8', env: pythonEnv(), maxBuffer: 1 << 20 })) as { seconds: number; unchanged: number };
     const refRate = gen.bytes / 1e9 / ref.seconds;
-    say(`  numpy reference: ${refRate.toFixed(2)} GB/s (unchanged ${(ref.unchanged * 100).toFixed(2)}%) -> Gatescope ${(diffRate / refRate).toFixed(2)}x`);
+    say(`  numpy reference: ${refRate.toFixed(2)} GB/s (unchanged ${(ref.unchanged * 100).toFixed(2)}%) -> the CLI ${(diffRate / refRate).toFixed(2)}x, one SIMD thread ${(simd.rate / refRate).toFixed(2)}x`);
   } else say('  numpy reference: skipped (no python3 with numpy; apt-get install python3-numpy)');
 
 }
