@@ -62,42 +62,43 @@ export function selectByMagnitude(values: Float32Array, count: number, largest: 
   const out = new Uint8Array(n);
   if (count <= 0) return out;
   if (count >= n) return out.fill(1);
-  const abs = new Float32Array(n);
-  for (let i = 0; i < n; i++) abs[i] = Math.abs(values[i]);
-  // For non-negative floats the bit patterns order like the values: select on the integers, by radix.
-  const bits = new Uint32Array(abs.buffer);
+  // For non-negative floats the bit patterns order like the values: select on the integers (the bits with
+  // the sign cleared, so no copy of |values|), by radix.
+  const bits = new Uint32Array(values.buffer, values.byteOffset, n);
   const kth = largest ? n - count : count - 1;
-  const t = kthSmallestBits(bits, kth);
+  const t = kthSmallestBits(bits, kth, ABS_MASK);
   let taken = 0;
+  // Branch-free marking: both sides are below 2^31, so the sign of their difference is the comparison.
   if (largest) {
-    for (let i = 0; i < n; i++) if (bits[i] > t) {
-      out[i] = 1;
-      taken++;
-    }
-    for (let i = 0; i < n && taken < count; i++) if (bits[i] === t) {
-      out[i] = 1;
-      taken++;
+    for (let i = 0; i < n; i++) {
+      const above = (t - (bits[i] & ABS_MASK)) >>> 31;
+      out[i] = above;
+      taken += above;
     }
   } else {
-    for (let i = 0; i < n; i++) if (bits[i] < t) {
-      out[i] = 1;
-      taken++;
+    for (let i = 0; i < n; i++) {
+      const below = ((bits[i] & ABS_MASK) - t) >>> 31;
+      out[i] = below;
+      taken += below;
     }
-    for (let i = 0; i < n && taken < count; i++) if (bits[i] === t) {
-      out[i] = 1;
-      taken++;
-    }
+  }
+  for (let i = 0; i < n && taken < count; i++) if ((bits[i] & ABS_MASK) === t) {
+    out[i] = 1;
+    taken++;
   }
   return out;
 }
 
+/** The bits of a float32 without its sign: |x|'s bit pattern. */
+const ABS_MASK = 0x7fffffff;
+
 /**
- * The k-th smallest (0-based) of unsigned 32-bit keys, by two histogram passes (high 16 bits, then the
- * low 16 bits within the bin that holds it): linear time, no copy, no reordering.
+ * The k-th smallest (0-based) of unsigned 32-bit keys (`bits[i] & mask`), by two histogram passes (high
+ * 16 bits, then the low 16 bits within the bin that holds it): linear time, no copy, no reordering.
  */
-export function kthSmallestBits(bits: Uint32Array, k: number): number {
+export function kthSmallestBits(bits: Uint32Array, k: number, mask = 0xffffffff): number {
   const hist = new Uint32Array(65536);
-  for (let i = 0; i < bits.length; i++) hist[bits[i] >>> 16]++;
+  for (let i = 0; i < bits.length; i++) hist[(bits[i] & mask) >>> 16]++;
   let below = 0;
   let hi = 0;
   for (; hi < 65536; hi++) {
@@ -105,7 +106,10 @@ export function kthSmallestBits(bits: Uint32Array, k: number): number {
     below += hist[hi];
   }
   hist.fill(0);
-  for (let i = 0; i < bits.length; i++) if (bits[i] >>> 16 === hi) hist[bits[i] & 0xffff]++;
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i] & mask;
+    if (b >>> 16 === hi) hist[b & 0xffff]++;
+  }
   let lo = 0;
   for (; lo < 65536; lo++) {
     if (below + hist[lo] > k) break;

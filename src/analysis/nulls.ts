@@ -190,7 +190,13 @@ async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float
 
 /** Stores s * z on top of w0 in bf16, as the checkpoint did (into `out`), and returns the stored update. */
 function storeBf16(w0: Float32Array, z: Float32Array, s: number, out: Float32Array): Float32Array {
-  for (let i = 0; i < w0.length; i++) out[i] = roundBf16(w0[i] + s * z[i]) - w0[i];
+  // roundBf16 inlined: the sum rounded to float32 in `out`, its bits rounded to bf16 in place.
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < w0.length; i++) {
+    out[i] = w0[i] + s * z[i];
+    bits[i] = float32BitsToBf16Bits(bits[i]) << 16;
+    out[i] -= w0[i];
+  }
   return out;
 }
 

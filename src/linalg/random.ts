@@ -76,7 +76,50 @@ export class Rng {
 
   /** Fills `out` with independent standard normals, in place. */
   fillGaussian(out: Float32Array | Float64Array): void {
-    for (let i = 0; i < out.length; i++) out[i] = this.nextGaussian();
+    // nextGaussian with the generator's state in locals: the same numbers in the same order, about 2x faster.
+    const n = out.length;
+    let i = 0;
+    if (this.hasSpare && n > 0) {
+      out[i++] = this.spare;
+      this.hasSpare = false;
+    }
+    let a = this.a;
+    let b = this.b;
+    let c = this.c;
+    let d = this.d;
+    while (i < n) {
+      const r1 = Math.imul(rotl(Math.imul(b, 5), 7), 9) >>> 0;
+      let t = b << 9;
+      c ^= a;
+      d ^= b;
+      b ^= c;
+      a ^= d;
+      c ^= t;
+      d = rotl(d, 11);
+      const r2 = Math.imul(rotl(Math.imul(b, 5), 7), 9) >>> 0;
+      t = b << 9;
+      c ^= a;
+      d ^= b;
+      b ^= c;
+      a ^= d;
+      c ^= t;
+      d = rotl(d, 11);
+      const u = r1 * 4.656612873077393e-10 - 1;
+      const v = r2 * 4.656612873077393e-10 - 1;
+      const q = u * u + v * v;
+      if (q >= 1 || q === 0) continue;
+      const f = Math.sqrt((-2 * Math.log(q)) / q);
+      out[i++] = u * f;
+      if (i < n) out[i++] = v * f;
+      else {
+        this.spare = v * f;
+        this.hasSpare = true;
+      }
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = d;
   }
 }
 
