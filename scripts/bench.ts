@@ -6,7 +6,8 @@
  *   - the diff pass (M1, norms, M4) in GB/s, against `cat` of the same files (warm cache) and numpy;
  *   - the spectral pass for one 1536 x 8960 and one 1536 x 1536 pair, against a numpy randomized SVD with
  *     the same k, oversampling and power iterations doing the same measurements;
- *   - the whole Three-Gate report for the model (`gatescope analyze`), wall time and peak RSS.
+ *   - the whole Three-Gate report (`gatescope analyze`) of the same shape with LLM-like spectra in its
+ *     linear weights (planted pairs), cold and with the base subspaces cached: wall time and peak RSS.
  * Exits non-zero only when it cannot run. Options: --layers N (fewer layers for a quick run), --keep DIR
  * (generate once, reuse), --only diff|spectral|report|steps (one part, for profiling), --device auto|cpu|cuda
  * (for the whole report), --analyze-args "--k-spectrum 64 ..." (extra options of that run).
@@ -161,8 +162,10 @@ async function main(): Promise<void> {
   const t0 = process.hrtime.bigint();
   const only = arg('--only');
   const want = (part: string): boolean => only === undefined || only === part;
-  if (only === 'spectral') {
-    await benchSpectral(dir, say);
+  if (only === 'spectral' || only === 'report') {
+    // Neither needs the diff benchmark's model.
+    if (only === 'spectral') await benchSpectral(dir, say);
+    else await benchReport(await generateLlmLike(dir, shape, say), layers, say);
     if (!keep) await fsp.rm(dir, { recursive: true, force: true });
     return;
   }
@@ -175,7 +178,7 @@ async function main(): Promise<void> {
 
   if (want('diff')) await benchDiff(gen, files, say);
   if (want('spectral')) await benchSpectral(dir, say);
-  if (want('report')) await benchReport(gen, dir, layers, say);
+  if (want('report')) await benchReport(await generateLlmLike(dir, shape, say), layers, say);
   if (want('steps')) await benchSteps(gen, dir, shape, say);
   if (!keep) await fsp.rm(dir, { recursive: true, force: true });
 }
@@ -354,22 +357,84 @@ async function benchSpectral(dir: string, say: Say): Promise<void> {
   await backend.dispose();
 }
 
-async function benchReport(gen: Generated, dir: string, layers: number, say: Say): Promise<void> {
-  // The whole report through the CLI, as a user runs it, with peak RSS from /usr/bin/time.
+/**
+ * The model of the diff benchmark with LLM-like spectra in its 196 linear weights: each (base, checkpoint)
+ * pair is a planted pair (power-law singular values, an RL-sized update of known geometry, stored in bf16),
+ * the embedding, head and norms as in the diff benchmark. Gaussian weights would have a flat spectrum on
+ * which no top-k subspace is defined, and every weight would run the subspace iteration to its cap.
+ */
+async function generateLlmLike(dir: string, shape: SyntheticShape, say: Say): Promise<Generated> {
+  const root = path.join(dir, 'llm-model');
+  const base = path.join(root, 'base');
+  const ckpt = path.join(root, 'checkpoint-100');
+  const done = path.join(ckpt, 'model.safetensors');
+  const bytesOf = async (): Promise<number> => (await fsp.stat(path.join(base, 'model.safetensors'))).size + (await fsp.stat(done)).size;
+  if (await fsp.stat(done).then(() => true, () => false)) return { base, ckpt, bytes: await bytesOf() };
+  const t0 = process.hrtime.bigint();
+  const backend = await createBackend({ device: 'cpu' });
+  const specs = qwenTensorSpecs(shape);
+  const index = new Map(specs.map((sp, i) => [sp.name, i]));
+  const linear = (sp: TensorSpec): boolean => sp.shape.length === 2 && sp.name.endsWith('_proj.weight');
+  // Both files are written at once, tensor by tensor in the same order: each pair is planted once, its
+  // base half written by one writer and its checkpoint half by the other, so about one pair is in memory.
+  const pairs = new Map<string, Promise<[Uint8Array, Uint8Array]>>();
+  const pairOf = (sp: TensorSpec): Promise<[Uint8Array, Uint8Array]> => {
+    let p = pairs.get(sp.name);
+    if (!p) {
+      const [m, n] = sp.shape;
+      p = plantedPair(backend, { m, n, decay: 0.5, k: DEFAULT_SETTINGS.k, kk: Math.min(DEFAULT_SETTINGS.kSpectrum, m, n), seed: 1000 + index.get(sp.name)!, ...RL_SIZED })
+        .then((pp) => [float32ToBf16Bytes(pp.W0.data), float32ToBf16Bytes(pp.W1.data)] as [Uint8Array, Uint8Array]);
+      pairs.set(sp.name, p);
+    }
+    return p;
+  };
+  const source = (isCkpt: boolean) => (sp: TensorSpec): Iterable<Uint8Array> | AsyncIterable<Uint8Array> => {
+    if (!linear(sp)) return tensorBytes(sp, index.get(sp.name)!, isCkpt);
+    return (async function* () {
+      const pair = await pairOf(sp);
+      yield pair[isCkpt ? 1 : 0];
+      if (isCkpt) pairs.delete(sp.name);
+    })();
+  };
+  for (const [folder, isCkpt] of [[base, false], [ckpt, true]] as const) {
+    await fsp.mkdir(folder, { recursive: true });
+    await fsp.writeFile(path.join(folder, 'config.json'), JSON.stringify(qwenConfig(shape, isCkpt ? '../base' : undefined), null, 2));
+  }
+  await Promise.all([base, ckpt].map((folder, i) => writeSafetensors(path.join(folder, 'model.safetensors'), specs, source(i === 1), { metadata: { format: 'pt' } })));
+  await backend.dispose();
+  const bytes = await bytesOf();
+  say(`generated the LLM-like model (${specs.filter(linear).length} planted linear pairs), ${(bytes / 1e9).toFixed(2)} GB in ${seconds(t0).toFixed(1)} s (${root})`);
+  return { base, ckpt, bytes };
+}
+
+async function benchReport(gen: Generated, layers: number, say: Say): Promise<void> {
+  // The whole report through the CLI, as a user runs it, with peak RSS from /usr/bin/time: first with an
+  // empty base cache (cold: every base subspace computed and stored), then again (every later checkpoint of
+  // this base: the base subspaces come from the cache).
   say('');
   const cli = path.join(__dirname, '..', 'bin', 'gatescope.js');
-  const out = path.join(dir, 'report.json');
-  const t0 = process.hrtime.bigint();
+  const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'gatescope-bench-report-'));
+  const cacheDir = path.join(work, 'cache');
   const device = arg('--device') ?? 'auto';
   const extra = (arg('--analyze-args') ?? '').split(' ').filter(Boolean);
-  const timed = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'analyze', gen.base, gen.ckpt, '--quiet', '--device', device, ...extra, '--json', out], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  const wall = seconds(t0);
-  if (timed.status !== 0) {
-    say(`whole report: failed (${timed.stderr.slice(-500)})`);
-  } else {
-    const rssKb = Number(timed.stderr.trim().split('\n').pop());
-    const report = JSON.parse(await fsp.readFile(out, 'utf8')) as { verdict?: { label: string } };
-    say(`whole Three-Gate report (gatescope analyze --device ${device}${extra.length ? ` ${extra.join(' ')}` : ''}, ${layers} layers): ${wall.toFixed(1)} s wall, peak RSS ${(rssKb / 1024).toFixed(0)} MB, verdict ${report.verdict?.label ?? '-'}`);
+  try {
+    for (const run of ['cold', 'base cached'] as const) {
+      const out = path.join(work, `report-${run === 'cold' ? 'cold' : 'cached'}.json`);
+      const t0 = process.hrtime.bigint();
+      const timed = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'analyze', gen.base, gen.ckpt, '--quiet', '--device', device, '--cache-dir', cacheDir, ...extra, '--json', out], { encoding: 'utf8', maxBuffer: 1 << 26 });
+      const wall = seconds(t0);
+      if (timed.status !== 0) {
+        say(`whole report (${run}): failed (${timed.stderr.slice(-500)})`);
+        return;
+      }
+      const rssKb = Number(timed.stderr.trim().split('\n').pop());
+      const report = JSON.parse(await fsp.readFile(out, 'utf8')) as { verdict?: { label: string }; baseBases?: { fromCache: number; computed: number }; timings?: { diffMs: number; spectralMs: number } };
+      const bb = report.baseBases ? `, base subspaces ${report.baseBases.fromCache} from the cache / ${report.baseBases.computed} computed` : '';
+      const tm = report.timings ? `, diff ${(report.timings.diffMs / 1000).toFixed(1)} s + spectral ${(report.timings.spectralMs / 1000).toFixed(1)} s` : '';
+      say(`whole Three-Gate report, ${run} (gatescope analyze --device ${device}${extra.length ? ` ${extra.join(' ')}` : ''}, ${layers} layers, LLM-like spectra): ${wall.toFixed(1)} s wall${tm}, peak RSS ${(rssKb / 1024).toFixed(0)} MB${bb}, verdict ${report.verdict?.label ?? '-'}`);
+    }
+  } finally {
+    await fsp.rm(work, { recursive: true, force: true });
   }
 }
 
