@@ -184,13 +184,13 @@ VSIX="$RUN/gatescope-$VERSION-linux-x64.vsix"
 timeout 600 node_modules/.bin/vsce package --target linux-x64 --allow-missing-repository --no-rewrite-relative-links --out "$VSIX" >"$ART/vsce.log" 2>&1 ||
   die "vsce package failed (see ${ART#"$ROOT"/}/vsce.log)"
 python3 -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$VSIX" | sort >"$ART/vsix-contents.txt"
-for f in extension/package.json extension/readme.md extension/LICENSE.txt extension/dist/extension.js extension/dist/worker.js extension/dist/webview/main.js \
+for f in extension/package.json extension/readme.md extension/LICENSE.txt extension/dist/extension.js extension/dist/worker.js extension/dist/diff-thread.js extension/dist/bf16-diff.wasm extension/dist/webview/main.js \
   extension/media/webview.css extension/media/gatescope.svg extension/node_modules/onnxruntime-node/package.json extension/node_modules/onnxruntime-node/dist/index.js \
   extension/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node extension/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1 \
   extension/node_modules/onnxruntime-common/package.json extension/node_modules/onnxruntime-common/dist/cjs/package.json extension/node_modules/onnxruntime-common/dist/cjs/index.js; do
   grep -qx "$f" "$ART/vsix-contents.txt" || die "the VSIX lacks $f (see ${ART#"$ROOT"/}/vsix-contents.txt)"
 done
-if grep -E '^extension/(src|test|webview|examples|scripts|out|bin|\.cache)/|/napi-v6/(darwin|win32|linux/arm64)/|\.map$|\.ts$|\.vsix$' "$ART/vsix-contents.txt" >"$RUN/unwanted.txt"; then
+if grep -E '^extension/(src|test|webview|kernels|examples|scripts|out|bin|\.cache)/|/napi-v6/(darwin|win32|linux/arm64)/|\.map$|\.ts$|\.vsix$' "$ART/vsix-contents.txt" >"$RUN/unwanted.txt"; then
   die "the VSIX ships files it should not: $(head -n 5 "$RUN/unwanted.txt" | tr '\n' ' ')"
 fi
 vsix_bytes=$(stat -c %s "$VSIX")

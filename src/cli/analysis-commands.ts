@@ -11,6 +11,7 @@ import { UsageError, deviceFlag, settingsFromFlags, stringFlag, type Parsed } fr
 import { Outputs, json } from './outputs';
 import { progressPrinter, terminal, type Terminal } from './terminal';
 import { basisCacheFromFlags } from './cache';
+import { bf16KernelKind } from '../analysis/bf16-kernel';
 
 export type Command = (p: Parsed) => Promise<number>;
 
@@ -71,7 +72,13 @@ function verboseLines(term: Terminal, report: CheckpointReport, cacheDir: string
   const where = cacheDir ? `cache ${cacheDir}` : 'no cache';
   if (b) term.notice(`${report.label ?? report.checkpoint}: base subspaces: ${b.fromCache} from the cache, ${b.computed} computed${b.cached ? ' and stored' : ''} (${where})`);
   const t = report.timings;
-  if (t) term.notice(`${report.label ?? report.checkpoint}: diff pass ${(t.diffMs / 1000).toFixed(1)} s${t.spectralMs !== undefined ? `, spectral pass ${(t.spectralMs / 1000).toFixed(1)} s` : ''}`);
+  if (t) term.notice(`${report.label ?? report.checkpoint}: diff pass ${(t.diffMs / 1000).toFixed(1)} s${t.spectralMs !== undefined ? `, spectral pass ${(t.spectralMs / 1000).toFixed(1)} s` : ''} (${diffKernelText()})`);
+}
+
+/** Which kernel the diff pass ran bf16 pairs on: the reference in JavaScript is ~5x slower, so say why. */
+function diffKernelText(): string {
+  const k = bf16KernelKind();
+  return k.kind === 'wasm-simd' ? 'bf16 kernel: WebAssembly SIMD' : `bf16 kernel: the JavaScript reference, ${k.reason ?? 'no WebAssembly SIMD'}`;
 }
 
 export const cmdAnalyze: Command = async (p) => {

@@ -39,7 +39,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   '--cache-dir': { value: 'DIR', help: 'where base subspaces are cached for later checkpoints and runs (default $XDG_CACHE_HOME/gatescope, else ~/.cache/gatescope)' },
   '--no-cache': { help: 'neither read nor write the base-subspace cache' },
   '--cache-size': { value: 'MB', help: 'size limit of the base-subspace cache; the oldest entries go first (default 4096)' },
-  '--verbose': { help: 'say per checkpoint how many base subspaces came from the cache, and the time of each pass' },
+  '--verbose': { help: 'say per checkpoint how many base subspaces came from the cache, the time of each pass and the diff kernel' },
   '--no-layers': { help: 'leave the per-layer table out of the terminal output' },
   '--diff-only': { help: 'M2/M3 only, no spectral pass and no comparative verdict' },
   '--base': { value: 'DIR', help: 'the base model of runs whose files name none' },

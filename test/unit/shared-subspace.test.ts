@@ -145,6 +145,7 @@ test('gatescope analyze caches base subspaces: --cache-dir, --verbose hits, the 
   assert.equal(first.code, 0, first.err);
   const computed = /base subspaces: 0 from the cache, (\d+) computed and stored/.exec(first.err);
   assert.ok(computed && Number(computed[1]) > 0, first.err);
+  assert.match(first.err, /diff pass [\d.]+ s, spectral pass [\d.]+ s \(bf16 kernel: WebAssembly SIMD\)/, 'and which diff kernel ran');
   const files = (await fsp.readdir(path.join(cacheDir, 'bases'))).filter((f) => f.endsWith('.basis'));
   assert.equal(files.length, Number(computed[1]));
   // Every checkpoint of the base reuses them.
