@@ -123,10 +123,11 @@ function ulpOfNumber(x: number): number {
 const INV_ULP_BY_EXPONENT = ULP_BY_EXPONENT.map((u) => 1 / u);
 
 /**
- * Accumulates two bf16 chunks into `acc` with the WebAssembly SIMD kernel ({@link Bf16Kernel}), or with the
- * reference below where there is none (or the tensor is wider than it counts).
+ * Accumulates two bf16 chunks into `acc` with the WebAssembly SIMD kernel ({@link Bf16Kernel}; the thread's
+ * shared one when none is given), or with the reference below where there is none, `null` asks for the
+ * reference, or the tensor is wider than the kernel counts.
  */
-export function accumulateBf16(acc: TensorAccumulator, b0: Uint16Array, b1: Uint16Array, startIndex: number, kernel: Bf16Kernel | undefined = sharedBf16Kernel()): void {
+export function accumulateBf16(acc: TensorAccumulator, b0: Uint16Array, b1: Uint16Array, startIndex: number, kernel: Bf16Kernel | null | undefined = sharedBf16Kernel()): void {
   if (kernel?.accepts(acc)) kernel.accumulate(acc, b0, b1, startIndex);
   else accumulateBf16Js(acc, b0, b1, startIndex);
 }
@@ -473,8 +474,7 @@ export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: 
       if (bothBf16) {
         const p0 = new Uint16Array(r0.buffer, r0.byteOffset, count);
         const p1 = new Uint16Array(r1.buffer, r1.byteOffset, count);
-        if (kernel?.accepts(acc)) kernel.accumulate(acc, p0, p1, start);
-        else accumulateBf16Js(acc, p0, p1, start);
+        accumulateBf16(acc, p0, p1, start, kernel ?? null);
       } else {
         decodeToFloat64(info.dtype, r0, count, x0, f32);
         decodeToFloat64(b.info.dtype, r1, count, x1, f32);
