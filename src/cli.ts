@@ -17,6 +17,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   diff: async () => (await import('./cli/analysis-commands')).cmdDiff,
   analyze: async () => (await import('./cli/analysis-commands')).cmdAnalyze,
   compare: async () => (await import('./cli/analysis-commands')).cmdCompare,
+  merge: async () => (await import('./cli/shard-commands')).cmdMerge,
   steps: async () => (await import('./cli/steps-command')).cmdSteps,
   scramble: async () => (await import('./cli/transform-commands')).cmdScramble,
   mask: async () => (await import('./cli/transform-commands')).cmdMask,

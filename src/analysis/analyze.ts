@@ -9,6 +9,8 @@ import { SCHEMA_VERSION, type AnalysisSettings, type CheckpointReport, type Tens
 import { checkpointLabel, stepOfPath } from '../discovery/layout';
 import { VERSION } from '../version';
 import * as path from 'node:path';
+import type { PairSpectral } from './spectral';
+import { contentDigest, partialReport, planShards, type PartialReport, type ShardSpec } from './shards';
 
 export interface AnalyzeProgress {
   phase: 'diff' | 'spectral';
@@ -32,21 +34,44 @@ export interface AnalyzeOptions {
   spectral?: SpectralPass;
 }
 
+export interface SpectralPassResult {
+  /** The run-level part of the report. */
+  report: Pick<CheckpointReport, 'verdict' | 'spectralSummary' | 'baseBases'>;
+  /** Per analysed tensor (by report name): everything the run level pooled, for a shard's partial report. */
+  results: ReadonlyMap<string, PairSpectral>;
+}
+
 export interface SpectralPass {
   device: string;
-  run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<Pick<CheckpointReport, 'verdict' | 'spectralSummary' | 'baseBases'>>;
+  run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<SpectralPassResult>;
 }
 
 export { stepOfPath };
 
 export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts: AnalyzeOptions): Promise<CheckpointReport> {
+  return (await analyze(basePath, ckptPath, opts)).report;
+}
+
+/**
+ * One shard of the analysis (docs/report-schema.md, "Partial report"): the tensors the plan gives
+ * shard `shard.index` of `shard.count`, and what merging them needs. `gatescope merge` rebuilds the report.
+ */
+export async function analyzeShard(basePath: string, ckptPath: string, shard: ShardSpec, opts: AnalyzeOptions): Promise<PartialReport> {
+  const { report, spectral, plan, inputs } = await analyze(basePath, ckptPath, opts, shard);
+  return partialReport(report, plan!, shard, inputs, spectral ?? new Map());
+}
+
+async function analyze(basePath: string, ckptPath: string, opts: AnalyzeOptions, shard?: ShardSpec) {
   const started = Date.now();
   const base = await Checkpoint.open(basePath);
   let ckpt: Checkpoint | undefined;
   try {
     ckpt = await Checkpoint.open(ckptPath);
     const diffShare = opts.passes === 'full' ? 0.3 : 1;
+    const plan = shard ? planShards(base, ckpt, shard.count, opts.passes, opts.settings) : undefined;
+    const only = plan ? new Set(plan.tensors.filter((t) => t.shard === shard!.index).map((t) => t.name)) : undefined;
     const { tensors, mismatches, pairing } = await diffCheckpointsParallel(base, ckpt, {
+      only,
       threads: opts.threads,
       threadScript: opts.threadScript,
       eta: opts.settings.eta,
@@ -74,16 +99,19 @@ export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts
     };
     const diffMs = Date.now() - started;
     report.timings = { diffMs };
+    let spectral: ReadonlyMap<string, PairSpectral> | undefined;
     if (opts.passes === 'full') {
       if (!opts.spectral) throw new Error('the full analysis needs a spectral pass');
       report.device = opts.spectral.device;
-      Object.assign(report, await opts.spectral.run(base, ckpt, tensors, opts));
+      const r = await opts.spectral.run(base, ckpt, tensors, opts);
+      Object.assign(report, r.report);
+      spectral = r.results;
       await base.assertUnchanged();
       await ckpt.assertUnchanged();
       report.timings = { diffMs, spectralMs: Date.now() - started - diffMs };
     }
     report.durationMs = Date.now() - started;
-    return report;
+    return { report, spectral, plan, inputs: { baseContent: contentDigest(base), checkpointContent: contentDigest(ckpt) } };
   } finally {
     await base.close();
     await ckpt?.close();

@@ -111,7 +111,8 @@ export async function diffCheckpointsParallel(base: Checkpoint, ckpt: Checkpoint
   const script = opts.threadScript ?? defaultThreadScript();
   const paired = pairTensors(base, ckpt);
   assertPairing(base, ckpt, paired);
-  const { pairs, mismatches, pairing } = paired;
+  const { mismatches, pairing } = paired;
+  const pairs = opts.only ? paired.pairs.filter(([name]) => opts.only!.has(name)) : paired.pairs;
   if (threads <= 1 || !script || pairs.length < 2) return diffCheckpoints(base, ckpt, opts);
   const sizes: [string, number][] = pairs.map(([name, a, b]) => [name, a.info.end - a.info.begin + b.info.end - b.info.begin]);
   const bytesTotal = sizes.reduce((s, [, b]) => s + b, 0);

@@ -17,8 +17,8 @@ import { pairTensors } from './diff';
 import { verdictFrom, verdictInputOf, runVerdict, noRegimeReason, ZERO_BASE } from './verdict';
 import { simulateNulls, NO_ROUNDING } from './nulls';
 import { median } from './stats';
-import type { AnalysisSettings, CheckpointReport, SpectralSummary, TensorDiff, TensorSpectral, Verdict } from '../report/schema';
-import type { AnalyzeOptions, SpectralPass } from './analyze';
+import type { AnalysisSettings, SpectralSummary, TensorDiff, TensorSpectral, Verdict } from '../report/schema';
+import type { AnalyzeOptions, SpectralPass, SpectralPassResult } from './analyze';
 
 /** Matrices whose smaller side is at most this get an exact full SVD (all singular values). */
 export const FULL_SVD_MAX_MIN_DIM = 256;
@@ -405,7 +405,7 @@ export interface SpectralPassOptions {
 export function createSpectralPass(backend: ComputeBackend, passOptions: SpectralPassOptions = {}): SpectralPass {
   return {
     device: backend.name,
-    async run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<Pick<CheckpointReport, 'verdict' | 'spectralSummary' | 'baseBases'>> {
+    async run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<SpectralPassResult> {
       const todo = tensors.filter((t) => {
         const why = spectralApplies(t);
         if (why) t.spectralSkipped = why;
@@ -448,7 +448,10 @@ export function createSpectralPass(backend: ComputeBackend, passOptions: Spectra
       await Promise.all([workerLoop(), workerLoop()]);
       todo.forEach((t, i) => results.push({ t, r: slots[i]! }));
       const used = stats.hits + stats.misses;
-      return { ...(summarizeSpectral(results) ?? {}), ...(used > 0 ? { baseBases: { fromCache: stats.hits, computed: stats.misses, cached: !!store } } : {}) };
+      return {
+        report: { ...(summarizeSpectral(results) ?? {}), ...(used > 0 ? { baseBases: { fromCache: stats.hits, computed: stats.misses, cached: !!store } } : {}) },
+        results: new Map(results.map(({ t, r }) => [t.name, r])),
+      };
     },
   };
 }

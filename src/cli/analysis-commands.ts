@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { scanFolder } from '../discovery/scan';
 import { checkpointLabel } from '../discovery/layout';
-import { analyzeCheckpoint } from '../analysis/analyze';
+import { analyzeCheckpoint, type AnalyzeOptions } from '../analysis/analyze';
 import { SCHEMA_VERSION, type CheckpointReport } from '../report/schema';
 import { formatCheckpointReport, formatScan } from '../report/format-text';
 import { reportsToCsv } from '../report/csv';
@@ -12,6 +12,7 @@ import { Outputs, json } from './outputs';
 import { progressPrinter, terminal, type Terminal } from './terminal';
 import { basisCacheFromFlags } from './cache';
 import { bf16KernelKind } from '../analysis/bf16-kernel';
+import { shardFromFlags, writeShard } from './shard-commands';
 
 export type Command = (p: Parsed) => Promise<number>;
 
@@ -48,8 +49,13 @@ export const cmdDiff: Command = async (p) => {
   const [base, ...ckpts] = p.positionals;
   for (const c of p.positionals) await mustExist(c, 'checkpoint', p.command);
   const settings = settingsFromFlags(p);
+  const shard = shardFromFlags(p, ckpts.length, ['--csv', '--html']);
   const outputs = await Outputs.plan(p, ['--json', '--csv', '--html'], p.positionals);
   const term = terminal(p.flags.has('--quiet'));
+  if (shard) {
+    await writeShard(base, ckpts[0], shard, { settings, passes: 'diff', onProgress: progressPrinter(term.quiet, checkpointLabel(ckpts[0])) }, outputs, term);
+    return 0;
+  }
   const reports: CheckpointReport[] = [];
   for (const c of ckpts) {
     const report = await analyzeCheckpoint(base, c, { settings, passes: 'diff', onProgress: progressPrinter(term.quiet, checkpointLabel(c)) });
@@ -87,6 +93,7 @@ export const cmdAnalyze: Command = async (p) => {
   for (const c of p.positionals) await mustExist(c, 'checkpoint', p.command);
   const settings = settingsFromFlags(p);
   const device = deviceFlag(p);
+  const shard = shardFromFlags(p, ckpts.length, ['--md', '--html']);
   const outputs = await Outputs.plan(p, ['--json', '--md', '--html'], p.positionals);
   const term = terminal(p.flags.has('--quiet'));
   const bases = await basisCacheFromFlags(p, p.positionals, (line) => term.notice(line));
@@ -96,6 +103,12 @@ export const cmdAnalyze: Command = async (p) => {
   const reports: CheckpointReport[] = [];
   try {
     const spectral = createSpectralPass(backend, { bases });
+    if (shard) {
+      const opts: AnalyzeOptions = { settings, passes: 'full', spectral, onProgress: progressPrinter(term.quiet, checkpointLabel(ckpts[0])) };
+      const part = await writeShard(base, ckpts[0], shard, opts, outputs, term);
+      if (p.flags.has('--verbose')) verboseLines(term, part.report, bases?.dir);
+      return 0;
+    }
     for (const c of ckpts) {
       const report = await analyzeCheckpoint(base, c, { settings, passes: 'full', spectral, onProgress: progressPrinter(term.quiet, checkpointLabel(c)) });
       if (p.flags.has('--verbose')) verboseLines(term, report, bases?.dir);

@@ -27,6 +27,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   '--csv': { value: 'FILE', help: 'write one row per tensor' },
   '--md': { value: 'FILE', help: 'write a Markdown report' },
   '--html': { value: 'FILE', help: 'write one self-contained HTML page (inline SVG charts, no scripts, no network)' },
+  '--shard': { value: 'I/N', help: 'analyse shard I of N (1-based; tensors split by work) and write its partial report to --json, for `gatescope merge`' },
   '--mkdir': { help: 'create missing folders of the output files (otherwise a missing folder is an error)' },
   '--absolute-paths': { help: 'keep absolute checkpoint paths in written reports (default: relative to the report\'s folder)' },
   '--eta': { value: 'X', help: 'M1 relative tolerance for non-bf16 float tensors (default 1e-3)' },

@@ -29,7 +29,7 @@ export const COMMAND_SPECS: CommandSpec[] = [
     usage: 'gatescope diff BASE CKPT... [--json F] [--csv F] [--html F] [--eta 1e-3] [--no-layers]',
     summary: 'M1 update sparsity (bf16-exact), M4 row/column ratios and Gate I/III probes of each checkpoint against BASE.',
     details: ['BASE and CKPT are checkpoint folders (plain or sharded) or .safetensors files.'],
-    flags: ['--json', '--csv', '--html', '--eta', '--no-layers', ...OUTPUT_FLAGS],
+    flags: ['--json', '--csv', '--html', '--eta', '--no-layers', '--shard', ...OUTPUT_FLAGS],
   },
   {
     name: 'analyze',
@@ -38,8 +38,18 @@ export const COMMAND_SPECS: CommandSpec[] = [
     details: [
       'The spectral pass: M5 principal angles, M6 spectral drift, M7 principal/low-magnitude overlaps, M8 off-principal energy.',
       'The verdict brackets each measure between simulated nulls at the checkpoint\'s own update size and storage (docs/verdict.md).',
+      '--shard I/N analyses one shard of the tensors and writes its partial report to --json; "gatescope merge" joins the parts.',
     ],
-    flags: ['--json', '--md', '--html', '--eta', '--no-layers', ...SVD_FLAGS, ...OUTPUT_FLAGS],
+    flags: ['--json', '--md', '--html', '--eta', '--no-layers', '--shard', ...SVD_FLAGS, ...OUTPUT_FLAGS],
+  },
+  {
+    name: 'merge',
+    usage: 'gatescope merge PART... [--json F] [--md F] [--html F]',
+    summary: 'Join the partial reports of "analyze --shard I/N" (or "diff --shard") into the report one process would have written.',
+    details: [
+      'PART is a partial report, or a folder of them. Every shard of one analysis must be there once, of the same inputs and settings.',
+    ],
+    flags: ['--json', '--md', '--html', '--no-layers', ...OUTPUT_FLAGS],
   },
   {
     name: 'compare',

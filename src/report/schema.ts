@@ -270,8 +270,10 @@ export interface CheckpointReport {
   spectralSummary?: SpectralSummary;
   /** Base subspaces of the spectral pass's randomized path: how many came from the cache, how many were computed (and stored when `cached`). */
   baseBases?: { fromCache: number; computed: number; cached: boolean };
-  /** Milliseconds of each pass. */
+  /** Milliseconds of each pass (summed over the shards of a merged report). */
   timings?: { diffMs: number; spectralMs?: number };
+  /** A report merged from shards (`gatescope merge`): how many, and each one's duration; `durationMs` is the longest. */
+  shards?: { count: number; durationsMs: number[] };
   durationMs: number;
 }
 
