@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   analyze: async () => (await import('./cli/analysis-commands')).cmdAnalyze,
   compare: async () => (await import('./cli/analysis-commands')).cmdCompare,
   merge: async () => (await import('./cli/shard-commands')).cmdMerge,
+  slurm: async () => (await import('./cli/slurm-command')).cmdSlurm,
   steps: async () => (await import('./cli/steps-command')).cmdSteps,
   scramble: async () => (await import('./cli/transform-commands')).cmdScramble,
   mask: async () => (await import('./cli/transform-commands')).cmdMask,

@@ -62,6 +62,17 @@ export const COMMAND_SPECS: CommandSpec[] = [
     flags: ['--json', '--md', '--html', '--eta', '--diff-only', ...SVD_FLAGS, ...OUTPUT_FLAGS],
   },
   {
+    name: 'slurm',
+    usage: 'gatescope slurm analyze BASE CKPT... --tasks N --out DIR [--wait] [--partition P] [--sbatch-arg ARG]... | gatescope slurm status DIR [--wait]',
+    summary: 'The analysis on a Slurm cluster: per checkpoint, one job array of N shards and a merge job that starts when all succeeded.',
+    details: [
+      'Reports land in DIR/<checkpoint label>.json (--formats md,html adds those); parts, logs and job scripts stay under DIR.',
+      'The nodes run this Node and this Gatescope at the same paths (a shared file system), and read the checkpoints where they are.',
+      '"slurm status DIR" shows a submission\'s state; with --wait it waits, and exits 1 naming a failed task and its log.',
+    ],
+    flags: ['--tasks', '--out', '--wait', '--poll', '--partition', '--sbatch-arg', '--formats', '--eta', ...SVD_FLAGS.filter((f) => f !== '--verbose')],
+  },
+  {
     name: 'steps',
     usage: 'gatescope steps RUN [--json F] [--csv F] [--md F] [--lr X] [--base DIR | --no-base]',
     summary: 'Step to step: the changed share, update norm and sync payloads of every consecutive pair of RUN\'s checkpoints, and what bf16 predicts (Gate III).',
