@@ -83,6 +83,7 @@ cleanup() {
   if [ -s "$PIDFILE" ]; then
     while read -r pid; do stop_pid "$pid"; done <"$PIDFILE"
   fi
+  [ -f "$RUN/slurm/slurm.conf" ] && bash "$ROOT/scripts/slurm-cluster.sh" stop "$RUN/slurm" >/dev/null 2>&1
   rm -rf "$RUN"
   if [ "$rc" -ne 0 ]; then
     log "host tests FAILED (exit $rc); logs and screenshots in ${ART#"$ROOT"/}/"
@@ -184,7 +185,7 @@ VSIX="$RUN/gatescope-$VERSION-linux-x64.vsix"
 timeout 600 node_modules/.bin/vsce package --target linux-x64 --allow-missing-repository --no-rewrite-relative-links --out "$VSIX" >"$ART/vsce.log" 2>&1 ||
   die "vsce package failed (see ${ART#"$ROOT"/}/vsce.log)"
 python3 -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$VSIX" | sort >"$ART/vsix-contents.txt"
-for f in extension/package.json extension/readme.md extension/LICENSE.txt extension/dist/extension.js extension/dist/worker.js extension/dist/diff-thread.js extension/dist/bf16-diff.wasm extension/dist/webview/main.js \
+for f in extension/package.json extension/readme.md extension/LICENSE.txt extension/dist/extension.js extension/dist/worker.js extension/dist/cli.js extension/dist/diff-thread.js extension/dist/bf16-diff.wasm extension/dist/webview/main.js \
   extension/media/webview.css extension/media/gatescope.svg extension/node_modules/onnxruntime-node/package.json extension/node_modules/onnxruntime-node/dist/index.js \
   extension/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node extension/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime.so.1 \
   extension/node_modules/onnxruntime-common/package.json extension/node_modules/onnxruntime-common/dist/cjs/package.json extension/node_modules/onnxruntime-common/dist/cjs/index.js; do
@@ -263,6 +264,18 @@ settings_with() { node -e 'const s = require(process.argv[1]); Object.assign(s, 
 status=0
 # ---- 4. integration tests in the extension host -----------------------------------------------------
 if [ -z "$ONLY" ] || [ "$ONLY" = integration ]; then
+  # "Analyze Run on Slurm" against a real single-node cluster when one can run here (root, Debian's
+  # packages); the test says why it is skipped otherwise.
+  step "slurm cluster"
+  if slurm_out="$(bash "$ROOT/scripts/slurm-cluster.sh" start "$RUN/slurm" 2>&1)"; then
+    export SLURM_CONF="${slurm_out##*SLURM_CONF=}"
+    export GATESCOPE_HOST_TEST_SLURM=ok
+    log "slurm cluster up ($SLURM_CONF)"
+  else
+    export GATESCOPE_HOST_TEST_SLURM="no cluster: $(printf '%s' "$slurm_out" | tail -n 1)"
+    log "$GATESCOPE_HOST_TEST_SLURM"
+  fi
+  step_done
   step "integration tests"
   start_code_server integration "$(settings_with '{"gatescope.autoAnalyze": false}')" --vscode-option enable-smoke-test-driver
   driver integration 1800 || status=1

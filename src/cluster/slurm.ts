@@ -43,6 +43,28 @@ export async function sbatchAvailable(exec: Exec = execCommand): Promise<boolean
   }
 }
 
+/** What "Analyze Run on Slurm" asks (or takes as its second argument). */
+export interface SlurmRequest {
+  tasks: number;
+  partition?: string;
+  sbatchArgs?: string[];
+  out?: string;
+}
+
+/** The optional second argument of "Analyze Run on Slurm", validated: a wrong field is an error, not ignored. */
+export function parseSlurmRequest(x: unknown): Partial<SlurmRequest> | undefined {
+  if (x === undefined || x === null) return undefined;
+  if (typeof x !== 'object' || Array.isArray(x)) throw new Error('the Slurm request must be an object { tasks, partition?, sbatchArgs?, out? }');
+  const o = x as Record<string, unknown>;
+  const unknown = Object.keys(o).filter((k) => !['tasks', 'partition', 'sbatchArgs', 'out'].includes(k));
+  if (unknown.length) throw new Error(`the Slurm request has unknown fields: ${unknown.join(', ')}`);
+  if (o.tasks !== undefined && !(Number.isInteger(o.tasks) && (o.tasks as number) >= 1 && (o.tasks as number) <= MAX_TASKS)) throw new Error(`tasks must be a whole number from 1 to ${MAX_TASKS}`);
+  if (o.partition !== undefined && typeof o.partition !== 'string') throw new Error('partition must be a string');
+  if (o.out !== undefined && typeof o.out !== 'string') throw new Error('out must be a string');
+  if (o.sbatchArgs !== undefined && !(Array.isArray(o.sbatchArgs) && o.sbatchArgs.every((a) => typeof a === 'string'))) throw new Error('sbatchArgs must be a list of strings');
+  return o as Partial<SlurmRequest>;
+}
+
 export interface SubmitOptions {
   base: string;
   checkpoints: { path: string; label: string }[];
@@ -312,6 +334,15 @@ export async function failureLines(s: readonly CheckpointStatus[]): Promise<stri
 }
 
 /**
+ * A checkpoint with a failed shard can no longer merge: its merge job would stay pending forever, and its
+ * other shards would spend cluster time for nothing. Cancels both; the other checkpoints run on.
+ */
+export async function cancelDoomed(m: Manifest, s: readonly CheckpointStatus[], exec: Exec = execCommand): Promise<void> {
+  const doomed = m.checkpoints.filter((_, i) => s[i]?.state === 'failed' && !s[i].landed).flatMap((c) => [c.mergeJob, c.arrayJob]);
+  if (doomed.length) await exec('scancel', doomed);
+}
+
+/**
  * Polls until every checkpoint's report landed or something failed. On a failure, the jobs of that
  * checkpoint that can no longer lead to a report are cancelled and the statuses returned.
  */
@@ -322,10 +353,7 @@ export async function waitFor(m: Manifest, opts: { exec?: Exec; intervalMs?: num
     const s = await status(m, exec);
     opts.onStatus?.(s);
     if (s.some((c) => c.state === 'failed')) {
-      // A checkpoint with a failed shard can no longer merge: its merge job would stay pending forever,
-      // and its other shards would spend cluster time for nothing. The other checkpoints run on.
-      const doomed = m.checkpoints.filter((_, i) => s[i].state === 'failed' && !s[i].landed).flatMap((c) => [c.mergeJob, c.arrayJob]);
-      if (doomed.length) await exec('scancel', doomed);
+      await cancelDoomed(m, s, exec);
       return s;
     }
     if (s.every((c) => c.state === 'done' && c.landed)) return s;

@@ -11,6 +11,7 @@ import { Panels } from './panels';
 import { ANALYSIS_KEYS } from './settings';
 import { EngineStatusBar } from './statusbar';
 import { RunsTree } from './tree';
+import { SlurmRuns } from './slurm';
 
 export class GatescopeApp implements vscode.Disposable {
   private readonly subs: vscode.Disposable[] = [];
@@ -18,13 +19,17 @@ export class GatescopeApp implements vscode.Disposable {
   readonly controller: Controller;
   /** The "Runs" tree's data provider (read by the host tests). */
   readonly tree: RunsTree;
+  /** Submissions to Slurm and their state (read by the host tests). */
+  readonly slurm: SlurmRuns;
 
   constructor(context: vscode.ExtensionContext) {
     const log = vscode.window.createOutputChannel('Gatescope', { log: true });
     this.subs.push(log);
     const c = new Controller(context, log);
     this.controller = c;
-    const commands = new Commands(c, () => panels);
+    const slurm = new SlurmRuns(context, c, (runId, ckpt) => panels.showDashboard(runId, ckpt));
+    this.slurm = slurm;
+    const commands = new Commands(c, () => panels, () => slurm);
     const panels = new Panels(context, c, {
       analyze: (p) => commands.analyzeFromPanel(p),
       exportRun: (run, f) => void commands.exportRun(run, f),
@@ -33,12 +38,12 @@ export class GatescopeApp implements vscode.Disposable {
       exportSteps: (runId, f) => void commands.exportSteps(runId, f),
     });
     commands.register(context);
-    const tree = new RunsTree(c);
+    const tree = new RunsTree(c, slurm);
     this.tree = tree;
     const view = vscode.window.createTreeView('gatescope.runs', { treeDataProvider: tree, showCollapseAll: true });
     const lenses = new ConfigLensProvider(c);
     this.subs.push(
-      c, panels, tree, view, lenses,
+      c, panels, tree, view, lenses, slurm,
       vscode.languages.registerCodeLensProvider(CONFIG_SELECTOR, lenses),
       new EngineStatusBar(c),
       c.onDidChange(() => {
@@ -58,6 +63,8 @@ export class GatescopeApp implements vscode.Disposable {
     // untrusted workspace not before the user asks.
     void vscode.commands.executeCommand('setContext', 'gatescope.waitingForTrust', !c.scanPermitted);
     c.rescanSoon(300);
+    // One `sbatch --version`, after activation returned: it decides whether "Analyze Run on Slurm" shows.
+    setTimeout(() => void slurm.start().catch((e: Error) => log.warn(`slurm: ${e.message}`)), 1000);
   }
 
   /** FileSystemWatchers on the checkpoint patterns of every scanned root feed a debounced re-scan. */

@@ -19,11 +19,14 @@ import type { Panels } from './panels';
 import { isNode, type Node } from './tree';
 import { stepsToCsv, stepsToMarkdown } from '../report/steps-format';
 import { walkIsCurrent } from '../ui-model/steps';
+import { MAX_TASKS, parseSlurmRequest } from '../cluster/slurm';
+import type { SlurmRuns } from './slurm';
 
 type RunCkpt = { run: DiscoveredRun; ckpt: DiscoveredCheckpoint };
 
+
 export class Commands {
-  constructor(private readonly c: Controller, private readonly panels: () => Panels) {}
+  constructor(private readonly c: Controller, private readonly panels: () => Panels, private readonly slurm?: () => SlurmRuns) {}
 
   register(context: vscode.ExtensionContext): void {
     const reg = (id: string, fn: (...args: unknown[]) => unknown): void => {
@@ -52,6 +55,7 @@ export class Commands {
     reg('gatescope.explainLens', (a) => this.explainLens(a));
     reg('gatescope.scrambleCopy', (a) => this.scrambleCopy(a));
     reg('gatescope.exportMask', (a) => this.exportMask(a));
+    reg('gatescope.analyzeRunOnSlurm', (a, req) => this.analyzeOnSlurm(a, req));
   }
 
   // ---- pickers ---------------------------------------------------------------------------------
@@ -88,6 +92,35 @@ export class Commands {
       { placeHolder },
     );
     return item?.ckpt;
+  }
+
+  /**
+   * The run's complete checkpoints as Slurm job arrays. A second argument ({ tasks, partition?, sbatchArgs?,
+   * out? }) skips the questions, for keybindings and automation; it is checked like anything typed.
+   */
+  private async analyzeOnSlurm(a: unknown, req: unknown): Promise<void> {
+    const slurm = this.slurm?.();
+    if (!slurm) throw new Error('Slurm is not available in this window');
+    const run = this.runOf(a) ?? (await this.pickRun('Analyze which run on Slurm?', (r) => r.base.resolved !== null));
+    if (!run) return;
+    const cfg = vscode.workspace.getConfiguration('gatescope');
+    const given = parseSlurmRequest(req);
+    let tasks = given?.tasks;
+    if (tasks === undefined) {
+      const typed = await vscode.window.showInputBox({
+        title: `Analyze ${run.name} on Slurm`,
+        prompt: 'Shards (array tasks) per checkpoint',
+        value: String(cfg.get<number>('slurm.tasks', 4)),
+        validateInput: (v) => (/^\d+$/.test(v.trim()) && Number(v) >= 1 && Number(v) <= MAX_TASKS ? null : `a whole number from 1 to ${MAX_TASKS}`),
+      });
+      if (typed === undefined) return;
+      tasks = Number(typed.trim());
+    }
+    const partition = given?.partition ?? (cfg.get<string>('slurm.partition', '') || undefined);
+    const sbatchArgs = given?.sbatchArgs ?? cfg.get<string[]>('slurm.sbatchArgs', []).filter((x) => typeof x === 'string' && x.length > 0);
+    const sub = await slurm.submit(run, { tasks, partition, sbatchArgs, out: given?.out });
+    const jobs = sub.manifest.checkpoints.map((k) => k.arrayJob).join(', ');
+    void vscode.window.showInformationMessage(`Gatescope: ${run.name} submitted to Slurm (${sub.manifest.checkpoints.length} checkpoint${sub.manifest.checkpoints.length > 1 ? 's' : ''} x ${tasks} shards; array job${sub.manifest.checkpoints.length > 1 ? 's' : ''} ${jobs}). The reports open when they land.`);
   }
 
   private runOf(a: unknown): DiscoveredRun | undefined {

@@ -256,6 +256,12 @@ export class Controller implements vscode.Disposable {
     return run.checkpoints.map((c) => this.report(c.path)).filter((r): r is CheckpointReport => r !== undefined);
   }
 
+  /** A report computed elsewhere (the shards of a Slurm job, merged) shown as this checkpoint's analysis. */
+  adoptReport(checkpoint: string, report: CheckpointReport): void {
+    this.aborts.get(checkpoint)?.abort();
+    this.setJob(checkpoint, { kind: 'done', report, fromCache: false });
+  }
+
   private setJob(checkpoint: string, state: JobState): void {
     this.jobs.set(checkpoint, state);
     this.changed();

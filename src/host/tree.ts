@@ -4,33 +4,37 @@ import type { DiscoveredCheckpoint, DiscoveredRun } from '../discovery/scan';
 import { MODULE_KINDS, type ModuleKind, type TensorDiff } from '../report/schema';
 import { checkpointView, moduleGroupView, runDescription, tensorView } from '../ui-model/tree';
 import type { Controller } from './controller';
+import type { SlurmRuns, SlurmSubmission } from './slurm';
+import { slurmView } from '../ui-model/slurm';
 
 export type Node =
   | { kind: 'run'; run: DiscoveredRun }
   | { kind: 'checkpoint'; run: DiscoveredRun; ckpt: DiscoveredCheckpoint }
   | { kind: 'module'; run: DiscoveredRun; ckpt: DiscoveredCheckpoint; module: ModuleKind }
   | { kind: 'tensor'; run: DiscoveredRun; ckpt: DiscoveredCheckpoint; tensor: TensorDiff }
+  | { kind: 'slurm'; run: DiscoveredRun; sub: SlurmSubmission; index: number }
   | { kind: 'info'; text: string; tooltip?: string };
 
 export function isNode(x: unknown): x is Node {
-  return typeof x === 'object' && x !== null && typeof (x as { kind?: unknown }).kind === 'string' && ['run', 'checkpoint', 'module', 'tensor', 'info'].includes((x as { kind: string }).kind);
+  return typeof x === 'object' && x !== null && typeof (x as { kind?: unknown }).kind === 'string' && ['run', 'checkpoint', 'module', 'tensor', 'slurm', 'info'].includes((x as { kind: string }).kind);
 }
 
 export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
   private readonly emitter = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.emitter.event;
   private timer: NodeJS.Timeout | undefined;
-  private readonly sub: vscode.Disposable;
+  private readonly subs: vscode.Disposable[];
 
-  constructor(private readonly c: Controller) {
+  constructor(private readonly c: Controller, private readonly slurm?: SlurmRuns) {
     // Progress fires often: refresh at most four times a second.
-    this.sub = c.onDidChange(() => {
+    const refresh = (): void => {
       if (this.timer) return;
       this.timer = setTimeout(() => {
         this.timer = undefined;
         this.emitter.fire(undefined);
       }, 250);
-    });
+    };
+    this.subs = [c.onDidChange(refresh), ...(slurm ? [slurm.onDidChange(refresh)] : [])];
   }
 
   getTreeItem(n: Node): vscode.TreeItem {
@@ -79,6 +83,17 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         if (n.tensor.layer !== null) item.command = { command: 'gatescope.showLayerDetail', title: 'Show Layer Detail', arguments: [n] };
         return item;
       }
+      case 'slurm': {
+        const k = n.sub.manifest.checkpoints[n.index];
+        const v = slurmView(n.sub.statuses[n.index], k.label, k.arrayJob);
+        const item = new vscode.TreeItem(v.label, vscode.TreeItemCollapsibleState.None);
+        item.id = `slurm:${n.sub.manifest.out}:${n.index}`;
+        item.description = v.description;
+        item.tooltip = v.tooltip;
+        item.iconPath = new vscode.ThemeIcon(v.icon);
+        item.contextValue = 'gatescope.slurmJob';
+        return item;
+      }
       case 'info': {
         const item = new vscode.TreeItem(n.text, vscode.TreeItemCollapsibleState.None);
         item.tooltip = n.tooltip;
@@ -99,6 +114,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         const out: Node[] = [];
         if (!n.run.base.resolved && n.run.baseOf.length === 0) out.push({ kind: 'info', text: 'No base model: right-click the run, "Set Base Model for Run"', tooltip: n.run.base.problem });
         for (const ckpt of n.run.checkpoints) out.push({ kind: 'checkpoint', run: n.run, ckpt });
+        for (const sub of this.slurm?.of(n.run.id) ?? []) sub.manifest.checkpoints.forEach((_, index) => out.push({ kind: 'slurm', run: n.run, sub, index }));
         return out;
       }
       case 'checkpoint': {
@@ -121,7 +137,7 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
 
   dispose(): void {
     if (this.timer) clearTimeout(this.timer);
-    this.sub.dispose();
+    for (const s of this.subs) s.dispose();
     this.emitter.dispose();
   }
 }

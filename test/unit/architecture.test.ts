@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-const ENGINE_DIRS = ['src/formats', 'src/discovery', 'src/analysis', 'src/compute', 'src/linalg', 'src/report', 'src/engine', 'src/protocol', 'src/examples', 'src/transform', 'src/ui-model'];
+const ENGINE_DIRS = ['src/formats', 'src/discovery', 'src/analysis', 'src/compute', 'src/linalg', 'src/report', 'src/engine', 'src/protocol', 'src/examples', 'src/transform', 'src/ui-model', 'src/cluster'];
 
 async function tsFiles(dir: string): Promise<string[]> {
   const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);

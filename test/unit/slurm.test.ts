@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { runCli } from '../support/cli';
-import { jobIdOf, shellQuote, slugs, status, type Exec, type Manifest } from '../../src/cluster/slurm';
+import { jobIdOf, parseSlurmRequest, shellQuote, slugs, status, type CheckpointStatus, type Exec, type Manifest } from '../../src/cluster/slurm';
+import { slurmView } from '../../src/ui-model/slurm';
 import type { CheckpointReport } from '../../src/report/schema';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -161,4 +162,24 @@ test('a failing task: --wait exits 1 naming the task, its log and the error in i
   } finally {
     await fsp.rm(out, { recursive: true, force: true });
   }
+});
+
+test('the extension command\'s request is checked field by field', () => {
+  assert.equal(parseSlurmRequest(undefined), undefined);
+  assert.deepEqual(parseSlurmRequest({ tasks: 2, partition: 'gpu', sbatchArgs: ['--time=1:00:00'], out: '/x' }), { tasks: 2, partition: 'gpu', sbatchArgs: ['--time=1:00:00'], out: '/x' });
+  assert.throws(() => parseSlurmRequest({ tasks: 0 }), /tasks must be/);
+  assert.throws(() => parseSlurmRequest({ tasks: 2, task: 3 }), /unknown fields: task/);
+  assert.throws(() => parseSlurmRequest({ sbatchArgs: '--time=1' }), /list of strings/);
+  assert.throws(() => parseSlurmRequest('4'), /must be an object/);
+});
+
+test('the tree line of a Slurm checkpoint: shards done, failures with their logs', () => {
+  const t = (task: number | 'merge', state: 'pending' | 'running' | 'done' | 'failed', detail: string): CheckpointStatus['tasks'][number] => ({ task, state, detail, log: `/l/${task}.log` });
+  const running: CheckpointStatus = { label: 'x', state: 'running', tasks: [t(1, 'done', 'COMPLETED'), t(2, 'running', 'RUNNING')], merge: t('merge', 'pending', 'PENDING'), report: '/r.json', landed: false };
+  assert.deepEqual(slurmView(running, 'rl step 80', '12'), { label: 'Slurm: rl step 80', description: 'running: 1/2 shards, 1 running', tooltip: 'array job 12: running', icon: 'sync~spin' });
+  const failed: CheckpointStatus = { ...running, state: 'failed', tasks: [t(1, 'done', 'COMPLETED'), t(2, 'failed', 'exit 1')], merge: t('merge', 'failed', 'a shard failed') };
+  const v = slurmView(failed, 'rl step 80', '12');
+  assert.equal(v.icon, 'error');
+  assert.match(v.tooltip, /task 2: exit 1 \(log \/l\/2\.log\)/);
+  assert.doesNotMatch(v.tooltip, /merge:/, 'a merge that never ran is not a failure of its own');
 });

@@ -333,4 +333,35 @@ suite('Gatescope in a real VS Code extension host', function () {
       assertSameReport(report, cmp.reportFile);
     }
   });
+
+  test('Analyze Run on Slurm: the merged reports of a live cluster land in the tree and the dashboard, equal to the CLI\'s', async function () {
+    this.timeout(10 * 60_000);
+    const why = process.env.GATESCOPE_HOST_TEST_SLURM;
+    if (why !== 'ok') {
+      console.log(`      skipped: ${why ?? 'GATESCOPE_HOST_TEST_SLURM is not set'}`);
+      this.skip();
+    }
+    // The run with the fewest checkpoints: every complete one is submitted.
+    const count = (id: string): number => exp.runs.find((r) => r.id === id)?.checkpoints.filter((k) => k.state === 'complete').length ?? 0;
+    const e = [...exp.reports].sort((a, b) => count(a.runId) - count(b.runId))[0];
+    await waitFor('sbatch to be found', () => (app.slurm.available ? true : undefined), 30_000);
+    const out = path.join(requiredEnv('GATESCOPE_HOST_TEST_OUT'), 'slurm-submission');
+    await vscode.commands.executeCommand('gatescope.analyzeRunOnSlurm', e.runId, { tasks: 2, out });
+    const report = await waitFor('the merged report from Slurm', () => {
+      const sub = app.slurm.of(e.runId).find((x) => x.manifest.out === out);
+      if (sub?.failed) throw new Error(`the Slurm jobs failed: ${JSON.stringify(sub.statuses)}`);
+      const r = app.controller.report(e.checkpoint);
+      return r?.shards?.count === 2 ? r : undefined;
+    }, 8 * 60_000, 500);
+    const { shards: _shards, ...rest } = report;
+    assert.equal(_shards?.durationsMs.length, 2);
+    assertSameReport(rest as CheckpointReport, e.reportFile);
+    // The tree shows the submission under its run; the dashboard opened when the reports landed.
+    const runNode = app.tree.getChildren().find((n) => n.kind === 'run' && n.run.id === e.runId);
+    assert.ok(runNode);
+    const jobs = app.tree.getChildren(runNode).filter((n) => n.kind === 'slurm');
+    assert.ok(jobs.length >= 1, 'a Slurm node under the run');
+    await waitFor('every Slurm node done', () => (jobs.every((n) => String(app.tree.getTreeItem(n).description).startsWith('done')) ? true : undefined), 60_000);
+    await waitFor('the dashboard tab', () => webviewTab('gatescope.dashboard', `Gatescope: ${e.runName}`), 60_000);
+  });
 });
