@@ -11,6 +11,8 @@
  * Exits non-zero only when it cannot run. Options: --layers N (fewer layers for a quick run), --keep DIR
  * (generate once, reuse), --only diff|spectral|report|steps (one part, for profiling), --device auto|cpu|cuda
  * (for the whole report), --analyze-args "--k-spectrum 64 ..." (extra options of that run).
+ * --only shards: one checkpoint of the LLM-like model in one process, then through `gatescope slurm
+ * analyze --wait` on 1, 2 and 4 tasks (SLURM_CONF or the system's Slurm), each merge checked equal.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
@@ -162,10 +164,11 @@ async function main(): Promise<void> {
   const t0 = process.hrtime.bigint();
   const only = arg('--only');
   const want = (part: string): boolean => only === undefined || only === part;
-  if (only === 'spectral' || only === 'report') {
-    // Neither needs the diff benchmark's model.
+  if (only === 'spectral' || only === 'report' || only === 'shards') {
+    // None needs the diff benchmark's model.
     if (only === 'spectral') await benchSpectral(dir, say);
-    else await benchReport(await generateLlmLike(dir, shape, say), layers, say);
+    else if (only === 'report') await benchReport(await generateLlmLike(dir, shape, say), layers, say);
+    else await benchShards(await generateLlmLike(dir, shape, say), layers, say);
     if (!keep) await fsp.rm(dir, { recursive: true, force: true });
     return;
   }
@@ -432,6 +435,49 @@ async function benchReport(gen: Generated, layers: number, say: Say): Promise<vo
       const bb = report.baseBases ? `, base subspaces ${report.baseBases.fromCache} from the cache / ${report.baseBases.computed} computed` : '';
       const tm = report.timings ? `, diff ${(report.timings.diffMs / 1000).toFixed(1)} s + spectral ${(report.timings.spectralMs / 1000).toFixed(1)} s` : '';
       say(`whole Three-Gate report, ${run} (gatescope analyze --device ${device}${extra.length ? ` ${extra.join(' ')}` : ''}, ${layers} layers, LLM-like spectra): ${wall.toFixed(1)} s wall${tm}, peak RSS ${(rssKb / 1024).toFixed(0)} MB${bb}, verdict ${report.verdict?.label ?? '-'}`);
+    }
+  } finally {
+    await fsp.rm(work, { recursive: true, force: true });
+  }
+}
+
+/** The report's numbers, without when and how long: what a merge must reproduce. */
+function numbersOf(file: string): Promise<string> {
+  return fsp.readFile(file, 'utf8').then((t) => {
+    const r = JSON.parse(t) as Record<string, unknown>;
+    for (const k of ['createdAt', 'durationMs', 'timings', 'shards', 'base', 'checkpoint']) delete r[k];
+    return JSON.stringify(r);
+  });
+}
+
+async function benchShards(gen: Generated, layers: number, say: Say): Promise<void> {
+  say('');
+  const cli = path.join(__dirname, '..', 'bin', 'gatescope.js');
+  const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'gatescope-bench-shards-'));
+  const common = ['--no-cache', '--quiet', '--device', arg('--device') ?? 'auto'];
+  try {
+    const local = path.join(work, 'local.json');
+    let t0 = process.hrtime.bigint();
+    const one = spawnSync(process.execPath, [cli, 'analyze', gen.base, gen.ckpt, ...common, '--json', local], { encoding: 'utf8' });
+    if (one.status !== 0) throw new Error(`analyze failed: ${one.stderr.slice(-500)}`);
+    const base = seconds(t0);
+    say(`one checkpoint, ${layers} layers, LLM-like spectra, no cache: one process ${base.toFixed(1)} s`);
+    if (spawnSync('sbatch', ['--version']).status !== 0) {
+      say('slurm: no sbatch here (set SLURM_CONF, or start scripts/slurm-cluster.sh): skipped');
+      return;
+    }
+    const want = await numbersOf(local);
+    for (const tasks of [1, 2, 4]) {
+      const out = path.join(work, `slurm-${tasks}`);
+      t0 = process.hrtime.bigint();
+      const r = spawnSync(process.execPath, [cli, 'slurm', 'analyze', gen.base, gen.ckpt, '--tasks', String(tasks), '--out', out, '--wait', '--poll', '0.5', ...common], { encoding: 'utf8' });
+      const wall = seconds(t0);
+      if (r.status !== 0) throw new Error(`slurm analyze --tasks ${tasks} failed: ${r.stderr.slice(-500)}`);
+      const merged = (await fsp.readdir(out)).find((f) => f.endsWith('.json') && f !== 'gatescope-slurm.json')!;
+      const report = JSON.parse(await fsp.readFile(path.join(out, merged), 'utf8')) as { shards: { durationsMs: number[] } };
+      const equal = (await numbersOf(path.join(out, merged))) === want;
+      const parts = report.shards.durationsMs.map((ms) => (ms / 1000).toFixed(1)).join(' / ');
+      say(`slurm, ${tasks} task${tasks > 1 ? 's' : ''} on ${os.cpus().length} cores: ${wall.toFixed(1)} s wall from submission to merged report (${(base / wall).toFixed(2)}x one process), shards ${parts} s, merged report ${equal ? 'equal to' : 'DIFFERENT from'} the one-process report`);
     }
   } finally {
     await fsp.rm(work, { recursive: true, force: true });
