@@ -16,8 +16,8 @@
  * failure logs one line with the reason and returns the CPU backend.
  */
 import * as ort from 'onnxruntime-node';
-import type { ComputeBackend, CreateBackendOptions, MatmulOptions, Matrix } from './backend';
-import { checkMatrix, matmulShape } from './backend';
+import type { ComputeBackend, CreateBackendOptions } from './backend';
+import { checkMatrix, matmulShape, type MatmulOptions, type Matrix } from './matrix';
 import { DeviceUnavailableError } from './errors';
 import { GraphKind, INPUT_A, INPUT_B, OUTPUT_C, buildGraph, matmulKind } from './onnx-graphs';
 

@@ -56,3 +56,73 @@ test('every apt-get that installs or updates in the scripts waits for the dpkg l
   }
   assert.deepEqual(offenders, []);
 });
+
+/** Relative imports of a source file that exist at run time: static, re-exports and dynamic, type-only ones aside. */
+function runtimeImports(text: string): string[] {
+  const code = text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
+  const specs: string[] = [];
+  for (const m of code.matchAll(/^\s*(?:import|export)\s+(type\s+)?(?:[^'";]*?\s+from\s+)?['"](\.[^'"]+)['"]/gm)) if (!m[1]) specs.push(m[2]);
+  for (const m of code.matchAll(/\bimport\(\s*['"](\.[^'"]+)['"]\s*\)/g)) specs.push(m[1]);
+  return specs;
+}
+
+/** Strongly connected components with more than one file (or a file importing itself): the import cycles. */
+export function importCycles(graph: Map<string, string[]>): string[][] {
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const cycles: string[][] = [];
+  let next = 0;
+  const visit = (v: string): void => {
+    index.set(v, next);
+    low.set(v, next++);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) {
+        low.set(v, Math.min(low.get(v)!, index.get(w)!));
+      }
+    }
+    if (low.get(v) === index.get(v)) {
+      const comp: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        comp.push(w);
+      } while (w !== v);
+      if (comp.length > 1 || (graph.get(v) ?? []).includes(v)) cycles.push(comp.sort());
+    }
+  };
+  for (const v of graph.keys()) if (!index.has(v)) visit(v);
+  return cycles;
+}
+
+test('no import cycle in src/ or webview/ (type-only imports aside; dynamic imports count)', async () => {
+  const files = [...(await tsFiles(path.join(ROOT, 'src'))), ...(await tsFiles(path.join(ROOT, 'webview')))];
+  const known = new Set(files);
+  const graph = new Map<string, string[]>();
+  for (const f of files) {
+    const targets: string[] = [];
+    for (const spec of runtimeImports(await fsp.readFile(f, 'utf8'))) {
+      const p = path.resolve(path.dirname(f), spec);
+      const hit = [`${p}.ts`, path.join(p, 'index.ts')].find((c) => known.has(c));
+      if (hit) targets.push(path.relative(ROOT, hit));
+    }
+    graph.set(path.relative(ROOT, f), targets);
+  }
+  assert.ok(graph.size > 50, 'the sources were found');
+  assert.deepEqual(importCycles(graph), []);
+});
+
+test('the cycle finder finds a cycle, a self-import and a dynamic import back, and no false one', () => {
+  const g = (edges: Record<string, string[]>): Map<string, string[]> => new Map(Object.entries(edges));
+  assert.deepEqual(importCycles(g({ a: ['b'], b: ['c'], c: ['a'], d: ['a'] })), [['a', 'b', 'c']]);
+  assert.deepEqual(importCycles(g({ a: ['a'] })), [['a']]);
+  assert.deepEqual(importCycles(g({ a: ['b'], b: [], c: ['a', 'b'] })), []);
+  assert.deepEqual(runtimeImports("import type { A } from './a';\nimport { b } from './b';\nexport * from './c';\nexport type { D } from './d';\nconst e = await import('./e');\nimport './f';"), ['./b', './c', './f', './e']);
+});
