@@ -9,7 +9,8 @@ const watch = process.argv.includes('--watch');
 const common = {
   bundle: true,
   minify: production,
-  sourcemap: !production,
+  // Maps beside the bundles in both modes; .vscodeignore keeps them out of the VSIX.
+  sourcemap: true,
   logLevel: 'warning',
 };
 

@@ -191,7 +191,7 @@ for f in extension/package.json extension/readme.md extension/LICENSE.txt extens
   extension/node_modules/onnxruntime-common/package.json extension/node_modules/onnxruntime-common/dist/cjs/package.json extension/node_modules/onnxruntime-common/dist/cjs/index.js; do
   grep -qx "$f" "$ART/vsix-contents.txt" || die "the VSIX lacks $f (see ${ART#"$ROOT"/}/vsix-contents.txt)"
 done
-if grep -E '^extension/(src|test|webview|kernels|examples|scripts|out|bin|\.cache)/|/napi-v6/(darwin|win32|linux/arm64)/|\.map$|\.ts$|\.vsix$' "$ART/vsix-contents.txt" >"$RUN/unwanted.txt"; then
+if grep -E '^extension/(src|test|webview|kernels|examples|scripts|out|bin|\.cache)/|/napi-v6/(darwin|win32|linux/arm64)/|^extension/dist/(gpu-check|bench|bench-header|bench-accuracy|make-synthetic-run)\.js$|\.map$|\.ts$|\.vsix$' "$ART/vsix-contents.txt" >"$RUN/unwanted.txt"; then
   die "the VSIX ships files it should not: $(head -n 5 "$RUN/unwanted.txt" | tr '\n' ' ')"
 fi
 vsix_bytes=$(stat -c %s "$VSIX")

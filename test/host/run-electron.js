@@ -4,6 +4,9 @@
 //   npm run build && VSCODE_EXECUTABLE=/usr/share/code/code node test/host/run-electron.js
 //   (macOS: VSCODE_EXECUTABLE="/Applications/Visual Studio Code.app/Contents/MacOS/Electron")
 //
+// `--prepare` does everything but start VS Code (bundles, synthetic run, expectations): the
+// "Extension Tests" launch configuration (.vscode/launch.json) runs it first, then opens the suite.
+//
 // The extension is loaded from this checkout (extensionDevelopmentPath = the repository), not from a
 // VSIX; scripts/host-test.sh is the CI path that tests the packaged extension in code-server.
 'use strict';
@@ -15,14 +18,14 @@ const { execFileSync } = require('node:child_process');
 const root = path.resolve(__dirname, '..', '..');
 
 async function main() {
+  const prepareOnly = process.argv.includes('--prepare');
   const exe = process.env.VSCODE_EXECUTABLE;
-  if (!exe) {
+  if (!exe && !prepareOnly) {
     console.log('run-electron: set VSCODE_EXECUTABLE to a desktop VS Code executable to run the host suite in it (skipped).');
     return 0;
   }
-  if (!fs.existsSync(exe)) throw new Error(`VSCODE_EXECUTABLE=${exe} does not exist`);
+  if (!prepareOnly && !fs.existsSync(exe)) throw new Error(`VSCODE_EXECUTABLE=${exe} does not exist`);
   if (!fs.existsSync(path.join(root, 'dist', 'extension.js'))) throw new Error('dist/extension.js is missing: run `npm run build` first');
-  const { runTests } = require('@vscode/test-electron');
   const bundles = require('./build').build();
 
   const examples = path.join(root, 'examples');
@@ -37,6 +40,11 @@ async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
   const expected = path.join(artifacts, 'expected.json');
   execFileSync(process.execPath, [bundles.expect, '--examples', examples, '--out', expected], { stdio: 'inherit' });
+  if (prepareOnly) {
+    console.log(`run-electron: prepared ${path.relative(root, bundles.suite)} and ${path.relative(root, expected)}`);
+    return 0;
+  }
+  const { runTests } = require('@vscode/test-electron');
 
   // A throw-away profile: user settings as in the code-server run, no other extensions.
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatescope-host-'));
