@@ -4,6 +4,7 @@
  * the unit tests to check it.
  */
 import type { CheckpointReport, ModuleKind, TensorDiff, VerdictLabel } from '../report/schema';
+import { TensorPool } from '../report/summarize';
 
 export type HeatmapMetric =
   | 'unchanged'
@@ -102,23 +103,11 @@ function tensorMetric(t: TensorLike, metric: HeatmapMetric): number | null {
  */
 export function cellValue(tensors: TensorLike[], metric: HeatmapMetric): number | null {
   if (tensors.length === 0) return null;
-  if (metric === 'unchanged') {
-    let finite = 0;
-    let changed = 0;
-    for (const t of tensors) {
-      finite += t.numel - t.nonFinite;
-      changed += t.changed;
-    }
-    return finite > 0 ? 1 - changed / finite : null;
-  }
-  if (metric === 'relUpdateNorm') {
-    let upd = 0;
-    let base = 0;
-    for (const t of tensors) {
-      upd += t.updateNormFro ** 2;
-      base += t.baseNormFro ** 2;
-    }
-    return base > 0 ? Math.sqrt(upd / base) : null;
+  if (metric === 'unchanged' || metric === 'relUpdateNorm') {
+    // The reports' own pooling rule (and its guard against overflowing squares).
+    const pool = new TensorPool();
+    for (const t of tensors) pool.add(t);
+    return metric === 'unchanged' ? pool.unchanged : pool.relUpdateNorm;
   }
   const matrices = tensors.filter((t) => t.shape.length === 2).sort((a, b) => b.numel - a.numel);
   const pick = matrices[0] ?? [...tensors].sort((a, b) => b.numel - a.numel)[0];
