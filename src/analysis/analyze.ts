@@ -17,7 +17,7 @@ export interface AnalyzeProgress {
   tensor: string;
   index: number;
   total: number;
-  /** 0..1 over the whole analysis. */
+  /** 0..1 over the whole analysis (the spectral pass itself reports 0..1 over its own work). */
   fraction: number;
 }
 
@@ -39,6 +39,8 @@ export interface SpectralPassResult {
   report: Pick<CheckpointReport, 'verdict' | 'spectralSummary' | 'baseBases'>;
   /** Per analysed tensor (by report name): everything the run level pooled, for a shard's partial report. */
   results: ReadonlyMap<string, PairSpectral>;
+  /** Tensors the pass does not apply to, and why (by report name). */
+  skipped: ReadonlyMap<string, string>;
 }
 
 export interface SpectralPass {
@@ -103,7 +105,20 @@ async function analyze(basePath: string, ckptPath: string, opts: AnalyzeOptions,
     if (opts.passes === 'full') {
       if (!opts.spectral) throw new Error('the full analysis needs a spectral pass');
       report.device = opts.spectral.device;
-      const r = await opts.spectral.run(base, ckpt, tensors, opts);
+      // The spectral pass reports its own 0..1; here it becomes the part of the whole after the diff pass.
+      const r = await opts.spectral.run(base, ckpt, tensors, {
+        ...opts,
+        onProgress: opts.onProgress && ((p) => opts.onProgress!({ ...p, fraction: diffShare + (1 - diffShare) * p.fraction })),
+      });
+      for (const t of tensors) {
+        const why = r.skipped.get(t.name);
+        if (why) t.spectralSkipped = why;
+        const x = r.results.get(t.name);
+        if (x) {
+          t.spectral = x.spectral;
+          t.verdict = x.verdict;
+        }
+      }
       Object.assign(report, r.report);
       spectral = r.results;
       await base.assertUnchanged();

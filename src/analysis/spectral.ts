@@ -406,9 +406,11 @@ export function createSpectralPass(backend: ComputeBackend, passOptions: Spectra
   return {
     device: backend.name,
     async run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<SpectralPassResult> {
+      // The tensors are the caller's: the pass reads them and returns its results; analyze.ts puts them in the report.
+      const skipped = new Map<string, string>();
       const todo = tensors.filter((t) => {
         const why = spectralApplies(t);
-        if (why) t.spectralSkipped = why;
+        if (why) skipped.set(t.name, why);
         return !why;
       });
       const results: { t: TensorDiff; r: PairSpectral }[] = [];
@@ -437,12 +439,10 @@ export function createSpectralPass(backend: ComputeBackend, passOptions: Spectra
             stats,
           };
           const r = await analyzePair(backend, pair, opts.settings, { signal: opts.signal, basis });
-          t.spectral = r.spectral;
-          t.verdict = r.verdict;
           slots[i] = r;
           done++;
-          opts.onTensor?.(t);
-          opts.onProgress?.({ phase: 'spectral', tensor: t.name, index: done, total: todo.length, fraction: 0.3 + 0.7 * (done / todo.length) });
+          opts.onTensor?.({ ...t, spectral: r.spectral, verdict: r.verdict });
+          opts.onProgress?.({ phase: 'spectral', tensor: t.name, index: done, total: todo.length, fraction: done / todo.length });
         }
       };
       await Promise.all([workerLoop(), workerLoop()]);
@@ -451,6 +451,7 @@ export function createSpectralPass(backend: ComputeBackend, passOptions: Spectra
       return {
         report: { ...(summarizeSpectral(results) ?? {}), ...(used > 0 ? { baseBases: { fromCache: stats.hits, computed: stats.misses, cached: !!store } } : {}) },
         results: new Map(results.map(({ t, r }) => [t.name, r])),
+        skipped,
       };
     },
   };

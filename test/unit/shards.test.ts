@@ -198,3 +198,29 @@ test('--shard usage errors: one checkpoint, a --json for the part, no report out
     assert.match(r.err, want);
   }
 });
+
+test('the spectral pass returns its per-tensor results and leaves the tensors it is given as they were', { timeout: 120_000 }, async () => {
+  const { createBackend } = await import('../../src/compute/backend');
+  const { createSpectralPass } = await import('../../src/analysis/spectral');
+  const { diffCheckpoints } = await import('../../src/analysis/diff');
+  const base = await Checkpoint.open(BASE);
+  const ckpt = await Checkpoint.open(RL);
+  const backend = await createBackend({ device: 'cpu', threads: 1 });
+  try {
+    const settings = { ...DEFAULT_SETTINGS, k: 16 };
+    const { tensors } = await diffCheckpoints(base, ckpt, { eta: settings.eta });
+    const before = JSON.stringify(tensors);
+    for (const t of tensors) Object.freeze(t);
+    const streamed: string[] = [];
+    const r = await createSpectralPass(backend).run(base, ckpt, tensors, { settings, passes: 'full', onTensor: (t) => t.spectral && streamed.push(t.name) });
+    assert.equal(JSON.stringify(tensors), before);
+    assert.ok(r.results.size > 0 && r.skipped.size > 0, 'some weights analysed, some skipped with a reason');
+    assert.equal(r.results.size + r.skipped.size, tensors.length);
+    assert.deepEqual([...streamed].sort(), [...r.results.keys()].sort(), 'each result streamed with its spectral numbers');
+    assert.ok(r.report.verdict && r.report.spectralSummary);
+  } finally {
+    await backend.dispose();
+    await base.close();
+    await ckpt.close();
+  }
+});
