@@ -43,6 +43,8 @@ export interface EngineClientOptions {
   cacheDir: string | null;
   /** Size limit of the base-subspace cache, read at each job start (settings can change). */
   baseCacheBytes?: () => number;
+  /** Size limit of the result cache, read at each job start. */
+  resultCacheBytes?: () => number;
   log?: (line: string) => void;
   /** Told once per crash that the engine restarted. */
   onRestart?: (reason: string) => void;
@@ -222,7 +224,7 @@ export class EngineClient {
     try {
       await this.start();
       this.setState('busy');
-      const msg: ClientToWorker = { type: 'start', jobId: job.id, spec: job.spec, cacheDir: this.opts.cacheDir, baseCacheBytes: this.opts.baseCacheBytes?.() };
+      const msg: ClientToWorker = { type: 'start', jobId: job.id, spec: job.spec, cacheDir: this.opts.cacheDir, baseCacheBytes: this.opts.baseCacheBytes?.(), resultCacheBytes: this.opts.resultCacheBytes?.() };
       this.child?.send(msg);
     } catch (e) {
       this.jobs.delete(job.id);

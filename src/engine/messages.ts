@@ -21,7 +21,7 @@ export type JobSpec =
 export type JobResult = CheckpointReport | ConsistencyReport | ScrambleSummary | MaskSummary | StepsReport;
 
 export type ClientToWorker =
-  | { type: 'start'; jobId: string; spec: JobSpec; cacheDir: string | null; /** Size limit of the base-subspace cache under cacheDir (the worker alone evicts it). */ baseCacheBytes?: number }
+  | { type: 'start'; jobId: string; spec: JobSpec; cacheDir: string | null; /** Size limit of the base-subspace cache under cacheDir (the worker alone evicts it). */ baseCacheBytes?: number; /** Size limit of the result cache in cacheDir (the worker alone evicts it; default 512 MB). */ resultCacheBytes?: number }
   | { type: 'cancel'; jobId: string }
   | { type: 'shutdown' };
 

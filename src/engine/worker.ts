@@ -50,7 +50,7 @@ const running = new Map<string, AbortController>();
 /** Jobs cancelled while still queued behind another. */
 const cancelledBeforeStart = new Set<string>();
 
-async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, baseCacheBytes?: number): Promise<void> {
+async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, baseCacheBytes?: number, resultCacheBytes?: number): Promise<void> {
   const ac = new AbortController();
   if (cancelledBeforeStart.delete(jobId)) {
     send({ type: 'cancelled', jobId });
@@ -59,7 +59,7 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
   running.set(jobId, ac);
   try {
     // Writing jobs make new files: never cached, never answered from a cache.
-    const cache = cacheDir && (spec.kind === 'analyze' || spec.kind === 'compare') ? new ResultCache(cacheDir) : undefined;
+    const cache = cacheDir && (spec.kind === 'analyze' || spec.kind === 'compare') ? new ResultCache(cacheDir, resultCacheBytes) : undefined;
     const key = cache ? await cacheKey(spec) : '';
     const hit = cache ? await cache.get(key) : undefined;
     if (hit) {
@@ -166,7 +166,7 @@ let queue: Promise<void> = Promise.resolve();
 process.on('message', (m: ClientToWorker) => {
   if (!m || typeof m !== 'object') return;
   if (m.type === 'start') {
-    queue = queue.then(() => runJob(m.jobId, m.spec, m.cacheDir, m.baseCacheBytes));
+    queue = queue.then(() => runJob(m.jobId, m.spec, m.cacheDir, m.baseCacheBytes, m.resultCacheBytes));
   } else if (m.type === 'cancel') {
     const ac = running.get(m.jobId);
     if (ac) ac.abort();

@@ -8,7 +8,6 @@ import * as vscode from 'vscode';
 import type { DiscoveredCheckpoint, DiscoveredRun } from '../discovery/scan';
 import { scanFolderInThread } from '../discovery/scan-off-thread';
 import { EngineClient, EngineJobError, JobCancelledError, type EngineState } from '../engine/client';
-import { ResultCache } from '../engine/cache';
 import type { CheckpointReport, ConsistencyReport } from '../report/schema';
 import type { StepsReport } from '../report/steps-schema';
 import type { JobState } from '../ui-model/tree';
@@ -75,6 +74,8 @@ export class Controller implements vscode.Disposable {
       // The cache lives in the extension's global storage, never inside a checkpoint folder.
       cacheDir: path.join(storage, 'cache'),
       baseCacheBytes: () => this.settings.baseCacheSizeLimitMB * 1024 * 1024,
+      // The worker alone evicts both caches, each at the limit the settings give.
+      resultCacheBytes: () => this.settings.cacheSizeLimitMB * 1024 * 1024,
       log: (line) => log.info(line),
       onRestart: (reason) => {
         log.warn(`engine restarted: ${reason}`);
@@ -335,7 +336,6 @@ export class Controller implements vscode.Disposable {
       this.log.info(`done ${ckpt.path}${fromCache ? ' (from cache)' : ` in ${(result.durationMs / 1000).toFixed(1)} s`}`);
       this.analysedMtime.set(ckpt.path, ckpt.mtimeMs);
       this.setJob(ckpt.path, { kind: 'done', report: result, fromCache });
-      if (!fromCache) void this.trimCache();
       return result;
     });
     const settled = job.then(
@@ -480,15 +480,6 @@ export class Controller implements vscode.Disposable {
     for (const ac of this.aborts.values()) ac.abort();
     this.engine.cancelAll();
     return n;
-  }
-
-  private async trimCache(): Promise<void> {
-    try {
-      const cache = new ResultCache(path.join(this.context.globalStorageUri.fsPath, 'cache'), this.settings.cacheSizeLimitMB * 1024 * 1024);
-      await cache.evict();
-    } catch (e) {
-      this.log.warn(`cache trim failed: ${(e as Error).message}`);
-    }
   }
 
   dispose(): void {

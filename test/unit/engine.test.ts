@@ -45,6 +45,29 @@ test('the engine process runs a job, equals the in-process result, and caches it
   }
 });
 
+test('the worker evicts the result cache at the limit the client gives, not at a fixed size', async () => {
+  const dir = await tempDir();
+  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'));
+  const cacheDir = path.join(dir, 'cache');
+  let limit = 1024 * 1024 * 1024;
+  const engine = new EngineClient({ workerPath: WORKER, cacheDir, resultCacheBytes: () => limit });
+  try {
+    const spec = (eta: number) => ({ kind: 'analyze', base, checkpoint: checkpoints[0], passes: 'diff', settings: { ...SETTINGS, eta }, device: 'cpu' }) as const;
+    await engine.run(spec(1e-3));
+    await engine.run(spec(2e-3));
+    const files = (await listCache(cacheDir)).filter((f) => f.endsWith('.json'));
+    assert.equal(files.length, 2, 'both kept under a large limit');
+    // A limit below two entries (read at the next job's start): the oldest goes, the newest stays.
+    const one = (await fsp.stat(path.join(cacheDir, files[0]))).size;
+    limit = Math.floor(one * 1.5);
+    await engine.run(spec(3e-3));
+    assert.equal((await listCache(cacheDir)).filter((f) => f.endsWith('.json')).length, 1);
+    assert.equal((await engine.run(spec(3e-3))).fromCache, true, 'the newest entry is the one kept');
+  } finally {
+    await engine.dispose();
+  }
+});
+
 test('the engine keeps base subspaces beside its results: the second checkpoint of a base reuses them', { timeout: 120_000 }, async () => {
   const dir = await tempDir();
   // Sides above kSpectrum + oversample take the shared-subspace path that the base-subspace cache serves.
