@@ -447,7 +447,7 @@ export class Commands {
       const ac = new AbortController();
       token.onCancellationRequested(() => ac.abort());
       let shown = 0;
-      const { result } = await this.c.engine.run(spec, {
+      const { result } = await this.c.runJob(title.replace(/^Gatescope: /, ''), spec, {
         onProgress: (p) => {
           const now = Math.round(p.fraction * 100);
           if (now > shown) {
@@ -455,7 +455,8 @@ export class Commands {
             shown = now;
           }
         },
-      }, ac.signal);
+        signal: ac.signal,
+      });
       return result;
     });
   }

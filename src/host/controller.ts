@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { DiscoveredCheckpoint, DiscoveredRun } from '../discovery/scan';
 import { scanFolderInThread } from '../discovery/scan-off-thread';
-import { EngineClient, EngineJobError, JobCancelledError, type EngineState } from '../engine/client';
+import { EngineClient, EngineJobError, JobCancelledError, type EngineState, type JobHandlers } from '../engine/client';
+import type { JobResult, JobSpec } from '../engine/messages';
 import type { CheckpointReport, ConsistencyReport } from '../report/schema';
 import type { StepsReport } from '../report/steps-schema';
 import type { JobState } from '../ui-model/tree';
@@ -65,6 +66,7 @@ export class Controller implements vscode.Disposable {
   /** Analyses queued or running, by checkpoint: a second request with the same inputs joins the first. */
   private readonly inflight = new Map<string, { key: string; job: Promise<CheckpointReport>; listeners: Set<(p: Progress) => void> }>();
   private disposed = false;
+  private jobSeq = 0;
 
   constructor(private readonly context: vscode.ExtensionContext, readonly log: vscode.LogOutputChannel) {
     this.settings = readSettings();
@@ -366,34 +368,44 @@ export class Controller implements vscode.Disposable {
     return job;
   }
 
-  async compare(base: string, checkpoints: string[], labels: string[], onProgress?: (p: Progress) => void, signal?: AbortSignal): Promise<ConsistencyReport> {
+  /**
+   * One engine job outside the per-checkpoint queues (comparisons, scrambled copies, masks) with the
+   * controller's policy: Cancel reaches it, the status bar shows its progress, the engine runs it.
+   */
+  async runJob(label: string, spec: JobSpec, opts: { onProgress?: JobHandlers['onProgress']; signal?: AbortSignal } = {}): Promise<{ result: JobResult; fromCache: boolean }> {
     const ac = new AbortController();
-    const key = `compare:${base}`;
+    const key = `job:${++this.jobSeq}`;
     this.aborts.set(key, ac);
-    signal?.addEventListener('abort', () => ac.abort(), { once: true });
-    this.current = { label: `comparing ${labels.length} runs`, checkpoint: null, fraction: 0 };
+    opts.signal?.addEventListener('abort', () => ac.abort(), { once: true });
+    const mine = { label, checkpoint: null, fraction: 0 };
+    this.current = mine;
     this.changed();
     try {
-      this.log.info(`comparing ${labels.join(', ')} against ${base}`);
-      const { result } = await this.engine.run(
-        { kind: 'compare', base, checkpoints, labels, eta: this.settings.analysis.eta, settings: this.settings.analysis, device: this.settings.device },
-        {
-          onProgress: (p) => {
-            this.current = { label: `comparing ${labels.length} runs`, checkpoint: null, fraction: p.fraction };
-            this.changed();
-            onProgress?.({ fraction: p.fraction, phase: p.phase });
-          },
+      return await this.engine.run(spec, {
+        onProgress: (p) => {
+          mine.fraction = p.fraction;
+          this.current = mine;
+          this.changed();
+          opts.onProgress?.(p);
         },
-        ac.signal,
-      );
-      if (result.kind !== 'gatescope.consistency-report') throw new Error('the engine returned an unexpected result');
-      this.consistency.set(base, result);
-      return result;
+      }, ac.signal);
     } finally {
       this.aborts.delete(key);
-      this.current = null;
+      if (this.current === mine) this.current = null;
       this.changed();
     }
+  }
+
+  async compare(base: string, checkpoints: string[], labels: string[], onProgress?: (p: Progress) => void, signal?: AbortSignal): Promise<ConsistencyReport> {
+    this.log.info(`comparing ${labels.join(', ')} against ${base}`);
+    const { result } = await this.runJob(
+      `comparing ${labels.length} runs`,
+      { kind: 'compare', base, checkpoints, labels, eta: this.settings.analysis.eta, settings: this.settings.analysis, device: this.settings.device },
+      { onProgress: (p) => onProgress?.({ fraction: p.fraction, phase: p.phase }), signal },
+    );
+    if (result.kind !== 'gatescope.consistency-report') throw new Error('the engine returned an unexpected result');
+    this.consistency.set(base, result);
+    return result;
   }
 
   // ---- step to step ---------------------------------------------------------------------------
