@@ -25,6 +25,25 @@ import type { SlurmRuns } from './slurm';
 type RunCkpt = { run: DiscoveredRun; ckpt: DiscoveredCheckpoint };
 
 
+/**
+ * A cancellable notification whose bar follows a job's fraction (whole percents only, so a job that
+ * reports often does not flood the window). The one progress rule of the commands.
+ */
+function withJobProgress<T>(title: string, run: (onProgress: (fraction: number, message?: (percent: number) => string) => void, signal: AbortSignal) => Promise<T>): Thenable<T> {
+  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
+    const ac = new AbortController();
+    token.onCancellationRequested(() => ac.abort());
+    let shown = 0;
+    return run((fraction, message) => {
+      const now = Math.round(fraction * 100);
+      if (now > shown) {
+        progress.report({ increment: now - shown, ...(message ? { message: message(now) } : {}) });
+        shown = now;
+      }
+    }, ac.signal);
+  });
+}
+
 export class Commands {
   constructor(private readonly c: Controller, private readonly panels: () => Panels, private readonly slurm?: () => SlurmRuns) {}
 
@@ -167,19 +186,8 @@ export class Commands {
 
   private async analyzeWithProgress(run: DiscoveredRun, ckpt: DiscoveredCheckpoint): Promise<CheckpointReport | undefined> {
     const title = `Gatescope: analysing ${run.name} ${checkpointLabel(ckpt)}`;
-    const report = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
-      const ac = new AbortController();
-      token.onCancellationRequested(() => ac.abort());
-      let shown = 0;
-      const onProgress = (p: Progress): void => {
-        const now = Math.round(p.fraction * 100);
-        if (now > shown) {
-          progress.report({ increment: now - shown, message: `${p.phase} ${now}%` });
-          shown = now;
-        }
-      };
-      return this.c.analyze(run, ckpt, { onProgress, signal: ac.signal });
-    });
+    const report = await withJobProgress(title, (tick, signal) =>
+      this.c.analyze(run, ckpt, { onProgress: (p: Progress) => tick(p.fraction, (now) => `${p.phase} ${now}%`), signal }));
     // Not awaited: the command is done when the report is; the notification stays until the user acts.
     void vscode.window.showInformationMessage(`Gatescope: ${run.name} ${checkpointLabel(ckpt)}: ${headline(report)}.`, 'Open Dashboard').then((pick) => {
       if (pick) this.panels().showDashboard(run.id, ckpt.path);
@@ -218,18 +226,8 @@ export class Commands {
       return;
     }
     const b = base;
-    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Gatescope: comparing ${picked.length} checkpoints`, cancellable: true }, async (progress, token) => {
-      const ac = new AbortController();
-      token.onCancellationRequested(() => ac.abort());
-      let shown = 0;
-      await this.c.compare(b, picked.map((p) => p.path), picked.map((p) => p.labelShort), (p) => {
-        const now = Math.round(p.fraction * 100);
-        if (now > shown) {
-          progress.report({ increment: now - shown });
-          shown = now;
-        }
-      }, ac.signal);
-    });
+    await withJobProgress(`Gatescope: comparing ${picked.length} checkpoints`, (tick, signal) =>
+      this.c.compare(b, picked.map((p) => p.path), picked.map((p) => p.labelShort), (p) => tick(p.fraction), signal));
     this.panels().showCompare(b);
   }
 
@@ -443,20 +441,8 @@ export class Commands {
   }
 
   private async runEngineJob(title: string, spec: Parameters<Controller['engine']['run']>[0]): Promise<unknown> {
-    return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
-      const ac = new AbortController();
-      token.onCancellationRequested(() => ac.abort());
-      let shown = 0;
-      const { result } = await this.c.runJob(title.replace(/^Gatescope: /, ''), spec, {
-        onProgress: (p) => {
-          const now = Math.round(p.fraction * 100);
-          if (now > shown) {
-            progress.report({ increment: now - shown, message: p.tensor });
-            shown = now;
-          }
-        },
-        signal: ac.signal,
-      });
+    return withJobProgress(title, async (tick, signal) => {
+      const { result } = await this.c.runJob(title.replace(/^Gatescope: /, ''), spec, { onProgress: (p) => tick(p.fraction, () => p.tensor), signal });
       return result;
     });
   }
