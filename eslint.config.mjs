@@ -15,7 +15,7 @@ export default tseslint.config(
   },
   {
     // The engine runs in the CLI, the worker and plain tests: it must never import vscode.
-    files: ['src/formats/**', 'src/discovery/**', 'src/analysis/**', 'src/compute/**', 'src/linalg/**', 'src/transform/**', 'src/examples/**', 'src/ui-model/**', 'src/report/**', 'src/engine/**', 'src/cli.ts', 'src/protocol/**'],
+    files: ['src/formats/**', 'src/discovery/**', 'src/analysis/**', 'src/compute/**', 'src/linalg/**', 'src/transform/**', 'src/examples/**', 'src/ui-model/**', 'src/report/**', 'src/engine/**', 'src/cli.ts', 'src/protocol/**', 'src/cluster/**', 'src/core/**', 'src/cli/**'],
     rules: { 'no-restricted-imports': ['error', { paths: [{ name: 'vscode', message: 'Only src/host may import vscode.' }] }] },
   },
 );

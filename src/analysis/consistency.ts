@@ -5,9 +5,9 @@
 import * as path from 'node:path';
 import { Checkpoint } from '../formats/checkpoint';
 import { maskChunk } from './masks';
-import { classifyModule, layerIndex } from './names';
+import { classifyModule, layerIndex } from '../core/names';
 import { assertPairing, pairTensors } from './diff';
-import { jaccardBaseline } from './stats';
+import { jaccardBaseline } from '../core/stats';
 import { SCHEMA_VERSION, type ConsistencyReport, type ConsistencyTensor, type ModuleKind } from '../report/schema';
 import { VERSION } from '../version';
 

@@ -6,7 +6,7 @@
 import type { Checkpoint, TensorRef } from '../formats/checkpoint';
 import { isFloatDtype, bytesPerElement, decodeToFloat64 } from '../formats/dtype';
 import type { LineRatios, TensorDiff, TensorMismatch, TensorPairing } from '../report/schema';
-import { classifyModule, layerIndex } from './names';
+import { classifyModule, layerIndex } from '../core/names';
 import { PairingError } from '../formats/errors';
 import { Bf16Kernel, sharedBf16Kernel } from './bf16-kernel';
 

@@ -16,7 +16,7 @@
  */
 import type { CheckpointReport, ComparativeEvidence, RegimeComparison, RegimePair, RegimeRunLayer, TensorDiff, TensorSpectral } from '../report/schema';
 import { Rng } from '../linalg/random';
-import { median } from './stats';
+import { median } from '../core/stats';
 import { withoutRounding } from './nulls';
 import { noRegimeReason } from './verdict';
 

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Checkpoint } from '../formats/checkpoint';
 import { isFloatDtype } from '../formats/dtype';
 import { pairTensors, assertPairing } from './diff';
-import { classifyModule, isLinearWeight } from './names';
+import { classifyModule, isLinearWeight } from '../core/names';
 import { summarize } from '../report/summarize';
 import { summarizeSpectral, FULL_SVD_MAX_MIN_DIM, type PairSpectral } from './spectral';
 import { sharedBasisWidth } from '../linalg/shared-subspace';

@@ -12,11 +12,11 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { ANALYSIS_REVISION } from './revision';
 import { changedMask, selectByMagnitude, exponentGroups, groupRates, overlap, type Overlap } from './masks';
-import { isLinearWeight } from './names';
+import { isLinearWeight } from '../core/names';
 import { pairTensors } from './diff';
 import { verdictFrom, verdictInputOf, runVerdict, noRegimeReason, ZERO_BASE } from './verdict';
 import { simulateNulls, NO_ROUNDING } from './nulls';
-import { median } from './stats';
+import { median } from '../core/stats';
 import type { AnalysisSettings, SpectralSummary, TensorDiff, TensorSpectral, Verdict } from '../report/schema';
 import type { AnalyzeOptions, SpectralPass, SpectralPassResult } from './analyze';
 

@@ -18,7 +18,7 @@
  * otherwise, and always for degenerate tensors (no update, non-finite values).
  */
 import type { TensorSpectral, Verdict, VerdictEvidence, VerdictLabel } from '../report/schema';
-import { median } from './stats';
+import { median } from '../core/stats';
 
 /** Bands, calibrated on planted updates of known geometry built from real weights (test/unit/verdict.test.ts). */
 export const BANDS = {

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import { Checkpoint } from '../formats/checkpoint';
 import { bytesPerElement } from '../formats/dtype';
 import { pairTensors } from '../analysis/diff';
-import { classifyModule, isLinearWeight } from '../analysis/names';
+import { classifyModule, isLinearWeight } from '../core/names';
 import type { JobSpec } from './messages';
 
 export class MemoryBudgetError extends Error {

@@ -4,7 +4,7 @@
 import { MODULE_KINDS, type CheckpointReport, type GroupSummary, type ConsistencyReport, type RegimeComparison, type TensorMismatch, type VerdictEvidence } from './schema';
 import type { ScanResult } from '../discovery/scan';
 import * as path from 'node:path';
-import { median } from '../analysis/stats';
+import { median } from '../core/stats';
 
 export { median };
 

@@ -4,7 +4,7 @@
  * A tensor without a finite entry (unchanged: null) adds its entries and NaN/Inf count but no share; a
  * scope with no finite entry at all has no share (null), and such a module or layer group is left out.
  */
-import { isLinearWeight } from '../analysis/names';
+import { isLinearWeight } from '../core/names';
 import type { GroupSummary, ModuleKind, ReportSummary, TensorDiff } from './schema';
 
 /** What pooling needs of a tensor's result: the diff pass's and the steps pass's alike. */

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { Checkpoint, type TensorRef } from '../formats/checkpoint';
 import { decodeToFloat32, isFloatDtype, type Dtype } from '../formats/dtype';
 import { writeSafetensors, type TensorSpec } from '../formats/writer';
-import { classifyModule, isLinearWeight, layerIndex } from '../analysis/names';
+import { classifyModule, isLinearWeight, layerIndex } from '../core/names';
 import { selectByMagnitude } from '../analysis/masks';
 import { FULL_SVD_MAX_MIN_DIM } from '../analysis/spectral';
 import { truncatedSvd } from '../linalg/truncated-svd';

@@ -26,7 +26,7 @@ import * as path from 'node:path';
 import { Checkpoint, type TensorRef } from '../formats/checkpoint';
 import { bytesPerElement, decodeToFloat64, type Dtype } from '../formats/dtype';
 import { writeSafetensors, type TensorSpec } from '../formats/writer';
-import { classifyModule, layerIndex } from '../analysis/names';
+import { classifyModule, layerIndex } from '../core/names';
 import { qr } from '../linalg/qr';
 import { Rng } from '../linalg/random';
 import { VERSION } from '../version';

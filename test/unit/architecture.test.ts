@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-const ENGINE_DIRS = ['src/formats', 'src/discovery', 'src/analysis', 'src/compute', 'src/linalg', 'src/report', 'src/engine', 'src/protocol', 'src/examples', 'src/transform', 'src/ui-model', 'src/cluster'];
+const ENGINE_DIRS = ['src/formats', 'src/discovery', 'src/analysis', 'src/compute', 'src/linalg', 'src/report', 'src/engine', 'src/protocol', 'src/examples', 'src/transform', 'src/ui-model', 'src/cluster', 'src/core'];
 
 async function tsFiles(dir: string): Promise<string[]> {
   const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
@@ -117,6 +117,26 @@ test('no import cycle in src/ or webview/ (type-only imports aside; dynamic impo
   }
   assert.ok(graph.size > 50, 'the sources were found');
   assert.deepEqual(importCycles(graph), []);
+});
+
+test('no two folders of src/ import each other at run time: the layers stay layers', async () => {
+  const files = await tsFiles(path.join(ROOT, 'src'));
+  const folderOf = (f: string): string => path.relative(path.join(ROOT, 'src'), f).split(path.sep)[0];
+  const edges = new Map<string, Set<string>>();
+  const via = new Map<string, string>();
+  for (const f of files) {
+    const from = folderOf(f);
+    for (const spec of runtimeImports(await fsp.readFile(f, 'utf8'))) {
+      const to = folderOf(path.resolve(path.dirname(f), spec));
+      if (to === from || to.startsWith('..')) continue;
+      if (!edges.has(from)) edges.set(from, new Set());
+      edges.get(from)!.add(to);
+      via.set(`${from}>${to}`, path.relative(ROOT, f));
+    }
+  }
+  const mutual: string[] = [];
+  for (const [a, tos] of edges) for (const b of tos) if (a < b && edges.get(b)?.has(a)) mutual.push(`${a} <-> ${b} (${via.get(`${a}>${b}`)}, ${via.get(`${b}>${a}`)})`);
+  assert.deepEqual(mutual, []);
 });
 
 test('the cycle finder finds a cycle, a self-import and a dynamic import back, and no false one', () => {

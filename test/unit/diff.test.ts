@@ -6,7 +6,7 @@ import { CheckpointFormatError } from '../../src/formats/errors';
 import { Checkpoint } from '../../src/formats/checkpoint';
 import { diffCheckpoints, accumulateBf16, newAccumulator } from '../../src/analysis/diff';
 import { analyzeCheckpoint } from '../../src/analysis/analyze';
-import { classifyModule, layerIndex } from '../../src/analysis/names';
+import { classifyModule, layerIndex } from '../../src/core/names';
 import { DEFAULT_SETTINGS } from '../../src/report/schema';
 import { writeSyntheticRun, rng } from '../../src/examples/synthetic';
 import { validFile, bf16Bytes, f32Bytes, tempDir, writeFile, bf16, bf16ToNumber } from '../support/st';
