@@ -82,7 +82,7 @@ export async function main(argv: string[]): Promise<number> {
 if (require.main === module) {
   process.env.ORT_DISABLE_TELEMETRY = '1';
 
-  main(process.argv.slice(2)).then((code) => {
+  void main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
 }

@@ -61,7 +61,7 @@ export async function runThreads<M extends { type: string }>(
           resolve();
         } else if (m.type === 'error' && 'message' in m) {
           finished = true;
-          reject(errorOf(m as Extract<ThreadEnd, { type: 'error' }>));
+          reject(errorOf(m));
         } else {
           onMessage(m as M);
         }

@@ -62,7 +62,7 @@ export function parseSlurmRequest(x: unknown): Partial<SlurmRequest> | undefined
   if (o.partition !== undefined && typeof o.partition !== 'string') throw new Error('partition must be a string');
   if (o.out !== undefined && typeof o.out !== 'string') throw new Error('out must be a string');
   if (o.sbatchArgs !== undefined && !(Array.isArray(o.sbatchArgs) && o.sbatchArgs.every((a) => typeof a === 'string'))) throw new Error('sbatchArgs must be a list of strings');
-  return o as Partial<SlurmRequest>;
+  return o;
 }
 
 export interface SubmitOptions {

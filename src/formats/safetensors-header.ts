@@ -444,7 +444,7 @@ function checkEntry(
       return new CheckpointFormatError(file, 'shape', `dimension ${JSON.stringify(d)} is not a non-negative integer`, key);
     }
     numel *= d;
-    if (numel > Number.MAX_SAFE_INTEGER) return new CheckpointFormatError(file, 'shape', `element count of shape [${shape.join(', ')}] overflows`, key);
+    if (numel > Number.MAX_SAFE_INTEGER) return new CheckpointFormatError(file, 'shape', `element count of shape [${shape.map((x) => JSON.stringify(x)).join(', ')}] overflows`, key);
   }
   const b = offsets[0];
   const e = offsets[1];

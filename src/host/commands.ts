@@ -325,7 +325,7 @@ export class Commands {
   async setBaseModel(a: unknown): Promise<DiscoveredRun | undefined> {
     const run = this.runOf(a) ?? (await this.pickRun('Set the base model of which run?'));
     if (!run) return undefined;
-    const known = this.c.runs.flatMap((r) => r.checkpoints.filter((c) => c.state === 'complete' && r.id !== run.id).map((c) => ({ label: `${r.name} ${checkpointLabel(c)}`, detail: c.path, p: c.path as string | null })));
+    const known = this.c.runs.flatMap((r) => r.checkpoints.filter((c) => c.state === 'complete' && r.id !== run.id).map((c) => ({ label: `${r.name} ${checkpointLabel(c)}`, detail: c.path, p: c.path })));
     const browse = { label: '$(folder-opened) Browse...', detail: 'A model folder (safetensors, sharded or not) or one .safetensors file', p: null as string | null };
     const pick = await vscode.window.showQuickPick([browse, ...known], { placeHolder: `Base model of ${run.name}` });
     if (!pick) return undefined;

@@ -232,7 +232,7 @@ export function parseHostMessage(m: unknown): HostToWebview | null {
       return { type: 'steps', data: d as unknown as StepsData };
     }
     case 'busy':
-      return m.text === null || typeof m.text === 'string' ? { type: 'busy', text: m.text as string | null } : null;
+      return m.text === null || typeof m.text === 'string' ? { type: 'busy', text: m.text } : null;
     case 'error':
       return typeof m.message === 'string' ? { type: 'error', message: m.message } : null;
     default:

@@ -8,7 +8,7 @@ const COLUMNS = [
   'overlapLowMagnitudeBaseline', 'offPrincipalEnergy', 'offPrincipalEnergyBaseline', 'verdict',
 ] as const;
 
-export function csvCell(v: unknown): string {
+export function csvCell(v: string | number | boolean | null | undefined): string {
   if (v === null || v === undefined) return '';
   const s = typeof v === 'number' ? (Number.isFinite(v) ? String(v) : '') : String(v);
   // Quote anything with separators or quotes; neutralise leading formula characters for spreadsheets.

@@ -221,7 +221,7 @@ export async function exportMasks(basePath: string, opts: MaskOptions): Promise<
       totalN += t.numel;
       totalOnes += t.ones;
     }
-    for (const g of Object.values(byModule)) g!.density = g!.numel ? g!.ones / g!.numel : 0;
+    for (const g of Object.values(byModule)) g.density = g.numel ? g.ones / g.numel : 0;
     return {
       kind: 'gatescope.mask',
       tool: { name: 'gatescope', version: VERSION },

@@ -108,7 +108,7 @@ export function firstDifference(a: unknown, b: unknown, at = '$'): string | null
   if (Object.is(a, b)) return null;
   if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object') return `${at}: ${JSON.stringify(a)} !== ${JSON.stringify(b)}`;
   if (Array.isArray(a) !== Array.isArray(b)) return `${at}: array vs object`;
-  const ka = Object.keys(a as object);
+  const ka = Object.keys(a);
   const kb = Object.keys(b as object);
   for (const k of new Set([...ka, ...kb])) {
     const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${at}.${k}`);

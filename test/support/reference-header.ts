@@ -58,7 +58,7 @@ export function referenceParseHeader(file: string, headerBytes: Uint8Array, data
         throw new CheckpointFormatError(file, 'shape', `dimension ${JSON.stringify(d)} is not a non-negative integer`, key);
       }
       numel *= BigInt(d);
-      if (numel > BigInt(Number.MAX_SAFE_INTEGER)) throw new CheckpointFormatError(file, 'shape', `element count of shape [${shape.join(', ')}] overflows`, key);
+      if (numel > BigInt(Number.MAX_SAFE_INTEGER)) throw new CheckpointFormatError(file, 'shape', `element count of shape [${shape.map((x) => JSON.stringify(x)).join(', ')}] overflows`, key);
       dims.push(d);
     }
     const [b, e] = offsets;

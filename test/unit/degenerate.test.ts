@@ -381,7 +381,7 @@ test('the full analysis of a checkpoint with NaN rows (zeroed for the spectral p
   assert.ok(t.spectral);
   assert.deepEqual(allFinite(t.spectral), []);
   assert.equal(t.verdict?.label, 'inconclusive');
-  assert.match(t.verdict!.reason!, /non-finite/);
+  assert.match(t.verdict.reason!, /non-finite/);
 });
 
 test('compare pairs like the diff: a torch.compile checkpoint beside a plain one is compared, a different model refused', async () => {

@@ -280,9 +280,9 @@ test('comparative verdict: an update in the bottom directions is more off-princi
 test('comparative verdict refuses runs of different bases and pairs with no shared linear weight', async () => {
   const a = await plantedReport('isotropic', 1e-2, 41);
   const b = { ...a, base: '/elsewhere/base' };
-  assert.throws(() => compareRegimes(['a', 'b'], [a, b]), (e: unknown) => e instanceof ComparisonError && /different bases/.test((e as Error).message) && (e as Error).message.includes('/elsewhere/base'));
+  assert.throws(() => compareRegimes(['a', 'b'], [a, b]), (e: unknown) => e instanceof ComparisonError && /different bases/.test((e).message) && (e).message.includes('/elsewhere/base'));
   const none = { ...a, tensors: a.tensors.map((t) => ({ ...t, name: `other.${t.name}` })) };
-  assert.throws(() => comparePair('a', a, 'c', none), (e: unknown) => e instanceof ComparisonError && /share no analysed linear weight/.test((e as Error).message));
+  assert.throws(() => comparePair('a', a, 'c', none), (e: unknown) => e instanceof ComparisonError && /share no analysed linear weight/.test((e).message));
   // Shared weights, but none with a regime in both: a pair that says so, with no ratios.
   const still = { ...a, tensors: a.tensors.map((t) => ({ ...t, changed: 0, verdict: { label: 'inconclusive' as const, reason: 'no update', evidence: [] } })) };
   const p = comparePair('a', a, 'still', still);

@@ -355,7 +355,7 @@ suite('Gatescope in a real VS Code extension host', function () {
     }, 8 * 60_000, 500);
     const { shards: _shards, ...rest } = report;
     assert.equal(_shards?.durationsMs.length, 2);
-    assertSameReport(rest as CheckpointReport, e.reportFile);
+    assertSameReport(rest, e.reportFile);
     // The tree shows the submission under its run; the dashboard opened when the reports landed.
     const runNode = app.tree.getChildren().find((n) => n.kind === 'run' && n.run.id === e.runId);
     assert.ok(runNode);
