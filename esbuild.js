@@ -28,9 +28,13 @@ const nodeBundles = [
   { entryPoints: ['scripts/gpu-check.ts'], outfile: 'dist/gpu-check.js', external: ['onnxruntime-node'] },
 ].map((b) => ({ ...common, ...b, platform: 'node', target: 'node20', format: 'cjs' }));
 
-const webviewBundles = [
-  { entryPoints: ['webview/main.ts'], outfile: 'dist/webview/main.js' },
-].map((b) => ({ ...common, ...b, platform: 'browser', target: 'es2022', format: 'iife' }));
+const webviewBundles = [{ entryPoints: ['webview/main.ts'], outfile: 'dist/webview/main.js' }].map((b) => ({
+  ...common,
+  ...b,
+  platform: 'browser',
+  target: 'es2022',
+  format: 'iife',
+}));
 
 async function main() {
   const fs = require('node:fs');

@@ -6,7 +6,18 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { require: 'readonly', module: 'writable', process: 'readonly', console: 'readonly', __dirname: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly' } },
+    languageOptions: {
+      globals: {
+        require: 'readonly',
+        module: 'writable',
+        process: 'readonly',
+        console: 'readonly',
+        __dirname: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+      },
+    },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
       '@typescript-eslint/no-require-imports': 'off',
@@ -34,7 +45,23 @@ export default tseslint.config(
   },
   {
     // The engine runs in the CLI, the worker and plain tests: it must never import vscode.
-    files: ['src/formats/**', 'src/discovery/**', 'src/analysis/**', 'src/compute/**', 'src/linalg/**', 'src/transform/**', 'src/examples/**', 'src/ui-model/**', 'src/report/**', 'src/engine/**', 'src/cli.ts', 'src/protocol/**', 'src/cluster/**', 'src/core/**', 'src/cli/**'],
+    files: [
+      'src/formats/**',
+      'src/discovery/**',
+      'src/analysis/**',
+      'src/compute/**',
+      'src/linalg/**',
+      'src/transform/**',
+      'src/examples/**',
+      'src/ui-model/**',
+      'src/report/**',
+      'src/engine/**',
+      'src/cli.ts',
+      'src/protocol/**',
+      'src/cluster/**',
+      'src/core/**',
+      'src/cli/**',
+    ],
     rules: { 'no-restricted-imports': ['error', { paths: [{ name: 'vscode', message: 'Only src/host may import vscode.' }] }] },
   },
 );

@@ -22,7 +22,6 @@ function arg(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
-
 function cols(X: Float64Array, rows: number, stride: number, k: number): Float64Array {
   const out = new Float64Array(rows * k);
   for (let r = 0; r < rows; r++) for (let c = 0; c < k; c++) out[r * k + c] = X[r * stride + c];
@@ -30,14 +29,18 @@ function cols(X: Float64Array, rows: number, stride: number, k: number): Float64
 }
 
 async function main(): Promise<void> {
-  const sizes = arg('--sizes', '8960x1536,1536x1536').split(',').map((s) => s.split('x').map(Number) as [number, number]);
+  const sizes = arg('--sizes', '8960x1536,1536x1536')
+    .split(',')
+    .map((s) => s.split('x').map(Number) as [number, number]);
   const decay = Number(arg('--decay', '0.5'));
-  const backend = await createBackend({ device: (arg('--device', 'cpu') as 'cpu' | 'cuda' | 'auto') });
+  const backend = await createBackend({ device: arg('--device', 'cpu') as 'cpu' | 'cuda' | 'auto' });
   const kk = 256;
   const k = 64;
   const settings = { oversample: 10, powerIterations: 4, seed: 1234 };
   const rows: string[] = [];
-  rows.push('| pair | update | exact NSS | independent: NSS error | shared: NSS error | independent: worst angle error | shared: worst angle error | shared iterations (base, checkpoint) | independent s | shared cold s | shared cached s |');
+  rows.push(
+    '| pair | update | exact NSS | independent: NSS error | shared: NSS error | independent: worst angle error | shared: worst angle error | shared iterations (base, checkpoint) | independent s | shared cold s | shared cached s |',
+  );
   rows.push('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const [m, n] of sizes) {
     for (const kind of ['RL', 'SFT'] as const) {
@@ -56,12 +59,19 @@ async function main(): Promise<void> {
       t = performance.now();
       const phases: Record<string, number> = {};
       const cached = await sharedSubspaceSvd(backend, p.W0, p.W1, p.dW, { kk, k, ...settings, baseBasis: sh.baseBasis, timings: phases });
-      if (process.argv.includes('--phases')) console.error(`cached phases (ms): ${JSON.stringify(phases, (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}, basis width ${cached.l}`);
+      if (process.argv.includes('--phases'))
+        console.error(`cached phases (ms): ${JSON.stringify(phases, (_, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}, basis width ${cached.l}`);
       const tCached = (performance.now() - t) / 1000;
       const shNss = normalizedShift(sh.base.S, sh.checkpoint.S, kk);
-      const pct = (x: number): string => { const r = (100 * (x - p.nss)) / p.nss; return `${Math.abs(r) < 0.01 ? r.toExponential(1) : r.toFixed(2)}%`; };
-      const angleErr = (l: ArrayLike<number>, r: ArrayLike<number>): string => `${Math.max(maxAbsDifference(l, p.anglesLeftDeg), maxAbsDifference(r, p.anglesRightDeg)).toExponential(1)} deg`;
-      rows.push(`| ${m} x ${n} | ${kind} (rel. ${o.updateRel}) | ${p.nss.toExponential(3)} | ${pct(indepNss)} | ${pct(shNss)} (cached ${pct(normalizedShift(cached.base.S, cached.checkpoint.S, kk))}) | ${angleErr(indepLeft, indepRight)} | ${angleErr(sh.anglesLeftDeg, sh.anglesRightDeg)} | ${sh.baseConvergence?.iterations}, ${sh.checkpointConvergence.iterations} | ${tIndep.toFixed(2)} | ${tCold.toFixed(2)} | ${tCached.toFixed(2)} |`);
+      const pct = (x: number): string => {
+        const r = (100 * (x - p.nss)) / p.nss;
+        return `${Math.abs(r) < 0.01 ? r.toExponential(1) : r.toFixed(2)}%`;
+      };
+      const angleErr = (l: ArrayLike<number>, r: ArrayLike<number>): string =>
+        `${Math.max(maxAbsDifference(l, p.anglesLeftDeg), maxAbsDifference(r, p.anglesRightDeg)).toExponential(1)} deg`;
+      rows.push(
+        `| ${m} x ${n} | ${kind} (rel. ${o.updateRel}) | ${p.nss.toExponential(3)} | ${pct(indepNss)} | ${pct(shNss)} (cached ${pct(normalizedShift(cached.base.S, cached.checkpoint.S, kk))}) | ${angleErr(indepLeft, indepRight)} | ${angleErr(sh.anglesLeftDeg, sh.anglesRightDeg)} | ${sh.baseConvergence?.iterations}, ${sh.checkpointConvergence.iterations} | ${tIndep.toFixed(2)} | ${tCold.toFixed(2)} | ${tCached.toFixed(2)} |`,
+      );
       console.error(rows[rows.length - 1]);
     }
   }

@@ -9,7 +9,10 @@
 import { parseHeader } from '../src/formats/safetensors-header';
 import { referenceParseHeader } from '../test/support/reference-header';
 
-interface Shape { name: string; make(bytes: number): { text: string; data: number } }
+interface Shape {
+  name: string;
+  make(bytes: number): { text: string; data: number };
+}
 
 /** Tensor entries until the text reaches `bytes`; offsets tile the data section. */
 function tensorEntries(bytes: number, nameOf: (k: number) => string, dtype: string, shape: string, tensorBytes: number): { text: string; data: number } {
@@ -84,7 +87,9 @@ function main(): void {
       });
       const ref = best(repeat, () => referenceParseHeader('bench', bytes, data));
       const native = best(repeat, () => JSON.parse(new TextDecoder().decode(bytes)));
-      console.log(`| ${shape.name} | ${size.toFixed(0)} | ${ours.toFixed(2)} (${(ours / size).toFixed(3)}) | ${ref.toFixed(2)} | ${native.toFixed(2)} | ${(ref / ours).toFixed(1)}x | ${(native / ours).toFixed(2)}x |`);
+      console.log(
+        `| ${shape.name} | ${size.toFixed(0)} | ${ours.toFixed(2)} (${(ours / size).toFixed(3)}) | ${ref.toFixed(2)} | ${native.toFixed(2)} | ${(ref / ours).toFixed(1)}x | ${(native / ours).toFixed(2)}x |`,
+      );
     }
   }
 }

@@ -120,7 +120,10 @@ async function generate(dir: string, shape: SyntheticShape): Promise<{ base: str
   const index = new Map(specs.map((s, i) => [s.name, i]));
   const base = path.join(dir, 'base');
   const ckpt = path.join(dir, 'checkpoint-100');
-  for (const [folder, isCkpt] of [[base, false], [ckpt, true]] as const) {
+  for (const [folder, isCkpt] of [
+    [base, false],
+    [ckpt, true],
+  ] as const) {
     await fsp.mkdir(folder, { recursive: true });
     await fsp.writeFile(path.join(folder, 'config.json'), JSON.stringify(qwenConfig(shape, isCkpt ? '../base' : undefined), null, 2));
     await writeSafetensors(path.join(folder, 'model.safetensors'), specs, (s) => tensorBytes(s, index.get(s.name)!, isCkpt), { metadata: { format: 'pt' } });
@@ -172,7 +175,12 @@ async function main(): Promise<void> {
     if (!keep) await fsp.rm(dir, { recursive: true, force: true });
     return;
   }
-  const exists = keep ? await fsp.stat(path.join(dir, 'checkpoint-100', 'model.safetensors')).then(() => true, () => false) : false;
+  const exists = keep
+    ? await fsp.stat(path.join(dir, 'checkpoint-100', 'model.safetensors')).then(
+        () => true,
+        () => false,
+      )
+    : false;
   const gen = exists
     ? { base: path.join(dir, 'base'), ckpt: path.join(dir, 'checkpoint-100'), bytes: (await fsp.stat(path.join(dir, 'base', 'model.safetensors'))).size * 2 }
     : await generate(dir, shape);
@@ -232,7 +240,11 @@ async function benchDiff(gen: Generated, files: string[], say: Say): Promise<voi
   let cliRssMb = 0;
   for (let rep = 0; rep < 3; rep++) {
     t0 = process.hrtime.bigint();
-    const run = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'diff', gen.base, gen.ckpt, '--quiet', '--json', path.join(os.tmpdir(), `gatescope-bench-diff-${process.pid}.json`)], { encoding: 'utf8' });
+    const run = spawnSync(
+      '/usr/bin/time',
+      ['-f', '%M', process.execPath, cli, 'diff', gen.base, gen.ckpt, '--quiet', '--json', path.join(os.tmpdir(), `gatescope-bench-diff-${process.pid}.json`)],
+      { encoding: 'utf8' },
+    );
     const s = seconds(t0);
     if (run.status !== 0) throw new Error(`gatescope diff failed: ${run.stderr.slice(-500)}`);
     cliSeconds = Math.min(cliSeconds, s);
@@ -244,16 +256,25 @@ async function benchDiff(gen: Generated, files: string[], say: Say): Promise<voi
   say(`diff pass (M1, norms, M4, ULP median), ${(gen.bytes / 1e9).toFixed(2)} GB, unchanged ${(simd.unchanged * 100).toFixed(2)}%:`);
   say(`  one thread, JavaScript reference kernel: ${js.rate.toFixed(2)} GB/s`);
   say(`  one thread, WebAssembly SIMD kernel: ${simd.rate.toFixed(2)} GB/s -> ${(simd.rate / js.rate).toFixed(2)}x the reference kernel`);
-  say(`  gatescope diff (whole CLI process, ${defaultThreads()} threads): ${cliSeconds.toFixed(2)} s, ${cliRate.toFixed(2)} GB/s, peak RSS ${cliRssMb.toFixed(0)} MB`);
+  say(
+    `  gatescope diff (whole CLI process, ${defaultThreads()} threads): ${cliSeconds.toFixed(2)} s, ${cliRate.toFixed(2)} GB/s, peak RSS ${cliRssMb.toFixed(0)} MB`,
+  );
   say(`  read rate (cat, warm cache): ${catRate.toFixed(2)} GB/s -> the CLI at ${((cliRate / catRate) * 100).toFixed(0)}% of it`);
   const diffRate = cliRate;
   const py = havePythonNumpy();
   if (py) {
-    const ref = JSON.parse(execFileSync(py, [path.join(__dirname, '..', 'scripts', 'bench-reference.py'), 'diff', ...files], { encoding: 'utf8', env: pythonEnv(), maxBuffer: 1 << 20 })) as { seconds: number; unchanged: number };
+    const ref = JSON.parse(
+      execFileSync(py, [path.join(__dirname, '..', 'scripts', 'bench-reference.py'), 'diff', ...files], {
+        encoding: 'utf8',
+        env: pythonEnv(),
+        maxBuffer: 1 << 20,
+      }),
+    ) as { seconds: number; unchanged: number };
     const refRate = gen.bytes / 1e9 / ref.seconds;
-    say(`  numpy reference: ${refRate.toFixed(2)} GB/s (unchanged ${(ref.unchanged * 100).toFixed(2)}%) -> the CLI ${(diffRate / refRate).toFixed(2)}x, one SIMD thread ${(simd.rate / refRate).toFixed(2)}x`);
+    say(
+      `  numpy reference: ${refRate.toFixed(2)} GB/s (unchanged ${(ref.unchanged * 100).toFixed(2)}%) -> the CLI ${(diffRate / refRate).toFixed(2)}x, one SIMD thread ${(simd.rate / refRate).toFixed(2)}x`,
+    );
   } else say('  numpy reference: skipped (no python3 with numpy; apt-get install python3-numpy)');
-
 }
 
 /**
@@ -265,13 +286,22 @@ async function benchSteps(gen: Generated, dir: string, shape: SyntheticShape, sa
   const run = path.join(dir, 'steps-run');
   const c100 = path.join(run, 'checkpoint-100');
   const c200 = path.join(run, 'checkpoint-200');
-  if (!(await fsp.stat(path.join(c200, 'model.safetensors')).then(() => true, () => false))) {
+  if (
+    !(await fsp.stat(path.join(c200, 'model.safetensors')).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     await fsp.mkdir(c100, { recursive: true });
-    await fsp.link(path.join(gen.ckpt, 'model.safetensors'), path.join(c100, 'model.safetensors')).catch(() => fsp.copyFile(path.join(gen.ckpt, 'model.safetensors'), path.join(c100, 'model.safetensors')));
+    await fsp
+      .link(path.join(gen.ckpt, 'model.safetensors'), path.join(c100, 'model.safetensors'))
+      .catch(() => fsp.copyFile(path.join(gen.ckpt, 'model.safetensors'), path.join(c100, 'model.safetensors')));
     const specs = qwenTensorSpecs(shape);
     const index = new Map(specs.map((sp, i) => [sp.name, i]));
     await fsp.mkdir(c200, { recursive: true });
-    await writeSafetensors(path.join(c200, 'model.safetensors'), specs, (sp) => tensorBytes(sp, index.get(sp.name)!, true, 0x51ed270b), { metadata: { format: 'pt' } });
+    await writeSafetensors(path.join(c200, 'model.safetensors'), specs, (sp) => tensorBytes(sp, index.get(sp.name)!, true, 0x51ed270b), {
+      metadata: { format: 'pt' },
+    });
     for (const c of [c100, c200]) await fsp.writeFile(path.join(c, 'config.json'), JSON.stringify(qwenConfig(shape, '../../base'), null, 2));
   }
   const fileBytes = (await fsp.stat(path.join(gen.base, 'model.safetensors'))).size;
@@ -299,8 +329,12 @@ async function benchSteps(gen: Generated, dir: string, shape: SyntheticShape, sa
     diffSeconds = Math.min(diffSeconds, seconds(t0));
   }
   say('');
-  say(`steps pass, 3 checkpoints (2 steps), ${((3 * fileBytes) / 1e9).toFixed(2)} GB read once: ${stepsSeconds.toFixed(1)} s, ${((3 * fileBytes) / 1e9 / stepsSeconds).toFixed(2)} GB/s`);
-  say(`  diff pass on each consecutive pair (4 reads): ${diffSeconds.toFixed(1)} s -> steps ${(diffSeconds / stepsSeconds).toFixed(2)}x the pairwise diffs (which give no payloads)`);
+  say(
+    `steps pass, 3 checkpoints (2 steps), ${((3 * fileBytes) / 1e9).toFixed(2)} GB read once: ${stepsSeconds.toFixed(1)} s, ${((3 * fileBytes) / 1e9 / stepsSeconds).toFixed(2)} GB/s`,
+  );
+  say(
+    `  diff pass on each consecutive pair (4 reads): ${diffSeconds.toFixed(1)} s -> steps ${(diffSeconds / stepsSeconds).toFixed(2)}x the pairwise diffs (which give no payloads)`,
+  );
   say(`  second step: XOR+zstd ${(xor / 2 ** 20).toFixed(0)} MiB of ${(dense / 2 ** 20).toFixed(0)} MiB dense`);
 }
 
@@ -313,12 +347,22 @@ async function benchSpectral(dir: string, say: Say): Promise<void> {
   const py = havePythonNumpy();
   say('');
   const settings = DEFAULT_SETTINGS;
-  say(`spectral pass (k=${settings.k}, top ${settings.kSpectrum} singular values, oversample ${settings.oversample}, ${settings.powerIterations} power iterations, M5-M8, the verdict's nulls), LLM-like spectra, bf16:`);
+  say(
+    `spectral pass (k=${settings.k}, top ${settings.kSpectrum} singular values, oversample ${settings.oversample}, ${settings.powerIterations} power iterations, M5-M8, the verdict's nulls), LLM-like spectra, bf16:`,
+  );
   const backend = await createBackend({ device: (arg('--device') as 'auto' | 'cpu' | 'cuda' | undefined) ?? 'auto', log: (l) => say(`  ${l}`) });
-  const shapes = [['model.layers.0.mlp.up_proj.weight', 8960, 1536], ['model.layers.0.self_attn.q_proj.weight', 1536, 1536]] as const;
+  const shapes = [
+    ['model.layers.0.mlp.up_proj.weight', 8960, 1536],
+    ['model.layers.0.self_attn.q_proj.weight', 1536, 1536],
+  ] as const;
   const sdir = path.join(dir, 'llm-spectra');
   const files = [path.join(sdir, 'base.safetensors'), path.join(sdir, 'checkpoint.safetensors')];
-  if (!(await fsp.stat(files[1]).then(() => true, () => false))) {
+  if (
+    !(await fsp.stat(files[1]).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     const planted = new Map<string, [Float32Array, Float32Array]>();
     for (const [name, m, n] of shapes) {
       const p = await plantedPair(backend, { m, n, decay: 0.5, k: settings.k, kk: settings.kSpectrum, seed: m + n, ...RL_SIZED });
@@ -346,12 +390,33 @@ async function benchSpectral(dir: string, say: Say): Promise<void> {
     const shapeText = `${pair.m} x ${pair.n}`;
     let refText = 'numpy reference skipped';
     if (py) {
-      const ref = JSON.parse(execFileSync(py, [path.join(__dirname, '..', 'scripts', 'bench-reference.py'), 'spectral', ...files, name, String(settings.kSpectrum), String(settings.k), String(settings.oversample), String(settings.powerIterations), String(settings.alpha)], { encoding: 'utf8', env: pythonEnv() })) as Record<string, number>;
+      const ref = JSON.parse(
+        execFileSync(
+          py,
+          [
+            path.join(__dirname, '..', 'scripts', 'bench-reference.py'),
+            'spectral',
+            ...files,
+            name,
+            String(settings.kSpectrum),
+            String(settings.k),
+            String(settings.oversample),
+            String(settings.powerIterations),
+            String(settings.alpha),
+          ],
+          { encoding: 'utf8', env: pythonEnv() },
+        ),
+      ) as Record<string, number>;
       refText = `numpy ${ref.seconds.toFixed(2)} s -> cold ${(ref.seconds / cold).toFixed(2)}x, base cached ${(ref.seconds / cached).toFixed(2)}x; numpy angle ${ref.principalAngleMaxDeg.toFixed(3)} deg, NSS ${ref.nss.toExponential(3)}`;
     }
     const sub = r.spectral.subspace;
-    say(`  ${shapeText}: cold ${cold.toFixed(2)} s, base cached ${cached.toFixed(2)} s (angle ${r.spectral.principalAngleMaxDeg.toFixed(3)} deg, NSS ${r.spectral.nss.toExponential(3)}${sub ? `, iterations ${sub.baseIterations} + ${sub.checkpointIterations}, basis ${sub.basisWidth}` : ''}); ${refText}`);
-    const fmt = (ph: Record<string, number>): string => Object.entries(ph).map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`).join(', ');
+    say(
+      `  ${shapeText}: cold ${cold.toFixed(2)} s, base cached ${cached.toFixed(2)} s (angle ${r.spectral.principalAngleMaxDeg.toFixed(3)} deg, NSS ${r.spectral.nss.toExponential(3)}${sub ? `, iterations ${sub.baseIterations} + ${sub.checkpointIterations}, basis ${sub.basisWidth}` : ''}); ${refText}`,
+    );
+    const fmt = (ph: Record<string, number>): string =>
+      Object.entries(ph)
+        .map(([k, v]) => `${k} ${(v / 1000).toFixed(2)} s`)
+        .join(', ');
     say(`    phases cold: ${fmt(phases)}`);
     say(`    phases cached: ${fmt(cachedPhases)}`);
   }
@@ -372,7 +437,13 @@ async function generateLlmLike(dir: string, shape: SyntheticShape, say: Say): Pr
   const ckpt = path.join(root, 'checkpoint-100');
   const done = path.join(ckpt, 'model.safetensors');
   const bytesOf = async (): Promise<number> => (await fsp.stat(path.join(base, 'model.safetensors'))).size + (await fsp.stat(done)).size;
-  if (await fsp.stat(done).then(() => true, () => false)) return { base, ckpt, bytes: await bytesOf() };
+  if (
+    await fsp.stat(done).then(
+      () => true,
+      () => false,
+    )
+  )
+    return { base, ckpt, bytes: await bytesOf() };
   const t0 = process.hrtime.bigint();
   const backend = await createBackend({ device: 'cpu' });
   const specs = qwenTensorSpecs(shape);
@@ -385,28 +456,44 @@ async function generateLlmLike(dir: string, shape: SyntheticShape, say: Say): Pr
     let p = pairs.get(sp.name);
     if (!p) {
       const [m, n] = sp.shape;
-      p = plantedPair(backend, { m, n, decay: 0.5, k: DEFAULT_SETTINGS.k, kk: Math.min(DEFAULT_SETTINGS.kSpectrum, m, n), seed: 1000 + index.get(sp.name)!, ...RL_SIZED })
-        .then((pp) => [float32ToBf16Bytes(pp.W0.data), float32ToBf16Bytes(pp.W1.data)] as [Uint8Array, Uint8Array]);
+      p = plantedPair(backend, {
+        m,
+        n,
+        decay: 0.5,
+        k: DEFAULT_SETTINGS.k,
+        kk: Math.min(DEFAULT_SETTINGS.kSpectrum, m, n),
+        seed: 1000 + index.get(sp.name)!,
+        ...RL_SIZED,
+      }).then((pp) => [float32ToBf16Bytes(pp.W0.data), float32ToBf16Bytes(pp.W1.data)] as [Uint8Array, Uint8Array]);
       pairs.set(sp.name, p);
     }
     return p;
   };
-  const source = (isCkpt: boolean) => (sp: TensorSpec): Iterable<Uint8Array> | AsyncIterable<Uint8Array> => {
-    if (!linear(sp)) return tensorBytes(sp, index.get(sp.name)!, isCkpt);
-    return (async function* () {
-      const pair = await pairOf(sp);
-      yield pair[isCkpt ? 1 : 0];
-      if (isCkpt) pairs.delete(sp.name);
-    })();
-  };
-  for (const [folder, isCkpt] of [[base, false], [ckpt, true]] as const) {
+  const source =
+    (isCkpt: boolean) =>
+    (sp: TensorSpec): Iterable<Uint8Array> | AsyncIterable<Uint8Array> => {
+      if (!linear(sp)) return tensorBytes(sp, index.get(sp.name)!, isCkpt);
+      return (async function* () {
+        const pair = await pairOf(sp);
+        yield pair[isCkpt ? 1 : 0];
+        if (isCkpt) pairs.delete(sp.name);
+      })();
+    };
+  for (const [folder, isCkpt] of [
+    [base, false],
+    [ckpt, true],
+  ] as const) {
     await fsp.mkdir(folder, { recursive: true });
     await fsp.writeFile(path.join(folder, 'config.json'), JSON.stringify(qwenConfig(shape, isCkpt ? '../base' : undefined), null, 2));
   }
-  await Promise.all([base, ckpt].map((folder, i) => writeSafetensors(path.join(folder, 'model.safetensors'), specs, source(i === 1), { metadata: { format: 'pt' } })));
+  await Promise.all(
+    [base, ckpt].map((folder, i) => writeSafetensors(path.join(folder, 'model.safetensors'), specs, source(i === 1), { metadata: { format: 'pt' } })),
+  );
   await backend.dispose();
   const bytes = await bytesOf();
-  say(`generated the LLM-like model (${specs.filter(linear).length} planted linear pairs), ${(bytes / 1e9).toFixed(2)} GB in ${seconds(t0).toFixed(1)} s (${root})`);
+  say(
+    `generated the LLM-like model (${specs.filter(linear).length} planted linear pairs), ${(bytes / 1e9).toFixed(2)} GB in ${seconds(t0).toFixed(1)} s (${root})`,
+  );
   return { base, ckpt, bytes };
 }
 
@@ -424,17 +511,27 @@ async function benchReport(gen: Generated, layers: number, say: Say): Promise<vo
     for (const run of ['cold', 'base cached'] as const) {
       const out = path.join(work, `report-${run === 'cold' ? 'cold' : 'cached'}.json`);
       const t0 = process.hrtime.bigint();
-      const timed = spawnSync('/usr/bin/time', ['-f', '%M', process.execPath, cli, 'analyze', gen.base, gen.ckpt, '--quiet', '--device', device, '--cache-dir', cacheDir, ...extra, '--json', out], { encoding: 'utf8', maxBuffer: 1 << 26 });
+      const timed = spawnSync(
+        '/usr/bin/time',
+        ['-f', '%M', process.execPath, cli, 'analyze', gen.base, gen.ckpt, '--quiet', '--device', device, '--cache-dir', cacheDir, ...extra, '--json', out],
+        { encoding: 'utf8', maxBuffer: 1 << 26 },
+      );
       const wall = seconds(t0);
       if (timed.status !== 0) {
         say(`whole report (${run}): failed (${timed.stderr.slice(-500)})`);
         return;
       }
       const rssKb = Number(timed.stderr.trim().split('\n').pop());
-      const report = JSON.parse(await fsp.readFile(out, 'utf8')) as { verdict?: { label: string }; baseBases?: { fromCache: number; computed: number }; timings?: { diffMs: number; spectralMs: number } };
+      const report = JSON.parse(await fsp.readFile(out, 'utf8')) as {
+        verdict?: { label: string };
+        baseBases?: { fromCache: number; computed: number };
+        timings?: { diffMs: number; spectralMs: number };
+      };
       const bb = report.baseBases ? `, base subspaces ${report.baseBases.fromCache} from the cache / ${report.baseBases.computed} computed` : '';
       const tm = report.timings ? `, diff ${(report.timings.diffMs / 1000).toFixed(1)} s + spectral ${(report.timings.spectralMs / 1000).toFixed(1)} s` : '';
-      say(`whole Three-Gate report, ${run} (gatescope analyze --device ${device}${extra.length ? ` ${extra.join(' ')}` : ''}, ${layers} layers, LLM-like spectra): ${wall.toFixed(1)} s wall${tm}, peak RSS ${(rssKb / 1024).toFixed(0)} MB${bb}, verdict ${report.verdict?.label ?? '-'}`);
+      say(
+        `whole Three-Gate report, ${run} (gatescope analyze --device ${device}${extra.length ? ` ${extra.join(' ')}` : ''}, ${layers} layers, LLM-like spectra): ${wall.toFixed(1)} s wall${tm}, peak RSS ${(rssKb / 1024).toFixed(0)} MB${bb}, verdict ${report.verdict?.label ?? '-'}`,
+      );
     }
   } finally {
     await fsp.rm(work, { recursive: true, force: true });
@@ -470,14 +567,20 @@ async function benchShards(gen: Generated, layers: number, say: Say): Promise<vo
     for (const tasks of [1, 2, 4]) {
       const out = path.join(work, `slurm-${tasks}`);
       t0 = process.hrtime.bigint();
-      const r = spawnSync(process.execPath, [cli, 'slurm', 'analyze', gen.base, gen.ckpt, '--tasks', String(tasks), '--out', out, '--wait', '--poll', '0.5', ...common], { encoding: 'utf8' });
+      const r = spawnSync(
+        process.execPath,
+        [cli, 'slurm', 'analyze', gen.base, gen.ckpt, '--tasks', String(tasks), '--out', out, '--wait', '--poll', '0.5', ...common],
+        { encoding: 'utf8' },
+      );
       const wall = seconds(t0);
       if (r.status !== 0) throw new Error(`slurm analyze --tasks ${tasks} failed: ${r.stderr.slice(-500)}`);
       const merged = (await fsp.readdir(out)).find((f) => f.endsWith('.json') && f !== 'gatescope-slurm.json')!;
       const report = JSON.parse(await fsp.readFile(path.join(out, merged), 'utf8')) as { shards: { durationsMs: number[] } };
       const equal = (await numbersOf(path.join(out, merged))) === want;
       const parts = report.shards.durationsMs.map((ms) => (ms / 1000).toFixed(1)).join(' / ');
-      say(`slurm, ${tasks} task${tasks > 1 ? 's' : ''} on ${os.cpus().length} cores: ${wall.toFixed(1)} s wall from submission to merged report (${(base / wall).toFixed(2)}x one process), shards ${parts} s, merged report ${equal ? 'equal to' : 'DIFFERENT from'} the one-process report`);
+      say(
+        `slurm, ${tasks} task${tasks > 1 ? 's' : ''} on ${os.cpus().length} cores: ${wall.toFixed(1)} s wall from submission to merged report (${(base / wall).toFixed(2)}x one process), shards ${parts} s, merged report ${equal ? 'equal to' : 'DIFFERENT from'} the one-process report`,
+      );
     }
   } finally {
     await fsp.rm(work, { recursive: true, force: true });

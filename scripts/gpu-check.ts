@@ -20,10 +20,11 @@ function pairOf(rng: Rng, m: number, n: number): TensorPair {
   const b = new Float32Array(r * n);
   rng.fillGaussian(a);
   rng.fillGaussian(b);
-  for (let i = 0; i < m; i++) for (let t = 0; t < r; t++) {
-    const s = a[i * r + t] * (4 / (1 + t));
-    for (let j = 0; j < n; j++) w0[i * n + j] += s * b[t * n + j];
-  }
+  for (let i = 0; i < m; i++)
+    for (let t = 0; t < r; t++) {
+      const s = a[i * r + t] * (4 / (1 + t));
+      for (let j = 0; j < n; j++) w0[i * n + j] += s * b[t * n + j];
+    }
   for (let i = 0; i < w0.length; i++) w0[i] *= 0.02;
   const w1 = Float32Array.from(w0);
   const mask = new Uint8Array(m * n);
@@ -80,20 +81,28 @@ async function main(): Promise<number> {
   const cpu = await createBackend({ device: 'cpu' });
   const rng = new Rng(2024);
   let failures = 0;
-  for (const [m, n] of [[1536, 8960], [1536, 1536]] as const) {
+  for (const [m, n] of [
+    [1536, 8960],
+    [1536, 1536],
+  ] as const) {
     const p = pairOf(rng, m, n);
     const c = await timed(cpu, p);
     const g = await timed(cuda, p);
     const bad = compare(c.s, g.s);
     failures += bad.length;
-    console.log(`${m} x ${n}: cpu ${c.seconds.toFixed(2)} s, cuda ${g.seconds.toFixed(2)} s (${(c.seconds / g.seconds).toFixed(1)}x); angle ${g.s.principalAngleMaxDeg.toFixed(3)} deg, NSS ${g.s.nss.toExponential(3)}: ${bad.length ? `MISMATCH ${bad.join('; ')}` : 'equal within tolerance'}`);
+    console.log(
+      `${m} x ${n}: cpu ${c.seconds.toFixed(2)} s, cuda ${g.seconds.toFixed(2)} s (${(c.seconds / g.seconds).toFixed(1)}x); angle ${g.s.principalAngleMaxDeg.toFixed(3)} deg, NSS ${g.s.nss.toExponential(3)}: ${bad.length ? `MISMATCH ${bad.join('; ')}` : 'equal within tolerance'}`,
+    );
   }
   await cpu.dispose();
   await cuda.dispose();
   return failures ? 1 : 0;
 }
 
-main().then((code) => process.exit(code), (e: Error) => {
-  console.error(e.stack ?? e.message);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (e: Error) => {
+    console.error(e.stack ?? e.message);
+    process.exit(1);
+  },
+);

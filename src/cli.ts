@@ -69,7 +69,9 @@ export async function main(argv: string[]): Promise<number> {
       console.log(commandHelp(spec));
       return 0;
     }
-    return await (await load())(parsed);
+    return await (
+      await load()
+    )(parsed);
   } catch (e) {
     const outcome = describeError(e, { command: cmd, debug });
     const [first, ...more] = outcome.lines;

@@ -1,7 +1,19 @@
 /** chart.js set-up: only the pieces used, theme colours from VS Code's CSS variables, no eval. */
 import {
-  BarController, BarElement, CategoryScale, Chart, Filler, Legend, LineController, LineElement, LinearScale, LogarithmicScale, PointElement, Tooltip,
-  type ChartConfiguration, type Plugin,
+  BarController,
+  BarElement,
+  CategoryScale,
+  Chart,
+  Filler,
+  Legend,
+  LineController,
+  LineElement,
+  LinearScale,
+  LogarithmicScale,
+  PointElement,
+  Tooltip,
+  type ChartConfiguration,
+  type Plugin,
 } from 'chart.js';
 import { h, themeColor } from './dom';
 
@@ -28,7 +40,9 @@ export function palette(): string[] {
 
 /** A theme colour at some opacity, for a canvas (which reads neither var() nor color-mix()). */
 export function withAlpha(color: string, alpha: number): string {
-  const a = Math.round(Math.max(0, Math.min(1, alpha)) * 255).toString(16).padStart(2, '0');
+  const a = Math.round(Math.max(0, Math.min(1, alpha)) * 255)
+    .toString(16)
+    .padStart(2, '0');
   if (/^#[0-9a-f]{6}$/i.test(color)) return `${color}${a}`;
   if (/^#[0-9a-f]{3}$/i.test(color)) return `#${[...color.slice(1)].map((c) => c + c).join('')}${a}`;
   const m = /^rgba?\(\s*([\d.]+)[,\s]+([\d.]+)[,\s]+([\d.]+)/.exec(color);

@@ -34,7 +34,12 @@ export function clear(e: Element): void {
 }
 
 /** A vscode-single-select with plain-text options. */
-export function select(label: string, options: { value: string; text: string; description?: string }[], value: string, onChange: (v: string) => void): HTMLElement {
+export function select(
+  label: string,
+  options: { value: string; text: string; description?: string }[],
+  value: string,
+  onChange: (v: string) => void,
+): HTMLElement {
   const sel = ce('vscode-single-select', { 'aria-label': label });
   for (const o of options) {
     const opt = ce('vscode-option', { value: o.value });

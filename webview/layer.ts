@@ -35,20 +35,36 @@ function render(app: HTMLElement): void {
   const idx = d.layers.indexOf(d.layer);
   const prev = idx > 0 ? d.layers[idx - 1] : null;
   const next = idx >= 0 && idx < d.layers.length - 1 ? d.layers[idx + 1] : null;
-  app.append(h('header', { class: 'header' },
-    h('h1', {}, `Layer ${d.layer}`),
-    h('p', { class: 'muted' }, `${d.runName}${d.step !== null ? `, step ${d.step}` : ''}: ${d.checkpoint}`)));
-  const tensorOptions = [...d.tensors].sort((a, b) => b.shape.length - a.shape.length || a.name.localeCompare(b.name)).map((t) => ({ value: t.name, text: shortTensorName(t.name), description: `${t.shape.join('x')} ${pct(t.unchanged)} unchanged` }));
-  app.append(h('div', { class: 'toolbar' },
-    select('Tensor', tensorOptions, selected ?? '', (v) => {
-      selected = v;
-      persist();
-      render(app);
-    }),
-    h('span', { class: 'spacer' }),
-    prev !== null ? button(`◀ layer ${prev}`, () => post({ type: 'openLayer', checkpoint: d.checkpoint, layer: prev, tensor: sameModule(prev) }), true) : null,
-    next !== null ? button(`layer ${next} ▶`, () => post({ type: 'openLayer', checkpoint: d.checkpoint, layer: next, tensor: sameModule(next) }), true) : null,
-    button('Run dashboard', () => post({ type: 'openDashboard', runId: d.runId }), true)));
+  app.append(
+    h(
+      'header',
+      { class: 'header' },
+      h('h1', {}, `Layer ${d.layer}`),
+      h('p', { class: 'muted' }, `${d.runName}${d.step !== null ? `, step ${d.step}` : ''}: ${d.checkpoint}`),
+    ),
+  );
+  const tensorOptions = [...d.tensors]
+    .sort((a, b) => b.shape.length - a.shape.length || a.name.localeCompare(b.name))
+    .map((t) => ({ value: t.name, text: shortTensorName(t.name), description: `${t.shape.join('x')} ${pct(t.unchanged)} unchanged` }));
+  app.append(
+    h(
+      'div',
+      { class: 'toolbar' },
+      select('Tensor', tensorOptions, selected ?? '', (v) => {
+        selected = v;
+        persist();
+        render(app);
+      }),
+      h('span', { class: 'spacer' }),
+      prev !== null
+        ? button(`◀ layer ${prev}`, () => post({ type: 'openLayer', checkpoint: d.checkpoint, layer: prev, tensor: sameModule(prev) }), true)
+        : null,
+      next !== null
+        ? button(`layer ${next} ▶`, () => post({ type: 'openLayer', checkpoint: d.checkpoint, layer: next, tensor: sameModule(next) }), true)
+        : null,
+      button('Run dashboard', () => post({ type: 'openDashboard', runId: d.runId }), true),
+    ),
+  );
   const t = d.tensors.find((x) => x.name === selected);
   if (!t) {
     app.append(h('p', { class: 'muted' }, 'No tensor in this layer.'));
@@ -56,12 +72,27 @@ function render(app: HTMLElement): void {
   }
   app.append(numbers(t));
   if (t.spectral) app.append(spectralCharts(t));
-  else app.append(section('Spectral measurements', h('p', { class: 'muted' }, t.spectralSkipped ? `Skipped: ${t.spectralSkipped}` : 'No spectral pass for this tensor (1-D tensors and diff-only reports have none).')));
+  else
+    app.append(
+      section(
+        'Spectral measurements',
+        h(
+          'p',
+          { class: 'muted' },
+          t.spectralSkipped ? `Skipped: ${t.spectralSkipped}` : 'No spectral pass for this tensor (1-D tensors and diff-only reports have none).',
+        ),
+      ),
+    );
   const hist = d.history.find((x) => x.tensor === t.name);
   const ratios = hist ? ratioCharts(t, hist, d) : null;
   if (ratios) app.append(ratios);
   const cons = d.consensus.find((c) => c.tensor === t.name);
-  app.append(section('Consensus map (M3)', cons ? consensusView(cons) : h('p', { class: 'muted' }, 'No comparison of runs covers this tensor yet: use "Compare runs" on runs that share this base.')));
+  app.append(
+    section(
+      'Consensus map (M3)',
+      cons ? consensusView(cons) : h('p', { class: 'muted' }, 'No comparison of runs covers this tensor yet: use "Compare runs" on runs that share this base.'),
+    ),
+  );
 }
 
 function sameModule(layer: number): string | null {
@@ -71,9 +102,12 @@ function sameModule(layer: number): string | null {
 
 function numbers(t: TensorDiff): HTMLElement {
   const sp = t.spectral;
-  return section(shortTensorName(t.name),
+  return section(
+    shortTensorName(t.name),
     h('p', { class: 'muted' }, `${t.name}: ${t.shape.join(' x ')} ${t.dtype}`),
-    h('div', { class: 'stats' },
+    h(
+      'div',
+      { class: 'stats' },
       stat('unchanged', pct(t.unchanged, 2), `legacy |dw|<=1e-5 rule: ${pct(t.unchangedLegacyAbs)}`),
       stat('relative update norm', sci(t.relUpdateNorm)),
       stat('median update', t.medianUpdateUlps !== null ? `${sci(t.medianUpdateUlps)} ULP` : '-', 'in bf16 ULPs of w0 (Gate III)'),
@@ -81,8 +115,10 @@ function numbers(t: TensorDiff): HTMLElement {
       sp ? stat('max principal angle', deg(sp.principalAngleMaxDeg), `k = ${sp.k}, ${sp.svdMethod} SVD`) : null,
       sp ? stat('NSS', sci(sp.nss), `${sp.nssCount} values (${sp.nssSpectrum})`) : null,
       sp ? stat('off-principal energy', pct(sp.offPrincipalEnergy, 2), `isotropic ${pct(sp.offPrincipalEnergyBaseline, 2)}`) : null,
-      sp ? stat('stable rank', `${sci(sp.stableRankBase)} → ${sci(sp.stableRankCheckpoint)}`) : null),
-    verdictView(t.verdict, t.spectral ? 'full' : 'diff'));
+      sp ? stat('stable rank', `${sci(sp.stableRankBase)} → ${sci(sp.stableRankCheckpoint)}`) : null,
+    ),
+    verdictView(t.verdict, t.spectral ? 'full' : 'diff'),
+  );
 }
 
 function spectralCharts(t: TensorDiff): HTMLElement {
@@ -98,14 +134,20 @@ function spectralCharts(t: TensorDiff): HTMLElement {
     { name: 'P and not L', obs: sp.overlapPrincipalNotLow, rnd: sp.overlapPrincipalNotLowBaseline, prec: sp.overlapPrincipalNotLowExpectedPrecision },
   ];
   const pctOrNull = (x: number | null): number | null => (x === null ? null : x * 100);
-  return section('Spectrum and principal subspaces',
-    h('div', { class: 'charts' },
+  return section(
+    'Spectrum and principal subspaces',
+    h(
+      'div',
+      { class: 'charts' },
       chart('Singular values of base and checkpoint', {
         type: 'line',
-        data: { labels: idx, datasets: [
-          { label: 'σ base', data: sp.sigmaBase.slice(0, n), borderColor: c0, backgroundColor: c0, pointRadius: 0 },
-          { label: 'σ checkpoint', data: sp.sigmaCheckpoint.slice(0, n), borderColor: c1, backgroundColor: c1, pointRadius: 0, borderDash: [5, 3] },
-        ] },
+        data: {
+          labels: idx,
+          datasets: [
+            { label: 'σ base', data: sp.sigmaBase.slice(0, n), borderColor: c0, backgroundColor: c0, pointRadius: 0 },
+            { label: 'σ checkpoint', data: sp.sigmaCheckpoint.slice(0, n), borderColor: c1, backgroundColor: c1, pointRadius: 0, borderDash: [5, 3] },
+          ],
+        },
         options: { scales: { x: { title: { display: true, text: 'index i' } }, y: { type: 'logarithmic', title: { display: true, text: 'σ_i (log)' } } } },
       }),
       chart('Per-index relative spectral drift', {
@@ -115,21 +157,29 @@ function spectralCharts(t: TensorDiff): HTMLElement {
       }),
       chart('Principal angles of the top-k subspaces', {
         type: 'line',
-        data: { labels: Array.from({ length: kAng }, (_, i) => String(i + 1)), datasets: [
-          { label: 'left (U)', data: sp.principalAnglesLeftDeg, borderColor: c0, backgroundColor: c0, pointRadius: 1 },
-          { label: 'right (V)', data: sp.principalAnglesRightDeg, borderColor: c3, backgroundColor: c3, pointRadius: 1 },
-        ] },
+        data: {
+          labels: Array.from({ length: kAng }, (_, i) => String(i + 1)),
+          datasets: [
+            { label: 'left (U)', data: sp.principalAnglesLeftDeg, borderColor: c0, backgroundColor: c0, pointRadius: 1 },
+            { label: 'right (V)', data: sp.principalAnglesRightDeg, borderColor: c3, backgroundColor: c3, pointRadius: 1 },
+          ],
+        },
         options: { scales: { x: { title: { display: true, text: 'i' } }, y: { beginAtZero: true, title: { display: true, text: 'angle (deg, M5)' } } } },
       }),
       chart('Overlap of changed weights with principal and low-magnitude masks', {
         type: 'bar',
-        data: { labels: overlapBars.map((b) => b.name), datasets: [
-          { label: 'observed', data: overlapBars.map((b) => pctOrNull(b.obs)), backgroundColor: c0 },
-          { label: 'random baseline', data: overlapBars.map((b) => pctOrNull(b.rnd)), backgroundColor: c2 },
-          { label: 'precision alone', data: overlapBars.map((b) => pctOrNull(b.prec)), backgroundColor: c1 },
-        ] },
+        data: {
+          labels: overlapBars.map((b) => b.name),
+          datasets: [
+            { label: 'observed', data: overlapBars.map((b) => pctOrNull(b.obs)), backgroundColor: c0 },
+            { label: 'random baseline', data: overlapBars.map((b) => pctOrNull(b.rnd)), backgroundColor: c2 },
+            { label: 'precision alone', data: overlapBars.map((b) => pctOrNull(b.prec)), backgroundColor: c1 },
+          ],
+        },
         options: { scales: { y: { beginAtZero: true, max: 100, title: { display: true, text: '% of changed weights (M7)' } } } },
-      })));
+      }),
+    ),
+  );
 }
 
 function ratioSeries(points: TensorHistory['points'], side: 'row' | 'col'): { step: string; r: LineRatios }[] {
@@ -155,13 +205,39 @@ function ratioCharts(t: TensorDiff, hist: TensorHistory, d: LayerData): HTMLElem
     const title = side === 'row' ? 'Changed share per output row (ρ_i, M4)' : 'Changed share per input column (κ_j, M4)';
     return chart(title, {
       type: 'line',
-      data: { labels, datasets: series.map((s, i) => ({ label: s.step, data: s.r.values.map((v) => v * 100), borderColor: colors[i % colors.length], backgroundColor: colors[i % colors.length], pointRadius: 0, borderWidth: 1 })) },
-      options: { scales: { x: { title: { display: true, text: side === 'row' ? `row${last.bin > 1 ? ` (bins of ${last.bin})` : ''}` : `column${last.bin > 1 ? ` (bins of ${last.bin})` : ''}` } }, y: { beginAtZero: true, title: { display: true, text: 'changed %' } } } },
+      data: {
+        labels,
+        datasets: series.map((s, i) => ({
+          label: s.step,
+          data: s.r.values.map((v) => v * 100),
+          borderColor: colors[i % colors.length],
+          backgroundColor: colors[i % colors.length],
+          pointRadius: 0,
+          borderWidth: 1,
+        })),
+      },
+      options: {
+        scales: {
+          x: {
+            title: {
+              display: true,
+              text: side === 'row' ? `row${last.bin > 1 ? ` (bins of ${last.bin})` : ''}` : `column${last.bin > 1 ? ` (bins of ${last.bin})` : ''}`,
+            },
+          },
+          y: { beginAtZero: true, title: { display: true, text: 'changed %' } },
+        },
+      },
       plugins: [verticalLines(bounds, boundaryColor)],
     });
   };
-  const heads = d.heads ? `Dashed lines: attention-head boundaries (${d.heads.numAttentionHeads} query heads, ${d.heads.numKeyValueHeads} key/value heads, head_dim ${d.heads.headDim}).` : 'No config.json with head counts next to the checkpoint: head boundaries are not drawn.';
-  return section('Row and column update ratios over steps', h('p', { class: 'muted' }, `Persistent peaks while overall density grows are the stripes of M4. ${heads}`), h('div', { class: 'charts' }, make('row'), make('col')));
+  const heads = d.heads
+    ? `Dashed lines: attention-head boundaries (${d.heads.numAttentionHeads} query heads, ${d.heads.numKeyValueHeads} key/value heads, head_dim ${d.heads.headDim}).`
+    : 'No config.json with head counts next to the checkpoint: head boundaries are not drawn.';
+  return section(
+    'Row and column update ratios over steps',
+    h('p', { class: 'muted' }, `Persistent peaks while overall density grows are the stripes of M4. ${heads}`),
+    h('div', { class: 'charts' }, make('row'), make('col')),
+  );
 }
 
 function consensusView(c: ConsensusMap): HTMLElement {
@@ -185,7 +261,14 @@ function consensusView(c: ConsensusMap): HTMLElement {
   const scale = Math.max(1, Math.floor(480 / Math.max(c.cols, c.rows)));
   canvas.style.width = `${c.cols * scale}px`;
   canvas.style.height = `${c.rows * scale}px`;
-  return h('div', {},
-    h('p', { class: 'muted' }, `C = mean over ${c.runs.length} runs (${c.runs.join(', ')}) of the changed masks, ${c.rows} x ${c.cols}${c.blockRows > 1 || c.blockCols > 1 ? ` (blocks of ${c.blockRows} x ${c.blockCols})` : ''}. Bright = changed in every run; contiguous stripes rather than salt-and-pepper noise are the RL signature.`),
-    canvas);
+  return h(
+    'div',
+    {},
+    h(
+      'p',
+      { class: 'muted' },
+      `C = mean over ${c.runs.length} runs (${c.runs.join(', ')}) of the changed masks, ${c.rows} x ${c.cols}${c.blockRows > 1 || c.blockCols > 1 ? ` (blocks of ${c.blockRows} x ${c.blockCols})` : ''}. Bright = changed in every run; contiguous stripes rather than salt-and-pepper noise are the RL signature.`,
+    ),
+    canvas,
+  );
 }

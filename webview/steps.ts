@@ -32,27 +32,56 @@ function render(app: HTMLElement): void {
   clear(app);
   const r = d.report;
   const v = d.view;
-  app.append(h('header', { class: 'header' },
-    h('h1', {}, `${d.runName}: step to step`),
-    h('p', { class: 'muted' }, d.base ? `from the base: ${d.base}` : 'no base model: the first step starts at the first checkpoint'),
-    h('p', { id: 'busy', class: 'busy', 'aria-live': 'polite' }, d.busy ?? '')));
-  app.append(h('div', { class: 'toolbar' },
-    button(d.state === 'running' ? 'Walking...' : d.state === 'done' ? 'Walk again' : 'Walk the run', () => post({ type: 'runSteps', askLearningRate: false }), true),
-    button('Set learning rate...', () => post({ type: 'runSteps', askLearningRate: true }), true),
-    button('Open dashboard', () => post({ type: 'openDashboard', runId: d.runId }), true),
-    h('span', { class: 'spacer' }),
-    r ? button('Export Markdown', () => post({ type: 'export', format: 'md' }), true) : null,
-    r ? button('CSV', () => post({ type: 'export', format: 'csv' }), true) : null,
-    r ? button('JSON', () => post({ type: 'export', format: 'json' }), true) : null));
+  app.append(
+    h(
+      'header',
+      { class: 'header' },
+      h('h1', {}, `${d.runName}: step to step`),
+      h('p', { class: 'muted' }, d.base ? `from the base: ${d.base}` : 'no base model: the first step starts at the first checkpoint'),
+      h('p', { id: 'busy', class: 'busy', 'aria-live': 'polite' }, d.busy ?? ''),
+    ),
+  );
+  app.append(
+    h(
+      'div',
+      { class: 'toolbar' },
+      button(
+        d.state === 'running' ? 'Walking...' : d.state === 'done' ? 'Walk again' : 'Walk the run',
+        () => post({ type: 'runSteps', askLearningRate: false }),
+        true,
+      ),
+      button('Set learning rate...', () => post({ type: 'runSteps', askLearningRate: true }), true),
+      button('Open dashboard', () => post({ type: 'openDashboard', runId: d.runId }), true),
+      h('span', { class: 'spacer' }),
+      r ? button('Export Markdown', () => post({ type: 'export', format: 'md' }), true) : null,
+      r ? button('CSV', () => post({ type: 'export', format: 'csv' }), true) : null,
+      r ? button('JSON', () => post({ type: 'export', format: 'json' }), true) : null,
+    ),
+  );
 
   if (d.error) app.append(section('The walk failed', h('p', { class: 'steps-error' }, d.error)));
   if (d.newCheckpoints > 0 && d.state === 'done') {
-    app.append(h('p', { class: 'steps-stale', role: 'status' },
-      `${d.newCheckpoints} new checkpoint${d.newCheckpoints === 1 ? '' : 's'} since this walk. `,
-      button('Walk again', () => post({ type: 'runSteps', askLearningRate: false }))));
+    app.append(
+      h(
+        'p',
+        { class: 'steps-stale', role: 'status' },
+        `${d.newCheckpoints} new checkpoint${d.newCheckpoints === 1 ? '' : 's'} since this walk. `,
+        button('Walk again', () => post({ type: 'runSteps', askLearningRate: false })),
+      ),
+    );
   }
   if (!r || !v) {
-    if (!d.error) app.append(section('Step to step', h('p', { class: 'muted' }, d.state === 'running' ? 'Reading each checkpoint once, in step order...' : d.state === 'cancelled' ? 'The walk was cancelled.' : 'Not walked yet.')));
+    if (!d.error)
+      app.append(
+        section(
+          'Step to step',
+          h(
+            'p',
+            { class: 'muted' },
+            d.state === 'running' ? 'Reading each checkpoint once, in step order...' : d.state === 'cancelled' ? 'The walk was cancelled.' : 'Not walked yet.',
+          ),
+        ),
+      );
     return;
   }
   app.append(summarySection(d, v));
@@ -67,17 +96,30 @@ function render(app: HTMLElement): void {
 function summarySection(d: StepsData, v: StepsView): HTMLElement {
   const last = v.rows[v.rows.length - 1];
   const lr = v.learningRate ?? (d.learningRate !== null ? `${d.learningRate} (given here)` : null);
-  return section('Summary',
+  return section(
+    'Summary',
     h('p', { class: 'steps-headline' }, v.headline),
-    h('div', { class: 'stats' },
+    h(
+      'div',
+      { class: 'stats' },
       stat('steps', String(v.rows.length)),
       last ? stat(`changed in ${last.label}`, last.text.changed, 'M1: bit-identical bf16 / eta-equal') : null,
       last ? stat(`XOR+zstd of ${last.label}`, last.text.xorZstd, `dense ${last.text.dense}`) : null,
-      last && last.bandLow !== null ? stat('bf16 allows to change', last.text.band, 'lr .. 10 lr (Gate III)') : null),
+      last && last.bandLow !== null ? stat('bf16 allows to change', last.text.band, 'lr .. 10 lr (Gate III)') : null,
+    ),
     v.noPrediction
-      ? h('p', { class: 'muted' }, `No bf16 prediction: ${v.noPrediction.replace(/ \(give one with --lr\)/, '')}.${/learning rate/.test(v.noPrediction) ? ' "Set learning rate..." gives one.' : ''}`)
-      : h('p', { class: 'muted small' }, lr ? `Learning rate ${lr}.` : 'Learning rates differ between steps: each step\'s note says where its own came from.'),
-    h('p', { class: 'muted small' }, 'The band: an entry can change only when the optimizer moves it past half a bf16 ULP of its value (|w|/512 to |w|/256). Adam moves an entry by about lr per optimizer step at most (10 lr conservatively), so at most the band\'s share can change. Far fewer changed entries than the band allows mean the net movement between checkpoints is much smaller than the step count times lr (updates cancel, the schedule is low, or clipping is at work); more than the band means steps larger than 10 lr.'));
+      ? h(
+          'p',
+          { class: 'muted' },
+          `No bf16 prediction: ${v.noPrediction.replace(/ \(give one with --lr\)/, '')}.${/learning rate/.test(v.noPrediction) ? ' "Set learning rate..." gives one.' : ''}`,
+        )
+      : h('p', { class: 'muted small' }, lr ? `Learning rate ${lr}.` : "Learning rates differ between steps: each step's note says where its own came from."),
+    h(
+      'p',
+      { class: 'muted small' },
+      "The band: an entry can change only when the optimizer moves it past half a bf16 ULP of its value (|w|/512 to |w|/256). Adam moves an entry by about lr per optimizer step at most (10 lr conservatively), so at most the band's share can change. Far fewer changed entries than the band allows mean the net movement between checkpoints is much smaller than the step count times lr (updates cancel, the schedule is low, or clipping is at work); more than the band means steps larger than 10 lr.",
+    ),
+  );
 }
 
 function changedChart(v: StepsView): HTMLElement {
@@ -91,10 +133,27 @@ function changedChart(v: StepsView): HTMLElement {
       labels,
       datasets: [
         { label: 'changed (observed)', data: v.rows.map((r) => toPct(r.changed)), borderColor: c0, backgroundColor: c0 },
-        ...(hasBand ? [
-          { label: 'bf16 allows at lr', data: v.rows.map((r) => toPct(r.bandLow)), borderColor: c1, backgroundColor: 'transparent', borderDash: [4, 3], pointRadius: 0 },
-          { label: 'bf16 allows at 10 lr', data: v.rows.map((r) => toPct(r.bandHigh)), borderColor: c1, backgroundColor: withAlpha(c1, 0.18), borderDash: [4, 3], pointRadius: 0, fill: '-1' },
-        ] : []),
+        ...(hasBand
+          ? [
+              {
+                label: 'bf16 allows at lr',
+                data: v.rows.map((r) => toPct(r.bandLow)),
+                borderColor: c1,
+                backgroundColor: 'transparent',
+                borderDash: [4, 3],
+                pointRadius: 0,
+              },
+              {
+                label: 'bf16 allows at 10 lr',
+                data: v.rows.map((r) => toPct(r.bandHigh)),
+                borderColor: c1,
+                backgroundColor: withAlpha(c1, 0.18),
+                borderDash: [4, 3],
+                pointRadius: 0,
+                fill: '-1',
+              },
+            ]
+          : []),
       ],
     },
     options: { scales: { x: { title: { display: true, text: 'step' } }, y: { min: 0, max: 100, title: { display: true, text: 'changed %' } } } },
@@ -122,12 +181,20 @@ function payloadChart(v: StepsView): HTMLElement {
 
 function gridSection(d: StepsData, v: StepsView): HTMLElement {
   const g: StepGrid = grid === 'layer' ? v.byLayer : v.byModule;
-  const picker = select('Rows', [{ value: 'module', text: 'module type' }, { value: 'layer', text: 'layer' }], grid, (x) => {
-    grid = x === 'layer' ? 'layer' : 'module';
-    saveState({ panel: 'steps', runId: d.runId, grid });
-    const app = document.getElementById('app');
-    if (app) render(app);
-  });
+  const picker = select(
+    'Rows',
+    [
+      { value: 'module', text: 'module type' },
+      { value: 'layer', text: 'layer' },
+    ],
+    grid,
+    (x) => {
+      grid = x === 'layer' ? 'layer' : 'module';
+      saveState({ panel: 'steps', runId: d.runId, grid });
+      const app = document.getElementById('app');
+      if (app) render(app);
+    },
+  );
   if (g.rows.length === 0) return section('Changed share per step', picker, h('p', { class: 'muted' }, 'No tensor to group.'));
   const el = h('div', { class: 'heatmap', role: 'grid', 'aria-label': `changed share per ${grid} and step` });
   el.style.gridTemplateColumns = `auto repeat(${g.cols.length}, minmax(4.5em, 1fr))`;
@@ -151,20 +218,25 @@ function gridSection(d: StepsData, v: StepsView): HTMLElement {
 
 function tableSection(v: StepsView): HTMLElement {
   const head = ['step', 'changed', 'rel. update', 'median ULPs', 'dense', 'bitmap', 'COO', 'XOR+zstd', 'bf16 allows (lr .. 10 lr)', 'agreement'];
-  const body = v.rows.map((r) => h('tr', {},
-    h('td', {}, r.label),
-    h('td', { class: 'num' }, r.text.changed),
-    h('td', { class: 'num' }, r.text.relUpdateNorm),
-    h('td', { class: 'num' }, r.text.medianUlps),
-    h('td', { class: 'num' }, r.text.dense),
-    h('td', { class: 'num' }, r.text.bitmap),
-    h('td', { class: 'num' }, r.text.coo),
-    h('td', { class: 'num' }, r.text.xorZstd),
-    h('td', { class: 'num' }, r.text.band),
-    h('td', { class: `agreement agreement-${r.agreement ?? 'none'}` }, r.text.agreement)));
-  return section('Every step',
-    h('table', { class: 'grid steps-table' },
-      h('thead', {}, h('tr', {}, ...head.map((x) => h('th', {}, x)))),
-      h('tbody', {}, ...body)),
-    h('ul', { class: 'steps-notes small' }, ...v.rows.map((r) => h('li', {}, h('strong', {}, `${r.label}: `), r.note))));
+  const body = v.rows.map((r) =>
+    h(
+      'tr',
+      {},
+      h('td', {}, r.label),
+      h('td', { class: 'num' }, r.text.changed),
+      h('td', { class: 'num' }, r.text.relUpdateNorm),
+      h('td', { class: 'num' }, r.text.medianUlps),
+      h('td', { class: 'num' }, r.text.dense),
+      h('td', { class: 'num' }, r.text.bitmap),
+      h('td', { class: 'num' }, r.text.coo),
+      h('td', { class: 'num' }, r.text.xorZstd),
+      h('td', { class: 'num' }, r.text.band),
+      h('td', { class: `agreement agreement-${r.agreement ?? 'none'}` }, r.text.agreement),
+    ),
+  );
+  return section(
+    'Every step',
+    h('table', { class: 'grid steps-table' }, h('thead', {}, h('tr', {}, ...head.map((x) => h('th', {}, x)))), h('tbody', {}, ...body)),
+    h('ul', { class: 'steps-notes small' }, ...v.rows.map((r) => h('li', {}, h('strong', {}, `${r.label}: `), r.note))),
+  );
 }

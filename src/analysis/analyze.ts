@@ -79,7 +79,14 @@ async function analyze(basePath: string, ckptPath: string, opts: AnalyzeOptions,
       eta: opts.settings.eta,
       signal: opts.signal,
       onTensor: opts.onTensor,
-      onProgress: (p) => opts.onProgress?.({ phase: 'diff', tensor: p.tensor, index: p.index, total: p.total, fraction: diffShare * (p.bytesTotal ? p.bytesDone / p.bytesTotal : 1) }),
+      onProgress: (p) =>
+        opts.onProgress?.({
+          phase: 'diff',
+          tensor: p.tensor,
+          index: p.index,
+          total: p.total,
+          fraction: diffShare * (p.bytesTotal ? p.bytesDone / p.bytesTotal : 1),
+        }),
     });
     const report: CheckpointReport = {
       schemaVersion: SCHEMA_VERSION,

@@ -24,7 +24,18 @@ const SCRATCH_ENTRIES = 1 << 16;
 /** Columns the kernel counts itself; wider 2-D tensors (none in a transformer) use the reference kernel. */
 export const MAX_KERNEL_COLUMNS = 1 << 20;
 
-type AccumulateFn = (p0: number, p1: number, n: number, col0: number, ncols: number, lines: number, cols: number, rows: number, hist: number, out: number) => void;
+type AccumulateFn = (
+  p0: number,
+  p1: number,
+  n: number,
+  col0: number,
+  ncols: number,
+  lines: number,
+  cols: number,
+  rows: number,
+  hist: number,
+  out: number,
+) => void;
 
 let compiled: WebAssembly.Module | null | undefined;
 let compileProblem: string | undefined;
@@ -98,7 +109,14 @@ export class Bf16Kernel {
     }
     const pages = Math.ceil(p / PAGE);
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    const instance = new WebAssembly.Instance(m, { env: { memory: this.memory, abort: () => { throw new Error('bf16 kernel aborted'); } } });
+    const instance = new WebAssembly.Instance(m, {
+      env: {
+        memory: this.memory,
+        abort: () => {
+          throw new Error('bf16 kernel aborted');
+        },
+      },
+    });
     this.fn = instance.exports.accumulate as AccumulateFn;
     const buf = this.memory.buffer;
     this.at = { out, hist, cols, rows };

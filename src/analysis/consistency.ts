@@ -120,7 +120,14 @@ export async function compareRuns(basePath: string, ckptPaths: string[], opts: C
       let g = byModule.get(module);
       if (!g) byModule.set(module, (g = new PairCounts(R)));
       g.addFrom(counts);
-      const t: ConsistencyTensor = { name, module, layer: layerIndex(name), shape: info.shape, densities: Array.from(counts.dens, (d) => d / info.numel), ...counts.matrices() };
+      const t: ConsistencyTensor = {
+        name,
+        module,
+        layer: layerIndex(name),
+        shape: info.shape,
+        densities: Array.from(counts.dens, (d) => d / info.numel),
+        ...counts.matrices(),
+      };
       if (cons) {
         const values: number[] = [];
         for (let br = 0; br < mapRows; br++) {
@@ -139,10 +146,12 @@ export async function compareRuns(basePath: string, ckptPaths: string[], opts: C
     const { jaccard, jaccardBaseline: jb } = all.matrices();
     let off = 0;
     let offBase = 0;
-    for (let x = 0; x < R; x++) for (let y = 0; y < R; y++) if (x !== y) {
-      off += jaccard[x][y];
-      offBase += jb[x][y];
-    }
+    for (let x = 0; x < R; x++)
+      for (let y = 0; y < R; y++)
+        if (x !== y) {
+          off += jaccard[x][y];
+          offBase += jb[x][y];
+        }
     const pairs = R * (R - 1);
     return {
       schemaVersion: SCHEMA_VERSION,
@@ -150,7 +159,11 @@ export async function compareRuns(basePath: string, ckptPaths: string[], opts: C
       tool: { name: 'gatescope', version: VERSION },
       createdAt: new Date().toISOString(),
       base: path.resolve(basePath),
-      runs: ckptPaths.map((p, i) => ({ label: opts.labels?.[i] ?? path.basename(path.resolve(p)), checkpoint: path.resolve(p), density: all.total > 0 ? all.dens[i] / all.total : 0 })),
+      runs: ckptPaths.map((p, i) => ({
+        label: opts.labels?.[i] ?? path.basename(path.resolve(p)),
+        checkpoint: path.resolve(p),
+        density: all.total > 0 ? all.dens[i] / all.total : 0,
+      })),
       jaccard,
       jaccardBaseline: jb,
       meanOffDiagonal: off / pairs,

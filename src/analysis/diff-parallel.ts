@@ -23,8 +23,7 @@ export interface ThreadJob {
 
 /** How a thread ends: every pass's thread script posts one of these last. */
 export type ThreadEnd =
-  | { type: 'done' }
-  | { type: 'error'; message: string; name?: string; format?: { file: string; problem: FormatProblem; detail: string; tensor?: string } };
+  { type: 'done' } | { type: 'error'; message: string; name?: string; format?: { file: string; problem: FormatProblem; detail: string; tensor?: string } };
 
 export type ThreadMessage = { type: 'tensor'; tensor: TensorDiff; bytes: number } | ThreadEnd;
 
@@ -51,31 +50,36 @@ export async function runThreads<M extends { type: string }>(
   };
   signal?.addEventListener('abort', abort, { once: true });
   try {
-    await Promise.all(jobs.map((job) => new Promise<void>((resolve, reject) => {
-      const w = new Worker(script, { workerData: job });
-      workers.push(w);
-      let finished = false;
-      w.on('message', (m: M | ThreadEnd) => {
-        if (m.type === 'done') {
-          finished = true;
-          resolve();
-        } else if (m.type === 'error' && 'message' in m) {
-          finished = true;
-          reject(errorOf(m));
-        } else {
-          onMessage(m as M);
-        }
-      });
-      w.on('error', (e) => {
-        finished = true;
-        reject(e);
-      });
-      w.on('exit', (code) => {
-        if (finished) return;
-        if (signal?.aborted) reject(signal.reason ?? new Error('aborted'));
-        else reject(new Error(`${what} thread exited with code ${code}`));
-      });
-    })));
+    await Promise.all(
+      jobs.map(
+        (job) =>
+          new Promise<void>((resolve, reject) => {
+            const w = new Worker(script, { workerData: job });
+            workers.push(w);
+            let finished = false;
+            w.on('message', (m: M | ThreadEnd) => {
+              if (m.type === 'done') {
+                finished = true;
+                resolve();
+              } else if (m.type === 'error' && 'message' in m) {
+                finished = true;
+                reject(errorOf(m));
+              } else {
+                onMessage(m as M);
+              }
+            });
+            w.on('error', (e) => {
+              finished = true;
+              reject(e);
+            });
+            w.on('exit', (code) => {
+              if (finished) return;
+              if (signal?.aborted) reject(signal.reason ?? new Error('aborted'));
+              else reject(new Error(`${what} thread exited with code ${code}`));
+            });
+          }),
+      ),
+    );
   } catch (e) {
     abort();
     signal?.throwIfAborted();
@@ -106,7 +110,11 @@ export function shareOut(sizes: [string, number][], threads: number): string[][]
   return groups.map((g) => g.names).filter((n) => n.length > 0);
 }
 
-export async function diffCheckpointsParallel(base: Checkpoint, ckpt: Checkpoint, opts: DiffOptions & { threads?: number; threadScript?: string }): Promise<DiffResult> {
+export async function diffCheckpointsParallel(
+  base: Checkpoint,
+  ckpt: Checkpoint,
+  opts: DiffOptions & { threads?: number; threadScript?: string },
+): Promise<DiffResult> {
   const threads = opts.threads ?? defaultThreads();
   const script = opts.threadScript ?? defaultThreadScript();
   const paired = pairTensors(base, ckpt);
@@ -119,15 +127,28 @@ export async function diffCheckpointsParallel(base: Checkpoint, ckpt: Checkpoint
   const groups = shareOut(sizes, threads);
   const results = new Map<string, TensorDiff>();
   let bytesDone = 0;
-  const jobs = groups.map((names): ThreadJob => ({ base: base.path, checkpoint: ckpt.path, names, eta: opts.eta, chunkElements: opts.chunkElements, kernel: opts.kernel }));
+  const jobs = groups.map((names): ThreadJob => ({
+    base: base.path,
+    checkpoint: ckpt.path,
+    names,
+    eta: opts.eta,
+    chunkElements: opts.chunkElements,
+    kernel: opts.kernel,
+  }));
   try {
-    await runThreads<ThreadMessage>(script, jobs, 'diff', (m) => {
-      if (m.type !== 'tensor') return;
-      results.set(m.tensor.name, m.tensor);
-      bytesDone += m.bytes;
-      opts.onTensor?.(m.tensor);
-      opts.onProgress?.({ tensor: m.tensor.name, index: results.size, total: pairs.length, bytesDone, bytesTotal });
-    }, opts.signal);
+    await runThreads<ThreadMessage>(
+      script,
+      jobs,
+      'diff',
+      (m) => {
+        if (m.type !== 'tensor') return;
+        results.set(m.tensor.name, m.tensor);
+        bytesDone += m.bytes;
+        opts.onTensor?.(m.tensor);
+        opts.onProgress?.({ tensor: m.tensor.name, index: results.size, total: pairs.length, bytesDone, bytesTotal });
+      },
+      opts.signal,
+    );
   } catch (e) {
     opts.signal?.throwIfAborted();
     // A thread opens the files after this thread did: a checkpoint rewritten in between can look

@@ -26,7 +26,8 @@ async function run(job: ThreadJob): Promise<void> {
     });
     post({ type: 'done' });
   } catch (e) {
-    if (e instanceof CheckpointFormatError) post({ type: 'error', message: e.message, format: { file: e.file, problem: e.problem, detail: e.detail, tensor: e.tensor } });
+    if (e instanceof CheckpointFormatError)
+      post({ type: 'error', message: e.message, format: { file: e.file, problem: e.problem, detail: e.detail, tensor: e.tensor } });
     else post({ type: 'error', message: (e as Error).message ?? String(e) });
   } finally {
     await base.close();

@@ -93,7 +93,10 @@ class TensorAccumulator {
   readonly cols: Uint32Array;
   readonly ncols: number;
   readonly is2d: boolean;
-  constructor(shape: readonly number[], readonly hist: UlpHistogram) {
+  constructor(
+    shape: readonly number[],
+    readonly hist: UlpHistogram,
+  ) {
     this.is2d = shape.length === 2;
     const numel = shape.reduce((a, b) => a * b, 1);
     // A zero-element tensor gets no per-row counters, whatever its dimensions say.
@@ -127,7 +130,13 @@ const INV_ULP_BY_EXPONENT = ULP_BY_EXPONENT.map((u) => 1 / u);
  * shared one when none is given), or with the reference below where there is none, `null` asks for the
  * reference, or the tensor is wider than the kernel counts.
  */
-export function accumulateBf16(acc: TensorAccumulator, b0: Uint16Array, b1: Uint16Array, startIndex: number, kernel: Bf16Kernel | null | undefined = sharedBf16Kernel()): void {
+export function accumulateBf16(
+  acc: TensorAccumulator,
+  b0: Uint16Array,
+  b1: Uint16Array,
+  startIndex: number,
+  kernel: Bf16Kernel | null | undefined = sharedBf16Kernel(),
+): void {
   if (kernel?.accepts(acc)) kernel.accumulate(acc, b0, b1, startIndex);
   else accumulateBf16Js(acc, b0, b1, startIndex);
 }
@@ -204,7 +213,15 @@ export function accumulateBf16Js(acc: TensorAccumulator, b0: Uint16Array, b1: Ui
  * Kernel for any other pair of float dtypes (decoded to float64): M1 by the relative rule with eta.
  * When the checkpoint is stored in fp32/f64, also counts changes that bf16 storage would hide (Gate III).
  */
-export function accumulateFloat(acc: TensorAccumulator, x0: Float64Array, x1: Float64Array, count: number, startIndex: number, eta: number, gate3: boolean): void {
+export function accumulateFloat(
+  acc: TensorAccumulator,
+  x0: Float64Array,
+  x1: Float64Array,
+  count: number,
+  startIndex: number,
+  eta: number,
+  gate3: boolean,
+): void {
   const rows = acc.rows;
   const cols = acc.cols;
   const ncols = acc.ncols;
@@ -278,7 +295,6 @@ function round6(x: number): number {
   return Math.round(x * 1e6) / 1e6;
 }
 
-
 export interface DiffResult {
   tensors: TensorDiff[];
   mismatches: TensorMismatch[];
@@ -332,8 +348,7 @@ export function choosePrefixes(baseNames: readonly string[], ckptNames: Readonly
     for (const cp of candidatePrefixes(ckptNames)) {
       let matches = 0;
       for (const name of baseSet) if (name.startsWith(bp) && ckptNames.has(cp + name.slice(bp.length))) matches++;
-      const better = matches > best.matches
-        || (matches === best.matches && bp.length + cp.length < best.basePrefix.length + best.checkpointPrefix.length);
+      const better = matches > best.matches || (matches === best.matches && bp.length + cp.length < best.basePrefix.length + best.checkpointPrefix.length);
       if (better) best = { basePrefix: bp, checkpointPrefix: cp, matches };
     }
   }
@@ -397,7 +412,11 @@ export function pairTensors(base: Checkpoint, ckpt: Checkpoint): TensorPairingRe
       continue;
     }
     if (a.info.dtype !== b.info.dtype) {
-      mismatches.push({ name, problem: 'dtype-mismatch', detail: `base ${a.info.dtype} vs checkpoint ${b.info.dtype}: compared as floats with the relative rule` });
+      mismatches.push({
+        name,
+        problem: 'dtype-mismatch',
+        detail: `base ${a.info.dtype} vs checkpoint ${b.info.dtype}: compared as floats with the relative rule`,
+      });
     }
     pairs.push([name, a, b]);
   }
@@ -409,7 +428,15 @@ export function pairTensors(base: Checkpoint, ckpt: Checkpoint): TensorPairingRe
   }
   // A shape mismatch leaves the checkpoint's tensor unpaired too.
   unpairedCheckpoint.push(...shapeMismatchedCheckpoint);
-  return { pairs, mismatches, pairing: { basePrefix, checkpointPrefix, paired: pairs.length, baseFloatTensors }, unpairedBase, unpairedCheckpoint, shapeMismatches, shapeMismatchedCheckpoint };
+  return {
+    pairs,
+    mismatches,
+    pairing: { basePrefix, checkpointPrefix, paired: pairs.length, baseFloatTensors },
+    unpairedBase,
+    unpairedCheckpoint,
+    shapeMismatches,
+    shapeMismatchedCheckpoint,
+  };
 }
 
 /**
@@ -420,7 +447,12 @@ export function pairTensors(base: Checkpoint, ckpt: Checkpoint): TensorPairingRe
 export function assertPairing(base: Checkpoint, ckpt: Checkpoint, r: TensorPairingResult): void {
   const { paired, baseFloatTensors } = r.pairing;
   if (paired > 0 && paired * 2 >= baseFloatTensors) return;
-  throw new PairingError(ckpt.path, base.path, { ...r.pairing, unpairedBase: r.unpairedBase, unpairedCheckpoint: r.unpairedCheckpoint, shapeMismatches: r.shapeMismatches });
+  throw new PairingError(ckpt.path, base.path, {
+    ...r.pairing,
+    unpairedBase: r.unpairedBase,
+    unpairedCheckpoint: r.unpairedCheckpoint,
+    shapeMismatches: r.shapeMismatches,
+  });
 }
 
 /** Orders "layers.2" before "layers.10". */
@@ -443,7 +475,10 @@ export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: 
   const maxBytes = chunk * 8;
   const kernel = opts.kernel === 'js' ? undefined : Bf16Kernel.create([maxBytes, maxBytes, maxBytes, maxBytes]);
   const bufs = kernel
-    ? [[kernel.buffers[0], kernel.buffers[1]], [kernel.buffers[2], kernel.buffers[3]]]
+    ? [
+        [kernel.buffers[0], kernel.buffers[1]],
+        [kernel.buffers[2], kernel.buffers[3]],
+      ]
     : [0, 1].map(() => [new Uint8Array(new ArrayBuffer(maxBytes)), new Uint8Array(new ArrayBuffer(maxBytes))]);
   const x0 = new Float64Array(chunk);
   const x1 = new Float64Array(chunk);
@@ -461,10 +496,7 @@ export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: 
     const numel = info.numel;
     const read = (start: number, slot: number): Promise<[Uint8Array, Uint8Array]> => {
       const count = Math.min(chunk, numel - start);
-      return Promise.all([
-        a.file.readElements(a.info, start, count, bufs[slot][0]),
-        b.file.readElements(b.info, start, count, bufs[slot][1]),
-      ]);
+      return Promise.all([a.file.readElements(a.info, start, count, bufs[slot][0]), b.file.readElements(b.info, start, count, bufs[slot][1])]);
     };
     let pending = numel > 0 ? read(0, 0) : undefined;
     for (let start = 0, slot = 0; start < numel; start += chunk, slot ^= 1) {

@@ -6,7 +6,17 @@
 import { decodeToFloat32, type Dtype } from '../formats/dtype';
 
 /** Changed mask of one chunk, with the M1 rule (non-finite entries are 0). */
-export function maskChunk(d0: Dtype, b0: Uint8Array, d1: Dtype, b1: Uint8Array, count: number, eta: number, out: Uint8Array, f0: Float32Array, f1: Float32Array): void {
+export function maskChunk(
+  d0: Dtype,
+  b0: Uint8Array,
+  d1: Dtype,
+  b1: Uint8Array,
+  count: number,
+  eta: number,
+  out: Uint8Array,
+  f0: Float32Array,
+  f1: Float32Array,
+): void {
   if (d0 === 'BF16' && d1 === 'BF16') {
     const a = new Uint16Array(b0.buffer, b0.byteOffset, count);
     const b = new Uint16Array(b1.buffer, b1.byteOffset, count);
@@ -37,8 +47,12 @@ export function changedByEta(x: number, y: number, eta: number): boolean {
  * counted in `nonFinite`. `w0`/`w1` are the decoded values (left as they are).
  */
 export function changedMask(
-  dtype0: Dtype, bytes0: Uint8Array, w0: Float32Array,
-  dtype1: Dtype, bytes1: Uint8Array, w1: Float32Array,
+  dtype0: Dtype,
+  bytes0: Uint8Array,
+  w0: Float32Array,
+  dtype1: Dtype,
+  bytes1: Uint8Array,
+  w1: Float32Array,
   eta: number,
 ): { mask: Uint8Array; changed: number; nonFinite: number } {
   const n = w0.length;
@@ -82,10 +96,11 @@ export function selectByMagnitude(values: Float32Array, count: number, largest: 
       taken += below;
     }
   }
-  for (let i = 0; i < n && taken < count; i++) if ((bits[i] & ABS_MASK) === t) {
-    out[i] = 1;
-    taken++;
-  }
+  for (let i = 0; i < n && taken < count; i++)
+    if ((bits[i] & ABS_MASK) === t) {
+      out[i] = 1;
+      taken++;
+    }
   return out;
 }
 

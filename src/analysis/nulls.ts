@@ -153,10 +153,11 @@ async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float
   const b = new Float64Array(n);
   for (let i = 0; i < m; i++) for (let l = 0; l < k; l++) a[i] += U[i * k + l] ** 2;
   const V2 = new Float32Array(n * k);
-  for (let j = 0; j < n; j++) for (let l = 0; l < k; l++) {
-    V2[j * k + l] = V[j * k + l] ** 2;
-    b[j] += V2[j * k + l];
-  }
+  for (let j = 0; j < n; j++)
+    for (let l = 0; l < k; l++) {
+      V2[j * k + l] = V[j * k + l] ** 2;
+      b[j] += V2[j * k + l];
+    }
   // N^2 in place of d (d is not needed afterwards).
   let noiseInside = 0;
   for (let i = 0; i < m; i++) {
@@ -228,7 +229,13 @@ async function shapeLikeSpectrum(backend: ComputeBackend, z: Float32Array, inp: 
 }
 
 /** The nulls' expected measures before storage: shares of an unrounded update of each kind. */
-export function analyticNulls(m: number, n: number, k: number, sigma: ArrayLike<number>, baseFro2: number): { directionBlind: NullMeasures; gradientLike: NullMeasures } {
+export function analyticNulls(
+  m: number,
+  n: number,
+  k: number,
+  sigma: ArrayLike<number>,
+  baseFro2: number,
+): { directionBlind: NullMeasures; gradientLike: NullMeasures } {
   let Tk = 0;
   let T4 = 0;
   for (let i = 0; i < k; i++) {

@@ -58,7 +58,7 @@ export const MEASURES: readonly Measure[] = [
     // First-order shifts of the top-k singular values per unit of ||dW||_F (principal-part NSS per unit
     // update), as odds of the squared share, with the bf16 rounding residual taken out (nulls.ts), so that
     // runs of different sizes, carrying different amounts of rounding, compare like for like.
-    value: (t) => t.spectral ? oddsWithoutRounding(t.spectral.spectralSharePrincipal ** 2, t.spectral, 'diagonalEnergy', true) : null,
+    value: (t) => (t.spectral ? oddsWithoutRounding(t.spectral.spectralSharePrincipal ** 2, t.spectral, 'diagonalEnergy', true) : null),
     band: 1.1,
     votes: true,
   },
@@ -66,14 +66,19 @@ export const MEASURES: readonly Measure[] = [
     measure: 'principal energy, rounding removed',
     // Share of the update's energy inside the top-k subspaces, as odds, with the bf16 rounding residual
     // taken out: scale-free, and a small update's dilution by rounding does not read as off-principal.
-    value: (t) => t.spectral ? oddsWithoutRounding(1 - t.spectral.offPrincipalEnergy, t.spectral, 'principalEnergy', false) : null,
+    value: (t) => (t.spectral ? oddsWithoutRounding(1 - t.spectral.offPrincipalEnergy, t.spectral, 'principalEnergy', false) : null),
     band: 1.1,
     votes: true,
   },
   {
     measure: 'principal overlap against precision',
     // Overlap of the changed mask with the principal weights over what bf16 precision alone explains.
-    value: (t) => pos(t.spectral && t.spectral.overlapPrincipal !== null && t.spectral.overlapPrincipalExpectedPrecision ? t.spectral.overlapPrincipal / t.spectral.overlapPrincipalExpectedPrecision : null),
+    value: (t) =>
+      pos(
+        t.spectral && t.spectral.overlapPrincipal !== null && t.spectral.overlapPrincipalExpectedPrecision
+          ? t.spectral.overlapPrincipal / t.spectral.overlapPrincipalExpectedPrecision
+          : null,
+      ),
     band: 1.02,
     votes: true,
   },
@@ -85,7 +90,11 @@ export class ComparisonError extends Error {
 
 function hasUpdate(t: TensorDiff | undefined): t is TensorDiff {
   // Tensors without a regime carry no comparison either.
-  return !!t && !!t.spectral && noRegimeReason({ nonFinite: t.nonFinite, changed: t.changed, updateNorm: t.updateNormFro, k: t.spectral.k, m: t.shape[0], n: t.shape[1] }) === undefined;
+  return (
+    !!t &&
+    !!t.spectral &&
+    noRegimeReason({ nonFinite: t.nonFinite, changed: t.changed, updateNorm: t.updateNormFro, k: t.spectral.k, m: t.shape[0], n: t.shape[1] }) === undefined
+  );
 }
 
 /** Geometric mean of ratios and its bootstrap percentile interval over the same tensors. */
@@ -115,8 +124,22 @@ export function comparePair(aLabel: string, a: CheckpointReport, bLabel: string,
   const shared = a.tensors.filter((t) => sameShape(t) && hasUpdate(t) && hasUpdate(bByName.get(t.name)));
   if (shared.length === 0) {
     // They share weights, but none has a regime in both (no update, non-finite values, k covering a side).
-    const why = [...new Set([...a.tensors, ...b.tensors].map((t) => t.verdict?.reason).filter((r): r is string => !!r && !r.startsWith('between') && !r.includes('disagree')))].slice(0, 3).join('; ');
-    return { a: aLabel, b: bLabel, updateSizeRatio: null, moreOffPrincipal: null, evidence: [], tensors: 0, summary: `no comparison: no shared weight has a regime in both runs${why ? ` (${why})` : ''}` };
+    const why = [
+      ...new Set(
+        [...a.tensors, ...b.tensors].map((t) => t.verdict?.reason).filter((r): r is string => !!r && !r.startsWith('between') && !r.includes('disagree')),
+      ),
+    ]
+      .slice(0, 3)
+      .join('; ');
+    return {
+      a: aLabel,
+      b: bLabel,
+      updateSizeRatio: null,
+      moreOffPrincipal: null,
+      evidence: [],
+      tensors: 0,
+      summary: `no comparison: no shared weight has a regime in both runs${why ? ` (${why})` : ''}`,
+    };
   }
   const updateSizeRatio = median(shared.map((t) => t.updateNormFro / bByName.get(t.name)!.updateNormFro));
   const rng = new Rng(seed);
@@ -160,18 +183,20 @@ export function layerProfile(r: CheckpointReport): RegimeRunLayer[] {
     list.push(t);
     byLayer.set(t.layer, list);
   }
-  return [...byLayer.entries()].sort((x, y) => x[0] - y[0]).map(([layer, ts]) => {
-    const sp = ts.map((t) => t.spectral!);
-    const ov = sp.filter((s) => s.overlapPrincipal !== null && s.overlapPrincipalExpectedPrecision);
-    return {
-      layer,
-      principalAngleMaxDeg: Math.max(...sp.map((s) => s.principalAngleMaxDeg)),
-      nssPrincipal: median(sp.map((s) => s.nssPrincipalFirstOrder)),
-      offPrincipalEnergy: median(sp.map((s) => s.offPrincipalEnergy)),
-      offPrincipalEnergyNull: median(sp.map((s) => 1 - s.nulls.gradientLike.principalEnergy)),
-      overlapPrincipalRatio: ov.length ? median(ov.map((s) => s.overlapPrincipal! / s.overlapPrincipalExpectedPrecision!)) : null,
-    };
-  });
+  return [...byLayer.entries()]
+    .sort((x, y) => x[0] - y[0])
+    .map(([layer, ts]) => {
+      const sp = ts.map((t) => t.spectral!);
+      const ov = sp.filter((s) => s.overlapPrincipal !== null && s.overlapPrincipalExpectedPrecision);
+      return {
+        layer,
+        principalAngleMaxDeg: Math.max(...sp.map((s) => s.principalAngleMaxDeg)),
+        nssPrincipal: median(sp.map((s) => s.nssPrincipalFirstOrder)),
+        offPrincipalEnergy: median(sp.map((s) => s.offPrincipalEnergy)),
+        offPrincipalEnergyNull: median(sp.map((s) => 1 - s.nulls.gradientLike.principalEnergy)),
+        overlapPrincipalRatio: ov.length ? median(ov.map((s) => s.overlapPrincipal! / s.overlapPrincipalExpectedPrecision!)) : null,
+      };
+    });
 }
 
 export function compareRegimes(labels: readonly string[], reports: readonly CheckpointReport[], seed = 1234): RegimeComparison {
@@ -179,10 +204,19 @@ export function compareRegimes(labels: readonly string[], reports: readonly Chec
   const bases = new Set(reports.map((r) => r.base));
   if (bases.size > 1) throw new ComparisonError(`the runs have different bases: ${[...bases].join(' and ')}`);
   const pairs: RegimePair[] = [];
-  for (let i = 0; i < reports.length; i++) for (let j = i + 1; j < reports.length; j++) pairs.push(comparePair(labels[i], reports[i], labels[j], reports[j], seed));
+  for (let i = 0; i < reports.length; i++)
+    for (let j = i + 1; j < reports.length; j++) pairs.push(comparePair(labels[i], reports[i], labels[j], reports[j], seed));
   return {
     method: `per pair, over shared linear weights: geometric mean of per-tensor ratios a/b, 95% percentile interval from ${BOOTSTRAP} bootstrap resamples of tensors`,
-    runs: reports.map((r, i) => ({ label: labels[i], checkpoint: r.checkpoint, step: r.step, relUpdateNorm: r.summary.relUpdateNorm, unchangedLinear: r.summary.unchangedLinear, verdict: r.verdict ?? null, layers: layerProfile(r) })),
+    runs: reports.map((r, i) => ({
+      label: labels[i],
+      checkpoint: r.checkpoint,
+      step: r.step,
+      relUpdateNorm: r.summary.relUpdateNorm,
+      unchangedLinear: r.summary.unchangedLinear,
+      verdict: r.verdict ?? null,
+      layers: layerProfile(r),
+    })),
     pairs,
   };
 }

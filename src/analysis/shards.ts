@@ -105,7 +105,10 @@ export function planShards(base: Checkpoint, ckpt: Checkpoint, count: number, pa
     t.shard = best + 1;
     loads[best] += t.cost;
   }
-  const digest = createHash('sha256').update(JSON.stringify({ count, passes, settings, tensors: tensors.map((t) => [t.name, t.shard]) })).digest('hex').slice(0, 32);
+  const digest = createHash('sha256')
+    .update(JSON.stringify({ count, passes, settings, tensors: tensors.map((t) => [t.name, t.shard]) }))
+    .digest('hex')
+    .slice(0, 32);
   return { count, tensors, digest, loads };
 }
 
@@ -146,16 +149,34 @@ export interface PartialReport {
   pooling: Record<string, PartialPooling>;
 }
 
-export function partialReport(report: CheckpointReport, plan: ShardPlan, shard: ShardSpec, inputs: PartialReport['inputs'], pooling: ReadonlyMap<string, PairSpectral>): PartialReport {
+export function partialReport(
+  report: CheckpointReport,
+  plan: ShardPlan,
+  shard: ShardSpec,
+  inputs: PartialReport['inputs'],
+  pooling: ReadonlyMap<string, PairSpectral>,
+): PartialReport {
   const position = new Map(plan.tensors.map((t) => [t.name, t.position]));
   const pool: Record<string, PartialPooling> = {};
-  for (const [name, r] of pooling) pool[name] = { principal: r.principal, lowMagnitude: r.lowMagnitude, principalNotLow: r.principalNotLow, ...(r.degenerate ? { degenerate: r.degenerate } : {}) };
+  for (const [name, r] of pooling)
+    pool[name] = {
+      principal: r.principal,
+      lowMagnitude: r.lowMagnitude,
+      principalNotLow: r.principalNotLow,
+      ...(r.degenerate ? { degenerate: r.degenerate } : {}),
+    };
   return {
     schemaVersion: SCHEMA_VERSION,
     kind: PARTIAL_KIND,
     tool: { name: 'gatescope', version: VERSION },
     createdAt: new Date().toISOString(),
-    shard: { index: shard.index, count: shard.count, plan: plan.digest, totalTensors: plan.tensors.length, positions: report.tensors.map((t) => position.get(t.name)!) },
+    shard: {
+      index: shard.index,
+      count: shard.count,
+      plan: plan.digest,
+      totalTensors: plan.tensors.length,
+      positions: report.tensors.map((t) => position.get(t.name)!),
+    },
     inputs,
     report,
     pooling: pool,
@@ -179,12 +200,22 @@ export function asPartialReport(file: string, v: unknown): PartialReport {
   };
   if (!v || typeof v !== 'object') bad('not a JSON object');
   const o = v as Record<string, unknown>;
-  if (o.kind !== PARTIAL_KIND) bad(o.kind === 'gatescope.checkpoint-report' ? 'a full checkpoint report, not a shard of one' : `kind is ${JSON.stringify(o.kind)}`);
+  if (o.kind !== PARTIAL_KIND)
+    bad(o.kind === 'gatescope.checkpoint-report' ? 'a full checkpoint report, not a shard of one' : `kind is ${JSON.stringify(o.kind)}`);
   if (o.schemaVersion !== SCHEMA_VERSION) bad(`schemaVersion ${JSON.stringify(o.schemaVersion)}, this Gatescope reads ${SCHEMA_VERSION}`);
   const s = o.shard as Record<string, unknown> | undefined;
-  if (!s || !Number.isInteger(s.index) || !Number.isInteger(s.count) || typeof s.plan !== 'string' || !Number.isInteger(s.totalTensors) || !Array.isArray(s.positions)) bad('no valid "shard" block');
+  if (
+    !s ||
+    !Number.isInteger(s.index) ||
+    !Number.isInteger(s.count) ||
+    typeof s.plan !== 'string' ||
+    !Number.isInteger(s.totalTensors) ||
+    !Array.isArray(s.positions)
+  )
+    bad('no valid "shard" block');
   const r = o.report as Record<string, unknown> | undefined;
-  if (!r || r.kind !== 'gatescope.checkpoint-report' || !Array.isArray(r.tensors) || !r.settings || typeof r.passes !== 'string') bad('no valid "report" block');
+  if (!r || r.kind !== 'gatescope.checkpoint-report' || !Array.isArray(r.tensors) || !r.settings || typeof r.passes !== 'string')
+    bad('no valid "report" block');
   if ((r!.tensors as unknown[]).length !== (s!.positions as unknown[]).length) bad('its tensors and positions differ in number');
   const inputs = o.inputs as Record<string, unknown> | undefined;
   if (!inputs || typeof inputs.baseContent !== 'string' || typeof inputs.checkpointContent !== 'string') bad('no valid "inputs" block');
@@ -215,7 +246,7 @@ export function mergeParts(parts: readonly LoadedPart[]): CheckpointReport {
     if (x.report.passes !== f.report.passes) mixed(`the passes (${f.report.passes} vs ${x.report.passes})`, first, p);
     if (!same(x.report.settings, f.report.settings)) mixed('the settings', first, p);
     if (x.shard.count !== f.shard.count) mixed(`the number of shards (${f.shard.count} vs ${x.shard.count})`, first, p);
-    if (x.shard.plan !== f.shard.plan || x.shard.totalTensors !== f.shard.totalTensors) mixed('the shard plans (the checkpoints\' tensors)', first, p);
+    if (x.shard.plan !== f.shard.plan || x.shard.totalTensors !== f.shard.totalTensors) mixed("the shard plans (the checkpoints' tensors)", first, p);
   }
   const byIndex = new Map<number, LoadedPart>();
   for (const p of parts) {
@@ -276,7 +307,12 @@ export function mergeParts(parts: readonly LoadedPart[]): CheckpointReport {
     const s = summarizeSpectral(results);
     if (s) Object.assign(merged, s);
     const bases = ordered.filter((p) => p.baseBases).map((p) => p.baseBases!);
-    if (bases.length) merged.baseBases = { fromCache: bases.reduce((a, b) => a + b.fromCache, 0), computed: bases.reduce((a, b) => a + b.computed, 0), cached: bases.some((b) => b.cached) };
+    if (bases.length)
+      merged.baseBases = {
+        fromCache: bases.reduce((a, b) => a + b.fromCache, 0),
+        computed: bases.reduce((a, b) => a + b.computed, 0),
+        cached: bases.some((b) => b.cached),
+      };
   }
   const diffMs = ordered.reduce((a, p) => a + (p.timings?.diffMs ?? 0), 0);
   const spectralMs = ordered.reduce((a, p) => a + (p.timings?.spectralMs ?? 0), 0);

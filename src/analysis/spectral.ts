@@ -115,12 +115,16 @@ export interface BasisCacheStats {
  */
 export function baseBasisKey(ref: TensorRef, settings: AnalysisSettings, l: number): string {
   const f = ref.file;
-  return createHash('sha256').update(JSON.stringify({
-    revision: ANALYSIS_REVISION,
-    file: [path.resolve(f.identity.path), f.identity.size, f.identity.mtimeMs, f.headerHash],
-    tensor: [ref.info.name, ref.info.dtype, ref.info.shape],
-    svd: [settings.k, settings.kSpectrum, settings.oversample, settings.powerIterations, settings.seed, l, SUBSPACE_TOLERANCE, SUBSPACE_MAX_ITERATIONS],
-  })).digest('hex');
+  return createHash('sha256')
+    .update(
+      JSON.stringify({
+        revision: ANALYSIS_REVISION,
+        file: [path.resolve(f.identity.path), f.identity.size, f.identity.mtimeMs, f.headerHash],
+        tensor: [ref.info.name, ref.info.dtype, ref.info.shape],
+        svd: [settings.k, settings.kSpectrum, settings.oversample, settings.powerIterations, settings.seed, l, SUBSPACE_TOLERANCE, SUBSPACE_MAX_ITERATIONS],
+      }),
+    )
+    .digest('hex');
 }
 
 export interface PairSpectral {
@@ -191,7 +195,12 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
     const stored = await opts.basis?.get(l * minDim);
     if (opts.basis?.stats) opts.basis.stats[stored ? 'hits' : 'misses']++;
     const r = await sharedSubspaceSvd(backend, W0, W1, dWm, {
-      kk, k, oversample: settings.oversample, powerIterations: settings.powerIterations, seed: settings.seed, baseBasis: stored,
+      kk,
+      k,
+      oversample: settings.oversample,
+      powerIterations: settings.powerIterations,
+      seed: settings.seed,
+      baseBasis: stored,
     });
     if (!stored && opts.basis) await opts.basis.put(r.baseBasis);
     s0 = r.base;
@@ -271,10 +280,28 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const ckptFro2 = sumSq(w1);
   const degenerate = noRegimeReason({ nonFinite: p.nonFinite, changed: p.changed, updateNorm: dFro2, k, m, n, baseNorm: baseFro2, checkpointNorm: ckptFro2 });
   const nulls = degenerate
-    ? { directionBlind: { principalEnergy: 0, spectralSharePrincipal: 0 }, gradientLike: { principalEnergy: 0, spectralSharePrincipal: 0 }, rounding: NO_ROUNDING, matchedBy: 'norm' as const }
+    ? {
+        directionBlind: { principalEnergy: 0, spectralSharePrincipal: 0 },
+        gradientLike: { principalEnergy: 0, spectralSharePrincipal: 0 },
+        rounding: NO_ROUNDING,
+        matchedBy: 'norm' as const,
+      }
     : await simulateNulls(backend, {
-      m, n, k, w0, baseFro2, U0k: U0, V0k: V0, sigma: s0.S, checkpointBf16: p.dtype1 === 'BF16', baseBf16: p.dtype0 === 'BF16', eta: settings.eta, changed: p.changed, seed: nameSeed(p.name, settings.seed), signal,
-    });
+        m,
+        n,
+        k,
+        w0,
+        baseFro2,
+        U0k: U0,
+        V0k: V0,
+        sigma: s0.S,
+        checkpointBf16: p.dtype1 === 'BF16',
+        baseBf16: p.dtype0 === 'BF16',
+        eta: settings.eta,
+        changed: p.changed,
+        seed: nameSeed(p.name, settings.seed),
+        signal,
+      });
   lap('nulls');
 
   const sigma1_0 = s0.S[0] ?? 0;
@@ -381,7 +408,10 @@ export function summarizeSpectral(results: { t: TensorDiff; r: PairSpectral }[])
   // Run level: the same rule on medians of the per-tensor ratios and the overlap pooled over tensors with a regime.
   const live = results.filter((x) => !x.r.degenerate);
   const Pl = live.length === results.length ? P : poolOver(live, (r) => r.principal);
-  const verdict = runVerdict(results.map(({ r }) => ({ spectral: r.spectral, verdict: r.verdict, degenerate: r.degenerate })), { observed: Pl.observed, expected: Pl.expected });
+  const verdict = runVerdict(
+    results.map(({ r }) => ({ spectral: r.spectral, verdict: r.verdict, degenerate: r.degenerate })),
+    { observed: Pl.observed, expected: Pl.expected },
+  );
   return { spectralSummary, verdict };
 }
 
@@ -449,7 +479,10 @@ export function createSpectralPass(backend: ComputeBackend, passOptions: Spectra
       todo.forEach((t, i) => results.push({ t, r: slots[i]! }));
       const used = stats.hits + stats.misses;
       return {
-        report: { ...(summarizeSpectral(results) ?? {}), ...(used > 0 ? { baseBases: { fromCache: stats.hits, computed: stats.misses, cached: !!store } } : {}) },
+        report: {
+          ...(summarizeSpectral(results) ?? {}),
+          ...(used > 0 ? { baseBases: { fromCache: stats.hits, computed: stats.misses, cached: !!store } } : {}),
+        },
         results: new Map(results.map(({ t, r }) => [t.name, r])),
         skipped,
       };

@@ -29,7 +29,8 @@ async function run(job: StepsThreadJob): Promise<void> {
     post({ type: 'done' });
   } catch (e) {
     const err = e as Error;
-    if (e instanceof CheckpointFormatError) post({ type: 'error', name: err.name, message: err.message, format: { file: e.file, problem: e.problem, detail: e.detail, tensor: e.tensor } });
+    if (e instanceof CheckpointFormatError)
+      post({ type: 'error', name: err.name, message: err.message, format: { file: e.file, problem: e.problem, detail: e.detail, tensor: e.tensor } });
     else post({ type: 'error', name: err.name ?? 'Error', message: err.message ?? String(e) });
   } finally {
     for (const c of ckpts) await c.close();

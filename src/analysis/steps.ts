@@ -30,7 +30,17 @@ import {
 import { TensorPool } from '../report/summarize';
 import { VERSION } from '../version';
 import { Bf16Kernel } from './bf16-kernel';
-import { accumulateBf16, accumulateFloat, assertPairing, finishTensor, naturalCompare, newAccumulator, pairTensors, type TensorAccumulator, type TensorPairingResult } from './diff';
+import {
+  accumulateBf16,
+  accumulateFloat,
+  assertPairing,
+  finishTensor,
+  naturalCompare,
+  newAccumulator,
+  pairTensors,
+  type TensorAccumulator,
+  type TensorPairingResult,
+} from './diff';
 import { unchangedShareBelowBound } from './bf16-visibility';
 import { defaultThreads, runThreads, shareOut, type ThreadEnd } from './diff-parallel';
 import { loadZstd, ZSTD_LEVEL } from './zstd';
@@ -90,7 +100,9 @@ export async function planSteps(rootIn: string, opts: Pick<StepsRunOptions, 'bas
     if (runs.length > 1) throw new StepsError(`${rootIn} holds ${runs.length} runs (${runs.map((r) => r.name).join(', ')}): give one run's folder`);
     run = runs[0];
   }
-  const skipped = run.checkpoints.filter((c) => c.state !== 'complete').map((c) => ({ path: c.path, step: c.step, state: c.state, ...(c.reason ? { reason: c.reason } : {}) }));
+  const skipped = run.checkpoints
+    .filter((c) => c.state !== 'complete')
+    .map((c) => ({ path: c.path, step: c.step, state: c.state, ...(c.reason ? { reason: c.reason } : {}) }));
   const chain: ChainLink[] = run.checkpoints.filter((c) => c.state === 'complete').map((c) => ({ path: c.path, step: c.step, layout: c.layout }));
   let base: string | null;
   if (opts.base === undefined) base = run.base.resolved;
@@ -133,7 +145,10 @@ async function runConfigKeys(root: string): Promise<RunConfigKey[]> {
     const syntax = syntaxOf(name);
     if (!syntax) continue;
     const file = path.join(root, name);
-    const text = await readSmallRegularFile(file, 2_000_000).then((b) => b.toString('utf8'), () => '');
+    const text = await readSmallRegularFile(file, 2_000_000).then(
+      (b) => b.toString('utf8'),
+      () => '',
+    );
     for (const k of readConfigKeys(text, syntax)) out.push({ file, line: k.line, path: k.path, value: k.value });
     if (syntax === 'shell') {
       // OpenRLHF / TRL scripts pass `--actor_learning_rate 5e-7` as flags.
@@ -196,7 +211,10 @@ export function optimizerStepsPerCheckpointStep(layout: Layout | 'base', keys: R
     const b = positiveNumber(batch?.value);
     const m = positiveNumber(mini?.value);
     if (e !== null && b !== null && m !== null && Number.isInteger(e) && Number.isInteger(b / m)) {
-      return { factor: e * (b / m), source: `verl iterations x ppo_epochs (${e}) x train_batch_size / ppo_mini_batch_size (${b}/${m}), ${path.basename(epochs!.file)}` };
+      return {
+        factor: e * (b / m),
+        source: `verl iterations x ppo_epochs (${e}) x train_batch_size / ppo_mini_batch_size (${b}/${m}), ${path.basename(epochs!.file)}`,
+      };
     }
   }
   return null;
@@ -430,10 +448,7 @@ export interface StepsThreadJob {
   eta: number;
 }
 
-export type StepsThreadMessage =
-  | { type: 'chain'; result: ChainResult }
-  | { type: 'bytes'; bytes: number }
-  | ThreadEnd;
+export type StepsThreadMessage = { type: 'chain'; result: ChainResult } | { type: 'bytes'; bytes: number } | ThreadEnd;
 
 /** The bundled thread script beside the running bundle (dist/steps-thread.js), if there is one. */
 export function defaultStepsThreadScript(): string | undefined {
@@ -443,15 +458,25 @@ export function defaultStepsThreadScript(): string | undefined {
 
 /** The chains shared out between threads by bytes; results merged back in chain order, so any thread count gives the same report. */
 async function walkInThreads(paths: string[], chains: readonly Chain[], threads: number, script: string, opts: WalkOptions): Promise<void> {
-  const groups = shareOut(chains.map((c, i) => [String(i), chainBytes(c)]), threads).map((g) => g.map(Number));
+  const groups = shareOut(
+    chains.map((c, i) => [String(i), chainBytes(c)]),
+    threads,
+  ).map((g) => g.map(Number));
   const jobs = groups.map((which): StepsThreadJob => ({ paths, chains: which, eta: opts.eta }));
-  await runThreads<StepsThreadMessage>(script, jobs, 'steps', (m) => {
-    if (m.type === 'chain') opts.onChain(m.result);
-    else if (m.type === 'bytes') opts.onBytes?.(m.bytes, chains[0]);
-  }, opts.signal, (m) => {
-    if (m.format) return new CheckpointFormatError(m.format.file, m.format.problem, m.format.detail, m.format.tensor);
-    return m.name === 'StepsError' ? new StepsError(m.message) : new Error(m.message);
-  });
+  await runThreads<StepsThreadMessage>(
+    script,
+    jobs,
+    'steps',
+    (m) => {
+      if (m.type === 'chain') opts.onChain(m.result);
+      else if (m.type === 'bytes') opts.onBytes?.(m.bytes, chains[0]);
+    },
+    opts.signal,
+    (m) => {
+      if (m.format) return new CheckpointFormatError(m.format.file, m.format.problem, m.format.detail, m.format.tensor);
+      return m.name === 'StepsError' ? new StepsError(m.message) : new Error(m.message);
+    },
+  );
 }
 
 export async function stepsOfRun(root: string, opts: StepsRunOptions = {}): Promise<StepsReport> {
@@ -480,11 +505,23 @@ export async function stepsOfRun(root: string, opts: StepsRunOptions = {}): Prom
       onFrame: opts.onFrame,
       onBytes: (bytes, c) => {
         bytesDone += bytes;
-        opts.onProgress?.({ phase: 'steps', tensor: c.names[0], index: results.size, total: chains.length, fraction: bytesTotal > 0 ? bytesDone / bytesTotal : 1 });
+        opts.onProgress?.({
+          phase: 'steps',
+          tensor: c.names[0],
+          index: results.size,
+          total: chains.length,
+          fraction: bytesTotal > 0 ? bytesDone / bytesTotal : 1,
+        });
       },
       onChain: (r) => {
         results.set(r.chain, r);
-        opts.onProgress?.({ phase: 'steps', tensor: chains[r.chain].names[0], index: results.size, total: chains.length, fraction: bytesTotal > 0 ? bytesDone / bytesTotal : 1 });
+        opts.onProgress?.({
+          phase: 'steps',
+          tensor: chains[r.chain].names[0],
+          index: results.size,
+          total: chains.length,
+          fraction: bytesTotal > 0 ? bytesDone / bytesTotal : 1,
+        });
       },
     };
     const threads = opts.threads ?? defaultThreads();
@@ -492,14 +529,24 @@ export async function stepsOfRun(root: string, opts: StepsRunOptions = {}): Prom
     // Frames are a test hook of this thread; the walk elsewhere keeps its frames to itself.
     if (threads > 1 && script && chains.length > 1 && !opts.onFrame) {
       try {
-        await walkInThreads(ckpts.map((c) => c.path), chains, threads, script, walk);
+        await walkInThreads(
+          ckpts.map((c) => c.path),
+          chains,
+          threads,
+          script,
+          walk,
+        );
       } catch (e) {
         // A thread opens the files after this thread did: a file rewritten in between explains any error.
         for (const ck of ckpts) await ck.assertUnchanged();
         throw e;
       }
     } else {
-      await walkChains(chains, chains.map((_, i) => i), walk);
+      await walkChains(
+        chains,
+        chains.map((_, i) => i),
+        walk,
+      );
     }
     for (const ck of ckpts) await ck.assertUnchanged();
 
@@ -553,17 +600,26 @@ function xorBits(a: Uint8Array, b: Uint8Array, out: Uint8Array, count: number, s
 
 const INT32_ENTRIES = 2 ** 31;
 
-function stepResult(step: number, name: string, shape: number[], fromDtype: TensorRef['info']['dtype'], toDtype: TensorRef['info']['dtype'], numel: number, st: TensorStepState): TensorStepResult {
+function stepResult(
+  step: number,
+  name: string,
+  shape: number[],
+  fromDtype: TensorRef['info']['dtype'],
+  toDtype: TensorRef['info']['dtype'],
+  numel: number,
+  st: TensorStepState,
+): TensorStepResult {
   const d = finishTensor(name, shape, fromDtype === toDtype ? fromDtype : `${fromDtype}->${toDtype}`, numel, st.acc, 1, false);
   const value = bytesPerElement(toDtype);
-  const payload: StepPayload = st.bitsChanged > 0
-    ? {
-      dense: numel * value,
-      bitmap: Math.ceil(numel / 8) + st.bitsChanged * value,
-      coo: st.bitsChanged * ((numel > INT32_ENTRIES ? 8 : 4) + value),
-      xorZstd: fromDtype === toDtype ? st.xorBytes : null,
-    }
-    : { dense: 0, bitmap: 0, coo: 0, xorZstd: 0 };
+  const payload: StepPayload =
+    st.bitsChanged > 0
+      ? {
+          dense: numel * value,
+          bitmap: Math.ceil(numel / 8) + st.bitsChanged * value,
+          coo: st.bitsChanged * ((numel > INT32_ENTRIES ? 8 : 4) + value),
+          xorZstd: fromDtype === toDtype ? st.xorBytes : null,
+        }
+      : { dense: 0, bitmap: 0, coo: 0, xorZstd: 0 };
   const tensor: StepTensor = {
     name,
     module: d.module,
@@ -589,7 +645,14 @@ function stepResult(step: number, name: string, shape: number[], fromDtype: Tens
   return { step, tensor, ulps: sparse(st.acc.hist.counts), exponents: st.exponents ? sparse(st.exponents) : null };
 }
 
-async function stepEntry(plan: StepsPlan, s: number, t: StepTotals, mismatches: TensorMismatch[], keys: RunConfigKey[], opts: StepsRunOptions): Promise<StepEntry> {
+async function stepEntry(
+  plan: StepsPlan,
+  s: number,
+  t: StepTotals,
+  mismatches: TensorMismatch[],
+  keys: RunConfigKey[],
+  opts: StepsRunOptions,
+): Promise<StepEntry> {
   const from = plan.chain[s];
   const to = plan.chain[s + 1];
   const fromBase = from.layout === 'base';
@@ -620,13 +683,14 @@ async function stepEntry(plan: StepsPlan, s: number, t: StepTotals, mismatches: 
     tensors: t.tensors,
     mismatches,
   };
-  const lr = opts.learningRate !== undefined
-    ? { value: opts.learningRate, source: opts.learningRateSource ?? 'given' }
-    : await learningRateFor(plan.run, to, from.step, keys);
+  const lr =
+    opts.learningRate !== undefined
+      ? { value: opts.learningRate, source: opts.learningRateSource ?? 'given' }
+      : await learningRateFor(plan.run, to, from.step, keys);
   if (t.bf16Finite === 0) {
     entry.predictionUnavailable = 'no tensor is stored in bf16 in both checkpoints (the prediction is about bf16 storage)';
   } else if (!lr) {
-    entry.predictionUnavailable = 'no learning rate: none in trainer_state.json, training_args.json or the run\'s configs (give one with --lr)';
+    entry.predictionUnavailable = "no learning rate: none in trainer_state.json, training_args.json or the run's configs (give one with --lr)";
   } else {
     entry.prediction = predict(lr, from, to, t, keys);
   }
@@ -651,11 +715,12 @@ function predict(lr: LearningRate, from: ChainLink, to: ChainLink, t: StepTotals
   const observedUnchanged = (t.bf16Finite - t.bf16Changed) / t.bf16Finite;
   const agreement = observedUnchanged < unchangedAt10Lr ? 'below' : observedUnchanged > unchangedAtLr ? 'above' : 'within';
   const seen = `${share(observedUnchanged)} of the bf16 entries stayed unchanged`;
-  const note = agreement === 'within'
-    ? `${seen}, between the predictions at 10 lr (${share(unchangedAt10Lr)}) and lr (${share(unchangedAtLr)}): bf16 rounding of steps of lr to 10 lr accounts for this step's sparsity.`
-    : agreement === 'below'
-      ? `${seen}, fewer than Adam steps of at most 10 lr can leave (${share(unchangedAt10Lr)}): the learning rate or the optimizer steps between the checkpoints are larger than read, the optimizer moves entries further than Adam, or fp32 master weights sat near a bf16 rounding boundary (a smaller step flips those).`
-      : `${seen}, more than the lr bound predicts (${share(unchangedAtLr)}): the updates moved entries by less than lr per optimizer step, as Adam's steps on noisy or cancelling gradients usually do; gradient clipping, a decaying schedule or weight decay pulling against the update shrink them further.`;
+  const note =
+    agreement === 'within'
+      ? `${seen}, between the predictions at 10 lr (${share(unchangedAt10Lr)}) and lr (${share(unchangedAtLr)}): bf16 rounding of steps of lr to 10 lr accounts for this step's sparsity.`
+      : agreement === 'below'
+        ? `${seen}, fewer than Adam steps of at most 10 lr can leave (${share(unchangedAt10Lr)}): the learning rate or the optimizer steps between the checkpoints are larger than read, the optimizer moves entries further than Adam, or fp32 master weights sat near a bf16 rounding boundary (a smaller step flips those).`
+        : `${seen}, more than the lr bound predicts (${share(unchangedAtLr)}): the updates moved entries by less than lr per optimizer step, as Adam's steps on noisy or cancelling gradients usually do; gradient clipping, a decaying schedule or weight decay pulling against the update shrink them further.`;
   return {
     learningRate: lr,
     optimizerSteps,

@@ -135,9 +135,27 @@ export function verdictFrom(v: VerdictInput): Verdict {
   const evidence: VerdictEvidence[] = [];
   const pe = v.principalEnergy;
   const k = v.k;
-  evidence.push(bracketEvidence('principal energy', 'the update energy inside the top-k subspaces', pe, oddsRatio(pe.value, pe.gradientLike), oddsRatio(pe.value, pe.directionBlind), k ? noiseBand(k * k) : 1));
+  evidence.push(
+    bracketEvidence(
+      'principal energy',
+      'the update energy inside the top-k subspaces',
+      pe,
+      oddsRatio(pe.value, pe.gradientLike),
+      oddsRatio(pe.value, pe.directionBlind),
+      k ? noiseBand(k * k) : 1,
+    ),
+  );
   const ss = v.spectralSharePrincipal;
-  evidence.push(bracketEvidence('principal spectral share', 'the first-order shift of the top-k singular values per unit of update', ss, oddsRatio(ss.value, ss.gradientLike, true), oddsRatio(ss.value, ss.directionBlind, true), k ? noiseBand(k) : 1));
+  evidence.push(
+    bracketEvidence(
+      'principal spectral share',
+      'the first-order shift of the top-k singular values per unit of update',
+      ss,
+      oddsRatio(ss.value, ss.gradientLike, true),
+      oddsRatio(ss.value, ss.directionBlind, true),
+      k ? noiseBand(k) : 1,
+    ),
+  );
   if (v.overlapPrincipal !== null && v.overlapPrincipalExpected !== null && v.overlapPrincipalExpected > 0) {
     evidence.push(overlapEvidence(v.overlapPrincipal, v.overlapPrincipalExpected, v.overlapPrincipal / v.overlapPrincipalExpected));
   }
@@ -153,7 +171,12 @@ export function verdictFrom(v: VerdictInput): Verdict {
 export function reasonOf(label: VerdictLabel, evidence: readonly VerdictEvidence[]): string {
   const leaning = evidence.filter((e) => e.leans !== 'neutral');
   if (label !== 'inconclusive') {
-    return leaning.filter((e) => e.leans === label).map((e) => `${e.measure} ${fmt(e.ratio ?? NaN)}x`).join(', ') + (label === 'off-principal' ? ' below the nulls' : ' above the nulls');
+    return (
+      leaning
+        .filter((e) => e.leans === label)
+        .map((e) => `${e.measure} ${fmt(e.ratio ?? NaN)}x`)
+        .join(', ') + (label === 'off-principal' ? ' below the nulls' : ' above the nulls')
+    );
   }
   if (leaning.length > 0) return 'the measures disagree';
   return 'between the nulls: more principal than a direction-blind update, no more than a gradient-like one (compare runs from this base to tell RL from SFT)';
@@ -162,8 +185,16 @@ export function reasonOf(label: VerdictLabel, evidence: readonly VerdictEvidence
 /** The per-tensor input, from the spectral measurements and the simulated nulls. */
 export function verdictInputOf(s: TensorSpectral, degenerate?: string): VerdictInput {
   return {
-    principalEnergy: { value: 1 - s.offPrincipalEnergy, directionBlind: s.nulls.directionBlind.principalEnergy, gradientLike: s.nulls.gradientLike.principalEnergy },
-    spectralSharePrincipal: { value: s.spectralSharePrincipal, directionBlind: s.nulls.directionBlind.spectralSharePrincipal, gradientLike: s.nulls.gradientLike.spectralSharePrincipal },
+    principalEnergy: {
+      value: 1 - s.offPrincipalEnergy,
+      directionBlind: s.nulls.directionBlind.principalEnergy,
+      gradientLike: s.nulls.gradientLike.principalEnergy,
+    },
+    spectralSharePrincipal: {
+      value: s.spectralSharePrincipal,
+      directionBlind: s.nulls.directionBlind.spectralSharePrincipal,
+      gradientLike: s.nulls.gradientLike.spectralSharePrincipal,
+    },
     overlapPrincipal: s.overlapPrincipal,
     overlapPrincipalExpected: s.overlapPrincipalExpectedPrecision,
     degenerate,
@@ -188,7 +219,12 @@ export function runVerdict(tensors: readonly RunVerdictTensor[], pooledOverlap: 
   const live = tensors.filter((t) => !t.degenerate);
   if (live.length === 0) {
     const reasons = degenerateSummary(tensors);
-    const reason = tensors.length === 0 ? 'no linear weight was analysed' : tensors.every((t) => t.degenerate === 'no update') ? 'no update: every analysed weight is bit-identical to the base' : `no weight has a regime: ${reasons}`;
+    const reason =
+      tensors.length === 0
+        ? 'no linear weight was analysed'
+        : tensors.every((t) => t.degenerate === 'no update')
+          ? 'no update: every analysed weight is bit-identical to the base'
+          : `no weight has a regime: ${reasons}`;
     return { label: 'inconclusive', reason, evidence: [], tensorLabels };
   }
   const inputs = live.map((t) => ({ ...verdictInputOf(t.spectral), k: undefined }));
@@ -198,8 +234,18 @@ export function runVerdict(tensors: readonly RunVerdictTensor[], pooledOverlap: 
     ['principalEnergy', 'principal energy', 'the update energy inside the top-k subspaces'],
     ['spectralSharePrincipal', 'principal spectral share', 'the first-order shift of the top-k singular values per unit of update'],
   ] as const) {
-    const b: BracketInput = { value: med((i) => i[key].value), directionBlind: med((i) => i[key].directionBlind), gradientLike: med((i) => i[key].gradientLike) };
-    const e = bracketEvidence(measure, what, b, med((i) => oddsRatio(i[key].value, i[key].gradientLike, key === 'spectralSharePrincipal')), med((i) => oddsRatio(i[key].value, i[key].directionBlind, key === 'spectralSharePrincipal')));
+    const b: BracketInput = {
+      value: med((i) => i[key].value),
+      directionBlind: med((i) => i[key].directionBlind),
+      gradientLike: med((i) => i[key].gradientLike),
+    };
+    const e = bracketEvidence(
+      measure,
+      what,
+      b,
+      med((i) => oddsRatio(i[key].value, i[key].gradientLike, key === 'spectralSharePrincipal')),
+      med((i) => oddsRatio(i[key].value, i[key].directionBlind, key === 'spectralSharePrincipal')),
+    );
     e.note = `median over ${live.length} tensors: ${e.note}`;
     evidence.push(e);
   }
@@ -224,7 +270,16 @@ export const ZERO_CHECKPOINT = 'the checkpoint matrix is zero: it has no princip
  * subspace that is a whole side of the matrix (every update is then "inside" it on that side, and no
  * measure can tell directions apart). The spectral pass labels by it and the comparison skips by it.
  */
-export function noRegimeReason(t: { nonFinite: number; changed: number; updateNorm: number; k: number; m: number; n: number; baseNorm?: number; checkpointNorm?: number }): string | undefined {
+export function noRegimeReason(t: {
+  nonFinite: number;
+  changed: number;
+  updateNorm: number;
+  k: number;
+  m: number;
+  n: number;
+  baseNorm?: number;
+  checkpointNorm?: number;
+}): string | undefined {
   if (t.nonFinite > 0) return `non-finite values (${t.nonFinite} entries)`;
   if (t.baseNorm === 0) return ZERO_BASE;
   if (t.checkpointNorm === 0) return ZERO_CHECKPOINT;
@@ -238,7 +293,13 @@ function degenerateSummary(tensors: readonly RunVerdictTensor[]): string {
   const kinds = new Map<string, number>();
   for (const t of tensors) {
     if (!t.degenerate) continue;
-    const kind = t.degenerate.startsWith('non-finite') ? 'with non-finite values' : t.degenerate === 'no update' ? 'with no update' : t.degenerate.includes('covers a whole side') ? 'where k covers a whole side of the matrix (lower k)' : t.degenerate;
+    const kind = t.degenerate.startsWith('non-finite')
+      ? 'with non-finite values'
+      : t.degenerate === 'no update'
+        ? 'with no update'
+        : t.degenerate.includes('covers a whole side')
+          ? 'where k covers a whole side of the matrix (lower k)'
+          : t.degenerate;
     kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
   }
   return [...kinds].map(([kind, n]) => `${n} ${kind}`).join('; ');

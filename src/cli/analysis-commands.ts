@@ -21,7 +21,13 @@ function reportSet(reports: CheckpointReport[]): unknown {
 }
 
 async function mustExist(p: string, what: string, command: string): Promise<void> {
-  if (!(await fsp.stat(p).then(() => true, () => false))) throw new UsageError(`no such ${what}: ${p}`, command);
+  if (
+    !(await fsp.stat(p).then(
+      () => true,
+      () => false,
+    ))
+  )
+    throw new UsageError(`no such ${what}: ${p}`, command);
 }
 
 export const cmdScan: Command = async (p) => {
@@ -76,9 +82,15 @@ export const cmdDiff: Command = async (p) => {
 function verboseLines(term: Terminal, report: CheckpointReport, cacheDir: string | undefined): void {
   const b = report.baseBases;
   const where = cacheDir ? `cache ${cacheDir}` : 'no cache';
-  if (b) term.notice(`${report.label ?? report.checkpoint}: base subspaces: ${b.fromCache} from the cache, ${b.computed} computed${b.cached ? ' and stored' : ''} (${where})`);
+  if (b)
+    term.notice(
+      `${report.label ?? report.checkpoint}: base subspaces: ${b.fromCache} from the cache, ${b.computed} computed${b.cached ? ' and stored' : ''} (${where})`,
+    );
   const t = report.timings;
-  if (t) term.notice(`${report.label ?? report.checkpoint}: diff pass ${(t.diffMs / 1000).toFixed(1)} s${t.spectralMs !== undefined ? `, spectral pass ${(t.spectralMs / 1000).toFixed(1)} s` : ''} (${diffKernelText()})`);
+  if (t)
+    term.notice(
+      `${report.label ?? report.checkpoint}: diff pass ${(t.diffMs / 1000).toFixed(1)} s${t.spectralMs !== undefined ? `, spectral pass ${(t.spectralMs / 1000).toFixed(1)} s` : ''} (${diffKernelText()})`,
+    );
 }
 
 /** Which kernel the diff pass ran bf16 pairs on: the reference in JavaScript is ~5x slower, so say why. */
@@ -159,14 +171,19 @@ export const cmdCompare: Command = async (p) => {
   await mustExist(base, 'base checkpoint', p.command);
   const settings = settingsFromFlags(p);
   const diffOnly = p.flags.has('--diff-only');
-  const unused = diffOnly ? ['--k', '--alpha', '--k-spectrum', '--power-iterations', '--oversample', '--device', '--cache-dir', '--no-cache', '--cache-size', '--verbose'].filter((f) => p.flags.has(f)) : [];
+  const unused = diffOnly
+    ? ['--k', '--alpha', '--k-spectrum', '--power-iterations', '--oversample', '--device', '--cache-dir', '--no-cache', '--cache-size', '--verbose'].filter(
+        (f) => p.flags.has(f),
+      )
+    : [];
   if (unused.length) throw new UsageError(`--diff-only runs no spectral pass: ${unused.join(', ')} would be ignored`, p.command);
   const device = deviceFlag(p);
   const outputs = await Outputs.plan(p, ['--json', '--md', '--html'], p.positionals);
   const resolved = await Promise.all(runs.map((r) => resolveRunCheckpoint(r, p.command)));
   // Runs of another base cannot be paired with this one: say which base each names.
   for (const [i, r] of resolved.entries()) {
-    if (r.base && !(await sameFile(r.base, base))) throw new UsageError(`${runs[i]} names the base ${r.base}, not ${base}: compare runs of one base`, p.command);
+    if (r.base && !(await sameFile(r.base, base)))
+      throw new UsageError(`${runs[i]} names the base ${r.base}, not ${base}: compare runs of one base`, p.command);
   }
   // A run folder is its name; a checkpoint is its run and step.
   const labels = runs.map((r, i) => (resolved[i].isRun ? path.basename(path.resolve(r)) : checkpointLabel(r)));

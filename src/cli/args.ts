@@ -9,7 +9,10 @@ import type { DeviceSetting } from '../compute/backend';
 /** A mistake in what was typed: the CLI prints one line and exits 2. */
 export class UsageError extends Error {
   override name = 'UsageError';
-  constructor(message: string, readonly command?: string) {
+  constructor(
+    message: string,
+    readonly command?: string,
+  ) {
     super(message);
   }
 }
@@ -35,7 +38,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   '--wait': { help: 'wait for the jobs; exit 1 naming the failed task and its log if one fails' },
   '--poll': { value: 'SECONDS', help: 'how often --wait asks Slurm (default 5)' },
   '--mkdir': { help: 'create missing folders of the output files (otherwise a missing folder is an error)' },
-  '--absolute-paths': { help: 'keep absolute checkpoint paths in written reports (default: relative to the report\'s folder)' },
+  '--absolute-paths': { help: "keep absolute checkpoint paths in written reports (default: relative to the report's folder)" },
   '--eta': { value: 'X', help: 'M1 relative tolerance for non-bf16 float tensors (default 1e-3)' },
   '--k': { value: 'N', help: 'top-k subspace of M5, M7, M8 (default 64; capped per weight at min(m, n))' },
   '--alpha': { value: 'X', help: 'share of entries in the principal and low-magnitude masks (default 0.5)' },
@@ -43,15 +46,18 @@ export const FLAGS: Record<string, FlagSpec> = {
   '--power-iterations': { value: 'N', help: 'subspace iterations on each base weight at least, before the convergence test may stop them (default 4)' },
   '--oversample': { value: 'N', help: 'oversampling of the randomized SVD (default 10)' },
   '--device': { value: 'auto|cpu|cuda', help: 'where the spectral pass runs (default auto: CUDA when onnxruntime can use it)' },
-  '--cache-dir': { value: 'DIR', help: 'where base subspaces are cached for later checkpoints and runs (default $XDG_CACHE_HOME/gatescope, else ~/.cache/gatescope)' },
+  '--cache-dir': {
+    value: 'DIR',
+    help: 'where base subspaces are cached for later checkpoints and runs (default $XDG_CACHE_HOME/gatescope, else ~/.cache/gatescope)',
+  },
   '--no-cache': { help: 'neither read nor write the base-subspace cache' },
   '--cache-size': { value: 'MB', help: 'size limit of the base-subspace cache; the oldest entries go first (default 4096)' },
   '--verbose': { help: 'say per checkpoint how many base subspaces came from the cache, the time of each pass and the diff kernel' },
   '--no-layers': { help: 'leave the per-layer table out of the terminal output' },
   '--diff-only': { help: 'M2/M3 only, no spectral pass and no comparative verdict' },
   '--base': { value: 'DIR', help: 'the base model of runs whose files name none' },
-  '--no-base': { help: 'start at the run\'s first checkpoint, not at its base' },
-  '--lr': { value: 'X', help: 'the learning rate of the run (default: read from trainer_state.json, training_args.json or the run\'s configs)' },
+  '--no-base': { help: "start at the run's first checkpoint, not at its base" },
+  '--lr': { value: 'X', help: "the learning rate of the run (default: read from trainer_state.json, training_args.json or the run's configs)" },
   '--out': { value: 'PATH', help: 'the new file or folder to write (must not exist)' },
   '--layers': { value: 'LIST', help: 'layer indices and ranges, e.g. 20,25 or 4-7' },
   '--rotate': { help: 'rotate v_proj/o_proj per KV head (Haar-random)' },
@@ -115,7 +121,8 @@ export function numberFlag(p: Parsed, name: string, fallback: number, check: (x:
   const v = p.flags.get(name);
   if (v === undefined) return fallback;
   const x = Number(v);
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(x) || !check(x)) throw new UsageError(`${name} must be ${what}, got ${String(v)}`, p.command);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(x) || !check(x))
+    throw new UsageError(`${name} must be ${what}, got ${String(v)}`, p.command);
   return x;
 }
 
@@ -131,7 +138,13 @@ export function settingsFromFlags(p: Parsed): AnalysisSettings {
     k: numberFlag(p, '--k', DEFAULT_SETTINGS.k, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
     alpha: numberFlag(p, '--alpha', DEFAULT_SETTINGS.alpha, (x) => x > 0 && x < 1, 'a number in (0, 1)'),
     kSpectrum: numberFlag(p, '--k-spectrum', DEFAULT_SETTINGS.kSpectrum, (x) => Number.isInteger(x) && x >= 1, 'a positive integer'),
-    powerIterations: numberFlag(p, '--power-iterations', DEFAULT_SETTINGS.powerIterations, (x) => Number.isInteger(x) && x >= 0 && x <= 50, 'an integer from 0 to 50'),
+    powerIterations: numberFlag(
+      p,
+      '--power-iterations',
+      DEFAULT_SETTINGS.powerIterations,
+      (x) => Number.isInteger(x) && x >= 0 && x <= 50,
+      'an integer from 0 to 50',
+    ),
     oversample: numberFlag(p, '--oversample', DEFAULT_SETTINGS.oversample, (x) => Number.isInteger(x) && x >= 0 && x <= 1000, 'an integer from 0 to 1000'),
   };
 }

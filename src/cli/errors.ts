@@ -30,11 +30,15 @@ export function describeError(e: unknown, opts: { command?: string; debug?: bool
   }
   if (err instanceof DeviceUnavailableError) return { code: 1, lines: [err.message, ...trace] };
   if (err.name === 'AbortError') return { code: 1, lines: ['cancelled', ...trace] };
-  if (err.name === 'ComparisonError' || err.name === 'StepsError' || err.name === 'MergeError' || err.name === 'SlurmError') return { code: 1, lines: [err.message, ...trace] };
+  if (err.name === 'ComparisonError' || err.name === 'StepsError' || err.name === 'MergeError' || err.name === 'SlurmError')
+    return { code: 1, lines: [err.message, ...trace] };
   const sys = describeSystemError(err);
   if (sys) return { code: 1, lines: [sys, ...trace] };
   if (err instanceof RangeError && /allocation failed|Invalid array length|Invalid typed array length/i.test(err.message)) {
     return { code: 1, lines: [`out of memory: ${firstLine(err.message)} (a tensor too large for this machine's memory?)`, ...trace] };
   }
-  return { code: 1, lines: [`internal error: ${firstLine(err.message)}${opts.debug ? '' : ' (run again with --debug for the stack trace, and please report it)'}`, ...trace] };
+  return {
+    code: 1,
+    lines: [`internal error: ${firstLine(err.message)}${opts.debug ? '' : ' (run again with --debug for the stack trace, and please report it)'}`, ...trace],
+  };
 }

@@ -11,7 +11,10 @@ import { UsageError, stringFlag, type Parsed } from './args';
 export type OutputFlag = '--json' | '--csv' | '--md' | '--html';
 
 export class Outputs {
-  private constructor(private readonly targets: Map<OutputFlag, string>, private readonly absolute: boolean) {}
+  private constructor(
+    private readonly targets: Map<OutputFlag, string>,
+    private readonly absolute: boolean,
+  ) {}
 
   /** Validates every output flag of `p` that is set; `inputs` are the checkpoints and folders the command reads. */
   static async plan(p: Parsed, flags: readonly OutputFlag[], inputs: string[]): Promise<Outputs> {

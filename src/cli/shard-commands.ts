@@ -5,7 +5,16 @@
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import { analyzeShard, type AnalyzeOptions } from '../analysis/analyze';
-import { MergeError, ShardSpecError, asPartialReport, mergeParts, parseShardSpec, type LoadedPart, type PartialReport, type ShardSpec } from '../analysis/shards';
+import {
+  MergeError,
+  ShardSpecError,
+  asPartialReport,
+  mergeParts,
+  parseShardSpec,
+  type LoadedPart,
+  type PartialReport,
+  type ShardSpec,
+} from '../analysis/shards';
 import { formatCheckpointReport } from '../report/format-text';
 import { UsageError, stringFlag, type Parsed } from './args';
 import { Outputs, json } from './outputs';
@@ -33,7 +42,9 @@ export async function writeShard(base: string, ckpt: string, shard: ShardSpec, o
   const part = await analyzeShard(base, ckpt, shard, opts);
   await outputs.write('--json', part, json);
   const r = part.report;
-  term.notice(`${r.label ?? r.checkpoint}: shard ${shard.index}/${shard.count}: ${r.tensors.length} of ${part.shard.totalTensors} tensors in ${(r.durationMs / 1000).toFixed(1)} s`);
+  term.notice(
+    `${r.label ?? r.checkpoint}: shard ${shard.index}/${shard.count}: ${r.tensors.length} of ${part.shard.totalTensors} tensors in ${(r.durationMs / 1000).toFixed(1)} s`,
+  );
   return part;
 }
 
@@ -66,7 +77,10 @@ async function partFiles(args: string[], command: string): Promise<string[]> {
     const st = await fsp.stat(a).catch(() => undefined);
     if (!st) throw new UsageError(`no such part: ${a}`, command);
     if (st.isDirectory()) {
-      const inside = (await fsp.readdir(a)).filter((e) => e.endsWith('.json')).sort().map((e) => path.join(a, e));
+      const inside = (await fsp.readdir(a))
+        .filter((e) => e.endsWith('.json'))
+        .sort()
+        .map((e) => path.join(a, e));
       if (!inside.length) throw new UsageError(`no .json parts in the folder ${a}`, command);
       files.push(...inside);
     } else {
@@ -84,7 +98,8 @@ async function partFiles(args: string[], command: string): Promise<string[]> {
 
 export async function cmdMerge(p: Parsed): Promise<number> {
   if (p.positionals.length < 1) throw new UsageError('merge takes the partial reports (files, or folders of them)', p.command);
-  if (!['--json', '--md', '--html'].some((f) => p.flags.has(f))) throw new UsageError('merge writes the report: name it with --json, --md or --html', p.command);
+  if (!['--json', '--md', '--html'].some((f) => p.flags.has(f)))
+    throw new UsageError('merge writes the report: name it with --json, --md or --html', p.command);
   const files = await partFiles(p.positionals, p.command);
   for (const f of ['--json', '--md', '--html']) {
     const out = stringFlag(p, f);

@@ -37,7 +37,12 @@ function analyzeArgs(p: Parsed): string[] {
 
 function formatsOf(p: Parsed): { md: boolean; html: boolean } {
   const v = stringFlag(p, '--formats');
-  const list = v ? v.split(',').map((x) => x.trim().toLowerCase()).filter(Boolean) : [];
+  const list = v
+    ? v
+        .split(',')
+        .map((x) => x.trim().toLowerCase())
+        .filter(Boolean)
+    : [];
   const bad = list.filter((x) => x !== 'json' && x !== 'md' && x !== 'html');
   if (bad.length) throw new UsageError(`--formats takes json, md and html, got ${bad.join(', ')}`, p.command);
   return { md: list.includes('md'), html: list.includes('html') };
@@ -79,7 +84,7 @@ export async function cmdSlurm(p: Parsed): Promise<number> {
   const [sub, ...rest] = p.positionals;
   const term = terminal(p.flags.has('--quiet'));
   if (sub === 'status') {
-    if (rest.length !== 1) throw new UsageError('slurm status takes the submission\'s --out folder', p.command);
+    if (rest.length !== 1) throw new UsageError("slurm status takes the submission's --out folder", p.command);
     const only = ['--tasks', '--out', '--partition', '--sbatch-arg', '--formats'].filter((f) => p.flags.has(f));
     if (only.length) throw new UsageError(`slurm status reads the submission as it was made: ${only.join(', ')} would be ignored`, p.command);
     return waitAndReport(await readManifest(rest[0]), term, p.flags.has('--wait'), pollInterval(p));
@@ -87,7 +92,14 @@ export async function cmdSlurm(p: Parsed): Promise<number> {
   if (sub !== 'analyze') throw new UsageError(`slurm takes "analyze" or "status", got ${sub === undefined ? 'nothing' : JSON.stringify(sub)}`, p.command);
   if (rest.length < 2) throw new UsageError('slurm analyze takes a base and at least one checkpoint', p.command);
   const [base, ...ckpts] = rest;
-  for (const c of rest) if (!(await fsp.stat(c).then(() => true, () => false))) throw new UsageError(`no such checkpoint: ${c}`, p.command);
+  for (const c of rest)
+    if (
+      !(await fsp.stat(c).then(
+        () => true,
+        () => false,
+      ))
+    )
+      throw new UsageError(`no such checkpoint: ${c}`, p.command);
   const tasks = numberFlag(p, '--tasks', NaN, (x) => Number.isInteger(x) && x >= 1 && x <= MAX_TASKS, `an integer from 1 to ${MAX_TASKS}`);
   if (Number.isNaN(tasks)) throw new UsageError('slurm analyze needs --tasks N (shards per checkpoint)', p.command);
   const out = stringFlag(p, '--out');

@@ -14,7 +14,18 @@ export interface CommandSpec {
 }
 
 const OUTPUT_FLAGS = ['--mkdir', '--absolute-paths'];
-const SVD_FLAGS = ['--k', '--alpha', '--k-spectrum', '--power-iterations', '--oversample', '--device', '--cache-dir', '--no-cache', '--cache-size', '--verbose'];
+const SVD_FLAGS = [
+  '--k',
+  '--alpha',
+  '--k-spectrum',
+  '--power-iterations',
+  '--oversample',
+  '--device',
+  '--cache-dir',
+  '--no-cache',
+  '--cache-size',
+  '--verbose',
+];
 
 export const COMMAND_SPECS: CommandSpec[] = [
   {
@@ -37,7 +48,7 @@ export const COMMAND_SPECS: CommandSpec[] = [
     summary: 'The whole Three-Gate report: the diff pass, the spectral pass (M5-M8) and the regime verdict per tensor and per checkpoint.',
     details: [
       'The spectral pass: M5 principal angles, M6 spectral drift, M7 principal/low-magnitude overlaps, M8 off-principal energy.',
-      'The verdict brackets each measure between simulated nulls at the checkpoint\'s own update size and storage (docs/verdict.md).',
+      "The verdict brackets each measure between simulated nulls at the checkpoint's own update size and storage (docs/verdict.md).",
       '--shard I/N analyses one shard of the tensors and writes its partial report to --json; "gatescope merge" joins the parts.',
     ],
     flags: ['--json', '--md', '--html', '--eta', '--no-layers', '--shard', ...SVD_FLAGS, ...OUTPUT_FLAGS],
@@ -46,9 +57,7 @@ export const COMMAND_SPECS: CommandSpec[] = [
     name: 'merge',
     usage: 'gatescope merge PART... [--json F] [--md F] [--html F]',
     summary: 'Join the partial reports of "analyze --shard I/N" (or "diff --shard") into the report one process would have written.',
-    details: [
-      'PART is a partial report, or a folder of them. Every shard of one analysis must be there once, of the same inputs and settings.',
-    ],
+    details: ['PART is a partial report, or a folder of them. Every shard of one analysis must be there once, of the same inputs and settings.'],
     flags: ['--json', '--md', '--html', '--no-layers', ...OUTPUT_FLAGS],
   },
   {
@@ -75,10 +84,11 @@ export const COMMAND_SPECS: CommandSpec[] = [
   {
     name: 'steps',
     usage: 'gatescope steps RUN [--json F] [--csv F] [--md F] [--lr X] [--base DIR | --no-base]',
-    summary: 'Step to step: the changed share, update norm and sync payloads of every consecutive pair of RUN\'s checkpoints, and what bf16 predicts (Gate III).',
+    summary:
+      "Step to step: the changed share, update norm and sync payloads of every consecutive pair of RUN's checkpoints, and what bf16 predicts (Gate III).",
     details: [
       'RUN is a run folder; its base comes first when its files name one (--base names another, --no-base starts at the first checkpoint).',
-      'Payloads in bytes: dense, bitmap, COO and XOR+zstd. The prediction needs the learning rate: read from the run\'s files, or --lr.',
+      "Payloads in bytes: dense, bitmap, COO and XOR+zstd. The prediction needs the learning rate: read from the run's files, or --lr.",
       'Each checkpoint is read once.',
     ],
     flags: ['--json', '--csv', '--md', '--eta', '--lr', '--base', '--no-base', ...OUTPUT_FLAGS],
@@ -95,7 +105,8 @@ export const COMMAND_SPECS: CommandSpec[] = [
   },
   {
     name: 'mask',
-    usage: 'gatescope mask BASE [--kind union|low|nonprincipal|principal] [--alpha 0.5] [--k 64] [--all-modules] [--device auto|cpu|cuda] [--json F] --out FILE.safetensors',
+    usage:
+      'gatescope mask BASE [--kind union|low|nonprincipal|principal] [--alpha 0.5] [--k 64] [--all-modules] [--device auto|cpu|cuda] [--json F] --out FILE.safetensors',
     summary: 'Export sparse-RL masks (U8 0/1, one per linear weight; docs/sparse-rl-masks.md).',
     details: ['principal = top alpha of |rank-k W0|, low = bottom alpha of |W0|, union = low or not principal (default).'],
     flags: ['--kind', '--alpha', '--k', '--all-modules', '--device', '--json', '--out', '--mkdir'],
@@ -137,7 +148,7 @@ export function globalHelp(): string {
     '  gatescope --version',
     '',
     'Every command takes --quiet (no progress or notices) and --debug (stack traces on errors).',
-    'Reports name checkpoints relative to the report\'s folder (--absolute-paths keeps them absolute);',
+    "Reports name checkpoints relative to the report's folder (--absolute-paths keeps them absolute);",
     'nothing is ever written inside a checkpoint folder, and a missing output folder is an error unless --mkdir.',
     'Exit codes: 0 ok, 1 analysis error, 2 usage error.',
   ].join('\n');

@@ -14,7 +14,14 @@ export const cmdSteps: Command = async (p) => {
   if (!st.isDirectory()) throw new UsageError(`not a folder: ${run} (steps walks a run's folder of checkpoints)`, p.command);
   const base = stringFlag(p, '--base');
   if (base && p.flags.has('--no-base')) throw new UsageError('--base and --no-base exclude each other', p.command);
-  if (base && !(await fsp.stat(base).then(() => true, () => false))) throw new UsageError(`no such base checkpoint: ${base}`, p.command);
+  if (
+    base &&
+    !(await fsp.stat(base).then(
+      () => true,
+      () => false,
+    ))
+  )
+    throw new UsageError(`no such base checkpoint: ${base}`, p.command);
   const lr = p.flags.has('--lr') ? numberFlag(p, '--lr', 0, (x) => x > 0 && x < 1, 'a learning rate in (0, 1)') : undefined;
   const eta = numberFlag(p, '--eta', DEFAULT_SETTINGS.eta, (x) => x >= 0 && x < 1, 'a number in [0, 1)');
   const inputs = [run, ...(base ? [base] : [])];

@@ -18,7 +18,13 @@ export { parseLayers };
 /** The new file or folder of a transform: checked (and its folder's existence with --mkdir) before any work. */
 async function checkNewOutput(p: Parsed, out: string, what: string): Promise<void> {
   const input = p.positionals[0];
-  if (!(await fsp.stat(input).then(() => true, () => false))) throw new UsageError(`no such checkpoint: ${input}`, p.command);
+  if (
+    !(await fsp.stat(input).then(
+      () => true,
+      () => false,
+    ))
+  )
+    throw new UsageError(`no such checkpoint: ${input}`, p.command);
   await checkOutputPath(out, { inputs: [input], mustBeNew: true, mkdir: p.flags.has('--mkdir'), what });
 }
 
@@ -29,9 +35,13 @@ export function formatScrambleSummary(s: ScrambleSummary): string {
   const what = [s.rotate ? `rotate (${s.rotation})` : '', s.permute ? 'permute heads' : ''].filter(Boolean).join(' + ');
   lines.push(`  ${what}, seed ${s.seed}; ${s.attention.numHeads} heads, ${s.attention.numKvHeads} KV heads, head_dim ${s.attention.headDim}`);
   for (const l of s.perLayer) {
-    lines.push(`  layer ${l.layer}: ${l.changed.length} tensors changed${s.permute ? `; KV heads <- [${l.kvPermutation.join(', ')}], query heads <- [${l.queryPermutation.join(', ')}]` : ''}`);
+    lines.push(
+      `  layer ${l.layer}: ${l.changed.length} tensors changed${s.permute ? `; KV heads <- [${l.kvPermutation.join(', ')}], query heads <- [${l.queryPermutation.join(', ')}]` : ''}`,
+    );
   }
-  lines.push(`  ${s.tensorsWritten} tensors written (${(s.bytesWritten / 1e6).toFixed(1)} MB), copied ${s.copiedFiles.length ? s.copiedFiles.join(', ') : 'no config or tokenizer files'}; details in SCRAMBLE.json`);
+  lines.push(
+    `  ${s.tensorsWritten} tensors written (${(s.bytesWritten / 1e6).toFixed(1)} MB), copied ${s.copiedFiles.length ? s.copiedFiles.join(', ') : 'no config or tokenizer files'}; details in SCRAMBLE.json`,
+  );
   return lines.join('\n');
 }
 
@@ -54,7 +64,9 @@ export const cmdScramble: Command = async (p) => {
 };
 
 export function formatMaskSummary(s: MaskSummary): string {
-  const lines = [`wrote ${shown(s.out)}: ${s.maskKind} masks (alpha ${s.alpha}${s.maskKind === 'low' ? '' : `, k ${s.k}, SVD on ${s.device}`}), ${s.tensors.length} tensors`];
+  const lines = [
+    `wrote ${shown(s.out)}: ${s.maskKind} masks (alpha ${s.alpha}${s.maskKind === 'low' ? '' : `, k ${s.k}, SVD on ${s.device}`}), ${s.tensors.length} tensors`,
+  ];
   const rows = MODULE_KINDS.filter((m) => s.byModule[m]).map((m) => {
     const g = s.byModule[m]!;
     return [m, String(g.tensors), int(g.numel), int(g.ones), pct(g.density, 2)];
@@ -81,11 +93,19 @@ export const cmdMask: Command = async (p) => {
   const quiet = term.quiet;
   const started = Date.now();
   const summary = await exportMasks(p.positionals[0], {
-    kind, alpha, k, out, device, allModules: p.flags.has('--all-modules'),
+    kind,
+    alpha,
+    k,
+    out,
+    device,
+    allModules: p.flags.has('--all-modules'),
     log: (line) => term.notice(line),
-    onProgress: quiet ? undefined : (x) => {
-      if (Date.now() - started > 1000 && process.stderr.isTTY) process.stderr.write(`\r\x1b[Kmask ${x.index}/${x.total} ${printableName(x.tensor).slice(0, 60)}`);
-    },
+    onProgress: quiet
+      ? undefined
+      : (x) => {
+          if (Date.now() - started > 1000 && process.stderr.isTTY)
+            process.stderr.write(`\r\x1b[Kmask ${x.index}/${x.total} ${printableName(x.tensor).slice(0, 60)}`);
+        },
   });
   if (!quiet && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
   term.out(formatMaskSummary(summary));

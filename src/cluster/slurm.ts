@@ -58,10 +58,12 @@ export function parseSlurmRequest(x: unknown): Partial<SlurmRequest> | undefined
   const o = x as Record<string, unknown>;
   const unknown = Object.keys(o).filter((k) => !['tasks', 'partition', 'sbatchArgs', 'out'].includes(k));
   if (unknown.length) throw new Error(`the Slurm request has unknown fields: ${unknown.join(', ')}`);
-  if (o.tasks !== undefined && !(Number.isInteger(o.tasks) && (o.tasks as number) >= 1 && (o.tasks as number) <= MAX_TASKS)) throw new Error(`tasks must be a whole number from 1 to ${MAX_TASKS}`);
+  if (o.tasks !== undefined && !(Number.isInteger(o.tasks) && (o.tasks as number) >= 1 && (o.tasks as number) <= MAX_TASKS))
+    throw new Error(`tasks must be a whole number from 1 to ${MAX_TASKS}`);
   if (o.partition !== undefined && typeof o.partition !== 'string') throw new Error('partition must be a string');
   if (o.out !== undefined && typeof o.out !== 'string') throw new Error('out must be a string');
-  if (o.sbatchArgs !== undefined && !(Array.isArray(o.sbatchArgs) && o.sbatchArgs.every((a) => typeof a === 'string'))) throw new Error('sbatchArgs must be a list of strings');
+  if (o.sbatchArgs !== undefined && !(Array.isArray(o.sbatchArgs) && o.sbatchArgs.every((a) => typeof a === 'string')))
+    throw new Error('sbatchArgs must be a list of strings');
   return o;
 }
 
@@ -127,7 +129,10 @@ const TASK = '${SLURM_ARRAY_TASK_ID}';
 /** A shell word in which TASK expands and everything else is literal. */
 function shellWord(s: string): string {
   if (s === '') return "''";
-  return s.split(TASK).map((x) => (x === '' ? '' : shellQuote(x))).join('"$SLURM_ARRAY_TASK_ID"');
+  return s
+    .split(TASK)
+    .map((x) => (x === '' ? '' : shellQuote(x)))
+    .join('"$SLURM_ARRAY_TASK_ID"');
 }
 
 const words = (xs: string[]): string => xs.map(shellWord).join(' ');
@@ -176,9 +181,15 @@ async function sbatch(exec: Exec, args: string[]): Promise<string> {
  */
 export async function submit(o: SubmitOptions): Promise<Manifest> {
   const exec = o.exec ?? execCommand;
-  if (!Number.isInteger(o.tasks) || o.tasks < 1 || o.tasks > MAX_TASKS) throw new SlurmError(`the number of tasks must be from 1 to ${MAX_TASKS}, got ${o.tasks}`);
+  if (!Number.isInteger(o.tasks) || o.tasks < 1 || o.tasks > MAX_TASKS)
+    throw new SlurmError(`the number of tasks must be from 1 to ${MAX_TASKS}, got ${o.tasks}`);
   const out = path.resolve(o.out);
-  if (await fsp.stat(path.join(out, MANIFEST)).then(() => true, () => false)) {
+  if (
+    await fsp.stat(path.join(out, MANIFEST)).then(
+      () => true,
+      () => false,
+    )
+  ) {
     throw new SlurmError(`${out} already holds a submission (${MANIFEST}): choose a new --out, or see it with "gatescope slurm status ${o.out}"`);
   }
   for (const d of ['jobs', 'logs', 'status', 'parts']) await fsp.mkdir(path.join(out, d), { recursive: true });
@@ -191,17 +202,45 @@ export async function submit(o: SubmitOptions): Promise<Manifest> {
     await fsp.mkdir(parts, { recursive: true });
     const report = path.join(out, `${slug}.json`);
     const reports = [report, ...(o.md ? [path.join(out, `${slug}.md`)] : []), ...(o.html ? [path.join(out, `${slug}.html`)] : [])];
-    const shardCmd = [...o.gatescope, 'analyze', path.resolve(o.base), path.resolve(c.path), '--shard', `${TASK}/${o.tasks}`, '--json', path.join(parts, `part-${TASK}.json`), '--quiet', ...(o.analyzeArgs ?? [])];
+    const shardCmd = [
+      ...o.gatescope,
+      'analyze',
+      path.resolve(o.base),
+      path.resolve(c.path),
+      '--shard',
+      `${TASK}/${o.tasks}`,
+      '--json',
+      path.join(parts, `part-${TASK}.json`),
+      '--quiet',
+      ...(o.analyzeArgs ?? []),
+    ];
     const arrayScript = path.join(out, 'jobs', `${slug}.array.sh`);
     await writeFileAtomic(arrayScript, script(shardCmd, statusFile(out, slug, TASK)));
-    const mergeCmd = [...o.gatescope, 'merge', parts, '--json', report, ...(o.md ? ['--md', reports[1]] : []), ...(o.html ? ['--html', reports[reports.length - 1]] : []), '--quiet'];
+    const mergeCmd = [
+      ...o.gatescope,
+      'merge',
+      parts,
+      '--json',
+      report,
+      ...(o.md ? ['--md', reports[1]] : []),
+      ...(o.html ? ['--html', reports[reports.length - 1]] : []),
+      '--quiet',
+    ];
     const mergeScript = path.join(out, 'jobs', `${slug}.merge.sh`);
     await writeFileAtomic(mergeScript, script(mergeCmd, statusFile(out, slug, 'merge')));
     const arrayJob = await sbatch(exec, [
-      `--array=1-${o.tasks}`, `--job-name=gatescope-${slug}`, `--output=${path.join(out, 'logs', `${slug}-%a.log`)}`, ...common, arrayScript,
+      `--array=1-${o.tasks}`,
+      `--job-name=gatescope-${slug}`,
+      `--output=${path.join(out, 'logs', `${slug}-%a.log`)}`,
+      ...common,
+      arrayScript,
     ]);
     const mergeJob = await sbatch(exec, [
-      `--dependency=afterok:${arrayJob}`, `--job-name=gatescope-${slug}-merge`, `--output=${logFile(out, slug, 'merge')}`, ...common, mergeScript,
+      `--dependency=afterok:${arrayJob}`,
+      `--job-name=gatescope-${slug}-merge`,
+      `--output=${logFile(out, slug, 'merge')}`,
+      ...common,
+      mergeScript,
     ]);
     manifest.checkpoints.push({ label: c.label, slug, checkpoint: path.resolve(c.path), tasks: o.tasks, arrayJob, mergeJob, report, reports, parts });
     await writeFileAtomic(path.join(out, MANIFEST), JSON.stringify(manifest, null, 2));
@@ -295,7 +334,10 @@ function taskStatus(slurm: string | undefined, rc: number | undefined, task: num
 }
 
 export async function status(m: Manifest, exec: Exec = execCommand): Promise<CheckpointStatus[]> {
-  const states = await slurmStates(exec, m.checkpoints.flatMap((c) => [c.arrayJob, c.mergeJob]));
+  const states = await slurmStates(
+    exec,
+    m.checkpoints.flatMap((c) => [c.arrayJob, c.mergeJob]),
+  );
   const out: CheckpointStatus[] = [];
   for (const c of m.checkpoints) {
     const tasks: TaskStatus[] = [];
@@ -307,8 +349,18 @@ export async function status(m: Manifest, exec: Exec = execCommand): Promise<Che
     let merge = taskStatus(states.get(c.mergeJob), mergeRc, 'merge', logFile(m.out, c.slug, 'merge'));
     // A merge held by a failed task never runs: it is failed too (and cancelled by wait).
     if (failed && merge.state === 'pending') merge = { ...merge, state: 'failed', detail: 'a shard failed' };
-    const landed = await fsp.stat(c.report).then(() => true, () => false);
-    const state: TaskState = failed || merge.state === 'failed' ? 'failed' : merge.state === 'done' ? 'done' : tasks.some((t) => t.state !== 'pending') || merge.state === 'running' ? 'running' : 'pending';
+    const landed = await fsp.stat(c.report).then(
+      () => true,
+      () => false,
+    );
+    const state: TaskState =
+      failed || merge.state === 'failed'
+        ? 'failed'
+        : merge.state === 'done'
+          ? 'done'
+          : tasks.some((t) => t.state !== 'pending') || merge.state === 'running'
+            ? 'running'
+            : 'pending';
     out.push({ label: c.label, state, tasks, merge, report: c.report, landed });
   }
   return out;
@@ -317,7 +369,10 @@ export async function status(m: Manifest, exec: Exec = execCommand): Promise<Che
 /** The last lines of a log, for the error that names a failed task. */
 export async function logTail(file: string, lines = 5): Promise<string[]> {
   const t = await fsp.readFile(file, 'utf8').catch(() => '');
-  return t.split('\n').filter((l) => l.trim()).slice(-lines);
+  return t
+    .split('\n')
+    .filter((l) => l.trim())
+    .slice(-lines);
 }
 
 /** One line per failed task: which, why, and where its log is. */
@@ -346,7 +401,10 @@ export async function cancelDoomed(m: Manifest, s: readonly CheckpointStatus[], 
  * Polls until every checkpoint's report landed or something failed. On a failure, the jobs of that
  * checkpoint that can no longer lead to a report are cancelled and the statuses returned.
  */
-export async function waitFor(m: Manifest, opts: { exec?: Exec; intervalMs?: number; signal?: AbortSignal; onStatus?: (s: CheckpointStatus[]) => void } = {}): Promise<CheckpointStatus[]> {
+export async function waitFor(
+  m: Manifest,
+  opts: { exec?: Exec; intervalMs?: number; signal?: AbortSignal; onStatus?: (s: CheckpointStatus[]) => void } = {},
+): Promise<CheckpointStatus[]> {
   const exec = opts.exec ?? execCommand;
   for (;;) {
     opts.signal?.throwIfAborted();

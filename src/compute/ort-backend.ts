@@ -31,9 +31,13 @@ ort.env.logLevel = 'fatal';
 
 type Provider = 'cpu' | 'cuda';
 
-function sessionOptions(provider: Provider, threads: number | undefined, quiet: boolean, spinning = process.env.GATESCOPE_ORT_SPIN === '1'): ort.InferenceSession.SessionOptions {
-  const executionProviders: ort.InferenceSession.ExecutionProviderConfig[] =
-    provider === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : [{ name: 'cpu' }];
+function sessionOptions(
+  provider: Provider,
+  threads: number | undefined,
+  quiet: boolean,
+  spinning = process.env.GATESCOPE_ORT_SPIN === '1',
+): ort.InferenceSession.SessionOptions {
+  const executionProviders: ort.InferenceSession.ExecutionProviderConfig[] = provider === 'cuda' ? [{ name: 'cuda', deviceId: 0 }] : [{ name: 'cpu' }];
   return {
     executionProviders,
     graphOptimizationLevel: 'all',

@@ -41,9 +41,10 @@ export function scanFolderInThread(script: string, root: string, options: ScanOp
       void worker.terminate();
     });
     worker.on('error', (e: Error & { code?: string }) => {
-      const why = e.code === 'ERR_WORKER_OUT_OF_MEMORY'
-        ? `the scan of ${root} ran out of its ${SCAN_HEAP_MB} MB (a checkpoint header too large to list?)`
-        : `the scan of ${root} failed: ${e.message}`;
+      const why =
+        e.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? `the scan of ${root} ran out of its ${SCAN_HEAP_MB} MB (a checkpoint header too large to list?)`
+          : `the scan of ${root} failed: ${e.message}`;
       settle(() => reject(new Error(why)));
     });
     worker.on('exit', (code) => settle(() => reject(new Error(`the scan of ${root} stopped (thread exit code ${code})`))));

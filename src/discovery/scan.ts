@@ -143,10 +143,13 @@ async function walk(root: string, maxDepth: number, found: Found[], warnings: st
     }
     // Raw trainer state that needs converting before it can be read (never unpickled here).
     const fsdp = entries.some((e) => /^model_world_size_\d+_rank_\d+\.pt$/.test(e.name));
-    if (fsdp && !isModelDir && !(names.has('huggingface'))) {
+    if (fsdp && !isModelDir && !names.has('huggingface')) {
       const r = runRootFor(dir);
       found.push({
-        path: dir, layout: 'verl-fsdp', step: r.step, runRoot: r.root,
+        path: dir,
+        layout: 'verl-fsdp',
+        step: r.step,
+        runRoot: r.root,
         reason: 'raw FSDP shards (.pt): merge them to safetensors first',
         mergeCommand: `python -m verl.model_merger merge --backend fsdp --local_dir ${shellQuote(dir)} --target_dir ${shellQuote(path.join(dir, 'huggingface'))}`,
       });
@@ -155,7 +158,10 @@ async function walk(root: string, maxDepth: number, found: Found[], warnings: st
     if (deepspeed && !isModelDir) {
       const r = runRootFor(dir);
       found.push({
-        path: dir, layout: 'deepspeed', step: r.step, runRoot: r.root,
+        path: dir,
+        layout: 'deepspeed',
+        step: r.step,
+        runRoot: r.root,
         reason: 'DeepSpeed checkpoint (.pt): export it as a Hugging Face model first',
         mergeCommand: `python ${shellQuote(path.join(path.dirname(dir), 'zero_to_fp32.py'))} ${shellQuote(path.dirname(dir))} ${shellQuote(`${dir}_hf`)} --safe_serialization`,
       });
@@ -188,7 +194,16 @@ export async function scanFolder(rootIn: string, opts: ScanOptions = {}): Promis
     for (const f of list) {
       if (f.layout === 'verl-fsdp' || f.layout === 'deepspeed') {
         const st = await fsp.stat(f.path).catch(() => undefined);
-        checkpoints.push({ path: f.path, step: f.step, layout: f.layout, state: 'needs-merging', reason: f.reason, mergeCommand: f.mergeCommand, bytes: 0, mtimeMs: st?.mtimeMs ?? 0 });
+        checkpoints.push({
+          path: f.path,
+          step: f.step,
+          layout: f.layout,
+          state: 'needs-merging',
+          reason: f.reason,
+          mergeCommand: f.mergeCommand,
+          bytes: 0,
+          mtimeMs: st?.mtimeMs ?? 0,
+        });
         continue;
       }
       const c = await checkCompleteness(f.path);
@@ -199,7 +214,14 @@ export async function scanFolder(rootIn: string, opts: ScanOptions = {}): Promis
     const kept = checkpoints.filter((c) => !(c.layout === 'verl-fsdp' && merged.has(c.step)));
     kept.sort((a, b) => (a.step ?? -1) - (b.step ?? -1) || a.path.localeCompare(b.path));
     const rel = path.relative(root, runRoot);
-    const run: DiscoveredRun = { id: runRoot, root: runRoot, name: rel === '' ? path.basename(runRoot) : rel.split(path.sep).join('/'), checkpoints: kept, base: { ref: null, source: null, resolved: null }, baseOf: [] };
+    const run: DiscoveredRun = {
+      id: runRoot,
+      root: runRoot,
+      name: rel === '' ? path.basename(runRoot) : rel.split(path.sep).join('/'),
+      checkpoints: kept,
+      base: { ref: null, source: null, resolved: null },
+      baseOf: [],
+    };
     run.base = await findBaseModel(run, root, opts);
     runs.push(run);
   }
@@ -217,9 +239,14 @@ export async function scanFolder(rootIn: string, opts: ScanOptions = {}): Promis
 async function baseReferences(run: DiscoveredRun): Promise<{ ref: string; source: string }[]> {
   const refs: { ref: string; source: string }[] = [];
   const first = run.checkpoints.find((c) => c.state === 'complete');
-  const dirs = [...new Set([first ? (first.layout === 'loose-file' ? path.dirname(first.path) : first.path) : null, run.root].filter((d): d is string => d !== null))];
+  const dirs = [
+    ...new Set([first ? (first.layout === 'loose-file' ? path.dirname(first.path) : first.path) : null, run.root].filter((d): d is string => d !== null)),
+  ];
   for (const dir of dirs) {
-    for (const [file, key] of [['adapter_config.json', 'base_model_name_or_path'], ['config.json', '_name_or_path']] as const) {
+    for (const [file, key] of [
+      ['adapter_config.json', 'base_model_name_or_path'],
+      ['config.json', '_name_or_path'],
+    ] as const) {
       const p = path.join(dir, file);
       const json = await readJsonSmall(p);
       const v = json?.[key];
@@ -232,9 +259,15 @@ async function baseReferences(run: DiscoveredRun): Promise<{ ref: string; source
     const syntax = syntaxOf(name);
     if (!syntax || syntax === 'python') continue;
     const p = path.join(run.root, name);
-    const text = await readSmallRegularFile(p, 2_000_000).then((b) => b.toString('utf8'), () => '');
+    const text = await readSmallRegularFile(p, 2_000_000).then(
+      (b) => b.toString('utf8'),
+      () => '',
+    );
     for (const k of readConfigKeys(text, syntax)) {
-      if ((k.path === 'actor_rollout_ref.model.path' || k.path === 'model_name_or_path' || k.path.endsWith('.model_name_or_path') || k.path === 'pretrain') && k.value) {
+      if (
+        (k.path === 'actor_rollout_ref.model.path' || k.path === 'model_name_or_path' || k.path.endsWith('.model_name_or_path') || k.path === 'pretrain') &&
+        k.value
+      ) {
         refs.push({ ref: k.value, source: `${p}:${k.line + 1} (${k.path})` });
       }
     }
@@ -270,7 +303,10 @@ export async function resolveHubId(id: string, cacheDirs: string[]): Promise<str
   for (const cache of cacheDirs) {
     const repo = path.join(cache, folder);
     const snapshots = path.join(repo, 'snapshots');
-    const rev = await fsp.readFile(path.join(repo, 'refs', 'main'), 'utf8').then((t) => t.trim(), () => null);
+    const rev = await fsp.readFile(path.join(repo, 'refs', 'main'), 'utf8').then(
+      (t) => t.trim(),
+      () => null,
+    );
     const candidates: string[] = [];
     if (rev) candidates.push(path.join(snapshots, rev));
     const all = await fsp.readdir(snapshots).catch(() => [] as string[]);
@@ -305,5 +341,12 @@ export async function findBaseModel(run: DiscoveredRun, scanRoot: string, opts: 
     if (hub) return { ref, source, resolved: hub };
     firstProblem ??= { ref, source, resolved: null, problem: `"${ref}" is neither a local checkpoint nor in the Hugging Face cache (${cacheDirs.join(', ')})` };
   }
-  return firstProblem ?? { ref: null, source: null, resolved: null, problem: 'no file of this run names its base model; set one with "Set Base Model for Run" or --base' };
+  return (
+    firstProblem ?? {
+      ref: null,
+      source: null,
+      resolved: null,
+      problem: 'no file of this run names its base model; set one with "Set Base Model for Run" or --base',
+    }
+  );
 }

@@ -21,7 +21,11 @@ const SUFFIX = '.basis';
 export const DEFAULT_BASIS_CACHE_BYTES = 4 * 1024 ** 3;
 
 export class BasisCache implements BaseBasisStore {
-  constructor(readonly dir: string, readonly maxBytes = DEFAULT_BASIS_CACHE_BYTES, private readonly log?: (line: string) => void) {}
+  constructor(
+    readonly dir: string,
+    readonly maxBytes = DEFAULT_BASIS_CACHE_BYTES,
+    private readonly log?: (line: string) => void,
+  ) {}
 
   private file(key: string): string {
     return path.join(this.dir, `${key}${SUFFIX}`);
@@ -36,10 +40,14 @@ export class BasisCache implements BaseBasisStore {
       return undefined;
     }
     const expected = 8 + 4 * length + 32;
-    const ok = buf.length === expected
-      && buf.subarray(0, 4).equals(MAGIC)
-      && buf.readUInt32LE(4) === length
-      && createHash('sha256').update(buf.subarray(0, 8 + 4 * length)).digest().equals(buf.subarray(8 + 4 * length));
+    const ok =
+      buf.length === expected &&
+      buf.subarray(0, 4).equals(MAGIC) &&
+      buf.readUInt32LE(4) === length &&
+      createHash('sha256')
+        .update(buf.subarray(0, 8 + 4 * length))
+        .digest()
+        .equals(buf.subarray(8 + 4 * length));
     if (!ok) {
       this.log?.(`base-subspace cache: ${f} does not check out; removed, recomputing`);
       await fsp.rm(f, { force: true }).catch(() => undefined);

@@ -36,11 +36,16 @@ export async function cacheKey(spec: JobSpec): Promise<string> {
   for (const p of paths) ids.push(await checkpointIdentity(p));
   // The device is not part of the key: CPU and CUDA results agree within the tested tolerance.
   const rest = { ...spec, device: undefined };
-  return createHash('sha256').update(JSON.stringify({ v: SCHEMA_VERSION, revision: ANALYSIS_REVISION, spec: rest, ids })).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify({ v: SCHEMA_VERSION, revision: ANALYSIS_REVISION, spec: rest, ids }))
+    .digest('hex');
 }
 
 export class ResultCache {
-  constructor(readonly dir: string, readonly maxBytes = 512 * 1024 * 1024) {}
+  constructor(
+    readonly dir: string,
+    readonly maxBytes = 512 * 1024 * 1024,
+  ) {}
 
   private file(key: string): string {
     return path.join(this.dir, `${key}.json`);
@@ -74,7 +79,10 @@ export class ResultCache {
 export async function evictOldest(dir: string, suffix: string, maxBytes: number): Promise<void> {
   const names = (await fsp.readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith(suffix));
   const stats = await Promise.all(names.map(async (n) => ({ n, st: await fsp.stat(path.join(dir, n)).catch(() => undefined) })));
-  const live = stats.filter((s) => s.st).map((s) => ({ n: s.n, size: s.st!.size, t: s.st!.mtimeMs })).sort((a, b) => a.t - b.t);
+  const live = stats
+    .filter((s) => s.st)
+    .map((s) => ({ n: s.n, size: s.st!.size, t: s.st!.mtimeMs }))
+    .sort((a, b) => a.t - b.t);
   let total = live.reduce((a, s) => a + s.size, 0);
   for (const s of live) {
     if (total <= maxBytes) break;

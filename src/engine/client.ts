@@ -17,7 +17,12 @@ export interface JobHandlers {
 }
 
 export class EngineJobError extends Error {
-  constructor(message: string, readonly incomplete: boolean, readonly problem?: string, readonly file?: string) {
+  constructor(
+    message: string,
+    readonly incomplete: boolean,
+    readonly problem?: string,
+    readonly file?: string,
+  ) {
     super(message);
   }
 }
@@ -173,7 +178,9 @@ export class EngineClient {
       if (job.attempts > (this.opts.maxAttempts ?? 2)) {
         this.jobs.delete(job.id);
         const advice = oom ? 'giving up: analyse fewer or smaller tensors, or raise the memory cap' : 'giving up (out of memory?)';
-        job.reject(new EngineJobError(`${reason}; it stopped ${job.attempts} time(s) while running this job, ${advice}`, false, oom ? 'out-of-memory' : 'crash'));
+        job.reject(
+          new EngineJobError(`${reason}; it stopped ${job.attempts} time(s) while running this job, ${advice}`, false, oom ? 'out-of-memory' : 'crash'),
+        );
       } else requeue.push(job);
     }
     if (requeue.length === 0) {
@@ -224,7 +231,14 @@ export class EngineClient {
     try {
       await this.start();
       this.setState('busy');
-      const msg: ClientToWorker = { type: 'start', jobId: job.id, spec: job.spec, cacheDir: this.opts.cacheDir, baseCacheBytes: this.opts.baseCacheBytes?.(), resultCacheBytes: this.opts.resultCacheBytes?.() };
+      const msg: ClientToWorker = {
+        type: 'start',
+        jobId: job.id,
+        spec: job.spec,
+        cacheDir: this.opts.cacheDir,
+        baseCacheBytes: this.opts.baseCacheBytes?.(),
+        resultCacheBytes: this.opts.resultCacheBytes?.(),
+      };
       this.child?.send(msg);
     } catch (e) {
       this.jobs.delete(job.id);

@@ -15,7 +15,12 @@ import type { JobSpec } from './messages';
 
 export class MemoryBudgetError extends Error {
   override readonly name = 'MemoryBudgetError';
-  constructor(message: string, readonly tensor: string, readonly neededBytes: number, readonly budgetBytes: number) {
+  constructor(
+    message: string,
+    readonly tensor: string,
+    readonly neededBytes: number,
+    readonly budgetBytes: number,
+  ) {
     super(message);
   }
 }
@@ -83,7 +88,11 @@ function mb(bytes: number): string {
 /** Refuses an analysis whose largest tensor does not fit the budget, before anything big is allocated. */
 export async function assertFitsMemory(spec: JobSpec, budget: MemoryBudget = memoryBudget()): Promise<void> {
   if (spec.kind === 'compare' && spec.settings) {
-    for (const c of spec.checkpoints) await assertFitsMemory({ kind: 'analyze', base: spec.base, checkpoint: c, passes: 'full', settings: spec.settings, device: spec.device ?? 'auto' }, budget);
+    for (const c of spec.checkpoints)
+      await assertFitsMemory(
+        { kind: 'analyze', base: spec.base, checkpoint: c, passes: 'full', settings: spec.settings, device: spec.device ?? 'auto' },
+        budget,
+      );
     return;
   }
   if (spec.kind !== 'analyze') return;
@@ -93,6 +102,8 @@ export async function assertFitsMemory(spec: JobSpec, budget: MemoryBudget = mem
   throw new MemoryBudgetError(
     `tensor ${JSON.stringify(need.tensor)} (${need.shape.join(' x ')}, ${need.dtype}) needs about ${mb(need.bytes)} MB in the ${need.pass} pass, ` +
       `over ${budget.source} of ${mb(budget.bytes)} MB: ${advice}`,
-    need.tensor, need.bytes, budget.bytes,
+    need.tensor,
+    need.bytes,
+    budget.bytes,
   );
 }

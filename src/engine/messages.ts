@@ -14,14 +14,30 @@ export type JobSpec =
   /** With settings: the comparative regime verdict too (each checkpoint's full analysis, through the cache); without: M2/M3 only. */
   | { kind: 'compare'; base: string; checkpoints: string[]; labels: string[]; eta: number; settings?: AnalysisSettings; device?: DeviceSetting }
   | { kind: 'scramble'; base: string; out: string; layers: number[]; rotate: boolean; permute: boolean; rotation: 'haar' | 'hadamard'; seed: number }
-  | { kind: 'mask'; base: string; out: string; maskKind: 'principal' | 'nonprincipal' | 'low' | 'union'; alpha: number; k: number; allModules: boolean; device: DeviceSetting }
+  | {
+      kind: 'mask';
+      base: string;
+      out: string;
+      maskKind: 'principal' | 'nonprincipal' | 'low' | 'union';
+      alpha: number;
+      k: number;
+      allModules: boolean;
+      device: DeviceSetting;
+    }
   /** A run walked step to step; base null: start at its first checkpoint. learningRate: the user's, over the run's files. */
   | { kind: 'steps'; root: string; base: string | null; learningRate?: number; learningRateSource?: string; eta: number };
 
 export type JobResult = CheckpointReport | ConsistencyReport | ScrambleSummary | MaskSummary | StepsReport;
 
 export type ClientToWorker =
-  | { type: 'start'; jobId: string; spec: JobSpec; cacheDir: string | null; /** Size limit of the base-subspace cache under cacheDir (the worker alone evicts it). */ baseCacheBytes?: number; /** Size limit of the result cache in cacheDir (the worker alone evicts it; default 512 MB). */ resultCacheBytes?: number }
+  | {
+      type: 'start';
+      jobId: string;
+      spec: JobSpec;
+      cacheDir: string | null;
+      /** Size limit of the base-subspace cache under cacheDir (the worker alone evicts it). */ baseCacheBytes?: number;
+      /** Size limit of the result cache in cacheDir (the worker alone evicts it; default 512 MB). */ resultCacheBytes?: number;
+    }
   | { type: 'cancel'; jobId: string }
   | { type: 'shutdown' };
 

@@ -33,7 +33,10 @@ async function storeQuietly(cache: ResultCache, key: string, result: JobResult):
   try {
     await cache.put(key, result);
   } catch (e) {
-    send({ type: 'log', line: `warning: the result cache could not store this result (${(e as Error).message.split('\n')[0]}); the result is returned, uncached` });
+    send({
+      type: 'log',
+      line: `warning: the result cache could not store this result (${(e as Error).message.split('\n')[0]}); the result is returned, uncached`,
+    });
   }
 }
 
@@ -70,7 +73,10 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
     await assertFitsMemory(spec);
     let result: JobResult;
     if (spec.kind === 'analyze') {
-      const spectral = spec.passes === 'full' ? (await import('../analysis/spectral')).createSpectralPass(await backendFor(spec.device), { bases: basesIn(cacheDir, baseCacheBytes) }) : undefined;
+      const spectral =
+        spec.passes === 'full'
+          ? (await import('../analysis/spectral')).createSpectralPass(await backendFor(spec.device), { bases: basesIn(cacheDir, baseCacheBytes) })
+          : undefined;
       result = await analyzeCheckpoint(spec.base, spec.checkpoint, {
         settings: spec.settings,
         passes: spec.passes,
@@ -82,7 +88,13 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
     } else if (spec.kind === 'scramble') {
       const { scrambleCheckpoint } = await import('../transform/scramble');
       result = await scrambleCheckpoint(spec.base, {
-        layers: spec.layers, rotate: spec.rotate, permute: spec.permute, rotation: spec.rotation, seed: spec.seed, out: spec.out, signal: ac.signal,
+        layers: spec.layers,
+        rotate: spec.rotate,
+        permute: spec.permute,
+        rotation: spec.rotation,
+        seed: spec.seed,
+        out: spec.out,
+        signal: ac.signal,
         onProgress: (p) => send({ type: 'progress', jobId, phase: 'scramble', tensor: p.tensor, index: p.index, total: p.total, fraction: p.index / p.total }),
       });
     } else if (spec.kind === 'steps') {
@@ -100,7 +112,13 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
     } else if (spec.kind === 'mask') {
       const { exportMasks } = await import('../transform/mask');
       result = await exportMasks(spec.base, {
-        kind: spec.maskKind, alpha: spec.alpha, k: spec.k, allModules: spec.allModules, out: spec.out, backend: await backendFor(spec.device), signal: ac.signal,
+        kind: spec.maskKind,
+        alpha: spec.alpha,
+        k: spec.k,
+        allModules: spec.allModules,
+        out: spec.out,
+        backend: await backendFor(spec.device),
+        signal: ac.signal,
         onProgress: (p) => send({ type: 'progress', jobId, phase: 'mask', tensor: p.tensor, index: p.index, total: p.total, fraction: p.index / p.total }),
         log: (line) => send({ type: 'log', line }),
       });
@@ -113,7 +131,8 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
         eta: spec.eta,
         labels: spec.labels,
         signal: ac.signal,
-        onProgress: (p) => send({ type: 'progress', jobId, phase: 'compare', tensor: p.tensor, index: p.index, total: p.total, fraction: maskShare * (p.index / p.total) }),
+        onProgress: (p) =>
+          send({ type: 'progress', jobId, phase: 'compare', tensor: p.tensor, index: p.index, total: p.total, fraction: maskShare * (p.index / p.total) }),
       });
       if (settings) {
         const { compareRegimes } = await import('../analysis/regime-compare');
@@ -131,8 +150,20 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
           }
           spectral ??= (await import('../analysis/spectral')).createSpectralPass(await backendFor(device), { bases: basesIn(cacheDir, baseCacheBytes) });
           const r = await analyzeCheckpoint(spec.base, checkpoint, {
-            settings, passes: 'full', signal: ac.signal, spectral,
-            onProgress: (p) => send({ type: 'progress', jobId, phase: `${spec.labels[i]}: ${p.phase}`, tensor: p.tensor, index: p.index, total: p.total, fraction: maskShare + (1 - maskShare) * ((i + p.fraction) / spec.checkpoints.length) }),
+            settings,
+            passes: 'full',
+            signal: ac.signal,
+            spectral,
+            onProgress: (p) =>
+              send({
+                type: 'progress',
+                jobId,
+                phase: `${spec.labels[i]}: ${p.phase}`,
+                tensor: p.tensor,
+                index: p.index,
+                total: p.total,
+                fraction: maskShare + (1 - maskShare) * ((i + p.fraction) / spec.checkpoints.length),
+              }),
           });
           ac.signal.throwIfAborted();
           if (cache) await storeQuietly(cache, oneKey, r);
@@ -149,7 +180,8 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
   } catch (e) {
     // The user sees one line naming the file and the problem; a stack goes to the log only, for a bug report.
     if (ac.signal.aborted) send({ type: 'cancelled', jobId });
-    else if (e instanceof CheckpointFormatError) send({ type: 'error', jobId, message: oneLine(e.message), problem: e.problem, file: e.file, incomplete: e.looksIncomplete });
+    else if (e instanceof CheckpointFormatError)
+      send({ type: 'error', jobId, message: oneLine(e.message), problem: e.problem, file: e.file, incomplete: e.looksIncomplete });
     else if (e instanceof MemoryBudgetError) send({ type: 'error', jobId, message: oneLine(e.message), problem: 'memory-limit', incomplete: false });
     else {
       const err = e instanceof Error ? e : new Error(String(e));

@@ -76,7 +76,12 @@ export class Checkpoint {
           const ref = map.get(name);
           if (!ref) throw new CheckpointFormatError(path.join(p, INDEX_FILE), 'index-mismatch', `the index maps it to ${shard}, which does not hold it`, name);
           if (path.resolve(ref.file.path) !== path.resolve(p, shard)) {
-            throw new CheckpointFormatError(path.join(p, INDEX_FILE), 'index-mismatch', `the index maps it to ${shard} but it is in ${path.basename(ref.file.path)}`, name);
+            throw new CheckpointFormatError(
+              path.join(p, INDEX_FILE),
+              'index-mismatch',
+              `the index maps it to ${shard} but it is in ${path.basename(ref.file.path)}`,
+              name,
+            );
           }
         }
       }
@@ -146,9 +151,10 @@ export async function listShardFiles(dir: string): Promise<ShardListing> {
       }
       paths.push(full);
     }
-    const ambiguity = entries.includes(SINGLE_FILE) && !shards.includes(SINGLE_FILE)
-      ? `${dir} holds both ${INDEX_FILE} and ${SINGLE_FILE}: the index's ${shards.length} shard(s) are read and ${SINGLE_FILE} is ignored (remove the one that is stale)`
-      : undefined;
+    const ambiguity =
+      entries.includes(SINGLE_FILE) && !shards.includes(SINGLE_FILE)
+        ? `${dir} holds both ${INDEX_FILE} and ${SINGLE_FILE}: the index's ${shards.length} shard(s) are read and ${SINGLE_FILE} is ignored (remove the one that is stale)`
+        : undefined;
     return { paths, weightMap, ...(ambiguity ? { ambiguity } : {}) };
   }
   if (entries.includes(SINGLE_FILE)) return { paths: [path.join(dir, SINGLE_FILE)] };

@@ -4,10 +4,26 @@
  */
 
 export type Dtype =
-  | 'BOOL' | 'U8' | 'I8' | 'U16' | 'I16' | 'U32' | 'I32' | 'U64' | 'I64'
-  | 'F16' | 'BF16' | 'F32' | 'F64'
-  | 'F8_E4M3' | 'F8_E5M2' | 'F8_E8M0'
-  | 'F4' | 'F6_E2M3' | 'F6_E3M2' | 'C64';
+  | 'BOOL'
+  | 'U8'
+  | 'I8'
+  | 'U16'
+  | 'I16'
+  | 'U32'
+  | 'I32'
+  | 'U64'
+  | 'I64'
+  | 'F16'
+  | 'BF16'
+  | 'F32'
+  | 'F64'
+  | 'F8_E4M3'
+  | 'F8_E5M2'
+  | 'F8_E8M0'
+  | 'F4'
+  | 'F6_E2M3'
+  | 'F6_E3M2'
+  | 'C64';
 
 interface DtypeInfo {
   /** Size in bits (sub-byte kinds have < 8). */

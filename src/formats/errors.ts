@@ -5,28 +5,28 @@
  */
 
 export type FormatProblem =
-  | 'io'                  // the file could not be opened or read
-  | 'header-too-small'    // fewer than 8 bytes
-  | 'header-too-large'    // header length over the 100 MB limit
-  | 'header-length'       // header length points past the end of the file
-  | 'header-utf8'         // header is not valid UTF-8
-  | 'header-json'         // header is not valid JSON
-  | 'header-not-object'   // header JSON is not an object
-  | 'duplicate-key'       // a key appears twice in a JSON object
-  | 'metadata'            // __metadata__ is not a string-to-string map
-  | 'tensor-entry'        // a tensor entry lacks dtype/shape/data_offsets or has wrong types
-  | 'unknown-dtype'       // dtype not in the format
-  | 'unsupported-dtype'   // a dtype of the format that Gatescope recognises but cannot read (sub-byte kinds)
-  | 'shape'               // negative, fractional or overflowing dimension
-  | 'offsets'             // offsets not contiguous from 0, hole or overlap
-  | 'size-mismatch'       // data_offsets length differs from numel x dtype size
-  | 'file-length'         // file longer or shorter than the header says (shorter: still being written?)
-  | 'index'               // model.safetensors.index.json malformed
-  | 'shard-path'          // a shard path that leaves the checkpoint folder
-  | 'missing-shard'       // the index names a shard that is not there (still being written?)
-  | 'index-mismatch'      // the index maps a tensor to a shard that does not hold it
+  | 'io' // the file could not be opened or read
+  | 'header-too-small' // fewer than 8 bytes
+  | 'header-too-large' // header length over the 100 MB limit
+  | 'header-length' // header length points past the end of the file
+  | 'header-utf8' // header is not valid UTF-8
+  | 'header-json' // header is not valid JSON
+  | 'header-not-object' // header JSON is not an object
+  | 'duplicate-key' // a key appears twice in a JSON object
+  | 'metadata' // __metadata__ is not a string-to-string map
+  | 'tensor-entry' // a tensor entry lacks dtype/shape/data_offsets or has wrong types
+  | 'unknown-dtype' // dtype not in the format
+  | 'unsupported-dtype' // a dtype of the format that Gatescope recognises but cannot read (sub-byte kinds)
+  | 'shape' // negative, fractional or overflowing dimension
+  | 'offsets' // offsets not contiguous from 0, hole or overlap
+  | 'size-mismatch' // data_offsets length differs from numel x dtype size
+  | 'file-length' // file longer or shorter than the header says (shorter: still being written?)
+  | 'index' // model.safetensors.index.json malformed
+  | 'shard-path' // a shard path that leaves the checkpoint folder
+  | 'missing-shard' // the index names a shard that is not there (still being written?)
+  | 'index-mismatch' // the index maps a tensor to a shard that does not hold it
   | 'changed-while-reading' // size or mtime changed while the file was read
-  | 'pairing';             // too few tensors of the checkpoint pair with the base's (a different model, a wrong base)
+  | 'pairing'; // too few tensors of the checkpoint pair with the base's (a different model, a wrong base)
 
 export class CheckpointFormatError extends Error {
   override readonly name: string = 'CheckpointFormatError';
@@ -41,11 +41,13 @@ export class CheckpointFormatError extends Error {
 
   /** A checkpoint that is probably still being written: wait and retry instead of reporting it broken. */
   get looksIncomplete(): boolean {
-    return this.problem === 'file-length' && this.detail.startsWith('shorter')
-      || this.problem === 'header-length'
-      || this.problem === 'header-too-small'
-      || this.problem === 'missing-shard'
-      || this.problem === 'changed-while-reading';
+    return (
+      (this.problem === 'file-length' && this.detail.startsWith('shorter')) ||
+      this.problem === 'header-length' ||
+      this.problem === 'header-too-small' ||
+      this.problem === 'missing-shard' ||
+      this.problem === 'changed-while-reading'
+    );
   }
 }
 
@@ -65,7 +67,10 @@ export interface PairingFailure {
 
 function examples(names: readonly string[], quote = true, max = 3): string {
   if (names.length === 0) return 'none';
-  const shown = names.slice(0, max).map((n) => (quote ? JSON.stringify(n) : n)).join(', ');
+  const shown = names
+    .slice(0, max)
+    .map((n) => (quote ? JSON.stringify(n) : n))
+    .join(', ');
   return names.length > max ? `${shown} and ${names.length - max} more` : shown;
 }
 
@@ -76,17 +81,24 @@ function examples(names: readonly string[], quote = true, max = 3): string {
  */
 export class PairingError extends CheckpointFormatError {
   override readonly name: string = 'PairingError';
-  constructor(readonly checkpoint: string, readonly base: string, readonly failure: PairingFailure) {
+  constructor(
+    readonly checkpoint: string,
+    readonly base: string,
+    readonly failure: PairingFailure,
+  ) {
     const f = failure;
     const stripped = [
       f.basePrefix && `"${f.basePrefix}" stripped from the base's names`,
       f.checkpointPrefix && `"${f.checkpointPrefix}" stripped from the checkpoint's names`,
-    ].filter(Boolean).join(', ');
-    const detail = `${f.paired} of the base's ${f.baseFloatTensors} float tensors pair with a checkpoint tensor of the same name and shape`
-      + `${stripped ? ` (${stripped})` : ''}; at least half must (a different model, or the wrong base?).`
-      + ` Unpaired in the base: ${examples(f.unpairedBase)}.`
-      + ` Unpaired in the checkpoint: ${examples(f.unpairedCheckpoint)}.`
-      + (f.shapeMismatches.length ? ` Shape differs: ${examples(f.shapeMismatches, false)}.` : '');
+    ]
+      .filter(Boolean)
+      .join(', ');
+    const detail =
+      `${f.paired} of the base's ${f.baseFloatTensors} float tensors pair with a checkpoint tensor of the same name and shape` +
+      `${stripped ? ` (${stripped})` : ''}; at least half must (a different model, or the wrong base?).` +
+      ` Unpaired in the base: ${examples(f.unpairedBase)}.` +
+      ` Unpaired in the checkpoint: ${examples(f.unpairedCheckpoint)}.` +
+      (f.shapeMismatches.length ? ` Shape differs: ${examples(f.shapeMismatches, false)}.` : '');
     super(checkpoint, 'pairing', detail);
     this.message = `checkpoint ${checkpoint} does not pair with base ${base}: ${detail}`;
   }
@@ -121,6 +133,5 @@ export function describeSystemError(err: unknown): string | null {
 /** What went wrong in a system error, without the path (the caller names the file): "no such file or folder". */
 export function systemReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException)?.code;
-  return typeof code === 'string' && code in SYSTEM_ERRORS ? SYSTEM_ERRORS[code] : (err as Error)?.message ?? String(err);
+  return typeof code === 'string' && code in SYSTEM_ERRORS ? SYSTEM_ERRORS[code] : ((err as Error)?.message ?? String(err));
 }
-

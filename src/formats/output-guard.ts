@@ -13,7 +13,14 @@ export class OutputPathError extends Error {
 }
 
 /** Files whose presence makes a folder (or any folder above the output) a checkpoint folder. */
-const WEIGHT_MARKERS = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json', 'adapter_model.safetensors', 'adapter_model.bin'];
+const WEIGHT_MARKERS = [
+  'model.safetensors',
+  'model.safetensors.index.json',
+  'pytorch_model.bin',
+  'pytorch_model.bin.index.json',
+  'adapter_model.safetensors',
+  'adapter_model.bin',
+];
 const SHARD_RE = /^(?:model|pytorch_model)-\d+-of-\d+\.(?:safetensors|bin)$/;
 /** Weight files by extension: never overwritten by an output. */
 const WEIGHT_FILE_RE = /\.(?:safetensors|bin|pt|pth|ckpt|gguf)$/i;
@@ -100,20 +107,29 @@ export async function checkOutputPath(out: string, opts: OutputCheck = {}): Prom
     if (st.isDirectory()) throw new OutputPathError(`cannot write ${what} ${out}: it is a folder (give a file name)`);
     if (!st.isFile()) throw new OutputPathError(`cannot write ${what} ${out}: it is not a regular file`);
     if (WEIGHT_FILE_RE.test(target)) throw new OutputPathError(`refusing to overwrite ${out} with ${what}: it is a weights file`);
-  } else if (opts.mustBeNew && (await fsp.lstat(path.resolve(out)).then(() => true, () => false))) {
+  } else if (
+    opts.mustBeNew &&
+    (await fsp.lstat(path.resolve(out)).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     throw new OutputPathError(`refusing to write ${what} ${out}: it already exists (choose a new path)`);
   }
   for (const input of opts.inputs ?? []) {
     const dir = await real(await checkpointDir(input));
-    if (isInside(target, dir)) throw new OutputPathError(`refusing to write ${what} ${out} inside the checkpoint folder ${input}: checkpoints are never modified`);
+    if (isInside(target, dir))
+      throw new OutputPathError(`refusing to write ${what} ${out} inside the checkpoint folder ${input}: checkpoints are never modified`);
   }
   const folder = path.dirname(target);
   const own = await weightFileIn(folder);
   if (own) throw new OutputPathError(`refusing to write ${what} ${out}: its folder ${folder} holds model weights (${own}); checkpoints are never modified`);
   for (let dir = path.dirname(folder); ; dir = path.dirname(dir)) {
-    if (await looksLikeCheckpointFolder(dir)) throw new OutputPathError(`refusing to write ${what} ${out} inside the checkpoint folder ${dir}: checkpoints are never modified`);
+    if (await looksLikeCheckpointFolder(dir))
+      throw new OutputPathError(`refusing to write ${what} ${out} inside the checkpoint folder ${dir}: checkpoints are never modified`);
     if (path.dirname(dir) === dir) break;
   }
-  if (missing.length && !opts.mkdir) throw new OutputPathError(`cannot write ${what} ${out}: the folder ${path.dirname(path.resolve(out))} does not exist (create it, or pass --mkdir)`);
+  if (missing.length && !opts.mkdir)
+    throw new OutputPathError(`cannot write ${what} ${out}: the folder ${path.dirname(path.resolve(out))} does not exist (create it, or pass --mkdir)`);
   return target;
 }

@@ -29,7 +29,6 @@ export interface ParsedHeader {
   metadata: Record<string, string>;
 }
 
-
 interface RawHeader {
   /** The entries that passed the format's checks, in the order written. */
   tensors: TensorInfo[];
@@ -408,9 +407,10 @@ function checkHeader(file: string, raw: RawHeader, dataBytes: number): ParsedHea
     cursor = t.end;
   }
   if (cursor !== dataBytes) {
-    const detail = cursor > dataBytes
-      ? `shorter than the header says: data section is ${dataBytes} bytes, tensors need ${cursor} (still being written?)`
-      : `longer than the header says: data section is ${dataBytes} bytes, tensors end at ${cursor}`;
+    const detail =
+      cursor > dataBytes
+        ? `shorter than the header says: data section is ${dataBytes} bytes, tensors need ${cursor} (still being written?)`
+        : `longer than the header says: data section is ${dataBytes} bytes, tensors end at ${cursor}`;
     throw new CheckpointFormatError(file, 'file-length', detail);
   }
   return {
@@ -426,15 +426,20 @@ const DTYPE_NAMES: ReadonlyMap<string, Dtype> = new Map((Object.keys(DTYPES) as 
 
 /** One entry's checks; returns the error rather than throwing it, since a JSON error later in the text comes first. */
 function checkEntry(
-  file: string, key: string, isObject: boolean,
-  dtypeValue: JsonValue | undefined, shape: JsonValue | undefined, offsets: JsonValue | undefined,
+  file: string,
+  key: string,
+  isObject: boolean,
+  dtypeValue: JsonValue | undefined,
+  shape: JsonValue | undefined,
+  offsets: JsonValue | undefined,
 ): TensorInfo | CheckpointFormatError {
   if (!isObject) return new CheckpointFormatError(file, 'tensor-entry', 'entry is not an object', key);
   if (typeof dtypeValue !== 'string') return new CheckpointFormatError(file, 'tensor-entry', 'dtype missing or not a string', key);
   const dtype = DTYPE_NAMES.get(dtypeValue);
   if (dtype === undefined || !isDtype(dtype)) return new CheckpointFormatError(file, 'unknown-dtype', `unknown dtype ${JSON.stringify(dtypeValue)}`, key);
   if (!Array.isArray(shape)) return new CheckpointFormatError(file, 'tensor-entry', 'shape missing or not an array', key);
-  if (!Array.isArray(offsets) || offsets.length !== 2) return new CheckpointFormatError(file, 'tensor-entry', 'data_offsets missing or not a [begin, end] pair', key);
+  if (!Array.isArray(offsets) || offsets.length !== 2)
+    return new CheckpointFormatError(file, 'tensor-entry', 'data_offsets missing or not a [begin, end] pair', key);
   // Exact in float64: a product of safe integers is exact up to 2^53, and any true product past
   // MAX_SAFE_INTEGER rounds to at least 2^53, so the test below never misses an overflow.
   let numel = 1;
@@ -444,7 +449,8 @@ function checkEntry(
       return new CheckpointFormatError(file, 'shape', `dimension ${JSON.stringify(d)} is not a non-negative integer`, key);
     }
     numel *= d;
-    if (numel > Number.MAX_SAFE_INTEGER) return new CheckpointFormatError(file, 'shape', `element count of shape [${shape.map((x) => JSON.stringify(x)).join(', ')}] overflows`, key);
+    if (numel > Number.MAX_SAFE_INTEGER)
+      return new CheckpointFormatError(file, 'shape', `element count of shape [${shape.map((x) => JSON.stringify(x)).join(', ')}] overflows`, key);
   }
   const b = offsets[0];
   const e = offsets[1];
@@ -455,7 +461,12 @@ function checkEntry(
   if (bits % 8 === 0) {
     // numel x bytes may pass 2^53 only when it cannot equal e - b (a safe integer); exact figures for the message.
     if (numel * (bits / 8) !== e - b) {
-      return new CheckpointFormatError(file, 'size-mismatch', `data_offsets span ${e - b} bytes but ${numel} x ${dtype} needs ${BigInt(numel) * BigInt(bits / 8)}`, key);
+      return new CheckpointFormatError(
+        file,
+        'size-mismatch',
+        `data_offsets span ${e - b} bytes but ${numel} x ${dtype} needs ${BigInt(numel) * BigInt(bits / 8)}`,
+        key,
+      );
     }
   } else {
     const nbits = BigInt(numel) * BigInt(bits);

@@ -61,9 +61,15 @@ export class SafetensorsFile {
       const lenBuf = Buffer.alloc(8);
       await readExactly(handle, path, lenBuf, 0);
       const n = lenBuf.readBigUInt64LE(0);
-      if (n > BigInt(MAX_HEADER_BYTES)) throw new CheckpointFormatError(path, 'header-too-large', `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+      if (n > BigInt(MAX_HEADER_BYTES))
+        throw new CheckpointFormatError(path, 'header-too-large', `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
       const headerLen = Number(n);
-      if (8 + headerLen > size) throw new CheckpointFormatError(path, 'header-length', `header length ${headerLen} points past the end of the ${size}-byte file (still being written?)`);
+      if (8 + headerLen > size)
+        throw new CheckpointFormatError(
+          path,
+          'header-length',
+          `header length ${headerLen} points past the end of the ${size}-byte file (still being written?)`,
+        );
       const header = Buffer.alloc(headerLen);
       await readExactly(handle, path, header, 8);
       const parsed = parseHeader(path, header, size - 8 - headerLen);
@@ -102,7 +108,12 @@ export class SafetensorsFile {
     while (done < nbytes) {
       const { bytesRead } = await this.handle.read(buf, done, nbytes - done, pos + done);
       if (bytesRead === 0) {
-        throw new CheckpointFormatError(this.path, 'changed-while-reading', `unexpected end of file at byte ${pos + done} (the file shrank while it was read)`, t.name);
+        throw new CheckpointFormatError(
+          this.path,
+          'changed-while-reading',
+          `unexpected end of file at byte ${pos + done} (the file shrank while it was read)`,
+          t.name,
+        );
       }
       done += bytesRead;
     }
@@ -118,7 +129,11 @@ export class SafetensorsFile {
       throw new CheckpointFormatError(this.path, 'changed-while-reading', `the file disappeared while it was read (${(e as Error).message})`);
     }
     if (st.size !== this.identity.size || st.mtimeMs !== this.identity.mtimeMs) {
-      throw new CheckpointFormatError(this.path, 'changed-while-reading', `size or modification time changed while it was read (size ${this.identity.size} -> ${st.size})`);
+      throw new CheckpointFormatError(
+        this.path,
+        'changed-while-reading',
+        `size or modification time changed while it was read (size ${this.identity.size} -> ${st.size})`,
+      );
     }
   }
 

@@ -5,7 +5,11 @@
  */
 
 export class StrictJsonError extends Error {
-  constructor(message: string, readonly position: number, readonly duplicateKey?: string) {
+  constructor(
+    message: string,
+    readonly position: number,
+    readonly duplicateKey?: string,
+  ) {
     super(`${message} at position ${position}`);
   }
 }

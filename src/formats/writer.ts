@@ -41,9 +41,17 @@ export function buildHeader(specs: TensorSpec[], metadata?: Record<string, strin
   return { header, offsets };
 }
 
-export async function writeSafetensors(file: string, specs: TensorSpec[], source: TensorSource, opts: { metadata?: Record<string, string>; overwrite?: boolean } = {}): Promise<void> {
+export async function writeSafetensors(
+  file: string,
+  specs: TensorSpec[],
+  source: TensorSource,
+  opts: { metadata?: Record<string, string>; overwrite?: boolean } = {},
+): Promise<void> {
   if (!opts.overwrite) {
-    const exists = await fsp.stat(file).then(() => true, () => false);
+    const exists = await fsp.stat(file).then(
+      () => true,
+      () => false,
+    );
     if (exists) throw new Error(`refusing to overwrite ${file}`);
   }
   const { header, offsets } = buildHeader(specs, opts.metadata);

@@ -29,7 +29,11 @@ export class GatescopeApp implements vscode.Disposable {
     this.controller = c;
     const slurm = new SlurmRuns(context, c, (runId, ckpt) => panels.showDashboard(runId, ckpt));
     this.slurm = slurm;
-    const commands = new Commands(c, () => panels, () => slurm);
+    const commands = new Commands(
+      c,
+      () => panels,
+      () => slurm,
+    );
     const panels = new Panels(context, c, {
       analyze: (p) => commands.analyzeFromPanel(p),
       exportRun: (run, f) => void commands.exportRun(run, f),
@@ -43,7 +47,12 @@ export class GatescopeApp implements vscode.Disposable {
     const view = vscode.window.createTreeView('gatescope.runs', { treeDataProvider: tree, showCollapseAll: true });
     const lenses = new ConfigLensProvider(c);
     this.subs.push(
-      c, panels, tree, view, lenses, slurm,
+      c,
+      panels,
+      tree,
+      view,
+      lenses,
+      slurm,
       vscode.languages.registerCodeLensProvider(CONFIG_SELECTOR, lenses),
       new EngineStatusBar(c),
       c.onDidChange(() => {
@@ -72,7 +81,10 @@ export class GatescopeApp implements vscode.Disposable {
     for (const w of this.watchers) w.dispose();
     this.watchers = [];
     const patterns = this.controller.config.watchPatterns;
-    const bases: (vscode.WorkspaceFolder | vscode.Uri)[] = [...(vscode.workspace.workspaceFolders ?? []), ...this.controller.extraRoots.map((r) => vscode.Uri.file(r))];
+    const bases: (vscode.WorkspaceFolder | vscode.Uri)[] = [
+      ...(vscode.workspace.workspaceFolders ?? []),
+      ...this.controller.extraRoots.map((r) => vscode.Uri.file(r)),
+    ];
     for (const base of bases) {
       for (const p of patterns) {
         const w = vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(base, p));

@@ -70,7 +70,15 @@ export class ConfigLensProvider implements vscode.CodeLensProvider, vscode.Dispo
       }
       lenses.push(new vscode.CodeLens(range, { title: s.title, tooltip: s.detail, command: 'gatescope.explainLens', arguments: [this.args(s, fileRun)] }));
       // The learning rate sets Gate III's bf16 prediction: the run's step-to-step view sets it beside what each step changed.
-      if (s.kind === 'gate3-lr' && fileRun) lenses.push(new vscode.CodeLens(range, { title: 'Step to step', tooltip: `How sparse each step of ${fileRun.name} is, against what bf16 predicts at this learning rate`, command: 'gatescope.showSteps', arguments: [fileRun.id] }));
+      if (s.kind === 'gate3-lr' && fileRun)
+        lenses.push(
+          new vscode.CodeLens(range, {
+            title: 'Step to step',
+            tooltip: `How sparse each step of ${fileRun.name} is, against what bf16 predicts at this learning rate`,
+            command: 'gatescope.showSteps',
+            arguments: [fileRun.id],
+          }),
+        );
     }
     return lenses;
   }

@@ -24,12 +24,14 @@ import type { SlurmRuns } from './slurm';
 
 type RunCkpt = { run: DiscoveredRun; ckpt: DiscoveredCheckpoint };
 
-
 /**
  * A cancellable notification whose bar follows a job's fraction (whole percents only, so a job that
  * reports often does not flood the window). The one progress rule of the commands.
  */
-function withJobProgress<T>(title: string, run: (onProgress: (fraction: number, message?: (percent: number) => string) => void, signal: AbortSignal) => Promise<T>): Thenable<T> {
+function withJobProgress<T>(
+  title: string,
+  run: (onProgress: (fraction: number, message?: (percent: number) => string) => void, signal: AbortSignal) => Promise<T>,
+): Thenable<T> {
   return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
     const ac = new AbortController();
     token.onCancellationRequested(() => ac.abort());
@@ -45,19 +47,25 @@ function withJobProgress<T>(title: string, run: (onProgress: (fraction: number, 
 }
 
 export class Commands {
-  constructor(private readonly c: Controller, private readonly panels: () => Panels, private readonly slurm?: () => SlurmRuns) {}
+  constructor(
+    private readonly c: Controller,
+    private readonly panels: () => Panels,
+    private readonly slurm?: () => SlurmRuns,
+  ) {}
 
   register(context: vscode.ExtensionContext): void {
     const reg = (id: string, fn: (...args: unknown[]) => unknown): void => {
-      context.subscriptions.push(vscode.commands.registerCommand(id, async (...args: unknown[]) => {
-        try {
-          await fn(...args);
-        } catch (e) {
-          if (e instanceof JobCancelledError) return;
-          this.c.log.error(`${id}: ${(e as Error).message}`);
-          void vscode.window.showErrorMessage(`Gatescope: ${(e as Error).message}`);
-        }
-      }));
+      context.subscriptions.push(
+        vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+          try {
+            await fn(...args);
+          } catch (e) {
+            if (e instanceof JobCancelledError) return;
+            this.c.log.error(`${id}: ${(e as Error).message}`);
+            void vscode.window.showErrorMessage(`Gatescope: ${(e as Error).message}`);
+          }
+        }),
+      );
     };
     reg('gatescope.analyzeCheckpoint', (a) => this.analyzeCommand(a));
     reg('gatescope.compareRuns', (a) => this.compareRuns(typeof a === 'string' ? a : undefined, isNode(a) ? a : undefined));
@@ -92,11 +100,18 @@ export class Commands {
       return undefined;
     }
     if (runs.length === 1) return runs[0];
-    const item = await vscode.window.showQuickPick(runs.map((r) => ({ label: r.name, description: `${r.checkpoints.length} checkpoint(s)`, detail: r.root, run: r })), { placeHolder });
+    const item = await vscode.window.showQuickPick(
+      runs.map((r) => ({ label: r.name, description: `${r.checkpoints.length} checkpoint(s)`, detail: r.root, run: r })),
+      { placeHolder },
+    );
     return item?.run;
   }
 
-  private async pickCheckpoint(run: DiscoveredRun, placeHolder: string, filter: (c: DiscoveredCheckpoint) => boolean): Promise<DiscoveredCheckpoint | undefined> {
+  private async pickCheckpoint(
+    run: DiscoveredRun,
+    placeHolder: string,
+    filter: (c: DiscoveredCheckpoint) => boolean,
+  ): Promise<DiscoveredCheckpoint | undefined> {
     const list = run.checkpoints.filter(filter);
     if (list.length === 0) {
       void vscode.window.showWarningMessage(`Gatescope: no matching checkpoint in ${run.name}.`);
@@ -139,7 +154,9 @@ export class Commands {
     const sbatchArgs = given?.sbatchArgs ?? cfg.get<string[]>('slurm.sbatchArgs', []).filter((x) => typeof x === 'string' && x.length > 0);
     const sub = await slurm.submit(run, { tasks, partition, sbatchArgs, out: given?.out });
     const jobs = sub.manifest.checkpoints.map((k) => k.arrayJob).join(', ');
-    void vscode.window.showInformationMessage(`Gatescope: ${run.name} submitted to Slurm (${sub.manifest.checkpoints.length} checkpoint${sub.manifest.checkpoints.length > 1 ? 's' : ''} x ${tasks} shards; array job${sub.manifest.checkpoints.length > 1 ? 's' : ''} ${jobs}). The reports open when they land.`);
+    void vscode.window.showInformationMessage(
+      `Gatescope: ${run.name} submitted to Slurm (${sub.manifest.checkpoints.length} checkpoint${sub.manifest.checkpoints.length > 1 ? 's' : ''} x ${tasks} shards; array job${sub.manifest.checkpoints.length > 1 ? 's' : ''} ${jobs}). The reports open when they land.`,
+    );
   }
 
   private runOf(a: unknown): DiscoveredRun | undefined {
@@ -179,15 +196,17 @@ export class Commands {
   /** The webview's "Analyse" button. */
   analyzeFromPanel(checkpoint: string): void {
     const loc = this.c.locate(checkpoint);
-    if (loc) void this.analyzeWithProgress(loc.run, loc.ckpt).catch((e: unknown) => {
-      if (!(e instanceof JobCancelledError)) void vscode.window.showErrorMessage(`Gatescope: ${(e as Error).message}`);
-    });
+    if (loc)
+      void this.analyzeWithProgress(loc.run, loc.ckpt).catch((e: unknown) => {
+        if (!(e instanceof JobCancelledError)) void vscode.window.showErrorMessage(`Gatescope: ${(e as Error).message}`);
+      });
   }
 
   private async analyzeWithProgress(run: DiscoveredRun, ckpt: DiscoveredCheckpoint): Promise<CheckpointReport | undefined> {
     const title = `Gatescope: analysing ${run.name} ${checkpointLabel(ckpt)}`;
     const report = await withJobProgress(title, (tick, signal) =>
-      this.c.analyze(run, ckpt, { onProgress: (p: Progress) => tick(p.fraction, (now) => `${p.phase} ${now}%`), signal }));
+      this.c.analyze(run, ckpt, { onProgress: (p: Progress) => tick(p.fraction, (now) => `${p.phase} ${now}%`), signal }),
+    );
     // Not awaited: the command is done when the report is; the notification stays until the user acts.
     void vscode.window.showInformationMessage(`Gatescope: ${run.name} ${checkpointLabel(ckpt)}: ${headline(report)}.`, 'Open Dashboard').then((pick) => {
       if (pick) this.panels().showDashboard(run.id, ckpt.path);
@@ -204,22 +223,47 @@ export class Commands {
       list.push(r);
       byBase.set(r.base.resolved, list);
     }
-    let base = baseArg && byBase.has(baseArg) ? baseArg : node && node.kind !== 'info' ? node.run.base.resolved ?? undefined : undefined;
+    let base = baseArg && byBase.has(baseArg) ? baseArg : node && node.kind !== 'info' ? (node.run.base.resolved ?? undefined) : undefined;
     if (!base || !byBase.has(base)) {
       const bases = [...byBase.keys()];
       if (bases.length === 0) {
         void vscode.window.showWarningMessage('Gatescope: comparing runs needs complete checkpoints of runs that share a base model.');
         return;
       }
-      base = bases.length === 1 ? bases[0] : (await vscode.window.showQuickPick(bases.map((b) => ({ label: path.basename(b), description: byBase.get(b)!.map((r) => r.name).join(', '), detail: b, b })), { placeHolder: 'Compare the runs of which base model?' }))?.b;
+      base =
+        bases.length === 1
+          ? bases[0]
+          : (
+              await vscode.window.showQuickPick(
+                bases.map((b) => ({
+                  label: path.basename(b),
+                  description: byBase
+                    .get(b)!
+                    .map((r) => r.name)
+                    .join(', '),
+                  detail: b,
+                  b,
+                })),
+                { placeHolder: 'Compare the runs of which base model?' },
+              )
+            )?.b;
       if (!base) return;
     }
     const runs = byBase.get(base)!;
     const items = runs.flatMap((r) => {
       const complete = r.checkpoints.filter((c) => c.state === 'complete' && c.path !== base);
-      return complete.map((c, i) => ({ label: `${r.name} ${checkpointLabel(c)}`, detail: c.path, picked: i === complete.length - 1, path: c.path, labelShort: `${r.name}${c.step !== null ? `@${c.step}` : ''}` }));
+      return complete.map((c, i) => ({
+        label: `${r.name} ${checkpointLabel(c)}`,
+        detail: c.path,
+        picked: i === complete.length - 1,
+        path: c.path,
+        labelShort: `${r.name}${c.step !== null ? `@${c.step}` : ''}`,
+      }));
     });
-    const picked = await vscode.window.showQuickPick(items, { canPickMany: true, placeHolder: 'Compare which checkpoints (two or more)? Their changed masks are compared entry by entry (M2, M3).' });
+    const picked = await vscode.window.showQuickPick(items, {
+      canPickMany: true,
+      placeHolder: 'Compare which checkpoints (two or more)? Their changed masks are compared entry by entry (M2, M3).',
+    });
     if (!picked) return;
     if (picked.length < 2) {
       void vscode.window.showWarningMessage('Gatescope: pick at least two checkpoints to compare.');
@@ -227,7 +271,14 @@ export class Commands {
     }
     const b = base;
     await withJobProgress(`Gatescope: comparing ${picked.length} checkpoints`, (tick, signal) =>
-      this.c.compare(b, picked.map((p) => p.path), picked.map((p) => p.labelShort), (p) => tick(p.fraction), signal));
+      this.c.compare(
+        b,
+        picked.map((p) => p.path),
+        picked.map((p) => p.labelShort),
+        (p) => tick(p.fraction),
+        signal,
+      ),
+    );
     this.panels().showCompare(b);
   }
 
@@ -247,7 +298,9 @@ export class Commands {
 
   /** The Step to Step panel of a run; the walk starts when the run has none yet, or its checkpoints changed since. */
   private async showSteps(a: unknown): Promise<void> {
-    const run = this.runOf(a) ?? (await this.pickRun('Walk which run step to step?', (r) => r.checkpoints.filter((c) => c.state === 'complete').length + (r.base.resolved ? 1 : 0) >= 2));
+    const run =
+      this.runOf(a) ??
+      (await this.pickRun('Walk which run step to step?', (r) => r.checkpoints.filter((c) => c.state === 'complete').length + (r.base.resolved ? 1 : 0) >= 2));
     if (!run) return;
     this.panels().showSteps(run.id);
     const j = this.c.stepsJob(run.id);
@@ -271,7 +324,7 @@ export class Commands {
     const current = this.c.stepsLearningRate(runId);
     const text = await vscode.window.showInputBox({
       title: `Learning rate of ${run.name}`,
-      prompt: 'The peak learning rate of the optimizer (e.g. 1e-6), for Gate III\'s bf16 prediction. Empty: read it from the run\'s files again.',
+      prompt: "The peak learning rate of the optimizer (e.g. 1e-6), for Gate III's bf16 prediction. Empty: read it from the run's files again.",
       value: current !== null ? String(current) : '',
       validateInput: (v) => {
         if (v.trim() === '') return null;
@@ -289,7 +342,11 @@ export class Commands {
     if (!run || j.kind !== 'done') return;
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(run.root));
     const name = `gatescope-steps-${run.name.replace(/[^\w.-]+/g, '_')}.${format}`;
-    const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.joinPath(folder, name), filters: { [format.toUpperCase()]: [format] }, saveLabel: 'Export Step Report' });
+    const uri = await vscode.window.showSaveDialog({
+      defaultUri: vscode.Uri.joinPath(folder, name),
+      filters: { [format.toUpperCase()]: [format] },
+      saveLabel: 'Export Step Report',
+    });
     if (!uri) return;
     const target = await this.checkedOutput(path.resolve(uri.fsPath), false, 'the step report');
     if (!target) return;
@@ -312,10 +369,13 @@ export class Commands {
       void vscode.window.showWarningMessage('Gatescope: this checkpoint has no layered tensors.');
       return;
     }
-    const pick = await vscode.window.showQuickPick(layers.map((l) => {
-      const g = report.summary.byLayer[String(l)];
-      return { label: `layer ${l}`, description: g ? `${(g.unchanged * 100).toFixed(1)}% unchanged` : '', l };
-    }), { placeHolder: 'Which layer?' });
+    const pick = await vscode.window.showQuickPick(
+      layers.map((l) => {
+        const g = report.summary.byLayer[String(l)];
+        return { label: `layer ${l}`, description: g ? `${(g.unchanged * 100).toFixed(1)}% unchanged` : '', l };
+      }),
+      { placeHolder: 'Which layer?' },
+    );
     if (pick) this.panels().showLayer(loc.run.id, loc.ckpt.path, pick.l, null);
   }
 
@@ -325,13 +385,27 @@ export class Commands {
   async setBaseModel(a: unknown): Promise<DiscoveredRun | undefined> {
     const run = this.runOf(a) ?? (await this.pickRun('Set the base model of which run?'));
     if (!run) return undefined;
-    const known = this.c.runs.flatMap((r) => r.checkpoints.filter((c) => c.state === 'complete' && r.id !== run.id).map((c) => ({ label: `${r.name} ${checkpointLabel(c)}`, detail: c.path, p: c.path })));
-    const browse = { label: '$(folder-opened) Browse...', detail: 'A model folder (safetensors, sharded or not) or one .safetensors file', p: null as string | null };
+    const known = this.c.runs.flatMap((r) =>
+      r.checkpoints
+        .filter((c) => c.state === 'complete' && r.id !== run.id)
+        .map((c) => ({ label: `${r.name} ${checkpointLabel(c)}`, detail: c.path, p: c.path })),
+    );
+    const browse = {
+      label: '$(folder-opened) Browse...',
+      detail: 'A model folder (safetensors, sharded or not) or one .safetensors file',
+      p: null as string | null,
+    };
     const pick = await vscode.window.showQuickPick([browse, ...known], { placeHolder: `Base model of ${run.name}` });
     if (!pick) return undefined;
     let chosen = pick.p;
     if (!chosen) {
-      const uris = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, openLabel: 'Use as Base Model', filters: { 'Model folder or safetensors': ['safetensors', 'json'] } });
+      const uris = await vscode.window.showOpenDialog({
+        canSelectFiles: true,
+        canSelectFolders: true,
+        canSelectMany: false,
+        openLabel: 'Use as Base Model',
+        filters: { 'Model folder or safetensors': ['safetensors', 'json'] },
+      });
       if (!uris?.[0]) return undefined;
       chosen = uris[0].fsPath;
       if (path.basename(chosen).endsWith('.json')) chosen = path.dirname(chosen);
@@ -384,10 +458,20 @@ export class Commands {
   private async exportCommand(a: unknown, f: unknown): Promise<void> {
     const run = this.runOf(a) ?? (await this.pickRun('Export the reports of which run?', (r) => this.c.reports(r).length > 0));
     if (!run) return;
-    const format = f === 'json' || f === 'csv' || f === 'md' || f === 'html' ? f : (await vscode.window.showQuickPick([
-      { label: 'HTML', description: 'one self-contained file with charts, no network', value: 'html' as const },
-      { label: 'Markdown', value: 'md' as const }, { label: 'CSV', value: 'csv' as const }, { label: 'JSON', value: 'json' as const },
-    ], { placeHolder: 'Export format' }))?.value;
+    const format =
+      f === 'json' || f === 'csv' || f === 'md' || f === 'html'
+        ? f
+        : (
+            await vscode.window.showQuickPick(
+              [
+                { label: 'HTML', description: 'one self-contained file with charts, no network', value: 'html' as const },
+                { label: 'Markdown', value: 'md' as const },
+                { label: 'CSV', value: 'csv' as const },
+                { label: 'JSON', value: 'json' as const },
+              ],
+              { placeHolder: 'Export format' },
+            )
+          )?.value;
     if (format) await this.exportRun(run, format);
   }
 
@@ -398,10 +482,21 @@ export class Commands {
       return;
     }
     // Checkpoint paths relative to the exported file's folder, as the CLI writes them: a shared file does not carry the home folder.
-    const render = (rs: CheckpointReport[]): string => format === 'csv' ? reportsToCsv(rs) : format === 'md' ? reportsToMarkdown(rs) : format === 'html' ? reportsToHtml(rs, { title: `Gatescope: ${run.name}` }) : JSON.stringify({ schemaVersion: SCHEMA_VERSION, kind: 'gatescope.report-set', reports: rs }, null, 2) + '\n';
+    const render = (rs: CheckpointReport[]): string =>
+      format === 'csv'
+        ? reportsToCsv(rs)
+        : format === 'md'
+          ? reportsToMarkdown(rs)
+          : format === 'html'
+            ? reportsToHtml(rs, { title: `Gatescope: ${run.name}` })
+            : JSON.stringify({ schemaVersion: SCHEMA_VERSION, kind: 'gatescope.report-set', reports: rs }, null, 2) + '\n';
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(run.root));
     const name = `gatescope-${run.name.replace(/[^\w.-]+/g, '_')}.${format}`;
-    const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.joinPath(folder, name), filters: { [format.toUpperCase()]: [format] }, saveLabel: 'Export Report' });
+    const uri = await vscode.window.showSaveDialog({
+      defaultUri: vscode.Uri.joinPath(folder, name),
+      filters: { [format.toUpperCase()]: [format] },
+      saveLabel: 'Export Report',
+    });
     if (!uri) return;
     const target = await this.checkedOutput(path.resolve(uri.fsPath), false, 'the report');
     if (!target) return;
@@ -431,7 +526,11 @@ export class Commands {
     if (typeof a === 'string') return a;
     if (isNode(a) && a.kind === 'checkpoint') return a.ckpt.path;
     await this.ensureScanned();
-    const models = this.c.runs.flatMap((r) => r.checkpoints.filter((c) => c.state === 'complete').map((c) => ({ label: `${r.name} ${checkpointLabel(c)}`, description: r.baseOf.length ? 'base model' : '', detail: c.path, p: c.path })));
+    const models = this.c.runs.flatMap((r) =>
+      r.checkpoints
+        .filter((c) => c.state === 'complete')
+        .map((c) => ({ label: `${r.name} ${checkpointLabel(c)}`, description: r.baseOf.length ? 'base model' : '', detail: c.path, p: c.path })),
+    );
     const browse = { label: '$(folder-opened) Browse...', description: '', detail: 'A model folder or a .safetensors file', p: '' };
     const pick = await vscode.window.showQuickPick([...models, browse], { placeHolder });
     if (!pick) return undefined;
@@ -463,20 +562,37 @@ export class Commands {
     const layersText = await vscode.window.showInputBox({ prompt: 'Layers to scramble (e.g. 20,25 or 0-3)', validateInput: problem });
     if (!layersText) return;
     const layers = parseLayerList(layersText);
-    const how = await vscode.window.showQuickPick([
-      { label: 'Rotate and permute', description: 'per-head orthogonal rotation of v/o and a permutation of heads', rotate: true, permute: true },
-      { label: 'Rotate', description: 'per-head orthogonal rotation of v/o (Haar-random)', rotate: true, permute: false },
-      { label: 'Permute', description: 'a consistent permutation of heads across q/k/v/o (exact)', rotate: false, permute: true },
-    ], { placeHolder: 'Which transform? The copy computes the same function.' });
+    const how = await vscode.window.showQuickPick(
+      [
+        { label: 'Rotate and permute', description: 'per-head orthogonal rotation of v/o and a permutation of heads', rotate: true, permute: true },
+        { label: 'Rotate', description: 'per-head orthogonal rotation of v/o (Haar-random)', rotate: true, permute: false },
+        { label: 'Permute', description: 'a consistent permutation of heads across q/k/v/o (exact)', rotate: false, permute: true },
+      ],
+      { placeHolder: 'Which transform? The copy computes the same function.' },
+    );
     if (!how) return;
     const parent = path.dirname(path.resolve(base.endsWith('.safetensors') ? path.dirname(base) : base));
-    const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(path.join(parent, `${path.basename(base)}-scrambled`)), saveLabel: 'Write Scrambled Copy Here' });
+    const uri = await vscode.window.showSaveDialog({
+      defaultUri: vscode.Uri.file(path.join(parent, `${path.basename(base)}-scrambled`)),
+      saveLabel: 'Write Scrambled Copy Here',
+    });
     if (!uri) return;
     const out = await this.checkedOutput(path.resolve(uri.fsPath), true, 'the scrambled checkpoint');
     if (!out) return;
     const seed = Math.floor(Math.random() * 2 ** 31);
-    await this.runEngineJob(`Gatescope: writing a scrambled copy of ${path.basename(base)}`, { kind: 'scramble', base, out, layers, rotate: how.rotate, permute: how.permute, rotation: 'haar', seed });
-    void vscode.window.showInformationMessage(`Gatescope: wrote ${path.basename(out)} (layers ${layers.join(', ')}, seed ${seed}; see SCRAMBLE.json). Train from it to test Gate II on your model.`);
+    await this.runEngineJob(`Gatescope: writing a scrambled copy of ${path.basename(base)}`, {
+      kind: 'scramble',
+      base,
+      out,
+      layers,
+      rotate: how.rotate,
+      permute: how.permute,
+      rotation: 'haar',
+      seed,
+    });
+    void vscode.window.showInformationMessage(
+      `Gatescope: wrote ${path.basename(out)} (layers ${layers.join(', ')}, seed ${seed}; see SCRAMBLE.json). Train from it to test Gate II on your model.`,
+    );
     await this.c.rescan();
   }
 
@@ -484,20 +600,38 @@ export class Commands {
   private async exportMask(a: unknown): Promise<void> {
     const base = await this.pickModel(a, 'Export sparse-RL masks of which base model?');
     if (!base) return;
-    const kind = await vscode.window.showQuickPick([
-      { label: 'union', description: 'low-magnitude or non-principal (the paper\'s best sparse mask, about 74% of weights)', value: 'union' as const },
-      { label: 'low', description: 'bottom alpha of |W0|', value: 'low' as const },
-      { label: 'nonprincipal', description: 'not in the top alpha of the rank-k reconstruction', value: 'nonprincipal' as const },
-      { label: 'principal', description: 'top alpha of |rank-k reconstruction of W0| (for comparison: it hurts RL)', value: 'principal' as const },
-    ], { placeHolder: 'Which mask?' });
+    const kind = await vscode.window.showQuickPick(
+      [
+        { label: 'union', description: "low-magnitude or non-principal (the paper's best sparse mask, about 74% of weights)", value: 'union' as const },
+        { label: 'low', description: 'bottom alpha of |W0|', value: 'low' as const },
+        { label: 'nonprincipal', description: 'not in the top alpha of the rank-k reconstruction', value: 'nonprincipal' as const },
+        { label: 'principal', description: 'top alpha of |rank-k reconstruction of W0| (for comparison: it hurts RL)', value: 'principal' as const },
+      ],
+      { placeHolder: 'Which mask?' },
+    );
     if (!kind) return;
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(path.resolve(base)));
-    const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.joinPath(folder, `masks-${kind.value}.safetensors`), filters: { safetensors: ['safetensors'] }, saveLabel: 'Export Masks' });
+    const uri = await vscode.window.showSaveDialog({
+      defaultUri: vscode.Uri.joinPath(folder, `masks-${kind.value}.safetensors`),
+      filters: { safetensors: ['safetensors'] },
+      saveLabel: 'Export Masks',
+    });
     if (!uri) return;
     const out = await this.checkedOutput(path.resolve(uri.fsPath), true, 'the mask file');
     if (!out) return;
     const cfg = this.c.config;
-    await this.runEngineJob(`Gatescope: exporting ${kind.value} masks`, { kind: 'mask', base, out, maskKind: kind.value, alpha: cfg.analysis.alpha, k: cfg.analysis.k, allModules: false, device: cfg.device });
-    void vscode.window.showInformationMessage(`Gatescope: wrote ${path.basename(out)}: one 0/1 mask per linear weight (alpha ${cfg.analysis.alpha}, k ${cfg.analysis.k}). docs/sparse-rl-masks.md shows how to apply it to gradients.`);
+    await this.runEngineJob(`Gatescope: exporting ${kind.value} masks`, {
+      kind: 'mask',
+      base,
+      out,
+      maskKind: kind.value,
+      alpha: cfg.analysis.alpha,
+      k: cfg.analysis.k,
+      allModules: false,
+      device: cfg.device,
+    });
+    void vscode.window.showInformationMessage(
+      `Gatescope: wrote ${path.basename(out)}: one 0/1 mask per linear weight (alpha ${cfg.analysis.alpha}, k ${cfg.analysis.k}). docs/sparse-rl-masks.md shows how to apply it to gradients.`,
+    );
   }
 }

@@ -68,7 +68,10 @@ export class Controller implements vscode.Disposable {
   private disposed = false;
   private jobSeq = 0;
 
-  constructor(private readonly context: vscode.ExtensionContext, readonly log: vscode.LogOutputChannel) {
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    readonly log: vscode.LogOutputChannel,
+  ) {
     this.settings = readSettings();
     const storage = context.globalStorageUri.fsPath;
     this.engine = new EngineClient({
@@ -296,7 +299,11 @@ export class Controller implements vscode.Disposable {
    * the same promise (a manual request joins an automatic one instead of cancelling it); with other
    * inputs the old job is cancelled and a new one queued.
    */
-  analyze(run: DiscoveredRun, ckpt: DiscoveredCheckpoint, opts: { auto?: boolean; onProgress?: (p: Progress) => void; signal?: AbortSignal; base?: string } = {}): Promise<CheckpointReport> {
+  analyze(
+    run: DiscoveredRun,
+    ckpt: DiscoveredCheckpoint,
+    opts: { auto?: boolean; onProgress?: (p: Progress) => void; signal?: AbortSignal; base?: string } = {},
+  ): Promise<CheckpointReport> {
     const base = opts.base ?? run.base.resolved;
     if (!base) return Promise.reject(new Error(`no base model for run ${run.name}: use "Gatescope: Set Base Model for Run"`));
     if (ckpt.state !== 'complete') return Promise.reject(new Error(`${ckpt.path} is ${ckpt.state}${ckpt.reason ? `: ${ckpt.reason}` : ''}`));
@@ -340,29 +347,31 @@ export class Controller implements vscode.Disposable {
       this.setJob(ckpt.path, { kind: 'done', report: result, fromCache });
       return result;
     });
-    const settled = job.then(
-      () => undefined,
-      (e: unknown) => {
-        if (e instanceof JobCancelledError || ac.signal.aborted) {
-          this.setJob(ckpt.path, { kind: 'cancelled' });
-        } else if (e instanceof EngineJobError && e.incomplete) {
-          // Still being written: forget the attempt, the next scan retries it.
-          this.log.info(`${ckpt.path} is not complete yet (${e.message}); retrying later`);
-          this.jobs.delete(ckpt.path);
-          this.changed();
-          this.scheduleRetry();
-        } else {
-          const msg = (e as Error).message ?? String(e);
-          this.log.error(`analysis of ${ckpt.path} failed: ${msg}`);
-          this.setJob(ckpt.path, { kind: 'error', message: msg });
-        }
-      },
-    ).finally(() => {
-      if (this.aborts.get(ckpt.path) === ac) this.aborts.delete(ckpt.path);
-      if (this.inflight.get(ckpt.path)?.job === job) this.inflight.delete(ckpt.path);
-      if (this.current?.checkpoint === ckpt.path) this.current = null;
-      this.changed();
-    });
+    const settled = job
+      .then(
+        () => undefined,
+        (e: unknown) => {
+          if (e instanceof JobCancelledError || ac.signal.aborted) {
+            this.setJob(ckpt.path, { kind: 'cancelled' });
+          } else if (e instanceof EngineJobError && e.incomplete) {
+            // Still being written: forget the attempt, the next scan retries it.
+            this.log.info(`${ckpt.path} is not complete yet (${e.message}); retrying later`);
+            this.jobs.delete(ckpt.path);
+            this.changed();
+            this.scheduleRetry();
+          } else {
+            const msg = (e as Error).message ?? String(e);
+            this.log.error(`analysis of ${ckpt.path} failed: ${msg}`);
+            this.setJob(ckpt.path, { kind: 'error', message: msg });
+          }
+        },
+      )
+      .finally(() => {
+        if (this.aborts.get(ckpt.path) === ac) this.aborts.delete(ckpt.path);
+        if (this.inflight.get(ckpt.path)?.job === job) this.inflight.delete(ckpt.path);
+        if (this.current?.checkpoint === ckpt.path) this.current = null;
+        this.changed();
+      });
     this.runQueues.set(run.id, settled);
     this.inflight.set(ckpt.path, { key, job, listeners });
     return job;
@@ -372,7 +381,11 @@ export class Controller implements vscode.Disposable {
    * One engine job outside the per-checkpoint queues (comparisons, scrambled copies, masks) with the
    * controller's policy: Cancel reaches it, the status bar shows its progress, the engine runs it.
    */
-  async runJob(label: string, spec: JobSpec, opts: { onProgress?: JobHandlers['onProgress']; signal?: AbortSignal } = {}): Promise<{ result: JobResult; fromCache: boolean }> {
+  async runJob(
+    label: string,
+    spec: JobSpec,
+    opts: { onProgress?: JobHandlers['onProgress']; signal?: AbortSignal } = {},
+  ): Promise<{ result: JobResult; fromCache: boolean }> {
     const ac = new AbortController();
     const key = `job:${++this.jobSeq}`;
     this.aborts.set(key, ac);
@@ -381,14 +394,18 @@ export class Controller implements vscode.Disposable {
     this.current = mine;
     this.changed();
     try {
-      return await this.engine.run(spec, {
-        onProgress: (p) => {
-          mine.fraction = p.fraction;
-          this.current = mine;
-          this.changed();
-          opts.onProgress?.(p);
+      return await this.engine.run(
+        spec,
+        {
+          onProgress: (p) => {
+            mine.fraction = p.fraction;
+            this.current = mine;
+            this.changed();
+            opts.onProgress?.(p);
+          },
         },
-      }, ac.signal);
+        ac.signal,
+      );
     } finally {
       this.aborts.delete(key);
       if (this.current === mine) this.current = null;
@@ -451,7 +468,13 @@ export class Controller implements vscode.Disposable {
       set({ kind: 'running', fraction: 0, phase: 'steps' });
       this.log.info(`walking ${run.root} step to step${base ? ` from ${base}` : ''}${lr !== undefined ? ` (learning rate ${lr})` : ''}`);
       const { result } = await this.engine.run(
-        { kind: 'steps', root: run.root, base, eta, ...(lr !== undefined ? { learningRate: lr, learningRateSource: 'the learning rate given in Gatescope' } : {}) },
+        {
+          kind: 'steps',
+          root: run.root,
+          base,
+          eta,
+          ...(lr !== undefined ? { learningRate: lr, learningRateSource: 'the learning rate given in Gatescope' } : {}),
+        },
         {
           onProgress: (p) => {
             this.current = { label, checkpoint: null, fraction: p.fraction };
@@ -465,22 +488,24 @@ export class Controller implements vscode.Disposable {
       set({ kind: 'done', report: result });
       return result;
     });
-    const settled = job.then(
-      () => undefined,
-      (e: unknown) => {
-        if (e instanceof JobCancelledError || ac.signal.aborted) set({ kind: 'cancelled' });
-        else {
-          const msg = (e as Error).message ?? String(e);
-          this.log.error(`step to step of ${run.root} failed: ${msg}`);
-          set({ kind: 'error', message: msg });
-        }
-      },
-    ).finally(() => {
-      if (this.aborts.get(abortKey) === ac) this.aborts.delete(abortKey);
-      if (this.stepsInflight.get(run.id)?.job === job) this.stepsInflight.delete(run.id);
-      if (this.current?.label === label) this.current = null;
-      this.changed();
-    });
+    const settled = job
+      .then(
+        () => undefined,
+        (e: unknown) => {
+          if (e instanceof JobCancelledError || ac.signal.aborted) set({ kind: 'cancelled' });
+          else {
+            const msg = (e as Error).message ?? String(e);
+            this.log.error(`step to step of ${run.root} failed: ${msg}`);
+            set({ kind: 'error', message: msg });
+          }
+        },
+      )
+      .finally(() => {
+        if (this.aborts.get(abortKey) === ac) this.aborts.delete(abortKey);
+        if (this.stepsInflight.get(run.id)?.job === job) this.stepsInflight.delete(run.id);
+        if (this.current?.label === label) this.current = null;
+        this.changed();
+      });
     this.runQueues.set(run.id, settled);
     this.stepsInflight.set(run.id, { key, job });
     return job;

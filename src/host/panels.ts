@@ -8,8 +8,17 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { DiscoveredRun } from '../discovery/scan';
 import {
-  parsePanelState, parseWebviewMessage,
-  type CompareData, type DashboardData, type ExportFormat, type HostToWebview, type LayerData, type PanelKind, type PanelState, type StepsData, type WebviewToHost,
+  parsePanelState,
+  parseWebviewMessage,
+  type CompareData,
+  type DashboardData,
+  type ExportFormat,
+  type HostToWebview,
+  type LayerData,
+  type PanelKind,
+  type PanelState,
+  type StepsData,
+  type WebviewToHost,
 } from '../protocol/messages';
 import { checkpointsSinceWalk, slimSteps, stepsView, type StepsView } from '../ui-model/steps';
 import type { StepsReport } from '../report/steps-schema';
@@ -44,7 +53,9 @@ interface Entry {
 }
 
 function nonce(): string {
-  return randomBytes(18).toString('base64').replace(/[^A-Za-z0-9]/g, '');
+  return randomBytes(18)
+    .toString('base64')
+    .replace(/[^A-Za-z0-9]/g, '');
 }
 
 export class Panels implements vscode.Disposable {
@@ -53,20 +64,26 @@ export class Panels implements vscode.Disposable {
   private timer: NodeJS.Timeout | undefined;
   private readonly stepsViews = new WeakMap<StepsReport, { slim: StepsReport; view: StepsView }>();
 
-  constructor(private readonly context: vscode.ExtensionContext, private readonly c: Controller, private readonly actions: PanelActions) {
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    private readonly c: Controller,
+    private readonly actions: PanelActions,
+  ) {
     this.subs.push(c.onDidChange(() => this.refreshSoon()));
     for (const kind of Object.keys(VIEW_TYPES) as PanelKind[]) {
-      this.subs.push(vscode.window.registerWebviewPanelSerializer(VIEW_TYPES[kind], {
-        deserializeWebviewPanel: async (panel, raw) => {
-          // The saved state is untrusted input: validate it, and close the panel when it is unusable.
-          const st = parsePanelState((raw as { panelState?: unknown } | undefined)?.panelState);
-          if (!st || st.panel !== kind) {
-            panel.dispose();
-            return;
-          }
-          this.attach(panel, st);
-        },
-      }));
+      this.subs.push(
+        vscode.window.registerWebviewPanelSerializer(VIEW_TYPES[kind], {
+          deserializeWebviewPanel: async (panel, raw) => {
+            // The saved state is untrusted input: validate it, and close the panel when it is unusable.
+            const st = parsePanelState((raw as { panelState?: unknown } | undefined)?.panelState);
+            if (!st || st.panel !== kind) {
+              panel.dispose();
+              return;
+            }
+            this.attach(panel, st);
+          },
+        }),
+      );
     }
   }
 
@@ -270,7 +287,14 @@ export class Panels implements vscode.Disposable {
     if (s.panel === 'layer') {
       const d = await this.layerData(s.runId, s.checkpoint, s.layer, s.tensor);
       if (typeof d === 'string') return this.postError(e, d, force);
-      const sig = JSON.stringify([d.checkpoint, d.layer, d.focus, this.c.report(d.checkpoint)?.createdAt, d.history.map((h) => h.points.length), d.consensus.length]);
+      const sig = JSON.stringify([
+        d.checkpoint,
+        d.layer,
+        d.focus,
+        this.c.report(d.checkpoint)?.createdAt,
+        d.history.map((h) => h.points.length),
+        d.consensus.length,
+      ]);
       if (force || sig !== e.lastSignature) {
         e.lastSignature = sig;
         this.post(e, { type: 'layer', data: d });
@@ -316,7 +340,7 @@ export class Panels implements vscode.Disposable {
     if (!run) return this.c.scanned ? `The run ${runId} is not in the workspace any more.` : 'Looking for the run...';
     const reports = this.c.reports(run);
     let selected = checkpoint && run.checkpoints.some((c) => c.path === checkpoint) ? checkpoint : null;
-    selected ??= reports.length ? reports[reports.length - 1].checkpoint : run.checkpoints[run.checkpoints.length - 1]?.path ?? null;
+    selected ??= reports.length ? reports[reports.length - 1].checkpoint : (run.checkpoints[run.checkpoints.length - 1]?.path ?? null);
     const report = selected ? this.c.report(selected) : undefined;
     const running = run.checkpoints.find((c) => this.c.job(c.path).kind === 'running');
     const rj = running ? this.c.job(running.path) : undefined;
@@ -325,11 +349,18 @@ export class Panels implements vscode.Disposable {
       runId: run.id,
       runName: run.name,
       base: run.base.resolved,
-      baseProblem: run.base.resolved ? null : run.base.problem ?? 'no base model',
+      baseProblem: run.base.resolved ? null : (run.base.problem ?? 'no base model'),
       checkpoints: run.checkpoints.map((c) => {
         const job = this.c.job(c.path);
         const v = checkpointView(c, job, run.base.resolved !== null);
-        return { path: c.path, step: c.step, label: v.label, description: v.description, state: c.state === 'complete' ? job.kind : c.state, analysed: job.kind === 'done' };
+        return {
+          path: c.path,
+          step: c.step,
+          label: v.label,
+          description: v.description,
+          state: c.state === 'complete' ? job.kind : c.state,
+          analysed: job.kind === 'done',
+        };
       }),
       selected,
       report: report ? slimReport(report) : null,
@@ -399,7 +430,12 @@ export class Panels implements vscode.Disposable {
       report: shown?.slim ?? null,
       view: shown?.view ?? null,
       learningRate: this.c.stepsLearningRate(runId),
-      newCheckpoints: report ? checkpointsSinceWalk(report, run.checkpoints.filter((c) => c.state === 'complete').map((c) => c.path)) : 0,
+      newCheckpoints: report
+        ? checkpointsSinceWalk(
+            report,
+            run.checkpoints.filter((c) => c.state === 'complete').map((c) => c.path),
+          )
+        : 0,
     };
   }
 

@@ -7,7 +7,17 @@
 import * as vscode from 'vscode';
 import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
-import { cancelDoomed, failureLines, readManifest, sbatchAvailable, status, submit, type CheckpointStatus, type Manifest, type SlurmRequest } from '../cluster/slurm';
+import {
+  cancelDoomed,
+  failureLines,
+  readManifest,
+  sbatchAvailable,
+  status,
+  submit,
+  type CheckpointStatus,
+  type Manifest,
+  type SlurmRequest,
+} from '../cluster/slurm';
 import type { DiscoveredRun } from '../discovery/scan';
 import type { CheckpointReport } from '../report/schema';
 import type { Controller } from './controller';
@@ -28,7 +38,22 @@ export interface SlurmSubmission {
 function analyzeArgs(c: Controller): string[] {
   const s = c.config;
   const a = s.analysis;
-  return ['--eta', String(a.eta), '--k', String(a.k), '--alpha', String(a.alpha), '--k-spectrum', String(a.kSpectrum), '--power-iterations', String(a.powerIterations), '--oversample', String(a.oversample), '--device', s.device];
+  return [
+    '--eta',
+    String(a.eta),
+    '--k',
+    String(a.k),
+    '--alpha',
+    String(a.alpha),
+    '--k-spectrum',
+    String(a.kSpectrum),
+    '--power-iterations',
+    String(a.powerIterations),
+    '--oversample',
+    String(a.oversample),
+    '--device',
+    s.device,
+  ];
 }
 
 function stamp(d = new Date()): string {
@@ -43,7 +68,11 @@ export class SlurmRuns implements vscode.Disposable {
   readonly onDidChange = this.emitter.event;
   available = false;
 
-  constructor(private readonly context: vscode.ExtensionContext, private readonly c: Controller, private readonly openDashboard: (runId: string, checkpoint: string) => void) {}
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    private readonly c: Controller,
+    private readonly openDashboard: (runId: string, checkpoint: string) => void,
+  ) {}
 
   /** Looks for sbatch once, off the activation path, and picks up the submissions of an earlier session. */
   async start(): Promise<void> {
@@ -62,7 +91,8 @@ export class SlurmRuns implements vscode.Disposable {
 
   /** Submits every complete checkpoint of `run` (but its base). */
   async submit(run: DiscoveredRun, req: SlurmRequest): Promise<SlurmSubmission> {
-    if (!this.available && !(this.available = await sbatchAvailable())) throw new Error('sbatch is not on the PATH of this extension host: open the workspace on a Slurm login node (Remote-SSH)');
+    if (!this.available && !(this.available = await sbatchAvailable()))
+      throw new Error('sbatch is not on the PATH of this extension host: open the workspace on a Slurm login node (Remote-SSH)');
     const base = run.base.resolved;
     if (!base) throw new Error(`no base model for run ${run.name}: use "Gatescope: Set Base Model for Run"`);
     const ckpts = run.checkpoints.filter((k) => k.state === 'complete' && path.resolve(k.path) !== path.resolve(base));
@@ -81,7 +111,9 @@ export class SlurmRuns implements vscode.Disposable {
       analyzeArgs: analyzeArgs(this.c),
       gatescope: [process.execPath, path.join(this.context.extensionPath, 'dist', 'cli.js')],
     });
-    this.c.log.info(`slurm: submitted ${run.name} (${manifest.checkpoints.map((k) => `${k.label}: array ${k.arrayJob}, merge ${k.mergeJob}`).join('; ')}) into ${out}`);
+    this.c.log.info(
+      `slurm: submitted ${run.name} (${manifest.checkpoints.map((k) => `${k.label}: array ${k.arrayJob}, merge ${k.mergeJob}`).join('; ')}) into ${out}`,
+    );
     const sub: SlurmSubmission = { runId: run.id, manifest, statuses: [], adopted: new Set(), failed: false };
     this.submissions.push(sub);
     await this.remember();
@@ -91,7 +123,10 @@ export class SlurmRuns implements vscode.Disposable {
 
   private async remember(): Promise<void> {
     const live = this.submissions.filter((s) => !s.failed && s.adopted.size < s.manifest.checkpoints.length);
-    await this.context.workspaceState.update(STATE_KEY, live.map((s) => ({ runId: s.runId, out: s.manifest.out })));
+    await this.context.workspaceState.update(
+      STATE_KEY,
+      live.map((s) => ({ runId: s.runId, out: s.manifest.out })),
+    );
   }
 
   private schedule(ms = POLL_MS): void {
@@ -141,7 +176,9 @@ export class SlurmRuns implements vscode.Disposable {
     report.checkpoint = path.resolve(path.dirname(file), report.checkpoint);
     this.c.adoptReport(checkpoint, report);
     sub.adopted.add(checkpoint);
-    this.c.log.info(`slurm: ${report.label ?? checkpoint} landed (${report.shards?.count ?? 1} shards, longest ${(report.durationMs / 1000).toFixed(1)} s): ${file}`);
+    this.c.log.info(
+      `slurm: ${report.label ?? checkpoint} landed (${report.shards?.count ?? 1} shards, longest ${(report.durationMs / 1000).toFixed(1)} s): ${file}`,
+    );
     if (sub.adopted.size === sub.manifest.checkpoints.length) this.openDashboard(sub.runId, checkpoint);
   }
 

@@ -8,7 +8,10 @@ export class EngineStatusBar implements vscode.Disposable {
 
   constructor(private readonly c: Controller) {
     this.item.name = 'Gatescope engine';
-    this.subs.push(c.onDidChange(() => this.update()), c.onEngineState(() => this.update()));
+    this.subs.push(
+      c.onDidChange(() => this.update()),
+      c.onEngineState(() => this.update()),
+    );
     this.update();
   }
 

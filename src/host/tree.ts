@@ -16,7 +16,12 @@ export type Node =
   | { kind: 'info'; text: string; tooltip?: string };
 
 export function isNode(x: unknown): x is Node {
-  return typeof x === 'object' && x !== null && typeof (x as { kind?: unknown }).kind === 'string' && ['run', 'checkpoint', 'module', 'tensor', 'slurm', 'info'].includes((x as { kind: string }).kind);
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    typeof (x as { kind?: unknown }).kind === 'string' &&
+    ['run', 'checkpoint', 'module', 'tensor', 'slurm', 'info'].includes((x as { kind: string }).kind)
+  );
 }
 
 export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
@@ -25,7 +30,10 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
   private timer: NodeJS.Timeout | undefined;
   private readonly subs: vscode.Disposable[];
 
-  constructor(private readonly c: Controller, private readonly slurm?: SlurmRuns) {
+  constructor(
+    private readonly c: Controller,
+    private readonly slurm?: SlurmRuns,
+  ) {
     // Progress fires often: refresh at most four times a second.
     const refresh = (): void => {
       if (this.timer) return;
@@ -43,7 +51,12 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
         const item = new vscode.TreeItem(n.run.name, vscode.TreeItemCollapsibleState.Expanded);
         item.id = `run:${n.run.id}`;
         item.description = runDescription(n.run);
-        item.tooltip = [n.run.root, n.run.base.resolved ? `base: ${n.run.base.resolved}${n.run.base.source ? `\n(from ${n.run.base.source})` : ''}` : n.run.base.problem ?? 'no base model'].join('\n');
+        item.tooltip = [
+          n.run.root,
+          n.run.base.resolved
+            ? `base: ${n.run.base.resolved}${n.run.base.source ? `\n(from ${n.run.base.source})` : ''}`
+            : (n.run.base.problem ?? 'no base model'),
+        ].join('\n');
         item.iconPath = new vscode.ThemeIcon(n.run.baseOf.length > 0 && !n.run.base.resolved ? 'database' : 'beaker');
         item.contextValue = n.run.baseOf.length > 0 && !n.run.base.resolved ? 'gatescope.baseModel' : 'gatescope.run';
         item.resourceUri = vscode.Uri.file(n.run.root);
@@ -112,7 +125,8 @@ export class RunsTree implements vscode.TreeDataProvider<Node>, vscode.Disposabl
     switch (n.kind) {
       case 'run': {
         const out: Node[] = [];
-        if (!n.run.base.resolved && n.run.baseOf.length === 0) out.push({ kind: 'info', text: 'No base model: right-click the run, "Set Base Model for Run"', tooltip: n.run.base.problem });
+        if (!n.run.base.resolved && n.run.baseOf.length === 0)
+          out.push({ kind: 'info', text: 'No base model: right-click the run, "Set Base Model for Run"', tooltip: n.run.base.problem });
         for (const ckpt of n.run.checkpoints) out.push({ kind: 'checkpoint', run: n.run, ckpt });
         for (const sub of this.slurm?.of(n.run.id) ?? []) sub.manifest.checkpoints.forEach((_, index) => out.push({ kind: 'slurm', run: n.run, sub, index }));
         return out;

@@ -169,7 +169,12 @@ async function ritzOf(backend: ComputeBackend, Ct: Matrix, k: number, G?: Float6
     // exact path does), and the convergence test watches only the `rank` defined ones.
     const cm = new Float64Array(s * k);
     for (let r = 0; r < s; r++) for (let i = 0; i < k; i++) cm[i * s + r] = Us[r * k + i];
-    completeOrthonormalColumns(cm, s, k, Array.from({ length: k }, (_, i) => i >= rank));
+    completeOrthonormalColumns(
+      cm,
+      s,
+      k,
+      Array.from({ length: k }, (_, i) => i >= rank),
+    );
     for (let r = 0; r < s; r++) for (let i = 0; i < k; i++) Us[r * k + i] = cm[i * s + r];
   }
   return { S, W, Us, rank };
@@ -195,7 +200,16 @@ interface Iterated {
  * Subspace iterations on A' from the long-side basis Qbt until the top-k Ritz subspace settles:
  * C = A' Qb, Ritz, test; Qs = orth(C), Qb = orth(A'^T Qs). `minIt` counts products C = A' Qb.
  */
-async function iterate(backend: ComputeBackend, op: SideOperators, start: Matrix, k: number, minIt: number, maxIt: number, tol: number, timings?: Record<string, number>): Promise<Iterated> {
+async function iterate(
+  backend: ComputeBackend,
+  op: SideOperators,
+  start: Matrix,
+  k: number,
+  minIt: number,
+  maxIt: number,
+  tol: number,
+  timings?: Record<string, number>,
+): Promise<Iterated> {
   let Qbt = start;
   let prev: Ritz | null = null;
   let lastChange = Infinity;
@@ -290,13 +304,18 @@ async function longVectors(backend: ComputeBackend, Qbt: Matrix, W: Float64Array
   return V;
 }
 
-
 /**
  * Top-kk singular values and top-k vectors of W0 and W1 = W0 + dW on a shared subspace, with the
  * principal angles between their top-k subspaces. Needs min(m, n) > kk + oversample (the caller takes
  * the exact path otherwise). Throws on non-finite entries.
  */
-export async function sharedSubspaceSvd(backend: ComputeBackend, W0: Matrix, W1: Matrix, dW: Matrix, opts: SharedSubspaceOptions): Promise<SharedSubspaceResult> {
+export async function sharedSubspaceSvd(
+  backend: ComputeBackend,
+  W0: Matrix,
+  W1: Matrix,
+  dW: Matrix,
+  opts: SharedSubspaceOptions,
+): Promise<SharedSubspaceResult> {
   const op0 = sideOperators(backend, W0);
   const op1 = sideOperators(backend, W1);
   const opD = sideOperators(backend, dW);

@@ -142,7 +142,16 @@ export async function truncatedSvd(backend: ComputeBackend, A: Matrix, k: number
   const q = Math.max(0, Math.floor(opts.powerIterations));
   const fullIf = opts.fullIfMinDimAtMost ?? DEFAULT_FULL_IF_MIN_DIM_AT_MOST;
   if (kk === 0) {
-    return { U: new Float64Array(0), S: new Float64Array(0), V: new Float64Array(0), rows: m, cols: n, k: 0, method: 'full', fullSpectrum: new Float64Array(0) };
+    return {
+      U: new Float64Array(0),
+      S: new Float64Array(0),
+      V: new Float64Array(0),
+      rows: m,
+      cols: n,
+      k: 0,
+      method: 'full',
+      fullSpectrum: new Float64Array(0),
+    };
   }
   const l = Math.min(s, kk + oversample);
   // Huge (or tiny) entries: factor 2^e A instead and scale the singular values back (see rangeScale).

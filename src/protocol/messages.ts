@@ -216,12 +216,30 @@ export function parseHostMessage(m: unknown): HostToWebview | null {
     }
     case 'layer': {
       const d = m.data;
-      if (!isObj(d) || !str(d.runId) || !str(d.checkpoint) || !layerIndex(d.layer) || !Array.isArray(d.tensors) || !Array.isArray(d.layers) || !Array.isArray(d.history) || !Array.isArray(d.consensus)) return null;
+      if (
+        !isObj(d) ||
+        !str(d.runId) ||
+        !str(d.checkpoint) ||
+        !layerIndex(d.layer) ||
+        !Array.isArray(d.tensors) ||
+        !Array.isArray(d.layers) ||
+        !Array.isArray(d.history) ||
+        !Array.isArray(d.consensus)
+      )
+        return null;
       return { type: 'layer', data: d as unknown as LayerData };
     }
     case 'compare': {
       const d = m.data;
-      if (!isObj(d) || !str(d.base) || !isObj(d.report) || d.report.kind !== 'gatescope.consistency-report' || !Array.isArray(d.report.jaccard) || !Array.isArray(d.report.runs)) return null;
+      if (
+        !isObj(d) ||
+        !str(d.base) ||
+        !isObj(d.report) ||
+        d.report.kind !== 'gatescope.consistency-report' ||
+        !Array.isArray(d.report.jaccard) ||
+        !Array.isArray(d.report.runs)
+      )
+        return null;
       return { type: 'compare', data: d as unknown as CompareData };
     }
     case 'steps': {

@@ -2,10 +2,31 @@
 import type { CheckpointReport } from './schema';
 
 const COLUMNS = [
-  'checkpoint', 'step', 'name', 'module', 'layer', 'shape', 'dtype', 'numel', 'unchanged', 'changed', 'nonFinite',
-  'unchangedLegacyAbs', 'relUpdateNorm', 'maxAbsUpdate', 'medianUpdateUlps', 'hiddenByPrecision',
-  'principalAngleMaxDeg', 'nss', 'overlapPrincipal', 'overlapPrincipalBaseline', 'overlapLowMagnitude',
-  'overlapLowMagnitudeBaseline', 'offPrincipalEnergy', 'offPrincipalEnergyBaseline', 'verdict',
+  'checkpoint',
+  'step',
+  'name',
+  'module',
+  'layer',
+  'shape',
+  'dtype',
+  'numel',
+  'unchanged',
+  'changed',
+  'nonFinite',
+  'unchangedLegacyAbs',
+  'relUpdateNorm',
+  'maxAbsUpdate',
+  'medianUpdateUlps',
+  'hiddenByPrecision',
+  'principalAngleMaxDeg',
+  'nss',
+  'overlapPrincipal',
+  'overlapPrincipalBaseline',
+  'overlapLowMagnitude',
+  'overlapLowMagnitudeBaseline',
+  'offPrincipalEnergy',
+  'offPrincipalEnergyBaseline',
+  'verdict',
 ] as const;
 
 export function csvCell(v: string | number | boolean | null | undefined): string {
@@ -22,10 +43,31 @@ export function reportsToCsv(reports: CheckpointReport[]): string {
     for (const t of r.tensors) {
       const sp = t.spectral;
       const row = [
-        r.checkpoint, r.step, t.name, t.module, t.layer, t.shape.join('x'), t.dtype, t.numel, t.unchanged, t.changed, t.nonFinite,
-        t.unchangedLegacyAbs, t.relUpdateNorm, t.maxAbsUpdate, t.medianUpdateUlps, t.hiddenByPrecision,
-        sp?.principalAngleMaxDeg, sp?.nss, sp?.overlapPrincipal, sp?.overlapPrincipalBaseline, sp?.overlapLowMagnitude,
-        sp?.overlapLowMagnitudeBaseline, sp?.offPrincipalEnergy, sp?.offPrincipalEnergyBaseline, t.verdict?.label,
+        r.checkpoint,
+        r.step,
+        t.name,
+        t.module,
+        t.layer,
+        t.shape.join('x'),
+        t.dtype,
+        t.numel,
+        t.unchanged,
+        t.changed,
+        t.nonFinite,
+        t.unchangedLegacyAbs,
+        t.relUpdateNorm,
+        t.maxAbsUpdate,
+        t.medianUpdateUlps,
+        t.hiddenByPrecision,
+        sp?.principalAngleMaxDeg,
+        sp?.nss,
+        sp?.overlapPrincipal,
+        sp?.overlapPrincipalBaseline,
+        sp?.overlapLowMagnitude,
+        sp?.overlapLowMagnitudeBaseline,
+        sp?.offPrincipalEnergy,
+        sp?.offPrincipalEnergyBaseline,
+        t.verdict?.label,
       ];
       lines.push(row.map(csvCell).join(','));
     }

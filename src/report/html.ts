@@ -23,12 +23,7 @@ const SVG_NS = 'http://www.w3.org/2000/svg';
 
 /** Escapes text for HTML element content and (double- or single-quoted) attribute values. */
 export function escapeHtml(s: unknown): string {
-  return String(s)
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&#39;');
+  return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
 }
 
 /** How each kind of number is written (the same helpers as the text and Markdown reports). */
@@ -64,7 +59,11 @@ function textCell(s: unknown, cls?: string): string {
 // Colour: viridis (perceptually uniform, colour-blind safe), interpolated between five stops.
 
 const VIRIDIS: [number, [number, number, number]][] = [
-  [0, [68, 1, 84]], [0.25, [59, 82, 139]], [0.5, [33, 145, 140]], [0.75, [94, 201, 98]], [1, [253, 231, 37]],
+  [0, [68, 1, 84]],
+  [0.25, [59, 82, 139]],
+  [0.5, [33, 145, 140]],
+  [0.75, [94, 201, 98]],
+  [1, [253, 231, 37]],
 ];
 
 export function viridis(t: number): string {
@@ -110,7 +109,13 @@ export function layerModuleGrid(r: CheckpointReport): { layers: number[]; module
   const cells = new Map<string, HeatCell>();
   for (const [key, a] of acc) {
     const [l, m] = key.split(':');
-    cells.set(key, { layer: Number(l), module: m as ModuleKind, unchanged: a.finite > 0 ? (a.finite - a.changed) / a.finite : null, tensors: a.tensors, numel: a.numel });
+    cells.set(key, {
+      layer: Number(l),
+      module: m as ModuleKind,
+      unchanged: a.finite > 0 ? (a.finite - a.changed) / a.finite : null,
+      tensors: a.tensors,
+      numel: a.numel,
+    });
   }
   return { layers: [...layers].sort((a, b) => a - b), modules: MODULE_KINDS.filter((m) => modules.has(m)), cells };
 }
@@ -125,7 +130,9 @@ function heatmapSvg(r: CheckpointReport): string {
   const legendH = 34;
   const w = left + modules.length * cw + 8;
   const h = top + layers.length * ch + legendH;
-  const out: string[] = [`<svg xmlns="${SVG_NS}" class="chart heatmap" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="unchanged share by layer and module">`];
+  const out: string[] = [
+    `<svg xmlns="${SVG_NS}" class="chart heatmap" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="unchanged share by layer and module">`,
+  ];
   modules.forEach((m, j) => out.push(`<text class="axis" x="${left + j * cw + cw / 2}" y="${top - 8}" text-anchor="middle">${escapeHtml(m)}</text>`));
   layers.forEach((l, i) => {
     const y = top + i * ch;
@@ -134,13 +141,19 @@ function heatmapSvg(r: CheckpointReport): string {
       const c = cells.get(`${l}:${m}`);
       const x = left + j * cw;
       if (!c || c.unchanged === null) {
-        out.push(`<rect class="empty" x="${x + 1}" y="${y + 1}" width="${cw - 2}" height="${ch - 2}"><title>layer ${l}, ${escapeHtml(m)}: no data</title></rect>`);
+        out.push(
+          `<rect class="empty" x="${x + 1}" y="${y + 1}" width="${cw - 2}" height="${ch - 2}"><title>layer ${l}, ${escapeHtml(m)}: no data</title></rect>`,
+        );
         return;
       }
       const v = c.unchanged;
-      out.push(`<g><rect x="${x + 1}" y="${y + 1}" width="${cw - 2}" height="${ch - 2}" fill="${viridis(v)}" data-v="${v}"/>`
-        + (ch >= 14 ? `<text class="cell ${v < 0.6 ? 'light' : 'dark'}" x="${x + cw / 2}" y="${y + ch / 2 + 3.5}" text-anchor="middle">${escapeHtml(fmt.share(v))}</text>` : '')
-        + `<title>layer ${l}, ${escapeHtml(m)}: ${escapeHtml(fmt.share(v))} unchanged (${c.tensors} tensor${c.tensors === 1 ? '' : 's'}, ${escapeHtml(fmt.int(c.numel))} entries)</title></g>`);
+      out.push(
+        `<g><rect x="${x + 1}" y="${y + 1}" width="${cw - 2}" height="${ch - 2}" fill="${viridis(v)}" data-v="${v}"/>` +
+          (ch >= 14
+            ? `<text class="cell ${v < 0.6 ? 'light' : 'dark'}" x="${x + cw / 2}" y="${y + ch / 2 + 3.5}" text-anchor="middle">${escapeHtml(fmt.share(v))}</text>`
+            : '') +
+          `<title>layer ${l}, ${escapeHtml(m)}: ${escapeHtml(fmt.share(v))} unchanged (${c.tensors} tensor${c.tensors === 1 ? '' : 's'}, ${escapeHtml(fmt.int(c.numel))} entries)</title></g>`,
+      );
     });
   });
   // Legend: 0% .. 100% in 20 steps (no gradient ids needed).
@@ -161,13 +174,17 @@ function moduleBarsSvg(r: CheckpointReport): string {
   const gap = 5;
   const w = left + bw + 70;
   const h = mods.length * (bh + gap) + 6;
-  const out: string[] = [`<svg xmlns="${SVG_NS}" class="chart bars" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="unchanged share by module">`];
+  const out: string[] = [
+    `<svg xmlns="${SVG_NS}" class="chart bars" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="unchanged share by module">`,
+  ];
   mods.forEach((m, i) => {
     const g = r.summary.byModule[m]!;
     const y = 3 + i * (bh + gap);
     out.push(`<text class="axis" x="${left - 6}" y="${y + bh / 2 + 4}" text-anchor="end">${escapeHtml(m)}</text>`);
     out.push(`<rect class="track" x="${left}" y="${y}" width="${bw}" height="${bh}"/>`);
-    out.push(`<rect x="${left}" y="${y}" width="${(Math.min(1, Math.max(0, g.unchanged)) * bw).toFixed(2)}" height="${bh}" fill="${viridis(g.unchanged)}" data-v="${g.unchanged}"><title>${escapeHtml(m)}: ${escapeHtml(fmt.share(g.unchanged))} unchanged over ${g.tensors} tensors</title></rect>`);
+    out.push(
+      `<rect x="${left}" y="${y}" width="${(Math.min(1, Math.max(0, g.unchanged)) * bw).toFixed(2)}" height="${bh}" fill="${viridis(g.unchanged)}" data-v="${g.unchanged}"><title>${escapeHtml(m)}: ${escapeHtml(fmt.share(g.unchanged))} unchanged over ${g.tensors} tensors</title></rect>`,
+    );
     out.push(`<text class="value" x="${left + bw + 6}" y="${y + bh / 2 + 4}">${escapeHtml(fmt.share(g.unchanged))}</text>`);
   });
   out.push('</svg>');
@@ -178,10 +195,15 @@ function moduleBarsSvg(r: CheckpointReport): string {
 // Sections.
 
 function verdictHtml(v: Verdict, heading: string): string {
-  const rows = v.evidence.map((e) => `<tr>${textCell(e.measure)}${numCell(e.value, fmt.num(e.value, 3))}${numCell(e.baseline, fmt.num(e.baseline, 3))}${e.baselineGradient !== undefined ? numCell(e.baselineGradient, fmt.num(e.baselineGradient, 3)) : textCell('-')}${textCell(e.leans, `leans ${e.leans}`)}${textCell(e.note)}</tr>`);
-  return `<div class="verdict ${escapeHtml(v.label)}"><h3>${escapeHtml(heading)}: <span class="label">${escapeHtml(v.label)}</span></h3>`
-    + (v.reason ? `<p class="reason">${escapeHtml(v.reason)}</p>` : '')
-    + `<table><thead><tr><th>evidence</th><th>value</th><th>direction-blind null / precision alone</th><th>gradient-like null</th><th>leans</th><th>note</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
+  const rows = v.evidence.map(
+    (e) =>
+      `<tr>${textCell(e.measure)}${numCell(e.value, fmt.num(e.value, 3))}${numCell(e.baseline, fmt.num(e.baseline, 3))}${e.baselineGradient !== undefined ? numCell(e.baselineGradient, fmt.num(e.baselineGradient, 3)) : textCell('-')}${textCell(e.leans, `leans ${e.leans}`)}${textCell(e.note)}</tr>`,
+  );
+  return (
+    `<div class="verdict ${escapeHtml(v.label)}"><h3>${escapeHtml(heading)}: <span class="label">${escapeHtml(v.label)}</span></h3>` +
+    (v.reason ? `<p class="reason">${escapeHtml(v.reason)}</p>` : '') +
+    `<table><thead><tr><th>evidence</th><th>value</th><th>direction-blind null / precision alone</th><th>gradient-like null</th><th>leans</th><th>note</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`
+  );
 }
 
 function spectralSummaryHtml(r: CheckpointReport): string {
@@ -191,12 +213,23 @@ function spectralSummaryHtml(r: CheckpointReport): string {
     ['principal angle, max over tensors (M5)', `${fmt.deg(q.principalAngleMaxDeg)} deg (median ${fmt.deg(q.principalAngleMedianDeg)} deg)`],
     ['spectral drift NSS, median (M6)', fmt.num(q.nssMedian)],
     ['share of the update that moved the spectrum, median', fmt.num(q.spectralShareOfUpdateMedian)],
-    ['off-principal energy, median (M8)', `${fmt.share(q.offPrincipalEnergyMedian, 2)} (isotropic baseline ${fmt.share(q.offPrincipalEnergyBaselineMedian, 2)})`],
-    ['overlap with principal weights (M7)', `${fmt.share(q.overlapPrincipal)} (random ${fmt.share(q.overlapPrincipalBaseline)}, precision alone ${fmt.share(q.overlapPrincipalExpectedPrecision)})`],
-    ['overlap with low-magnitude weights (M7)', `${fmt.share(q.overlapLowMagnitude)} (random ${fmt.share(q.overlapLowMagnitudeBaseline)}, precision alone ${fmt.share(q.overlapLowMagnitudeExpectedPrecision)})`],
+    [
+      'off-principal energy, median (M8)',
+      `${fmt.share(q.offPrincipalEnergyMedian, 2)} (isotropic baseline ${fmt.share(q.offPrincipalEnergyBaselineMedian, 2)})`,
+    ],
+    [
+      'overlap with principal weights (M7)',
+      `${fmt.share(q.overlapPrincipal)} (random ${fmt.share(q.overlapPrincipalBaseline)}, precision alone ${fmt.share(q.overlapPrincipalExpectedPrecision)})`,
+    ],
+    [
+      'overlap with low-magnitude weights (M7)',
+      `${fmt.share(q.overlapLowMagnitude)} (random ${fmt.share(q.overlapLowMagnitudeBaseline)}, precision alone ${fmt.share(q.overlapLowMagnitudeExpectedPrecision)})`,
+    ],
   ];
-  return `<h3>Gate II, spectral (${escapeHtml(describeK(r))}, ${q.tensors} linear weights, device ${escapeHtml(r.device ?? '?')})</h3>`
-    + `<table class="kv"><tbody>${items.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</tbody></table>`;
+  return (
+    `<h3>Gate II, spectral (${escapeHtml(describeK(r))}, ${q.tensors} linear weights, device ${escapeHtml(r.device ?? '?')})</h3>` +
+    `<table class="kv"><tbody>${items.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</tbody></table>`
+  );
 }
 
 function moduleTable(r: CheckpointReport): string {
@@ -209,8 +242,14 @@ function moduleTable(r: CheckpointReport): string {
 
 function tensorRow(t: TensorDiff, full: boolean, hidden: boolean): string {
   const cells = [
-    `<td class="name">${escapeHtml(t.name)}</td>`, textCell(t.module), textCell(t.layer ?? '-'), textCell(t.shape.join('x')), textCell(t.dtype),
-    numCell(t.unchanged, fmt.share(t.unchanged)), numCell(t.relUpdateNorm, fmt.num(t.relUpdateNorm)), numCell(t.maxAbsUpdate, fmt.num(t.maxAbsUpdate)),
+    `<td class="name">${escapeHtml(t.name)}</td>`,
+    textCell(t.module),
+    textCell(t.layer ?? '-'),
+    textCell(t.shape.join('x')),
+    textCell(t.dtype),
+    numCell(t.unchanged, fmt.share(t.unchanged)),
+    numCell(t.relUpdateNorm, fmt.num(t.relUpdateNorm)),
+    numCell(t.maxAbsUpdate, fmt.num(t.maxAbsUpdate)),
     numCell(t.medianUpdateUlps, fmt.num(t.medianUpdateUlps)),
   ];
   if (hidden) cells.push(numCell(t.hiddenByPrecision, fmt.share(t.hiddenByPrecision)));
@@ -240,9 +279,12 @@ function tensorTable(r: CheckpointReport): string {
   const head = ['tensor', 'module', 'layer', 'shape', 'dtype', 'unchanged', '||dW||/||W0||', 'max |dw|', 'median ULPs'];
   if (hidden) head.push('hidden by bf16');
   const groups = full
-    ? '<tr><th colspan="' + head.length + '"></th><th colspan="2">Gate II drift</th><th colspan="3">principal overlap (M7)</th><th colspan="3">low-magnitude overlap (M7)</th><th colspan="2">off-principal energy (M8)</th><th></th></tr>'
+    ? '<tr><th colspan="' +
+      head.length +
+      '"></th><th colspan="2">Gate II drift</th><th colspan="3">principal overlap (M7)</th><th colspan="3">low-magnitude overlap (M7)</th><th colspan="2">off-principal energy (M8)</th><th></th></tr>'
     : '';
-  if (full) head.push('max angle (deg)', 'NSS', 'observed', 'random', 'precision alone', 'observed', 'random', 'precision alone', 'observed', 'baseline', 'verdict');
+  if (full)
+    head.push('max angle (deg)', 'NSS', 'observed', 'random', 'precision alone', 'observed', 'random', 'precision alone', 'observed', 'baseline', 'verdict');
   return `<div class="scroll"><table class="tensors"><thead>${groups}<tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${r.tensors.map((t) => tensorRow(t, full, hidden)).join('')}</tbody></table></div>`;
 }
 
@@ -268,8 +310,11 @@ function reportSection(r: CheckpointReport, i: number, opts: HtmlOptions): strin
     ['relative update norm ||dW||/||W0||', s.relUpdateNorm, fmt.num(s.relUpdateNorm)],
     ['legacy |dw| <= 1e-5 rule (comparison only)', s.unchangedLegacyAbs, fmt.share(s.unchangedLegacyAbs)],
   ];
-  out.push(`<div class="kpis">${kpis.map(([k, v, t]) => `<div class="kpi"><div class="kv-value"${v === null ? '' : ` data-v="${escapeHtml(String(v))}"`}>${escapeHtml(t)}</div><div class="kv-label">${escapeHtml(k)}</div></div>`).join('')}</div>`);
-  if (s.nonFinite > 0) out.push(`<p class="warn">${escapeHtml(fmt.int(s.nonFinite))} NaN/Inf entries in base or checkpoint: a defect of the checkpoint, counted apart.</p>`);
+  out.push(
+    `<div class="kpis">${kpis.map(([k, v, t]) => `<div class="kpi"><div class="kv-value"${v === null ? '' : ` data-v="${escapeHtml(String(v))}"`}>${escapeHtml(t)}</div><div class="kv-label">${escapeHtml(k)}</div></div>`).join('')}</div>`,
+  );
+  if (s.nonFinite > 0)
+    out.push(`<p class="warn">${escapeHtml(fmt.int(s.nonFinite))} NaN/Inf entries in base or checkpoint: a defect of the checkpoint, counted apart.</p>`);
   const noShare = r.tensors.filter((t) => t.unchanged === null).length;
   if (noShare > 0) out.push(`<p class="warn">${noShare} tensor${noShare === 1 ? '' : 's'} with no finite entry: left out of every unchanged share.</p>`);
   if (r.verdict) out.push(verdictHtml(r.verdict, 'Regime verdict'));
@@ -292,9 +337,12 @@ function reportSection(r: CheckpointReport, i: number, opts: HtmlOptions): strin
 }
 
 function overview(reports: CheckpointReport[]): string {
-  const rows = reports.map((r, i) => `<tr><td><a href="#report-${i}">${escapeHtml(reportTitle(r))}</a></td>${textCell(r.step ?? '-')}${textCell(r.passes)}`
-    + `${numCell(r.summary.unchanged, fmt.share(r.summary.unchanged))}${numCell(r.summary.unchangedLinear, fmt.share(r.summary.unchangedLinear))}${numCell(r.summary.relUpdateNorm, fmt.num(r.summary.relUpdateNorm))}`
-    + `${textCell(r.verdict?.label ?? '-', r.verdict ? `v ${r.verdict.label}` : undefined)}</tr>`);
+  const rows = reports.map(
+    (r, i) =>
+      `<tr><td><a href="#report-${i}">${escapeHtml(reportTitle(r))}</a></td>${textCell(r.step ?? '-')}${textCell(r.passes)}` +
+      `${numCell(r.summary.unchanged, fmt.share(r.summary.unchanged))}${numCell(r.summary.unchangedLinear, fmt.share(r.summary.unchangedLinear))}${numCell(r.summary.relUpdateNorm, fmt.num(r.summary.relUpdateNorm))}` +
+      `${textCell(r.verdict?.label ?? '-', r.verdict ? `v ${r.verdict.label}` : undefined)}</tr>`,
+  );
   return `<table class="overview"><thead><tr><th>checkpoint</th><th>step</th><th>passes</th><th>unchanged</th><th>unchanged, linear</th><th>||dW||/||W0||</th><th>verdict</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
@@ -341,33 +389,56 @@ function pageHead(title: string): string[] {
 export function consistencyToHtml(r: ConsistencyReport, opts: HtmlOptions = {}): string {
   const title = opts.title ?? 'Gatescope comparison';
   const parts = pageHead(title);
-  parts.push(`<header><h1>${escapeHtml(title)}</h1><p>Runs from the base ${escapeHtml(r.base)}, written by gatescope ${escapeHtml(VERSION)}. Static page: no scripts, nothing loaded from the network.</p></header>`);
+  parts.push(
+    `<header><h1>${escapeHtml(title)}</h1><p>Runs from the base ${escapeHtml(r.base)}, written by gatescope ${escapeHtml(VERSION)}. Static page: no scripts, nothing loaded from the network.</p></header>`,
+  );
   const g = r.regime;
   if (g) {
     parts.push('<h2>Comparative regime verdict</h2>');
-    parts.push(`<table class="overview"><thead><tr><th>run</th><th>step</th><th>unchanged, linear</th><th>||dW||/||W0||</th><th>single-run verdict</th></tr></thead><tbody>${g.runs.map((x) => `<tr>${textCell(x.label)}${numCell(x.step, x.step === null ? '-' : String(x.step))}${numCell(x.unchangedLinear, fmt.share(x.unchangedLinear))}${numCell(x.relUpdateNorm, fmt.num(x.relUpdateNorm, 3))}${textCell(x.verdict ? `${x.verdict.label}${x.verdict.reason ? `: ${x.verdict.reason}` : ''}` : '-')}</tr>`).join('')}</tbody></table>`);
+    parts.push(
+      `<table class="overview"><thead><tr><th>run</th><th>step</th><th>unchanged, linear</th><th>||dW||/||W0||</th><th>single-run verdict</th></tr></thead><tbody>${g.runs.map((x) => `<tr>${textCell(x.label)}${numCell(x.step, x.step === null ? '-' : String(x.step))}${numCell(x.unchangedLinear, fmt.share(x.unchangedLinear))}${numCell(x.relUpdateNorm, fmt.num(x.relUpdateNorm, 3))}${textCell(x.verdict ? `${x.verdict.label}${x.verdict.reason ? `: ${x.verdict.reason}` : ''}` : '-')}</tr>`).join('')}</tbody></table>`,
+    );
     for (const pr of g.pairs) {
-      const rows = pr.evidence.map((e) => `<tr>${textCell(e.measure)}${numCell(e.ratio, fmt.num(e.ratio, 3))}${textCell(`${fmt.num(e.ciLow, 3)} - ${fmt.num(e.ciHigh, 3)}`)}${textCell(`${e.leans ?? 'neither'}${e.votes ? '' : ' (shown, not counted)'}`)}</tr>`);
-      parts.push(`<div class="verdict ${pr.moreOffPrincipal ? 'off-principal' : 'inconclusive'}"><h3>${escapeHtml(pr.a)} vs ${escapeHtml(pr.b)}</h3><p class="reason">${escapeHtml(pr.summary)}</p>`
-        + `<p>Update size ratio (median ||dW_a|| / ||dW_b||): ${escapeHtml(fmt.num(pr.updateSizeRatio, 3))}, over ${pr.tensors} shared linear weights.</p>`
-        + `<table><thead><tr><th>measure (per unit of update)</th><th>ratio a/b</th><th>95% interval</th><th>more off-principal</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`);
+      const rows = pr.evidence.map(
+        (e) =>
+          `<tr>${textCell(e.measure)}${numCell(e.ratio, fmt.num(e.ratio, 3))}${textCell(`${fmt.num(e.ciLow, 3)} - ${fmt.num(e.ciHigh, 3)}`)}${textCell(`${e.leans ?? 'neither'}${e.votes ? '' : ' (shown, not counted)'}`)}</tr>`,
+      );
+      parts.push(
+        `<div class="verdict ${pr.moreOffPrincipal ? 'off-principal' : 'inconclusive'}"><h3>${escapeHtml(pr.a)} vs ${escapeHtml(pr.b)}</h3><p class="reason">${escapeHtml(pr.summary)}</p>` +
+          `<p>Update size ratio (median ||dW_a|| / ||dW_b||): ${escapeHtml(fmt.num(pr.updateSizeRatio, 3))}, over ${pr.tensors} shared linear weights.</p>` +
+          `<table><thead><tr><th>measure (per unit of update)</th><th>ratio a/b</th><th>95% interval</th><th>more off-principal</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`,
+      );
     }
     parts.push(`<p class="muted">${escapeHtml(g.method)}.</p>`);
     const layers = [...new Set(g.runs.flatMap((x) => x.layers.map((l) => l.layer)))].sort((a, b) => a - b);
     const head = g.runs.map((x) => `<th>${escapeHtml(x.label)}</th>`).join('');
-    for (const [key, what] of [['principalAngleMaxDeg', 'max principal angle (deg)'], ['nssPrincipal', 'principal-part NSS (first order)'], ['offPrincipalEnergy', 'off-principal energy (gradient-like null in brackets)'], ['overlapPrincipalRatio', 'principal overlap / precision alone']] as const) {
-      const body = layers.map((l) => `<tr>${textCell(String(l))}${g.runs.map((x) => {
-        const v = x.layers.find((y) => y.layer === l);
-        const val = v ? v[key] : null;
-        const extra = v && key === 'offPrincipalEnergy' ? ` (${fmt.num(v.offPrincipalEnergyNull, 3)})` : '';
-        return numCell(val, `${fmt.num(val, 3)}${extra}`);
-      }).join('')}</tr>`);
+    for (const [key, what] of [
+      ['principalAngleMaxDeg', 'max principal angle (deg)'],
+      ['nssPrincipal', 'principal-part NSS (first order)'],
+      ['offPrincipalEnergy', 'off-principal energy (gradient-like null in brackets)'],
+      ['overlapPrincipalRatio', 'principal overlap / precision alone'],
+    ] as const) {
+      const body = layers.map(
+        (l) =>
+          `<tr>${textCell(String(l))}${g.runs
+            .map((x) => {
+              const v = x.layers.find((y) => y.layer === l);
+              const val = v ? v[key] : null;
+              const extra = v && key === 'offPrincipalEnergy' ? ` (${fmt.num(v.offPrincipalEnergyNull, 3)})` : '';
+              return numCell(val, `${fmt.num(val, 3)}${extra}`);
+            })
+            .join('')}</tr>`,
+      );
       parts.push(`<h3>Per layer: ${escapeHtml(what)}</h3><table><thead><tr><th>layer</th>${head}</tr></thead><tbody>${body.join('')}</tbody></table>`);
     }
   }
   parts.push('<h2>Cross-run consistency (M2)</h2>');
-  parts.push(`<table><thead><tr><th></th>${r.runs.map((x) => `<th>${escapeHtml(x.label)}</th>`).join('')}</tr></thead><tbody>${r.jaccard.map((row, i) => `<tr>${textCell(r.runs[i].label)}${row.map((v, j) => (i === j ? textCell('-') : numCell(v, `${v.toFixed(3)} [${r.jaccardBaseline[i][j].toFixed(3)}]`))).join('')}</tr>`).join('')}</tbody></table>`);
-  parts.push(`<p>Mean off-diagonal Jaccard ${escapeHtml(r.meanOffDiagonal.toFixed(3))} against an independent-mask baseline of ${escapeHtml(r.meanOffDiagonalBaseline.toFixed(3))}.</p>`);
+  parts.push(
+    `<table><thead><tr><th></th>${r.runs.map((x) => `<th>${escapeHtml(x.label)}</th>`).join('')}</tr></thead><tbody>${r.jaccard.map((row, i) => `<tr>${textCell(r.runs[i].label)}${row.map((v, j) => (i === j ? textCell('-') : numCell(v, `${v.toFixed(3)} [${r.jaccardBaseline[i][j].toFixed(3)}]`))).join('')}</tr>`).join('')}</tbody></table>`,
+  );
+  parts.push(
+    `<p>Mean off-diagonal Jaccard ${escapeHtml(r.meanOffDiagonal.toFixed(3))} against an independent-mask baseline of ${escapeHtml(r.meanOffDiagonalBaseline.toFixed(3))}.</p>`,
+  );
   parts.push('</body>', '</html>', '');
   return parts.join('\n');
 }
@@ -382,10 +453,10 @@ export function reportsToHtml(reports: CheckpointReport[], opts: HtmlOptions = {
   if (reports.length > 1) parts.push('<h2>Overview</h2>', overview(reports));
   reports.forEach((r, i) => parts.push(reportSection(r, i, opts)));
   parts.push(
-    '<footer><p><b>unchanged</b> (M1): share of entries left bit-identical (bf16, +0 = -0) or within eta (other floats). '
-      + '<b>NSS</b>: ||sigma(W1) - sigma(W0)|| / ||sigma(W0)||. <b>Overlaps</b> (M7): |X and M| / |M| for the principal (P) and low-magnitude (L) masks, '
-      + 'beside their random baseline (density of X) and the precision-alone expectation. <b>Off-principal energy</b> (M8): share of ||dW||_F^2 outside the top-k '
-      + 'singular subspaces of W0, beside the isotropic baseline 1 - k^2/(mn). After Zhu et al., "The Path Not Taken: RLVR Provably Learns Off the Principals" (arXiv 2511.08567).</p></footer>',
+    '<footer><p><b>unchanged</b> (M1): share of entries left bit-identical (bf16, +0 = -0) or within eta (other floats). ' +
+      '<b>NSS</b>: ||sigma(W1) - sigma(W0)|| / ||sigma(W0)||. <b>Overlaps</b> (M7): |X and M| / |M| for the principal (P) and low-magnitude (L) masks, ' +
+      'beside their random baseline (density of X) and the precision-alone expectation. <b>Off-principal energy</b> (M8): share of ||dW||_F^2 outside the top-k ' +
+      'singular subspaces of W0, beside the isotropic baseline 1 - k^2/(mn). After Zhu et al., "The Path Not Taken: RLVR Provably Learns Off the Principals" (arXiv 2511.08567).</p></footer>',
     '</body>',
     '</html>',
     '',

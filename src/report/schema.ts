@@ -8,9 +8,7 @@
 
 export const SCHEMA_VERSION = 2;
 
-export type ModuleKind =
-  | 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'
-  | 'embed' | 'norm' | 'head' | 'other';
+export type ModuleKind = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down' | 'embed' | 'norm' | 'head' | 'other';
 
 export const MODULE_KINDS: readonly ModuleKind[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'embed', 'norm', 'head', 'other'];
 
@@ -373,6 +371,14 @@ export interface RegimeRunLayer {
 export interface RegimeComparison {
   /** How the intervals were computed. */
   method: string;
-  runs: { label: string; checkpoint: string; step: number | null; relUpdateNorm: number | null; unchangedLinear: number | null; verdict: Verdict | null; layers: RegimeRunLayer[] }[];
+  runs: {
+    label: string;
+    checkpoint: string;
+    step: number | null;
+    relUpdateNorm: number | null;
+    unchangedLinear: number | null;
+    verdict: Verdict | null;
+    layers: RegimeRunLayer[];
+  }[];
   pairs: RegimePair[];
 }

@@ -26,7 +26,10 @@ function sci(x: number | null | undefined): string {
 
 /** A learning rate as configs write it: 3e-6, not 0.000003. */
 export function formatRate(x: number): string {
-  return x.toExponential().replace(/\.?0+e/, 'e').replace('e+', 'e');
+  return x
+    .toExponential()
+    .replace(/\.?0+e/, 'e')
+    .replace('e+', 'e');
 }
 
 function ulps(x: number | null): string {
@@ -53,16 +56,29 @@ const HEAD = ['step', 'changed', 'rel. update', 'median ULPs', 'dense', 'bitmap'
 function row(s: StepEntry): string[] {
   const p = s.prediction;
   return [
-    stepLabel(s), pct(changedShare(s)), sci(s.relUpdateNorm), ulps(s.medianUpdateUlps),
-    formatBytes(s.payload.dense), formatBytes(s.payload.bitmap), formatBytes(s.payload.coo), formatBytes(s.payload.xorZstd),
-    p ? `${pct(p.unchangedAt10Lr)} .. ${pct(p.unchangedAtLr)}` : 'n/a', p ? pct(p.observedUnchanged) : pct(s.unchanged),
+    stepLabel(s),
+    pct(changedShare(s)),
+    sci(s.relUpdateNorm),
+    ulps(s.medianUpdateUlps),
+    formatBytes(s.payload.dense),
+    formatBytes(s.payload.bitmap),
+    formatBytes(s.payload.coo),
+    formatBytes(s.payload.xorZstd),
+    p ? `${pct(p.unchangedAt10Lr)} .. ${pct(p.unchangedAtLr)}` : 'n/a',
+    p ? pct(p.observedUnchanged) : pct(s.unchanged),
   ];
 }
 
 /** Where each step's learning rate and optimizer steps came from, said once when every step agrees. */
 function sources(r: StepsReport): string[] {
   const out: string[] = [];
-  const lrs = new Set(r.steps.map((s) => (s.prediction ? `learning rate ${formatRate(s.prediction.learningRate.value)} from ${s.prediction.learningRate.source}` : `no prediction: ${s.predictionUnavailable}`)));
+  const lrs = new Set(
+    r.steps.map((s) =>
+      s.prediction
+        ? `learning rate ${formatRate(s.prediction.learningRate.value)} from ${s.prediction.learningRate.source}`
+        : `no prediction: ${s.predictionUnavailable}`,
+    ),
+  );
   const opt = new Set(r.steps.filter((s) => s.prediction).map((s) => s.prediction!.optimizerStepsSource));
   if (lrs.size === 1) out.push([...lrs][0]);
   if (opt.size === 1) out.push(`optimizer steps: ${[...opt][0]}`);
@@ -71,7 +87,9 @@ function sources(r: StepsReport): string[] {
 
 export function formatSteps(r: StepsReport): string {
   const lines: string[] = [];
-  lines.push(`Run ${r.name}: ${r.steps.length} step${r.steps.length === 1 ? '' : 's'} over ${r.checkpoints.length} checkpoints${r.base ? ' (the base first)' : ''}`);
+  lines.push(
+    `Run ${r.name}: ${r.steps.length} step${r.steps.length === 1 ? '' : 's'} over ${r.checkpoints.length} checkpoints${r.base ? ' (the base first)' : ''}`,
+  );
   for (const s of r.skipped) lines.push(`  left out: ${s.path} (${s.state}${s.reason ? `: ${s.reason}` : ''})`);
   lines.push('');
   lines.push(...table([HEAD, ...r.steps.map(row)]));
@@ -80,7 +98,10 @@ export function formatSteps(r: StepsReport): string {
   for (const l of shared) lines.push(l);
   for (const s of r.steps) {
     const p = s.prediction;
-    const extra = shared.length === 2 || !p ? '' : ` (lr ${formatRate(p.learningRate.value)} from ${p.learningRate.source}; ${p.optimizerSteps} optimizer steps: ${p.optimizerStepsSource})`;
+    const extra =
+      shared.length === 2 || !p
+        ? ''
+        : ` (lr ${formatRate(p.learningRate.value)} from ${p.learningRate.source}; ${p.optimizerSteps} optimizer steps: ${p.optimizerStepsSource})`;
     lines.push(`${stepLabel(s)}: ${p ? `${p.agreement}: ${p.note}` : `no prediction: ${s.predictionUnavailable}`}${extra}`);
   }
   lines.push('');
@@ -93,7 +114,10 @@ export function formatSteps(r: StepsReport): string {
 export function stepsToMarkdown(r: StepsReport): string {
   const lines: string[] = [];
   lines.push(`# Step to step: ${r.name}`, '');
-  lines.push(`${r.steps.length} step${r.steps.length === 1 ? '' : 's'} over ${r.checkpoints.length} checkpoints${r.base ? `, from the base \`${r.base}\`` : ''}.`, '');
+  lines.push(
+    `${r.steps.length} step${r.steps.length === 1 ? '' : 's'} over ${r.checkpoints.length} checkpoints${r.base ? `, from the base \`${r.base}\`` : ''}.`,
+    '',
+  );
   if (r.skipped.length) {
     lines.push('Left out:', '');
     for (const s of r.skipped) lines.push(`- \`${s.path}\` (${s.state}${s.reason ? `: ${s.reason}` : ''})`);
@@ -109,7 +133,9 @@ export function stepsToMarkdown(r: StepsReport): string {
       lines.push(`- **${stepLabel(s)}**: no prediction (${s.predictionUnavailable}).`);
       continue;
     }
-    lines.push(`- **${stepLabel(s)}** (${p.agreement}): ${p.note} Learning rate ${formatRate(p.learningRate.value)} (${p.learningRate.source}); ${p.optimizerSteps} optimizer steps (${p.optimizerStepsSource}); bound ${sci(p.bound)} per entry.`);
+    lines.push(
+      `- **${stepLabel(s)}** (${p.agreement}): ${p.note} Learning rate ${formatRate(p.learningRate.value)} (${p.learningRate.source}); ${p.optimizerSteps} optimizer steps (${p.optimizerStepsSource}); bound ${sci(p.bound)} per entry.`,
+    );
   }
   lines.push('', '## Per module (changed share)', '');
   const modules = [...new Set(r.steps.flatMap((s) => s.modules.map((m) => m.module)))];
@@ -121,13 +147,34 @@ export function stepsToMarkdown(r: StepsReport): string {
     });
     lines.push(`| ${stepLabel(s)} | ${cells.join(' | ')} |`);
   }
-  lines.push('', `Payloads count what a sync of each step would move; tensors with no changed bit send nothing. XOR+zstd: zstd level ${r.settings.zstdLevel}, one frame per ${r.settings.frameEntries} entries of a tensor.`, '');
+  lines.push(
+    '',
+    `Payloads count what a sync of each step would move; tensors with no changed bit send nothing. XOR+zstd: zstd level ${r.settings.zstdLevel}, one frame per ${r.settings.frameEntries} entries of a tensor.`,
+    '',
+  );
   return lines.join('\n');
 }
 
 const CSV_COLUMNS = [
-  'from', 'to', 'fromStep', 'toStep', 'name', 'module', 'layer', 'shape', 'dtype', 'numel', 'changed', 'unchanged', 'bitsChanged',
-  'relUpdateNorm', 'medianUpdateUlps', 'dense', 'bitmap', 'coo', 'xorZstd',
+  'from',
+  'to',
+  'fromStep',
+  'toStep',
+  'name',
+  'module',
+  'layer',
+  'shape',
+  'dtype',
+  'numel',
+  'changed',
+  'unchanged',
+  'bitsChanged',
+  'relUpdateNorm',
+  'medianUpdateUlps',
+  'dense',
+  'bitmap',
+  'coo',
+  'xorZstd',
 ] as const;
 
 export function stepsToCsv(r: StepsReport): string {
@@ -135,8 +182,25 @@ export function stepsToCsv(r: StepsReport): string {
   for (const s of r.steps) {
     for (const t of s.tensors) {
       const cells = [
-        s.from, s.to, s.fromStep, s.toStep, t.name, t.module, t.layer, t.shape.join('x'), t.dtype, t.numel, t.changed, t.unchanged, t.bitsChanged,
-        t.relUpdateNorm, t.medianUpdateUlps, t.payload.dense, t.payload.bitmap, t.payload.coo, t.payload.xorZstd,
+        s.from,
+        s.to,
+        s.fromStep,
+        s.toStep,
+        t.name,
+        t.module,
+        t.layer,
+        t.shape.join('x'),
+        t.dtype,
+        t.numel,
+        t.changed,
+        t.unchanged,
+        t.bitsChanged,
+        t.relUpdateNorm,
+        t.medianUpdateUlps,
+        t.payload.dense,
+        t.payload.bitmap,
+        t.payload.coo,
+        t.payload.xorZstd,
       ];
       lines.push(cells.map(csvCell).join(','));
     }

@@ -95,6 +95,10 @@ export function summarize(tensors: readonly TensorDiff[]): ReportSummary {
     nonFinite: s.nonFinite,
     relUpdateNorm: s.relUpdateNorm,
     byModule: Object.fromEntries(withShare(byModule).map(([k, g]) => [k, g.summary()])),
-    byLayer: Object.fromEntries(withShare(byLayer).sort((a, b) => a[0] - b[0]).map(([k, g]) => [String(k), g.summary()])),
+    byLayer: Object.fromEntries(
+      withShare(byLayer)
+        .sort((a, b) => a[0] - b[0])
+        .map(([k, g]) => [String(k), g.summary()]),
+    ),
   };
 }

@@ -97,7 +97,10 @@ export function maskApplies(name: string, shape: readonly number[], dtype: Dtype
   if (!isFloatDtype(dtype)) return `not a float tensor (${dtype})`;
   const mod = classifyModule(name);
   if (allModules) return null;
-  if (!isLinearWeight(name, shape, mod)) return mod === 'embed' || mod === 'head' ? `${mod === 'embed' ? 'embedding' : 'output head'}: excluded as in the paper (--all-modules includes it)` : 'not a linear-layer weight';
+  if (!isLinearWeight(name, shape, mod))
+    return mod === 'embed' || mod === 'head'
+      ? `${mod === 'embed' ? 'embedding' : 'output head'}: excluded as in the paper (--all-modules includes it)`
+      : 'not a linear-layer weight';
   return null;
 }
 
@@ -105,7 +108,15 @@ export function maskApplies(name: string, shape: readonly number[], dtype: Dtype
  * P of one matrix: the top `count` entries of |W0_k| (rank-k reconstruction), as the spectral pass
  * computes it. `w0` is row-major m x n float32 with finite entries.
  */
-export async function principalMask(backend: ComputeBackend, w0: Float32Array, m: number, n: number, k: number, count: number, svd: { oversample: number; powerIterations: number; seed: number }): Promise<{ mask: Uint8Array; k: number; method: 'full' | 'randomized' }> {
+export async function principalMask(
+  backend: ComputeBackend,
+  w0: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  count: number,
+  svd: { oversample: number; powerIterations: number; seed: number },
+): Promise<{ mask: Uint8Array; k: number; method: 'full' | 'randomized' }> {
   const kk = Math.min(k, m, n);
   const s = await truncatedSvd(backend, { rows: m, cols: n, data: w0 }, kk, { ...svd, fullIfMinDimAtMost: FULL_SVD_MAX_MIN_DIM });
   const US = new Float32Array(m * kk);
@@ -190,25 +201,48 @@ export async function exportMasks(basePath: string, opts: MaskOptions): Promise<
     let index = 0;
     const metadata: Record<string, string> = {
       format: 'pt',
-      'gatescope.mask': JSON.stringify({ version: VERSION, kind: opts.kind, alpha: opts.alpha, k: opts.k, allModules, svd, definition: definitionOf(opts.kind) }),
+      'gatescope.mask': JSON.stringify({
+        version: VERSION,
+        kind: opts.kind,
+        alpha: opts.alpha,
+        k: opts.k,
+        allModules,
+        svd,
+        definition: definitionOf(opts.kind),
+      }),
     };
-    await writeSafetensors(out, specs, async function* (spec) {
-      opts.signal?.throwIfAborted();
-      opts.onProgress?.({ tensor: spec.name, index: ++index, total: specs.length });
-      const ref = ckpt.tensors.get(spec.name)!;
-      const [m, n] = spec.shape;
-      const numel = m * n;
-      const { w0, nonFinite } = await readWeight(ref);
-      const count = Math.round(opts.alpha * numel);
-      const p = needsP ? await principalMask(backend!, w0, m, n, opts.k, count, svd) : undefined;
-      const L = needsL ? lowMagnitudeMask(w0, count) : undefined;
-      const mask = combineMask(opts.kind, p?.mask, L);
-      let ones = 0;
-      for (let i = 0; i < numel; i++) ones += mask[i];
-      const module = classifyModule(spec.name);
-      tensors.push({ name: spec.name, module, layer: layerIndex(spec.name), shape: spec.shape, numel, ones, density: numel ? ones / numel : 0, ...(p ? { k: p.k, svdMethod: p.method } : {}), nonFinite });
-      yield mask;
-    }, { metadata });
+    await writeSafetensors(
+      out,
+      specs,
+      async function* (spec) {
+        opts.signal?.throwIfAborted();
+        opts.onProgress?.({ tensor: spec.name, index: ++index, total: specs.length });
+        const ref = ckpt.tensors.get(spec.name)!;
+        const [m, n] = spec.shape;
+        const numel = m * n;
+        const { w0, nonFinite } = await readWeight(ref);
+        const count = Math.round(opts.alpha * numel);
+        const p = needsP ? await principalMask(backend!, w0, m, n, opts.k, count, svd) : undefined;
+        const L = needsL ? lowMagnitudeMask(w0, count) : undefined;
+        const mask = combineMask(opts.kind, p?.mask, L);
+        let ones = 0;
+        for (let i = 0; i < numel; i++) ones += mask[i];
+        const module = classifyModule(spec.name);
+        tensors.push({
+          name: spec.name,
+          module,
+          layer: layerIndex(spec.name),
+          shape: spec.shape,
+          numel,
+          ones,
+          density: numel ? ones / numel : 0,
+          ...(p ? { k: p.k, svdMethod: p.method } : {}),
+          nonFinite,
+        });
+        yield mask;
+      },
+      { metadata },
+    );
     await ckpt.assertUnchanged();
     const byModule: Partial<Record<ModuleKind, MaskGroup>> = {};
     let totalN = 0;
@@ -248,9 +282,13 @@ export async function exportMasks(basePath: string, opts: MaskOptions): Promise<
 
 export function definitionOf(kind: MaskKind): string {
   switch (kind) {
-    case 'principal': return 'P: top alpha of |rank-k reconstruction of W0|';
-    case 'nonprincipal': return 'not P';
-    case 'low': return 'L: bottom alpha of |W0|';
-    case 'union': return 'L or not P';
+    case 'principal':
+      return 'P: top alpha of |rank-k reconstruction of W0|';
+    case 'nonprincipal':
+      return 'not P';
+    case 'low':
+      return 'L: bottom alpha of |W0|';
+    case 'union':
+      return 'L or not P';
   }
 }

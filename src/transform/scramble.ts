@@ -100,7 +100,21 @@ export interface ScrambleSummary {
 }
 
 /** Files copied next to the weights: config, generation config, tokenizer and chat template. */
-const COPY_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'vocab.json', 'vocab.txt', 'merges.txt', 'tokenizer.model', 'spiece.model', 'chat_template.jinja', 'chat_template.json'];
+const COPY_FILES = [
+  'config.json',
+  'generation_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'vocab.json',
+  'vocab.txt',
+  'merges.txt',
+  'tokenizer.model',
+  'spiece.model',
+  'chat_template.jinja',
+  'chat_template.json',
+];
 
 const CHUNK_BYTES = 16 * 1024 * 1024;
 
@@ -126,7 +140,8 @@ export function attentionGeometry(config: Record<string, unknown> | undefined): 
 
 /** Row-major d x d normalised Sylvester Hadamard matrix H_d / sqrt(d); d must be a power of two. */
 export function hadamard(d: number): Float64Array {
-  if (!(d >= 1 && (d & (d - 1)) === 0)) throw new TransformInputError(`a Hadamard rotation needs head_dim to be a power of two, got ${d} (use the Haar rotation instead)`);
+  if (!(d >= 1 && (d & (d - 1)) === 0))
+    throw new TransformInputError(`a Hadamard rotation needs head_dim to be a power of two, got ${d} (use the Haar rotation instead)`);
   const H = new Float64Array(d * d);
   const s = 1 / Math.sqrt(d);
   for (let i = 0; i < d; i++) {
@@ -179,7 +194,11 @@ function layerRng(seed: number, layer: number): Rng {
  * (the KV permutation when there are 2+ KV heads, the query permutation when there are 2+ heads),
  * so that --permute never silently leaves a layer as it was.
  */
-export function planLayer(geom: AttentionGeometry, layer: number, opts: Pick<ScrambleOptions, 'rotate' | 'permute' | 'rotation' | 'seed'>): { kvPermutation: number[]; queryPermutation: number[]; rotations?: Float64Array[] } {
+export function planLayer(
+  geom: AttentionGeometry,
+  layer: number,
+  opts: Pick<ScrambleOptions, 'rotate' | 'permute' | 'rotation' | 'seed'>,
+): { kvPermutation: number[]; queryPermutation: number[]; rotations?: Float64Array[] } {
   const { numKvHeads: KV, groupSize: G, headDim: d, numHeads: H } = geom;
   const rng = layerRng(opts.seed, layer);
   let kvPermutation = Array.from({ length: KV }, (_, i) => i);
@@ -218,7 +237,8 @@ function layerTensors(ckpt: Checkpoint, geom: AttentionGeometry, layer: number):
   if (inLayer.length === 0) throw new TransformInputError(`layer ${layer} does not exist in the base checkpoint`);
   const one = (mod: 'q' | 'k' | 'v' | 'o', suffix: 'weight' | 'bias'): string | undefined => {
     const hits = inLayer.filter((n) => classifyModule(n) === mod && n.endsWith(`.${suffix}`));
-    if (hits.length > 1) throw new TransformInputError(`layer ${layer} has several ${mod} projections (${hits.join(', ')}): only one self-attention per layer is supported`);
+    if (hits.length > 1)
+      throw new TransformInputError(`layer ${layer} has several ${mod} projections (${hits.join(', ')}): only one self-attention per layer is supported`);
     return hits[0];
   };
   const qW = one('q', 'weight');
@@ -226,11 +246,23 @@ function layerTensors(ckpt: Checkpoint, geom: AttentionGeometry, layer: number):
   const vW = one('v', 'weight');
   const oW = one('o', 'weight');
   if (!qW || !kW || !vW || !oW) {
-    throw new TransformInputError(`layer ${layer} has no separate q/k/v/o projection weights (fused attention projections such as qkv_proj or c_attn are not supported)`);
+    throw new TransformInputError(
+      `layer ${layer} has no separate q/k/v/o projection weights (fused attention projections such as qkv_proj or c_attn are not supported)`,
+    );
   }
   const prefix = qW.slice(0, qW.lastIndexOf('.', qW.length - '.weight'.length - 1) + 1);
-  const roles = new Map<string, Role>([[qW, 'q.weight'], [kW, 'k.weight'], [vW, 'v.weight'], [oW, 'o.weight']]);
-  for (const [mod, role] of [['q', 'q.bias'], ['k', 'k.bias'], ['v', 'v.bias'], ['o', 'o.bias']] as const) {
+  const roles = new Map<string, Role>([
+    [qW, 'q.weight'],
+    [kW, 'k.weight'],
+    [vW, 'v.weight'],
+    [oW, 'o.weight'],
+  ]);
+  for (const [mod, role] of [
+    ['q', 'q.bias'],
+    ['k', 'k.bias'],
+    ['v', 'v.bias'],
+    ['o', 'o.bias'],
+  ] as const) {
     const b = one(mod, 'bias');
     if (b) roles.set(b, role);
   }
@@ -245,25 +277,44 @@ function layerTensors(ckpt: Checkpoint, geom: AttentionGeometry, layer: number):
       roles.set(n, m[1].startsWith('q') ? 'q.norm' : 'k.norm');
       continue;
     }
-    throw new TransformInputError(`layer ${layer}: attention tensor ${n} is not understood (only q/k/v/o projections, their biases and q/k norms are); scrambling could change the function, refused`);
+    throw new TransformInputError(
+      `layer ${layer}: attention tensor ${n} is not understood (only q/k/v/o projections, their biases and q/k norms are); scrambling could change the function, refused`,
+    );
   }
   const shape = (n: string): number[] => ckpt.tensors.get(n)!.info.shape;
   const expect = (n: string, ok: boolean, want: string): void => {
-    if (!ok) throw new TransformInputError(`${n} has shape [${shape(n).join(', ')}], expected ${want} for ${H} heads, ${KV} KV heads, head_dim ${d} (config.json)`);
+    if (!ok)
+      throw new TransformInputError(`${n} has shape [${shape(n).join(', ')}], expected ${want} for ${H} heads, ${KV} KV heads, head_dim ${d} (config.json)`);
   };
   for (const [n, role] of roles) {
     const s = shape(n);
     switch (role) {
-      case 'q.weight': expect(n, s.length === 2 && s[0] === H * d, `[${H * d}, hidden]`); break;
+      case 'q.weight':
+        expect(n, s.length === 2 && s[0] === H * d, `[${H * d}, hidden]`);
+        break;
       case 'k.weight':
-      case 'v.weight': expect(n, s.length === 2 && s[0] === KV * d, `[${KV * d}, hidden]`); break;
-      case 'o.weight': expect(n, s.length === 2 && s[1] === H * d, `[hidden, ${H * d}]`); break;
-      case 'q.bias': expect(n, s.length === 1 && s[0] === H * d, `[${H * d}]`); break;
+      case 'v.weight':
+        expect(n, s.length === 2 && s[0] === KV * d, `[${KV * d}, hidden]`);
+        break;
+      case 'o.weight':
+        expect(n, s.length === 2 && s[1] === H * d, `[hidden, ${H * d}]`);
+        break;
+      case 'q.bias':
+        expect(n, s.length === 1 && s[0] === H * d, `[${H * d}]`);
+        break;
       case 'k.bias':
-      case 'v.bias': expect(n, s.length === 1 && s[0] === KV * d, `[${KV * d}]`); break;
-      case 'o.bias': expect(n, s.length === 1, '[hidden]'); break;
-      case 'q.norm': expect(n, s.length === 1 && (s[0] === d || s[0] === H * d), `[${d}] or [${H * d}]`); break;
-      case 'k.norm': expect(n, s.length === 1 && (s[0] === d || s[0] === KV * d), `[${d}] or [${KV * d}]`); break;
+      case 'v.bias':
+        expect(n, s.length === 1 && s[0] === KV * d, `[${KV * d}]`);
+        break;
+      case 'o.bias':
+        expect(n, s.length === 1, '[hidden]');
+        break;
+      case 'q.norm':
+        expect(n, s.length === 1 && (s[0] === d || s[0] === H * d), `[${d}] or [${H * d}]`);
+        break;
+      case 'k.norm':
+        expect(n, s.length === 1 && (s[0] === d || s[0] === KV * d), `[${d}] or [${KV * d}]`);
+        break;
     }
   }
   return { prefix, roles };
@@ -303,7 +354,7 @@ async function* copyTensor(ref: TensorRef): AsyncGenerator<Uint8Array> {
 async function* permuteBlocks(ref: TensorRef, perm: number[]): AsyncGenerator<Uint8Array> {
   const blockElems = ref.info.numel / perm.length;
   for (const src of perm) {
-    for (let off = 0; off < blockElems; ) {
+    for (let off = 0; off < blockElems;) {
       const count = Math.min(blockElems - off, Math.max(1, Math.floor(CHUNK_BYTES / bytesPerElement(ref.info.dtype))));
       yield await ref.file.readElements(ref.info, src * blockElems + off, count);
       off += count;
@@ -420,7 +471,8 @@ function checkOptions(opts: ScrambleOptions): void {
   if (!Array.isArray(opts.layers) || opts.layers.length === 0) throw new TransformInputError('no layers given (e.g. --layers 20,25)');
   for (const l of opts.layers) if (!Number.isInteger(l) || l < 0) throw new TransformInputError(`layer ${String(l)} is not a non-negative integer`);
   if (!Number.isInteger(opts.seed)) throw new TransformInputError(`seed ${String(opts.seed)} is not an integer`);
-  if (opts.rotation !== 'haar' && opts.rotation !== 'hadamard') throw new TransformInputError(`rotation must be haar or hadamard, got ${String(opts.rotation)}`);
+  if (opts.rotation !== 'haar' && opts.rotation !== 'hadamard')
+    throw new TransformInputError(`rotation must be haar or hadamard, got ${String(opts.rotation)}`);
 }
 
 /**
@@ -459,7 +511,9 @@ export async function scrambleCheckpoint(basePath: string, opts: ScrambleOptions
     const notes = [
       'Function-preserving: the scrambled layers compute the same outputs (up to the rounding of the stored dtype).',
       'Rotations: new v_proj block i = R_i^T (old block kvPermutation[i]); o_proj[:, new head j] = o_proj[:, old head queryPermutation[j]] R_floor(j/groupSize).',
-      opts.rotation === 'hadamard' ? 'R_i = H_d / sqrt(d) (Sylvester Hadamard) for every KV head.' : 'R_i Haar-random: Q of a Gaussian d x d matrix (columns signed by diag(R)), seeded per layer from the seed.',
+      opts.rotation === 'hadamard'
+        ? 'R_i = H_d / sqrt(d) (Sylvester Hadamard) for every KV head.'
+        : 'R_i Haar-random: Q of a Gaussian d x d matrix (columns signed by diag(R)), seeded per layer from the seed.',
     ];
     const summary: ScrambleSummary = {
       kind: 'gatescope.scramble',
@@ -492,7 +546,12 @@ export async function scrambleCheckpoint(basePath: string, opts: ScrambleOptions
     const metadata: Record<string, string> = { ...(ckpt.files[0]?.metadata ?? {}) };
     metadata.format = metadata.format ?? 'pt';
     metadata['gatescope.scramble'] = JSON.stringify({
-      version: VERSION, layers, rotate: opts.rotate, permute: opts.permute, rotation: summary.rotation, seed: opts.seed,
+      version: VERSION,
+      layers,
+      rotate: opts.rotate,
+      permute: opts.permute,
+      rotation: summary.rotation,
+      seed: opts.seed,
       perLayer: summary.perLayer.map(({ layer, kvPermutation, queryPermutation }) => ({ layer, kvPermutation, queryPermutation })),
       changed: summary.changedTensors,
     });
@@ -502,12 +561,17 @@ export async function scrambleCheckpoint(basePath: string, opts: ScrambleOptions
     await removeStalePartials(path.dirname(out));
     await fsp.mkdir(tmp);
     let index = 0;
-    await writeSafetensors(path.join(tmp, 'model.safetensors'), specs, (spec) => {
-      opts.signal?.throwIfAborted();
-      opts.onProgress?.({ tensor: spec.name, index: ++index, total: specs.length });
-      const job = jobs.get(spec.name);
-      return job ? produce(job, geom, opts) : copyTensor(ckpt.tensors.get(spec.name)!);
-    }, { metadata });
+    await writeSafetensors(
+      path.join(tmp, 'model.safetensors'),
+      specs,
+      (spec) => {
+        opts.signal?.throwIfAborted();
+        opts.onProgress?.({ tensor: spec.name, index: ++index, total: specs.length });
+        const job = jobs.get(spec.name);
+        return job ? produce(job, geom, opts) : copyTensor(ckpt.tensors.get(spec.name)!);
+      },
+      { metadata },
+    );
     await ckpt.assertUnchanged();
     summary.tensorsWritten = specs.length;
     summary.bytesWritten = (await fsp.stat(path.join(tmp, 'model.safetensors'))).size;
@@ -520,7 +584,13 @@ export async function scrambleCheckpoint(basePath: string, opts: ScrambleOptions
       summary.copiedFiles.push(f);
     }
     await fsp.writeFile(path.join(tmp, 'SCRAMBLE.json'), JSON.stringify(summary, null, 2) + '\n');
-    if (await fsp.lstat(out).then(() => true, () => false)) throw new TransformInputError(`refusing to write ${opts.out}: it appeared while the copy was written`);
+    if (
+      await fsp.lstat(out).then(
+        () => true,
+        () => false,
+      )
+    )
+      throw new TransformInputError(`refusing to write ${opts.out}: it appeared while the copy was written`);
     await fsp.rename(tmp, out);
     return summary;
   } catch (e) {

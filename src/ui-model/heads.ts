@@ -17,9 +17,10 @@ function posInt(v: unknown): number | null {
 export function headInfoFromConfig(config: unknown): HeadInfo | null {
   if (!config || typeof config !== 'object') return null;
   // Multimodal configs keep the language model under text_config.
-  const c = (config as Record<string, unknown>).text_config && typeof (config as Record<string, unknown>).text_config === 'object'
-    ? ((config as Record<string, unknown>).text_config as Record<string, unknown>)
-    : (config as Record<string, unknown>);
+  const c =
+    (config as Record<string, unknown>).text_config && typeof (config as Record<string, unknown>).text_config === 'object'
+      ? ((config as Record<string, unknown>).text_config as Record<string, unknown>)
+      : (config as Record<string, unknown>);
   const heads = posInt(c.num_attention_heads);
   if (heads === null) return null;
   const kv = posInt(c.num_key_value_heads) ?? heads;

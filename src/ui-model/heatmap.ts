@@ -29,15 +29,63 @@ export interface MetricInfo {
 }
 
 export const HEATMAP_METRICS: readonly MetricInfo[] = [
-  { id: 'unchanged', label: 'unchanged (M1)', unit: 'share', spectral: false, help: 'Share of entries left bit-identical (bf16) or within eta (other floats).' },
-  { id: 'relUpdateNorm', label: 'relative update norm ||dW||/||W0||', unit: 'number', spectral: false, help: 'Size of the update relative to the weight (Gate I: small under a KL anchor).' },
-  { id: 'medianUpdateUlps', label: 'median update in bf16 ULPs', unit: 'number', spectral: false, help: 'Median |dw| / ulp(w0) over changed entries (Gate III).' },
-  { id: 'principalAngleMaxDeg', label: 'max principal angle (M5)', unit: 'degrees', spectral: true, help: 'Largest rotation of the top-k singular subspaces, in degrees.' },
+  {
+    id: 'unchanged',
+    label: 'unchanged (M1)',
+    unit: 'share',
+    spectral: false,
+    help: 'Share of entries left bit-identical (bf16) or within eta (other floats).',
+  },
+  {
+    id: 'relUpdateNorm',
+    label: 'relative update norm ||dW||/||W0||',
+    unit: 'number',
+    spectral: false,
+    help: 'Size of the update relative to the weight (Gate I: small under a KL anchor).',
+  },
+  {
+    id: 'medianUpdateUlps',
+    label: 'median update in bf16 ULPs',
+    unit: 'number',
+    spectral: false,
+    help: 'Median |dw| / ulp(w0) over changed entries (Gate III).',
+  },
+  {
+    id: 'principalAngleMaxDeg',
+    label: 'max principal angle (M5)',
+    unit: 'degrees',
+    spectral: true,
+    help: 'Largest rotation of the top-k singular subspaces, in degrees.',
+  },
   { id: 'nss', label: 'spectral drift NSS (M6)', unit: 'number', spectral: true, help: '||sigma(W1) - sigma(W0)|| / ||sigma(W0)||.' },
-  { id: 'offPrincipalEnergy', label: 'off-principal energy (M8)', unit: 'share', spectral: true, help: "Share of the update's energy outside the top-k principal subspaces." },
-  { id: 'offPrincipalEnergyExcess', label: 'off-principal energy minus baseline (M8)', unit: 'share', spectral: true, help: 'Off-principal energy minus its isotropic baseline 1 - k²/(mn): above 0 leans off-principal.' },
-  { id: 'overlapPrincipal', label: 'overlap with principal weights (M7)', unit: 'share', spectral: true, help: '|P and M| / |M|; the random baseline is alpha.' },
-  { id: 'overlapLowMagnitude', label: 'overlap with low-magnitude weights (M7)', unit: 'share', spectral: true, help: '|L and M| / |M|; the random baseline is alpha.' },
+  {
+    id: 'offPrincipalEnergy',
+    label: 'off-principal energy (M8)',
+    unit: 'share',
+    spectral: true,
+    help: "Share of the update's energy outside the top-k principal subspaces.",
+  },
+  {
+    id: 'offPrincipalEnergyExcess',
+    label: 'off-principal energy minus baseline (M8)',
+    unit: 'share',
+    spectral: true,
+    help: 'Off-principal energy minus its isotropic baseline 1 - k²/(mn): above 0 leans off-principal.',
+  },
+  {
+    id: 'overlapPrincipal',
+    label: 'overlap with principal weights (M7)',
+    unit: 'share',
+    spectral: true,
+    help: '|P and M| / |M|; the random baseline is alpha.',
+  },
+  {
+    id: 'overlapLowMagnitude',
+    label: 'overlap with low-magnitude weights (M7)',
+    unit: 'share',
+    spectral: true,
+    help: '|L and M| / |M|; the random baseline is alpha.',
+  },
 ];
 
 export function isHeatmapMetric(x: unknown): x is HeatmapMetric {
@@ -70,7 +118,22 @@ export interface HeatmapData {
   max: number | null;
 }
 
-type TensorLike = Pick<TensorDiff, 'name' | 'module' | 'layer' | 'shape' | 'numel' | 'unchanged' | 'changed' | 'nonFinite' | 'relUpdateNorm' | 'updateNormFro' | 'baseNormFro' | 'medianUpdateUlps' | 'spectral'>;
+type TensorLike = Pick<
+  TensorDiff,
+  | 'name'
+  | 'module'
+  | 'layer'
+  | 'shape'
+  | 'numel'
+  | 'unchanged'
+  | 'changed'
+  | 'nonFinite'
+  | 'relUpdateNorm'
+  | 'updateNormFro'
+  | 'baseNormFro'
+  | 'medianUpdateUlps'
+  | 'spectral'
+>;
 
 function tensorMetric(t: TensorLike, metric: HeatmapMetric): number | null {
   const sp = t.spectral;

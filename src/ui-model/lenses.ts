@@ -106,9 +106,11 @@ function ruleFor(k: ConfigKey): Omit<LensSpec, 'line' | 'column' | 'key' | 'path
   const lowerPath = k.path.toLowerCase();
   if (OUTPUT_KEYS.has(key) && k.value !== '') {
     return {
-      kind: 'output', severity: 'info',
+      kind: 'output',
+      severity: 'info',
       title: 'Gatescope: run not found yet',
-      detail: 'Checkpoints saved here are found by Gatescope and analysed against their base model as they appear. Open the run dashboard to see, per layer and module, what the training did to the weights.',
+      detail:
+        'Checkpoints saved here are found by Gatescope and analysed against their base model as they appear. Open the run dashboard to see, per layer and module, what the training did to the weights.',
     };
   }
   if (KL_KEYS.has(key)) {
@@ -118,7 +120,8 @@ function ruleFor(k: ConfigKey): Omit<LensSpec, 'line' | 'column' | 'key' | 'path
     if (v === null && k.value !== '') return null;
     const off = v === 0;
     return {
-      kind: 'gate1', severity: 'info',
+      kind: 'gate1',
+      severity: 'info',
       title: off ? 'Gate I: no KL penalty, the clip ratio anchors the step' : `Gate I: KL anchor ${sci(v)}, the step norm grows like sqrt(KL)`,
       detail: off
         ? 'Without a KL penalty, PPO/GRPO ratio clipping still keeps each policy step inside a small KL ball, which bounds the weight update (Gate I of the paper). Watch the relative update norm over steps in the dashboard: under the anchor it stays small and grows smoothly.'
@@ -127,18 +130,22 @@ function ruleFor(k: ConfigKey): Omit<LensSpec, 'line' | 'column' | 'key' | 'path
   }
   if (key === 'use_kl_loss' || key === 'use_kl_in_reward') {
     return {
-      kind: 'gate1', severity: 'info',
+      kind: 'gate1',
+      severity: 'info',
       title: `Gate I: KL ${isTruthy(k.value) ? 'on' : 'off'} (${key})`,
-      detail: 'With or without an explicit KL term, RLVR with ratio clipping keeps each step inside a small KL ball, which bounds the weight update (Gate I). The dashboard shows the relative update norm per layer, the weight-level trace of this anchor.',
+      detail:
+        'With or without an explicit KL term, RLVR with ratio clipping keeps each step inside a small KL ball, which bounds the weight update (Gate I). The dashboard shows the relative update norm per layer, the weight-level trace of this anchor.',
     };
   }
   if (CLIP_KEYS.has(key)) {
     const v = num(k.value);
     if (v === null) return null;
     return {
-      kind: 'gate1', severity: 'info',
+      kind: 'gate1',
+      severity: 'info',
       title: `Gate I: ratio clip ${sci(v)} bounds each policy step`,
-      detail: 'PPO/GRPO ratio clipping keeps each policy step inside a small KL ball even without a KL penalty, and that bounds the weight step (Gate I). The dashboard tracks the relative update norm per layer over steps.',
+      detail:
+        'PPO/GRPO ratio clipping keeps each policy step inside a small KL ball even without a KL penalty, and that bounds the weight step (Gate I). The dashboard tracks the relative update norm per layer over steps.',
     };
   }
   if (LR_KEYS.has(key)) {
@@ -146,35 +153,41 @@ function ruleFor(k: ConfigKey): Omit<LensSpec, 'line' | 'column' | 'key' | 'path
     if (lr === null || lr <= 0 || lr > 1) return null;
     const r = lrToFloorRatio(lr);
     return {
-      kind: 'gate3-lr', severity: 'info',
+      kind: 'gate3-lr',
+      severity: 'info',
       title: `Gate III: one Adam step ≈ ${sci(lr)} is ${sci(r.low)}–${sci(r.high)}x the bf16 floor of a |w| ≈ ${TYPICAL_WEIGHT} weight`,
       detail: `A weight stored in bf16 changes only when its update exceeds half a bf16 ULP, ${pct3(BF16_HALF_ULP_REL.low)}–${pct3(BF16_HALF_ULP_REL.high)} of its value, i.e. ${sci(r.floorLow)}–${sci(r.floorHigh)} for |w| ≈ ${TYPICAL_WEIGHT}, and an Adam step moves each entry by about the learning rate (${sci(lr)}). Smaller steps are rounded away unless fp32 master weights accumulate them, so sparse RL updates are partly a precision symptom (Gate III), not the mechanism.`,
     };
   }
   if (DTYPE_KEYS.has(key)) {
     const v = k.value;
-    const bf16 = (key === 'bf16' || key === 'bf16_full_eval') ? isTruthy(v) : isBf16(v);
+    const bf16 = key === 'bf16' || key === 'bf16_full_eval' ? isTruthy(v) : isBf16(v);
     if (bf16) {
       return {
-        kind: 'gate3-dtype', severity: 'info',
+        kind: 'gate3-dtype',
+        severity: 'info',
         title: `Gate III: bf16 hides updates below ${pct3(BF16_HALF_ULP_REL.low)}–${pct3(BF16_HALF_ULP_REL.high)} of a weight`,
         detail: `A bf16-stored weight only changes when its update exceeds about half a bf16 ULP, a relative change of ${pct3(BF16_HALF_ULP_REL.low)} to ${pct3(BF16_HALF_ULP_REL.high)}, so micro-updates are rounded away. The sparsity the dashboard shows is therefore partly precision (Gate III): compare the overlaps against their precision-only baselines.`,
       };
     }
     if (key !== 'bf16' && key !== 'fp16' && key !== 'bf16_full_eval' && isFp32(v)) {
       return {
-        kind: 'gate3-dtype', severity: 'info',
+        kind: 'gate3-dtype',
+        severity: 'info',
         title: 'Gate III: fp32 weights, Gatescope can measure what bf16 would hide',
-        detail: 'With fp32 checkpoints Gatescope reports, per tensor, the share of changed entries whose bf16 rounding equals the base ("hidden by precision"). That share is the part of the update a bf16 store would round away (Gate III).',
+        detail:
+          'With fp32 checkpoints Gatescope reports, per tensor, the share of changed entries whose bf16 rounding equals the base ("hidden by precision"). That share is the part of the update a bf16 store would round away (Gate III).',
       };
     }
     return null;
   }
   if (key === 'init_lora_weights' && PRINCIPAL_INIT.test(k.value.trim())) {
     return {
-      kind: 'lora-init', severity: 'warning',
+      kind: 'lora-init',
+      severity: 'warning',
       title: `⚠ ${k.value.trim()}: principal-direction LoRA init, no gain for RLVR in the paper`,
-      detail: 'RLVR learns off the principal directions of the pretrained weights, so a LoRA initialised on them (PiSSA and kin) showed no clear gain over plain LoRA and collapsed early at higher learning rates in the paper. Prefer the default LoRA init for RL, or keep the learning rate low.',
+      detail:
+        'RLVR learns off the principal directions of the pretrained weights, so a LoRA initialised on them (PiSSA and kin) showed no clear gain over plain LoRA and collapsed early at higher learning rates in the paper. Prefer the default LoRA init for RL, or keep the learning rate low.',
     };
   }
   return null;
@@ -229,7 +242,13 @@ export function trainingConfigLenses(fileName: string, text: string): LensSpec[]
  * Where an output-directory value points, relative to the config file's folder (or the workspace for
  * verl's Hydra defaults). Values with unresolved interpolation (`${...}`, `$VAR`) give null.
  */
-export function outputDirCandidates(value: string, configDir: string, workspaceDirs: string[], join: (a: string, b: string) => string, isAbsolute: (p: string) => boolean): string[] {
+export function outputDirCandidates(
+  value: string,
+  configDir: string,
+  workspaceDirs: string[],
+  join: (a: string, b: string) => string,
+  isAbsolute: (p: string) => boolean,
+): string[] {
   const v = value.trim();
   if (v === '' || /\$\{|\$[A-Za-z_]/.test(v)) return [];
   if (isAbsolute(v)) return [v];

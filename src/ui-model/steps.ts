@@ -111,7 +111,7 @@ export function stepRow(s: StepEntry): StepRow {
       band: p ? `${pct(bandLow, 2)} .. ${pct(bandHigh, 2)}` : '-',
       agreement: p ? p.agreement : 'no prediction',
     },
-    note: p ? p.note : s.predictionUnavailable ?? 'no prediction',
+    note: p ? p.note : (s.predictionUnavailable ?? 'no prediction'),
   };
 }
 
@@ -153,11 +153,21 @@ const MODULE_ORDER = new Map<string, number>(MODULE_KINDS.map((m, i) => [m, i]))
 export function stepsView(report: StepsReport): StepsView {
   const rows = report.steps.map(stepRow);
   const cols = rows.map((r) => r.label);
-  const byModule = gridOf(report, cols, (s) => pooled(s.tensors, (t) => t.module), (a, b) => (MODULE_ORDER.get(a) ?? 99) - (MODULE_ORDER.get(b) ?? 99));
-  const byLayer = gridOf(report, cols, (s) => pooled(s.tensors, (t) => (t.layer === null ? null : String(t.layer))), (a, b) => Number(a) - Number(b));
+  const byModule = gridOf(
+    report,
+    cols,
+    (s) => pooled(s.tensors, (t) => t.module),
+    (a, b) => (MODULE_ORDER.get(a) ?? 99) - (MODULE_ORDER.get(b) ?? 99),
+  );
+  const byLayer = gridOf(
+    report,
+    cols,
+    (s) => pooled(s.tensors, (t) => (t.layer === null ? null : String(t.layer))),
+    (a, b) => Number(a) - Number(b),
+  );
   const lrs = new Set(report.steps.map((s) => (s.prediction ? `${formatRate(s.prediction.learningRate.value)} from ${s.prediction.learningRate.source}` : '')));
   const predicted = report.steps.filter((s) => s.prediction);
-  const noPrediction = predicted.length === 0 ? report.steps.map((s) => s.predictionUnavailable).find((x) => x) ?? 'no step has a prediction' : null;
+  const noPrediction = predicted.length === 0 ? (report.steps.map((s) => s.predictionUnavailable).find((x) => x) ?? 'no step has a prediction') : null;
   return {
     rows,
     byModule,
@@ -171,11 +181,17 @@ export function stepsView(report: StepsReport): StepsView {
 /** One line for a run: the steps, the median changed share, the XOR+zstd payload of the last step. */
 export function stepsHeadline(report: StepsReport): string {
   const n = report.steps.length;
-  const shares = report.steps.map((s) => changedShare(s.unchanged)).filter((x): x is number => x !== null).sort((a, b) => a - b);
+  const shares = report.steps
+    .map((s) => changedShare(s.unchanged))
+    .filter((x): x is number => x !== null)
+    .sort((a, b) => a - b);
   const median = shares.length ? (shares.length % 2 ? shares[(shares.length - 1) / 2] : (shares[shares.length / 2 - 1] + shares[shares.length / 2]) / 2) : null;
   const last = report.steps[n - 1];
   const parts = [`${n} step${n === 1 ? '' : 's'}`, `median ${pct(median, 1)} changed`];
-  if (last) parts.push(`last step ${last.payload.xorZstd !== null ? `${formatBytes(last.payload.xorZstd)} XOR+zstd` : `${formatBytes(last.payload.coo)} COO`} of ${formatBytes(last.payload.dense)} dense`);
+  if (last)
+    parts.push(
+      `last step ${last.payload.xorZstd !== null ? `${formatBytes(last.payload.xorZstd)} XOR+zstd` : `${formatBytes(last.payload.coo)} COO`} of ${formatBytes(last.payload.dense)} dense`,
+    );
   return parts.join(' · ');
 }
 

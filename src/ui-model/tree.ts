@@ -60,30 +60,78 @@ export function checkpointView(c: CheckpointLike, job: JobState, hasBase: boolea
   const label = checkpointLabel(c);
   const where = c.path;
   if (c.state === 'incomplete') {
-    return { label, description: 'incomplete, waiting', icon: 'watch', color: 'list.warningForeground', tooltip: `${where}\nStill being written or truncated: ${c.reason ?? ''}\nIt is analysed once it is complete.`, context: 'checkpoint.incomplete' };
+    return {
+      label,
+      description: 'incomplete, waiting',
+      icon: 'watch',
+      color: 'list.warningForeground',
+      tooltip: `${where}\nStill being written or truncated: ${c.reason ?? ''}\nIt is analysed once it is complete.`,
+      context: 'checkpoint.incomplete',
+    };
   }
   if (c.state === 'needs-merging') {
-    return { label, description: 'needs merging', icon: 'tools', color: 'list.warningForeground', tooltip: `${where}\n${c.reason ?? ''}${c.mergeCommand ? `\nRun: ${c.mergeCommand}` : ''}`, context: 'checkpoint.needsMerging' };
+    return {
+      label,
+      description: 'needs merging',
+      icon: 'tools',
+      color: 'list.warningForeground',
+      tooltip: `${where}\n${c.reason ?? ''}${c.mergeCommand ? `\nRun: ${c.mergeCommand}` : ''}`,
+      context: 'checkpoint.needsMerging',
+    };
   }
   if (c.state === 'error') {
-    return { label, description: 'unreadable', icon: 'error', color: 'list.errorForeground', tooltip: `${where}\n${c.reason ?? 'unreadable'}`, context: 'checkpoint.error' };
+    return {
+      label,
+      description: 'unreadable',
+      icon: 'error',
+      color: 'list.errorForeground',
+      tooltip: `${where}\n${c.reason ?? 'unreadable'}`,
+      context: 'checkpoint.error',
+    };
   }
   switch (job.kind) {
     case 'queued':
       return { label, description: 'queued', icon: 'clock', tooltip: `${where}\nWaiting for the engine.`, context: 'checkpoint.busy' };
     case 'running': {
       const p = Math.round(Math.max(0, Math.min(1, job.fraction)) * 100);
-      return { label, description: `analysing ${p}%`, icon: 'sync~spin', tooltip: `${where}\nAnalysing${job.phase ? ` (${job.phase})` : ''}: ${p}%`, context: 'checkpoint.busy' };
+      return {
+        label,
+        description: `analysing ${p}%`,
+        icon: 'sync~spin',
+        tooltip: `${where}\nAnalysing${job.phase ? ` (${job.phase})` : ''}: ${p}%`,
+        context: 'checkpoint.busy',
+      };
     }
     case 'done':
-      return { label, description: headline(job.report), icon: 'pass', color: verdictColor(job.report.verdict?.label), tooltip: reportTooltip(job.report), context: 'checkpoint.done' };
+      return {
+        label,
+        description: headline(job.report),
+        icon: 'pass',
+        color: verdictColor(job.report.verdict?.label),
+        tooltip: reportTooltip(job.report),
+        context: 'checkpoint.done',
+      };
     case 'error':
-      return { label, description: `error: ${firstLine(job.message)}`, icon: 'error', color: 'list.errorForeground', tooltip: `${where}\n${job.message}`, context: 'checkpoint.complete' };
+      return {
+        label,
+        description: `error: ${firstLine(job.message)}`,
+        icon: 'error',
+        color: 'list.errorForeground',
+        tooltip: `${where}\n${job.message}`,
+        context: 'checkpoint.complete',
+      };
     case 'cancelled':
       return { label, description: 'cancelled', icon: 'circle-slash', tooltip: where, context: 'checkpoint.complete' };
     case 'none':
-      if (isBaseModel && !hasBase) return { label, description: 'base model', icon: 'database', tooltip: `${where}\nThe base model of other runs.`, context: 'checkpoint.base' };
-      return { label, description: hasBase ? 'not analysed' : 'no base model', icon: 'circle-outline', tooltip: hasBase ? where : `${where}\nNo base model found: use "Set Base Model for Run".`, context: 'checkpoint.complete' };
+      if (isBaseModel && !hasBase)
+        return { label, description: 'base model', icon: 'database', tooltip: `${where}\nThe base model of other runs.`, context: 'checkpoint.base' };
+      return {
+        label,
+        description: hasBase ? 'not analysed' : 'no base model',
+        icon: 'circle-outline',
+        tooltip: hasBase ? where : `${where}\nNo base model found: use "Set Base Model for Run".`,
+        context: 'checkpoint.complete',
+      };
   }
 }
 

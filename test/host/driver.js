@@ -73,7 +73,17 @@ async function launch() {
     headless: !process.env.GATESCOPE_HOST_HEADED,
     timeout: 60_000,
     // Debian's chromium on a machine without network: no background connections, no sandbox as root.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic', '--disable-features=Translate,MediaRouter'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-dev-shm-usage',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+      '--disable-features=Translate,MediaRouter',
+    ],
   });
   const proc = server.process();
   if (proc && proc.pid) fs.appendFileSync(A.pids, `${proc.pid}\n`);
@@ -179,7 +189,13 @@ async function ui() {
     await browser.close().catch(() => undefined);
     await server.close().catch(() => undefined);
   }
-  const summary = { passed: results.filter((r) => r.state === 'passed').length, failed: results.filter((r) => r.state === 'failed').length, pending: 0, durationMs: Date.now() - T0, results };
+  const summary = {
+    passed: results.filter((r) => r.state === 'passed').length,
+    failed: results.filter((r) => r.state === 'failed').length,
+    pending: 0,
+    durationMs: Date.now() - T0,
+    results,
+  };
   fs.writeFileSync(path.join(A.artifacts, 'ui-results.json'), JSON.stringify(summary, null, 2) + '\n');
   say(`ui: ${summary.passed} passed, ${summary.failed} failed`);
   return summary.failed === 0 && summary.passed > 0;

@@ -41,12 +41,22 @@ function arg(name: string): string {
 function cli(args: string[]): void {
   const t0 = Date.now();
   try {
-    execFileSync(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], timeout: CLI_TIMEOUT_MS, env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' } });
+    execFileSync(process.execPath, [CLI, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: CLI_TIMEOUT_MS,
+      env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' },
+    });
   } catch (e) {
     const err = e as Error & { stderr?: Buffer };
     throw new Error(`gatescope ${args.join(' ')} failed: ${err.message}\n${err.stderr?.toString() ?? ''}`, { cause: e });
   }
-  console.log(`  gatescope ${args[0]} ${args.slice(1).filter((a) => !a.startsWith('--') && !a.endsWith('.json')).map((a) => path.relative(ROOT, a)).join(' ')} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  console.log(
+    `  gatescope ${args[0]} ${args
+      .slice(1)
+      .filter((a) => !a.startsWith('--') && !a.endsWith('.json'))
+      .map((a) => path.relative(ROOT, a))
+      .join(' ')} (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+  );
 }
 
 async function readJson<T>(file: string): Promise<T> {
@@ -168,7 +178,9 @@ async function main(): Promise<void> {
 
   const expected: Expected = { schema: 1, examples, runs: scan.runs, reports, compares, steps, configs };
   await fsp.writeFile(outFile, JSON.stringify(expected, null, 2) + '\n');
-  console.log(`  expected: ${scan.runs.length} run(s), ${reports.length} report(s), ${compares.length} comparison(s), ${steps.length} step walk(s), ${configs.length} training config(s) with lenses`);
+  console.log(
+    `  expected: ${scan.runs.length} run(s), ${reports.length} report(s), ${compares.length} comparison(s), ${steps.length} step walk(s), ${configs.length} training config(s) with lenses`,
+  );
 }
 
 main().catch((e: Error) => {

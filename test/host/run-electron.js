@@ -57,8 +57,20 @@ async function main() {
       vscodeExecutablePath: exe,
       extensionDevelopmentPath: root,
       extensionTestsPath: bundles.suite,
-      extensionTestsEnv: { GATESCOPE_HOST_TEST_EXPECTED: expected, GATESCOPE_HOST_TEST_OUT: artifacts, GATESCOPE_HOST_TEST_GREP: process.env.GATESCOPE_HOST_GREP ?? '' },
-      launchArgs: [examples, '--disable-extensions', '--disable-workspace-trust', '--skip-welcome', '--skip-release-notes', `--user-data-dir=${userData}`, `--extensions-dir=${path.join(tmp, 'extensions')}`],
+      extensionTestsEnv: {
+        GATESCOPE_HOST_TEST_EXPECTED: expected,
+        GATESCOPE_HOST_TEST_OUT: artifacts,
+        GATESCOPE_HOST_TEST_GREP: process.env.GATESCOPE_HOST_GREP ?? '',
+      },
+      launchArgs: [
+        examples,
+        '--disable-extensions',
+        '--disable-workspace-trust',
+        '--skip-welcome',
+        '--skip-release-notes',
+        `--user-data-dir=${userData}`,
+        `--extensions-dir=${path.join(tmp, 'extensions')}`,
+      ],
     });
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

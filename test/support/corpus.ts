@@ -127,19 +127,22 @@ export function mixedDtypeFile(seed: number): Buffer {
   const r = rng(seed);
   const bytes = (n: number): Uint8Array => Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
   const vals = (n: number): number[] => Array.from({ length: n }, () => r() * 2 - 1);
-  return validFile({
-    'w.f32': { dtype: 'F32', shape: [4, 6], data: f32Bytes(vals(24)) },
-    'model.layers.0.self_attn.q_proj.weight': { dtype: 'BF16', shape: [8, 8], data: bf16Bytes(vals(64).map(bf16)) },
-    'w.f16': { dtype: 'F16', shape: [10], data: new Uint8Array(new Uint16Array(vals(10).map((x) => 0x3c00 + Math.floor((x + 1) * 100))).buffer) },
-    'w.f64': { dtype: 'F64', shape: [3, 2], data: new Uint8Array(new Float64Array(vals(6)).buffer) },
-    'w.f8': { dtype: 'F8_E4M3', shape: [16], data: bytes(16).map((b) => b & 0x7e) },
-    'w.f8e5': { dtype: 'F8_E5M2', shape: [2, 4], data: bytes(8).map((b) => b & 0x7b) },
-    'w.i64': { dtype: 'I64', shape: [3], data: bytes(24) },
-    'w.u8': { dtype: 'U8', shape: [5], data: bytes(5) },
-    'w.bool': { dtype: 'BOOL', shape: [4], data: Uint8Array.from([0, 1, 1, 0]) },
-    'w.scalar': { dtype: 'F32', shape: [], data: f32Bytes([0.5]) },
-    'w.empty': { dtype: 'BF16', shape: [0], data: new Uint8Array(0) },
-  }, { format: 'pt', note: 'every readable dtype' });
+  return validFile(
+    {
+      'w.f32': { dtype: 'F32', shape: [4, 6], data: f32Bytes(vals(24)) },
+      'model.layers.0.self_attn.q_proj.weight': { dtype: 'BF16', shape: [8, 8], data: bf16Bytes(vals(64).map(bf16)) },
+      'w.f16': { dtype: 'F16', shape: [10], data: new Uint8Array(new Uint16Array(vals(10).map((x) => 0x3c00 + Math.floor((x + 1) * 100))).buffer) },
+      'w.f64': { dtype: 'F64', shape: [3, 2], data: new Uint8Array(new Float64Array(vals(6)).buffer) },
+      'w.f8': { dtype: 'F8_E4M3', shape: [16], data: bytes(16).map((b) => b & 0x7e) },
+      'w.f8e5': { dtype: 'F8_E5M2', shape: [2, 4], data: bytes(8).map((b) => b & 0x7b) },
+      'w.i64': { dtype: 'I64', shape: [3], data: bytes(24) },
+      'w.u8': { dtype: 'U8', shape: [5], data: bytes(5) },
+      'w.bool': { dtype: 'BOOL', shape: [4], data: Uint8Array.from([0, 1, 1, 0]) },
+      'w.scalar': { dtype: 'F32', shape: [], data: f32Bytes([0.5]) },
+      'w.empty': { dtype: 'BF16', shape: [0], data: new Uint8Array(0) },
+    },
+    { format: 'pt', note: 'every readable dtype' },
+  );
 }
 
 export interface BuildOptions {
@@ -223,9 +226,11 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
     const inHeader = new Set<number>();
     for (let i = 0; i < 16; i++) inHeader.add(8 + Math.floor((p.hlen * i) / 16));
     inHeader.add(8 + p.hlen - 1);
-    for (const at of [...inHeader].sort((a, b) => a - b)) await sink('truncate-header', `${label}: cut at ${at} (header ends at ${p.dataStart})`, p.bytes.subarray(0, at), ['header-length']);
+    for (const at of [...inHeader].sort((a, b) => a - b))
+      await sink('truncate-header', `${label}: cut at ${at} (header ends at ${p.dataStart})`, p.bytes.subarray(0, at), ['header-length']);
     const boundaries = new Set(p.tensors.map((t) => p.dataStart + t.begin).filter((at) => at < size));
-    for (const at of [...boundaries].sort((a, b) => a - b)) await sink('truncate-tensor-boundary', `${label}: cut at tensor boundary ${at}`, p.bytes.subarray(0, at), ['file-length']);
+    for (const at of [...boundaries].sort((a, b) => a - b))
+      await sink('truncate-tensor-boundary', `${label}: cut at tensor boundary ${at}`, p.bytes.subarray(0, at), ['file-length']);
     for (const t of p.tensors) {
       if (t.end - t.begin < 2) continue;
       const at = p.dataStart + Math.floor((t.begin + t.end) / 2);
@@ -240,7 +245,12 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
   const lengthCases = async (p: Parsed, label: string, sink: Sink): Promise<void> => {
     const size = BigInt(p.bytes.length);
     const H = BigInt(p.hlen);
-    for (const [v, what] of [[size - 7n, 'one byte past the end'], [size, 'the whole file'], [size + 1000n, 'far past the end'], [100_000_000n, 'exactly the 100 MB limit']] as const) {
+    for (const [v, what] of [
+      [size - 7n, 'one byte past the end'],
+      [size, 'the whole file'],
+      [size + 1000n, 'far past the end'],
+      [100_000_000n, 'exactly the 100 MB limit'],
+    ] as const) {
       await sink('length-past-end', `${label}: header length ${v} (${what})`, withLength(p, v), ['header-length']);
     }
     for (const v of [100_000_001n, 2n ** 32n, 2n ** 53n, 2n ** 63n, 2n ** 64n - 1n]) {
@@ -258,9 +268,16 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
 
   // --- Invalid UTF-8 ----------------------------------------------------------------------------
   const badUtf8: [string, number[]][] = [
-    ['0xff', [0xff]], ['0xfe', [0xfe]], ['lone continuation', [0x80]], ['overlong "/"', [0xc0, 0xaf]],
-    ['overlong 3-byte', [0xe0, 0x80, 0xaf]], ['surrogate D800', [0xed, 0xa0, 0x80]], ['above U+10FFFF', [0xf4, 0x90, 0x80, 0x80]],
-    ['truncated 2-byte', [0xc3]], ['truncated 3-byte', [0xe2, 0x82]], ['5-byte form', [0xf8, 0x88, 0x80, 0x80, 0x80]],
+    ['0xff', [0xff]],
+    ['0xfe', [0xfe]],
+    ['lone continuation', [0x80]],
+    ['overlong "/"', [0xc0, 0xaf]],
+    ['overlong 3-byte', [0xe0, 0x80, 0xaf]],
+    ['surrogate D800', [0xed, 0xa0, 0x80]],
+    ['above U+10FFFF', [0xf4, 0x90, 0x80, 0x80]],
+    ['truncated 2-byte', [0xc3]],
+    ['truncated 3-byte', [0xe2, 0x82]],
+    ['5-byte form', [0xf8, 0x88, 0x80, 0x80, 0x80]],
   ];
   const firstB = B.tensors[0].name;
   const firstM = M.tensors[0].name;
@@ -308,7 +325,15 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
     ['non-ASCII name', (t) => replaceOnce(t, nameB, '"модель.😀.weight"'), 'ok'],
     ['tensor named __proto__', (t) => replaceOnce(t, nameB, '"__proto__"'), 'ok'],
     ['tensor named constructor', (t) => replaceOnce(t, nameB, '"constructor"'), 'ok'],
-    ['whitespace everywhere', (t) => t.trimEnd().replace(/([{}[\],:])/g, ' \n\t$1\r\n ').trimStart(), 'ok'],
+    [
+      'whitespace everywhere',
+      (t) =>
+        t
+          .trimEnd()
+          .replace(/([{}[\],:])/g, ' \n\t$1\r\n ')
+          .trimStart(),
+      'ok',
+    ],
   ];
   for (const [what, f, expect] of jsonCases) await baseCase('invalid-json', `base: ${what}`, withText(B, f), expect);
   for (const [what, f, expect] of jsonCases.slice(0, 6)) {
@@ -319,7 +344,12 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
   for (const text of ['[]', '[{"a":1}]', '"header"', '42', 'null', 'true', ' {}', '\n{}']) {
     await baseCase('non-object-json', `base: header ${JSON.stringify(text)}`, rawFile(text, B.data), ['header-not-object']);
   }
-  await baseCase('non-object-json', 'base: UTF-8 byte-order mark before "{"', rawFile(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(B.headerText)]), B.data), ['header-not-object']);
+  await baseCase(
+    'non-object-json',
+    'base: UTF-8 byte-order mark before "{"',
+    rawFile(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(B.headerText)]), B.data),
+    ['header-not-object'],
+  );
   await baseCase('non-object-json', 'base: header "{}" with the data left', rawFile('{}', B.data), ['file-length']);
 
   // --- Duplicate keys ---------------------------------------------------------------------------
@@ -335,11 +365,21 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
   ];
   for (const [what, f] of dupCases) await baseCase('duplicate-key', `base: ${what}`, withText(B, f), ['duplicate-key']);
   const mNameJson = JSON.stringify(firstM);
-  await mixedCase('duplicate-key', 'mixed: a tensor twice', withText(M, (t) => `${openEnd(t)},${mNameJson}:${entryJson(M, firstM)}}`), ['duplicate-key']);
+  await mixedCase(
+    'duplicate-key',
+    'mixed: a tensor twice',
+    withText(M, (t) => `${openEnd(t)},${mNameJson}:${entryJson(M, firstM)}}`),
+    ['duplicate-key'],
+  );
 
   // --- Metadata ---------------------------------------------------------------------------------
   for (const v of ['[]', '"pt"', '{"format":1}', '{"format":null}', '{"format":{"a":"b"}}', 'null', '{"format":["pt"]}']) {
-    await baseCase('bad-metadata', `base: __metadata__ ${v}`, withText(B, (t) => replaceOnce(t, '{"format":"pt"}', v)), ['metadata']);
+    await baseCase(
+      'bad-metadata',
+      `base: __metadata__ ${v}`,
+      withText(B, (t) => replaceOnce(t, '{"format":"pt"}', v)),
+      ['metadata'],
+    );
   }
 
   // --- Tensor entries ---------------------------------------------------------------------------
@@ -357,14 +397,25 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
     ['data_offsets of three numbers', (e) => void (e.data_offsets = [0, 1, 2]), ['tensor-entry']],
     ['data_offsets is a string', (e) => void (e.data_offsets = '0,1024'), ['tensor-entry']],
   ];
-  const mutateFirst = (p: Parsed, name: string, f: (e: Entry, h: Header) => void, data?: Uint8Array): Buffer => withHeader(p, (h) => f(h[name] as Entry, h), data);
+  const mutateFirst = (p: Parsed, name: string, f: (e: Entry, h: Header) => void, data?: Uint8Array): Buffer =>
+    withHeader(p, (h) => f(h[name] as Entry, h), data);
   for (const [what, f, expect] of entryCases) await baseCase('bad-tensor-entry', `base: ${what}`, mutateFirst(B, firstB, f), expect);
 
   // --- Dtypes -----------------------------------------------------------------------------------
   for (const d of ['F33', 'bf16', '', 'BF16 ', 'FP32', 'F8_E4M3FNUZ', 'I128', 'Q4_0', '__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
-    await baseCase('unknown-dtype', `base: dtype ${JSON.stringify(d)}`, mutateFirst(B, firstB, (e) => void (e.dtype = d)), ['unknown-dtype']);
+    await baseCase(
+      'unknown-dtype',
+      `base: dtype ${JSON.stringify(d)}`,
+      mutateFirst(B, firstB, (e) => void (e.dtype = d)),
+      ['unknown-dtype'],
+    );
   }
-  await mixedCase('unknown-dtype', 'mixed: dtype "F24"', mutateFirst(M, firstM, (e) => void (e.dtype = 'F24')), ['unknown-dtype']);
+  await mixedCase(
+    'unknown-dtype',
+    'mixed: dtype "F24"',
+    mutateFirst(M, firstM, (e) => void (e.dtype = 'F24')),
+    ['unknown-dtype'],
+  );
   const firstEntry = B.header[firstB] as { shape: number[] };
   const firstBytes = B.tensors[0].end - B.tensors[0].begin;
   const dtypeSwaps: [string, string, number[], Expect][] = [
@@ -377,28 +428,64 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
     ['F6_E3M2 of a count that fills no whole bytes', 'F6_E3M2', [3], ['size-mismatch']],
   ];
   for (const [what, d, shape, expect] of dtypeSwaps) {
-    await baseCase('dtype-swap', `base: ${what}`, mutateFirst(B, firstB, (e) => Object.assign(e, { dtype: d, shape })), expect);
+    await baseCase(
+      'dtype-swap',
+      `base: ${what}`,
+      mutateFirst(B, firstB, (e) => Object.assign(e, { dtype: d, shape })),
+      expect,
+    );
   }
 
   // --- Shapes -----------------------------------------------------------------------------------
   const shapeCases: [string, unknown, Expect][] = [
-    ['[-1]', [-1], ['shape']], ['negative first dimension', [-firstEntry.shape[0], firstEntry.shape[1]], ['shape']],
-    ['fractional', [1.5], ['shape']], ['string dimension', ['32', 16], ['shape']], ['null dimension', [null, 16], ['shape']],
-    ['boolean dimension', [true], ['shape']], ['nested array', [[32], 16], ['shape']],
-    ['2^53', [2 ** 53], ['shape']], ['overflowing product', [2 ** 31, 2 ** 31, 2 ** 31], ['shape']],
-    ['2^32 x 2^32', [2 ** 32, 2 ** 32], ['shape']], ['zero dimension with data', [0, 16], ['size-mismatch']],
+    ['[-1]', [-1], ['shape']],
+    ['negative first dimension', [-firstEntry.shape[0], firstEntry.shape[1]], ['shape']],
+    ['fractional', [1.5], ['shape']],
+    ['string dimension', ['32', 16], ['shape']],
+    ['null dimension', [null, 16], ['shape']],
+    ['boolean dimension', [true], ['shape']],
+    ['nested array', [[32], 16], ['shape']],
+    ['2^53', [2 ** 53], ['shape']],
+    ['overflowing product', [2 ** 31, 2 ** 31, 2 ** 31], ['shape']],
+    ['2^32 x 2^32', [2 ** 32, 2 ** 32], ['shape']],
+    ['zero dimension with data', [0, 16], ['size-mismatch']],
     ['one row too many', [firstEntry.shape[0] + 1, firstEntry.shape[1]], ['size-mismatch']],
     ['transposed (valid, differs from the base)', [firstEntry.shape[1], firstEntry.shape[0]], 'ok'],
     ['flattened (valid)', [firstEntry.shape[0] * firstEntry.shape[1]], 'ok'],
     ['100 trailing unit dimensions (valid)', [...firstEntry.shape, ...Array(100).fill(1)], 'ok'],
   ];
-  for (const [what, shape, expect] of shapeCases) await baseCase('bad-shape', `base: shape ${what}`, mutateFirst(B, firstB, (e) => void (e.shape = shape)), expect);
-  await baseCase('bad-shape', 'base: dimension 1e400', withText(B, (t) => replaceOnce(t, '"shape":[', '"shape":[1e400,')), ['shape']);
-  await baseCase('bad-shape', 'base: dimension -0', withText(B, (t) => replaceOnce(t, '"shape":[', '"shape":[-0,')), ['size-mismatch']);
+  for (const [what, shape, expect] of shapeCases)
+    await baseCase(
+      'bad-shape',
+      `base: shape ${what}`,
+      mutateFirst(B, firstB, (e) => void (e.shape = shape)),
+      expect,
+    );
+  await baseCase(
+    'bad-shape',
+    'base: dimension 1e400',
+    withText(B, (t) => replaceOnce(t, '"shape":[', '"shape":[1e400,')),
+    ['shape'],
+  );
+  await baseCase(
+    'bad-shape',
+    'base: dimension -0',
+    withText(B, (t) => replaceOnce(t, '"shape":[', '"shape":[-0,')),
+    ['size-mismatch'],
+  );
   // Zero-element tensors with absurd dimensions are valid (the reference accepts them): they must not allocate per row.
   const D = B.data.length;
-  for (const shape of [[2 ** 40, 0], [0, 2 ** 40], [2 ** 52, 0, 2 ** 52]]) {
-    await baseCase('degenerate-shape', `base: extra tensor of shape [${shape.join(', ')}]`, withHeader(B, (h) => void (h['zz.degenerate'] = { dtype: 'BF16', shape, data_offsets: [D, D] })), 'ok');
+  for (const shape of [
+    [2 ** 40, 0],
+    [0, 2 ** 40],
+    [2 ** 52, 0, 2 ** 52],
+  ]) {
+    await baseCase(
+      'degenerate-shape',
+      `base: extra tensor of shape [${shape.join(', ')}]`,
+      withHeader(B, (h) => void (h['zz.degenerate'] = { dtype: 'BF16', shape, data_offsets: [D, D] })),
+      'ok',
+    );
   }
 
   // --- Offsets: holes, overlaps, wrong values ---------------------------------------------------
@@ -407,21 +494,37 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
   const sameSize = B.tensors.findIndex((t, i) => i > 0 && t.end - t.begin === B.tensors[0].end - B.tensors[0].begin);
   const offsetCases: [string, Buffer, Expect][] = [
     ['hole at the start', withHeader(B, (h) => shiftFrom(h, B, 0, 2), Buffer.concat([Buffer.alloc(2), B.data])), ['offsets']],
-    ['hole between tensors', withHeader(B, (h) => shiftFrom(h, B, k, 2), Buffer.concat([B.data.subarray(0, at), Buffer.alloc(2), B.data.subarray(at)])), ['offsets']],
+    [
+      'hole between tensors',
+      withHeader(B, (h) => shiftFrom(h, B, k, 2), Buffer.concat([B.data.subarray(0, at), Buffer.alloc(2), B.data.subarray(at)])),
+      ['offsets'],
+    ],
     ['overlapping tensors', withHeader(B, (h) => shiftFrom(h, B, k, -2), Buffer.concat([B.data.subarray(0, at - 2), B.data.subarray(at)])), ['offsets']],
     ['begin after end', mutateFirst(B, B.tensors[0].name, (e) => void (e.data_offsets = [B.tensors[0].end, B.tensors[0].begin])), ['offsets']],
     ['negative begin', mutateFirst(B, B.tensors[0].name, (e) => void (e.data_offsets = [-2, B.tensors[0].end - 2])), ['offsets']],
     ['fractional offsets', mutateFirst(B, B.tensors[0].name, (e) => void (e.data_offsets = [0.5, B.tensors[0].end + 0.5])), ['offsets']],
     ['string offsets', mutateFirst(B, B.tensors[0].name, (e) => void (e.data_offsets = ['0', String(B.tensors[0].end)])), ['offsets']],
     ['offsets beyond 2^53', mutateFirst(B, B.tensors[0].name, (e) => void (e.data_offsets = [2 ** 53, 2 ** 53 + B.tensors[0].end])), ['offsets']],
-    ['last tensor past the end', mutateFirst(B, B.tensors[B.tensors.length - 1].name, (e) => {
-      const t = B.tensors[B.tensors.length - 1];
-      e.data_offsets = [t.begin + 64, t.end + 64];
-    }), ['offsets']],
-    ['two tensors on the same bytes', mutateFirst(B, B.tensors[sameSize].name, (e) => void (e.data_offsets = [B.tensors[0].begin, B.tensors[0].end])), ['offsets']],
-    ['every tensor at [0, 0]', withHeader(B, (h) => {
-      for (const t of B.tensors) (h[t.name] as Entry).data_offsets = [0, 0];
-    }), ['size-mismatch']],
+    [
+      'last tensor past the end',
+      mutateFirst(B, B.tensors[B.tensors.length - 1].name, (e) => {
+        const t = B.tensors[B.tensors.length - 1];
+        e.data_offsets = [t.begin + 64, t.end + 64];
+      }),
+      ['offsets'],
+    ],
+    [
+      'two tensors on the same bytes',
+      mutateFirst(B, B.tensors[sameSize].name, (e) => void (e.data_offsets = [B.tensors[0].begin, B.tensors[0].end])),
+      ['offsets'],
+    ],
+    [
+      'every tensor at [0, 0]',
+      withHeader(B, (h) => {
+        for (const t of B.tensors) (h[t.name] as Entry).data_offsets = [0, 0];
+      }),
+      ['size-mismatch'],
+    ],
   ];
   for (const [what, bytes, expect] of offsetCases) await baseCase('bad-offsets', `base: ${what}`, bytes, expect);
   // The data laid out in reverse order, offsets to match: valid, and equal to the base value for value.
@@ -436,33 +539,69 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
       off += t.end - t.begin;
     }
     await baseCase('bad-offsets', 'base: data in reverse order (valid)', rawFile(JSON.stringify(h), Buffer.concat(chunks)), 'ok', (r) =>
-      r.tensors.some((t) => t.changed !== 0) ? 'a re-laid-out copy of the base must equal the base' : undefined);
+      r.tensors.some((t) => t.changed !== 0) ? 'a re-laid-out copy of the base must equal the base' : undefined,
+    );
   }
-  await mixedCase('bad-offsets', 'mixed: hole at the start', withHeader(M, (h) => shiftFrom(h, M, 0, 4), Buffer.concat([Buffer.alloc(4), M.data])), ['offsets']);
+  await mixedCase(
+    'bad-offsets',
+    'mixed: hole at the start',
+    withHeader(M, (h) => shiftFrom(h, M, 0, 4), Buffer.concat([Buffer.alloc(4), M.data])),
+    ['offsets'],
+  );
 
   // --- Data length not matching the header ------------------------------------------------------
   for (const extra of [1, 7, 4096]) {
     await baseCase('trailing-bytes', `base: ${extra} bytes after the data`, Buffer.concat([B.bytes, Buffer.alloc(extra, 0x55)]), ['file-length']);
     await mixedCase('trailing-bytes', `mixed: ${extra} bytes after the data`, Buffer.concat([M.bytes, Buffer.alloc(extra, 0x55)]), ['file-length']);
   }
-  await baseCase('size-mismatch', 'base: a tensor 2 bytes shorter than numel x size', withHeader(B, (h) => {
-    const e = h[B.tensors[k].name] as Entry;
-    const [b, en] = e.data_offsets as [number, number];
-    e.data_offsets = [b, en - 2];
-    shiftFrom(h, B, k + 1, -2);
-  }, B.data.subarray(0, B.data.length - 2)), ['size-mismatch']);
-  await mixedCase('size-mismatch', 'mixed: an F64 tensor given the byte span of F32', withHeader(M, (h) => {
-    const t = M.tensors.find((x) => x.name === 'w.f64')!;
-    const half = (t.end - t.begin) / 2;
-    (h[t.name] as Entry).data_offsets = [t.begin, t.begin + half];
-    shiftFrom(h, M, M.tensors.indexOf(t) + 1, -half);
-  }, Buffer.concat([M.data.subarray(0, M.tensors.find((x) => x.name === 'w.f64')!.begin + 24), M.data.subarray(M.tensors.find((x) => x.name === 'w.f64')!.end)])), ['size-mismatch']);
-  await baseCase('size-mismatch', 'base: a tensor 2 bytes longer than numel x size', withHeader(B, (h) => {
-    const e = h[B.tensors[k].name] as Entry;
-    const [b, en] = e.data_offsets as [number, number];
-    e.data_offsets = [b, en + 2];
-    shiftFrom(h, B, k + 1, 2);
-  }, Buffer.concat([B.data, Buffer.alloc(2)])), ['size-mismatch']);
+  await baseCase(
+    'size-mismatch',
+    'base: a tensor 2 bytes shorter than numel x size',
+    withHeader(
+      B,
+      (h) => {
+        const e = h[B.tensors[k].name] as Entry;
+        const [b, en] = e.data_offsets as [number, number];
+        e.data_offsets = [b, en - 2];
+        shiftFrom(h, B, k + 1, -2);
+      },
+      B.data.subarray(0, B.data.length - 2),
+    ),
+    ['size-mismatch'],
+  );
+  await mixedCase(
+    'size-mismatch',
+    'mixed: an F64 tensor given the byte span of F32',
+    withHeader(
+      M,
+      (h) => {
+        const t = M.tensors.find((x) => x.name === 'w.f64')!;
+        const half = (t.end - t.begin) / 2;
+        (h[t.name] as Entry).data_offsets = [t.begin, t.begin + half];
+        shiftFrom(h, M, M.tensors.indexOf(t) + 1, -half);
+      },
+      Buffer.concat([
+        M.data.subarray(0, M.tensors.find((x) => x.name === 'w.f64')!.begin + 24),
+        M.data.subarray(M.tensors.find((x) => x.name === 'w.f64')!.end),
+      ]),
+    ),
+    ['size-mismatch'],
+  );
+  await baseCase(
+    'size-mismatch',
+    'base: a tensor 2 bytes longer than numel x size',
+    withHeader(
+      B,
+      (h) => {
+        const e = h[B.tensors[k].name] as Entry;
+        const [b, en] = e.data_offsets as [number, number];
+        e.data_offsets = [b, en + 2];
+        shiftFrom(h, B, k + 1, 2);
+      },
+      Buffer.concat([B.data, Buffer.alloc(2)]),
+    ),
+    ['size-mismatch'],
+  );
 
   // --- Seeded bit flips in the header -----------------------------------------------------------
   const flips = async (p: Parsed, count: number, label: string, sink: Sink): Promise<void> => {
@@ -475,7 +614,12 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
       seen.add(key);
       const out = Buffer.from(p.bytes);
       out[pos] ^= 1 << bit;
-      await sink('bit-flip-header', `${label}: byte ${pos} bit ${bit} (${JSON.stringify(String.fromCharCode(p.bytes[pos]))} -> ${JSON.stringify(String.fromCharCode(out[pos]))})`, out, 'either');
+      await sink(
+        'bit-flip-header',
+        `${label}: byte ${pos} bit ${bit} (${JSON.stringify(String.fromCharCode(p.bytes[pos]))} -> ${JSON.stringify(String.fromCharCode(out[pos]))})`,
+        out,
+        'either',
+      );
     }
   };
   await flips(B, opts.headerFlips ?? 300, 'base', (c, w, b, e) => baseCase(c, w, b, e));
@@ -523,94 +667,273 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
     return m;
   };
   const indexCases: [string, (d: string) => Promise<void>, Expect][] = [
-    ['the index names a shard that is not there', (d) => writeIndex(d, remap((m) => void (m[names[0]] = 'model-00003-of-00003.safetensors'))), ['missing-shard']],
+    [
+      'the index names a shard that is not there',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = 'model-00003-of-00003.safetensors')),
+        ),
+      ['missing-shard'],
+    ],
     ['a shard file is missing', (d) => fsp.rm(path.join(d, shard0)), ['missing-shard']],
-    ['shard "../x.safetensors"', (d) => writeIndex(d, remap((m) => void (m[names[0]] = '../x.safetensors'))), ['shard-path']],
-    ['shard "../../../../etc/passwd"', (d) => writeIndex(d, remap((m) => void (m[names[0]] = '../../../../etc/passwd'))), ['shard-path']],
-    ['shard "sub/../../x"', (d) => writeIndex(d, remap((m) => void (m[names[0]] = 'sub/../../x.safetensors'))), ['shard-path']],
-    ['shard ".."', (d) => writeIndex(d, remap((m) => void (m[names[0]] = '..'))), ['shard-path']],
-    ['shard as an absolute path to a real shard', (d) => writeIndex(d, remap((m) => void (m[names[0]] = path.resolve(d, shard0)))), ['shard-path']],
-    ['shard as an absolute path outside', (d) => writeIndex(d, remap((m) => void (m[names[0]] = path.resolve(outside)))), ['shard-path']],
-    ['shard "."', (d) => writeIndex(d, remap((m) => void (m[names[0]] = '.'))), ['io']],
-    ['shard named "" ', (d) => writeIndex(d, remap((m) => void (m[names[0]] = ''))), ['index']],
-    ['shard named by a number', (d) => writeIndex(d, remap((m) => void (m[names[0]] = 7))), ['index']],
+    [
+      'shard "../x.safetensors"',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = '../x.safetensors')),
+        ),
+      ['shard-path'],
+    ],
+    [
+      'shard "../../../../etc/passwd"',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = '../../../../etc/passwd')),
+        ),
+      ['shard-path'],
+    ],
+    [
+      'shard "sub/../../x"',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = 'sub/../../x.safetensors')),
+        ),
+      ['shard-path'],
+    ],
+    [
+      'shard ".."',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = '..')),
+        ),
+      ['shard-path'],
+    ],
+    [
+      'shard as an absolute path to a real shard',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = path.resolve(d, shard0))),
+        ),
+      ['shard-path'],
+    ],
+    [
+      'shard as an absolute path outside',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = path.resolve(outside))),
+        ),
+      ['shard-path'],
+    ],
+    [
+      'shard "."',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = '.')),
+        ),
+      ['io'],
+    ],
+    [
+      'shard named "" ',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = '')),
+        ),
+      ['index'],
+    ],
+    [
+      'shard named by a number',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = 7)),
+        ),
+      ['index'],
+    ],
     ['weight_map missing', (d) => fsp.writeFile(path.join(d, 'model.safetensors.index.json'), JSON.stringify({ metadata: {} })), ['index']],
     ['weight_map is an array', (d) => writeIndex(d, []), ['index']],
     ['weight_map is empty', (d) => writeIndex(d, {}), ['index']],
     ['index is not JSON', (d) => fsp.writeFile(path.join(d, 'model.safetensors.index.json'), indexText.slice(0, 100)), ['index']],
     ['index is a JSON array', (d) => fsp.writeFile(path.join(d, 'model.safetensors.index.json'), '[]'), ['index']],
     ['index is empty', (d) => fsp.writeFile(path.join(d, 'model.safetensors.index.json'), ''), ['index']],
-    ['index with a duplicate key', (d) => fsp.writeFile(path.join(d, 'model.safetensors.index.json'), indexText.replace('"weight_map": {', `"weight_map": {"${names[0]}": "${wm[names[0]]}",`)), ['index']],
-    ['index is a folder', async (d) => {
-      await fsp.rm(path.join(d, 'model.safetensors.index.json'));
-      await fsp.mkdir(path.join(d, 'model.safetensors.index.json'));
-    }, ['index']],
-    ['a tensor mapped to the wrong shard', (d) => writeIndex(d, remap((m) => void (m[names[0]] = shardNames.find((s) => s !== wm[names[0]])))), ['index-mismatch']],
-    ['a tensor in the index that no shard holds', (d) => writeIndex(d, remap((m) => void (m['model.extra.weight'] = shard0))), ['index-mismatch']],
-    ['the index names itself as a shard', (d) => writeIndex(d, remap((m) => void (m[names[0]] = 'model.safetensors.index.json'))), 'error'],
-    ['a shard name with a NUL byte', (d) => writeIndex(d, remap((m) => void (m[names[0]] = 'model\u0000.safetensors'))), 'error'],
-    ['the same shard named two ways', (d) => writeIndex(d, remap((m) => {
-      for (const nm of names) if (m[nm] === shard0) m[nm] = `./${shard0}`;
-      m[names.find((nm) => wm[nm] === shard0)!] = shard0;
-    })), ['index-mismatch']],
+    [
+      'index with a duplicate key',
+      (d) =>
+        fsp.writeFile(path.join(d, 'model.safetensors.index.json'), indexText.replace('"weight_map": {', `"weight_map": {"${names[0]}": "${wm[names[0]]}",`)),
+      ['index'],
+    ],
+    [
+      'index is a folder',
+      async (d) => {
+        await fsp.rm(path.join(d, 'model.safetensors.index.json'));
+        await fsp.mkdir(path.join(d, 'model.safetensors.index.json'));
+      },
+      ['index'],
+    ],
+    [
+      'a tensor mapped to the wrong shard',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = shardNames.find((s) => s !== wm[names[0]]))),
+        ),
+      ['index-mismatch'],
+    ],
+    [
+      'a tensor in the index that no shard holds',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m['model.extra.weight'] = shard0)),
+        ),
+      ['index-mismatch'],
+    ],
+    [
+      'the index names itself as a shard',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = 'model.safetensors.index.json')),
+        ),
+      'error',
+    ],
+    [
+      'a shard name with a NUL byte',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => void (m[names[0]] = 'model\u0000.safetensors')),
+        ),
+      'error',
+    ],
+    [
+      'the same shard named two ways',
+      (d) =>
+        writeIndex(
+          d,
+          remap((m) => {
+            for (const nm of names) if (m[nm] === shard0) m[nm] = `./${shard0}`;
+            m[names.find((nm) => wm[nm] === shard0)!] = shard0;
+          }),
+        ),
+      ['index-mismatch'],
+    ],
     // Valid layouts a strict reader must not refuse.
-    ['a shard named "..model.safetensors" (inside the folder)', async (d) => {
-      await fsp.rename(path.join(d, shard0), path.join(d, `..${shard0}`));
-      await writeIndex(d, remap((m) => {
-        for (const nm of names) if (m[nm] === shard0) m[nm] = `..${shard0}`;
-      }));
-    }, 'ok'],
-    ['a shard in a subfolder', async (d) => {
-      await fsp.mkdir(path.join(d, 'sub'));
-      await fsp.rename(path.join(d, shard0), path.join(d, 'sub', shard0));
-      await writeIndex(d, remap((m) => {
-        for (const nm of names) if (m[nm] === shard0) m[nm] = `sub/${shard0}`;
-      }));
-    }, 'ok'],
+    [
+      'a shard named "..model.safetensors" (inside the folder)',
+      async (d) => {
+        await fsp.rename(path.join(d, shard0), path.join(d, `..${shard0}`));
+        await writeIndex(
+          d,
+          remap((m) => {
+            for (const nm of names) if (m[nm] === shard0) m[nm] = `..${shard0}`;
+          }),
+        );
+      },
+      'ok',
+    ],
+    [
+      'a shard in a subfolder',
+      async (d) => {
+        await fsp.mkdir(path.join(d, 'sub'));
+        await fsp.rename(path.join(d, shard0), path.join(d, 'sub', shard0));
+        await writeIndex(
+          d,
+          remap((m) => {
+            for (const nm of names) if (m[nm] === shard0) m[nm] = `sub/${shard0}`;
+          }),
+        );
+      },
+      'ok',
+    ],
   ];
   for (const [what, edit, expect] of indexCases) await shardedCase('bad-index', what, edit, expect);
 
   // --- Links and special files (POSIX) ---------------------------------------------------------
   if (POSIX) {
     const linkCases: [string, (d: string) => Promise<void>, Expect][] = [
-      ['a shard linked to a file outside (absolute link)', async (d) => {
-        await fsp.rm(path.join(d, shard0));
-        await fsp.symlink(path.resolve(outside), path.join(d, shard0));
-      }, ['shard-path']],
-      ['a shard linked to a file outside (relative link)', async (d) => {
-        await fsp.rm(path.join(d, shard0));
-        await fsp.symlink(path.relative(d, outside), path.join(d, shard0));
-      }, ['shard-path']],
-      ['a shard linked to /dev/zero', async (d) => {
-        await fsp.rm(path.join(d, shard0));
-        await fsp.symlink('/dev/zero', path.join(d, shard0));
-      }, ['shard-path']],
-      ['a dangling shard link', async (d) => {
-        await fsp.rm(path.join(d, shard0));
-        await fsp.symlink('nowhere.safetensors', path.join(d, shard0));
-      }, ['missing-shard']],
-      ['a shard link loop', async (d) => {
-        await fsp.rm(path.join(d, shard0));
-        await fsp.symlink('loop-b', path.join(d, shard0));
-        await fsp.symlink(shard0, path.join(d, 'loop-b'));
-      }, ['io']],
-      ['a shard that is a FIFO', async (d) => {
-        await fsp.rm(path.join(d, shard0));
-        execFileSync('mkfifo', [path.join(d, shard0)]);
-      }, ['io']],
-      ['the index is a FIFO', async (d) => {
-        await fsp.rm(path.join(d, 'model.safetensors.index.json'));
-        execFileSync('mkfifo', [path.join(d, 'model.safetensors.index.json')]);
-      }, ['index']],
-      ['config.json is a FIFO (ignored)', async (d) => {
-        await fsp.rm(path.join(d, 'config.json'));
-        execFileSync('mkfifo', [path.join(d, 'config.json')]);
-      }, 'ok'],
-      ['a shard linked inside the folder (valid)', async (d) => {
-        await fsp.mkdir(path.join(d, 'real'));
-        await fsp.rename(path.join(d, shard0), path.join(d, 'real', shard0));
-        await fsp.symlink(path.join('real', shard0), path.join(d, shard0));
-      }, 'ok'],
+      [
+        'a shard linked to a file outside (absolute link)',
+        async (d) => {
+          await fsp.rm(path.join(d, shard0));
+          await fsp.symlink(path.resolve(outside), path.join(d, shard0));
+        },
+        ['shard-path'],
+      ],
+      [
+        'a shard linked to a file outside (relative link)',
+        async (d) => {
+          await fsp.rm(path.join(d, shard0));
+          await fsp.symlink(path.relative(d, outside), path.join(d, shard0));
+        },
+        ['shard-path'],
+      ],
+      [
+        'a shard linked to /dev/zero',
+        async (d) => {
+          await fsp.rm(path.join(d, shard0));
+          await fsp.symlink('/dev/zero', path.join(d, shard0));
+        },
+        ['shard-path'],
+      ],
+      [
+        'a dangling shard link',
+        async (d) => {
+          await fsp.rm(path.join(d, shard0));
+          await fsp.symlink('nowhere.safetensors', path.join(d, shard0));
+        },
+        ['missing-shard'],
+      ],
+      [
+        'a shard link loop',
+        async (d) => {
+          await fsp.rm(path.join(d, shard0));
+          await fsp.symlink('loop-b', path.join(d, shard0));
+          await fsp.symlink(shard0, path.join(d, 'loop-b'));
+        },
+        ['io'],
+      ],
+      [
+        'a shard that is a FIFO',
+        async (d) => {
+          await fsp.rm(path.join(d, shard0));
+          execFileSync('mkfifo', [path.join(d, shard0)]);
+        },
+        ['io'],
+      ],
+      [
+        'the index is a FIFO',
+        async (d) => {
+          await fsp.rm(path.join(d, 'model.safetensors.index.json'));
+          execFileSync('mkfifo', [path.join(d, 'model.safetensors.index.json')]);
+        },
+        ['index'],
+      ],
+      [
+        'config.json is a FIFO (ignored)',
+        async (d) => {
+          await fsp.rm(path.join(d, 'config.json'));
+          execFileSync('mkfifo', [path.join(d, 'config.json')]);
+        },
+        'ok',
+      ],
+      [
+        'a shard linked inside the folder (valid)',
+        async (d) => {
+          await fsp.mkdir(path.join(d, 'real'));
+          await fsp.rename(path.join(d, shard0), path.join(d, 'real', shard0));
+          await fsp.symlink(path.join('real', shard0), path.join(d, shard0));
+        },
+        'ok',
+      ],
     ];
     for (const [what, edit, expect] of linkCases) await shardedCase('links-and-special-files', what, edit, expect);
     // Hugging Face hub cache: snapshot files are links into the repository's blobs/ (valid).
@@ -628,30 +951,54 @@ export async function buildCorpus(dir: string, opts: BuildOptions = {}): Promise
       push({ cls: 'links-and-special-files', what: 'Hugging Face hub cache snapshot (shards link into blobs/)', base, target: snap, root: d, expect: 'ok' });
     }
     const single: [string, (d: string) => Promise<string>, Expect][] = [
-      ['model.safetensors linked to a file outside (single-file folder)', async (d) => {
-        await fsp.symlink(path.resolve(baseFile), path.join(d, 'model.safetensors'));
-        return d;
-      }, 'either'],
-      ['model.safetensors linked to /dev/zero', async (d) => {
-        await fsp.symlink('/dev/zero', path.join(d, 'model.safetensors'));
-        return d;
-      }, ['io']],
-      ['model.safetensors is a FIFO', async (d) => {
-        execFileSync('mkfifo', [path.join(d, 'model.safetensors')]);
-        return d;
-      }, ['io']],
-      ['model.safetensors is a folder', async (d) => {
-        await fsp.mkdir(path.join(d, 'model.safetensors'));
-        return d;
-      }, ['io']],
-      ['the checkpoint path itself is a FIFO', async (d) => {
-        execFileSync('mkfifo', [path.join(d, 'x.safetensors')]);
-        return path.join(d, 'x.safetensors');
-      }, ['io']],
-      ['a loose *.safetensors that is a FIFO', async (d) => {
-        execFileSync('mkfifo', [path.join(d, 'a.safetensors')]);
-        return d;
-      }, ['io']],
+      [
+        'model.safetensors linked to a file outside (single-file folder)',
+        async (d) => {
+          await fsp.symlink(path.resolve(baseFile), path.join(d, 'model.safetensors'));
+          return d;
+        },
+        'either',
+      ],
+      [
+        'model.safetensors linked to /dev/zero',
+        async (d) => {
+          await fsp.symlink('/dev/zero', path.join(d, 'model.safetensors'));
+          return d;
+        },
+        ['io'],
+      ],
+      [
+        'model.safetensors is a FIFO',
+        async (d) => {
+          execFileSync('mkfifo', [path.join(d, 'model.safetensors')]);
+          return d;
+        },
+        ['io'],
+      ],
+      [
+        'model.safetensors is a folder',
+        async (d) => {
+          await fsp.mkdir(path.join(d, 'model.safetensors'));
+          return d;
+        },
+        ['io'],
+      ],
+      [
+        'the checkpoint path itself is a FIFO',
+        async (d) => {
+          execFileSync('mkfifo', [path.join(d, 'x.safetensors')]);
+          return path.join(d, 'x.safetensors');
+        },
+        ['io'],
+      ],
+      [
+        'a loose *.safetensors that is a FIFO',
+        async (d) => {
+          execFileSync('mkfifo', [path.join(d, 'a.safetensors')]);
+          return d;
+        },
+        ['io'],
+      ],
     ];
     for (const [what, make, expect] of single) {
       const d = await caseDir();

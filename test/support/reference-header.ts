@@ -50,7 +50,8 @@ export function referenceParseHeader(file: string, headerBytes: Uint8Array, data
     if (typeof dtype !== 'string') throw new CheckpointFormatError(file, 'tensor-entry', 'dtype missing or not a string', key);
     if (!isDtype(dtype)) throw new CheckpointFormatError(file, 'unknown-dtype', `unknown dtype ${JSON.stringify(dtype)}`, key);
     if (!Array.isArray(shape)) throw new CheckpointFormatError(file, 'tensor-entry', 'shape missing or not an array', key);
-    if (!Array.isArray(offsets) || offsets.length !== 2) throw new CheckpointFormatError(file, 'tensor-entry', 'data_offsets missing or not a [begin, end] pair', key);
+    if (!Array.isArray(offsets) || offsets.length !== 2)
+      throw new CheckpointFormatError(file, 'tensor-entry', 'data_offsets missing or not a [begin, end] pair', key);
     let numel = 1n;
     const dims: number[] = [];
     for (const d of shape) {
@@ -58,7 +59,8 @@ export function referenceParseHeader(file: string, headerBytes: Uint8Array, data
         throw new CheckpointFormatError(file, 'shape', `dimension ${JSON.stringify(d)} is not a non-negative integer`, key);
       }
       numel *= BigInt(d);
-      if (numel > BigInt(Number.MAX_SAFE_INTEGER)) throw new CheckpointFormatError(file, 'shape', `element count of shape [${shape.map((x) => JSON.stringify(x)).join(', ')}] overflows`, key);
+      if (numel > BigInt(Number.MAX_SAFE_INTEGER))
+        throw new CheckpointFormatError(file, 'shape', `element count of shape [${shape.map((x) => JSON.stringify(x)).join(', ')}] overflows`, key);
       dims.push(d);
     }
     const [b, e] = offsets;
@@ -85,11 +87,11 @@ export function referenceParseHeader(file: string, headerBytes: Uint8Array, data
     cursor = t.end;
   }
   if (cursor !== dataBytes) {
-    const detail = cursor > dataBytes
-      ? `shorter than the header says: data section is ${dataBytes} bytes, tensors need ${cursor} (still being written?)`
-      : `longer than the header says: data section is ${dataBytes} bytes, tensors end at ${cursor}`;
+    const detail =
+      cursor > dataBytes
+        ? `shorter than the header says: data section is ${dataBytes} bytes, tensors need ${cursor} (still being written?)`
+        : `longer than the header says: data section is ${dataBytes} bytes, tensors end at ${cursor}`;
     throw new CheckpointFormatError(file, 'file-length', detail);
   }
   return { tensors, metadata };
 }
-

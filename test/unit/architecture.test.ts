@@ -4,7 +4,21 @@ import * as path from 'node:path';
 import { promises as fsp } from 'node:fs';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-const ENGINE_DIRS = ['src/formats', 'src/discovery', 'src/analysis', 'src/compute', 'src/linalg', 'src/report', 'src/engine', 'src/protocol', 'src/examples', 'src/transform', 'src/ui-model', 'src/cluster', 'src/core'];
+const ENGINE_DIRS = [
+  'src/formats',
+  'src/discovery',
+  'src/analysis',
+  'src/compute',
+  'src/linalg',
+  'src/report',
+  'src/engine',
+  'src/protocol',
+  'src/examples',
+  'src/transform',
+  'src/ui-model',
+  'src/cluster',
+  'src/core',
+];
 
 async function tsFiles(dir: string): Promise<string[]> {
   const entries = await fsp.readdir(dir, { withFileTypes: true }).catch(() => []);
@@ -50,7 +64,8 @@ test('every apt-get that installs or updates in the scripts waits for the dpkg l
       lines.forEach((line, i) => {
         const code = line.replace(/#.*$/, '');
         // Commands that run apt, not messages that mention it.
-        if (/^\s*(?:timeout \d+ )?(?:sudo )?apt-get\b.*\b(?:install|update)\b/.test(code) && !/DPkg::Lock::Timeout=\d+/.test(code)) offenders.push(`${dir}/${e}:${i + 1}`);
+        if (/^\s*(?:timeout \d+ )?(?:sudo )?apt-get\b.*\b(?:install|update)\b/.test(code) && !/DPkg::Lock::Timeout=\d+/.test(code))
+          offenders.push(`${dir}/${e}:${i + 1}`);
       });
     }
   }
@@ -135,7 +150,8 @@ test('no two folders of src/ import each other at run time: the layers stay laye
     }
   }
   const mutual: string[] = [];
-  for (const [a, tos] of edges) for (const b of tos) if (a < b && edges.get(b)?.has(a)) mutual.push(`${a} <-> ${b} (${via.get(`${a}>${b}`)}, ${via.get(`${b}>${a}`)})`);
+  for (const [a, tos] of edges)
+    for (const b of tos) if (a < b && edges.get(b)?.has(a)) mutual.push(`${a} <-> ${b} (${via.get(`${a}>${b}`)}, ${via.get(`${b}>${a}`)})`);
   assert.deepEqual(mutual, []);
 });
 
@@ -144,5 +160,10 @@ test('the cycle finder finds a cycle, a self-import and a dynamic import back, a
   assert.deepEqual(importCycles(g({ a: ['b'], b: ['c'], c: ['a'], d: ['a'] })), [['a', 'b', 'c']]);
   assert.deepEqual(importCycles(g({ a: ['a'] })), [['a']]);
   assert.deepEqual(importCycles(g({ a: ['b'], b: [], c: ['a', 'b'] })), []);
-  assert.deepEqual(runtimeImports("import type { A } from './a';\nimport { b } from './b';\nexport * from './c';\nexport type { D } from './d';\nconst e = await import('./e');\nimport './f';"), ['./b', './c', './f', './e']);
+  assert.deepEqual(
+    runtimeImports(
+      "import type { A } from './a';\nimport { b } from './b';\nexport * from './c';\nexport type { D } from './d';\nconst e = await import('./e');\nimport './f';",
+    ),
+    ['./b', './c', './f', './e'],
+  );
 });

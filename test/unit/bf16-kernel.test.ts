@@ -15,7 +15,18 @@ function pairs(n: number, seed: number): [Uint16Array, Uint16Array] {
     const r = rand();
     const x = r < 0.02 ? special[Math.floor(rand() * special.length)] : r < 0.9 ? bf16((rand() - 0.5) * 0.1) : Math.floor(rand() * 65536);
     const s = rand();
-    const y = s < 0.45 ? x : s < 0.65 ? (x + 1) & 0xffff : s < 0.85 ? (x - 1) & 0xffff : s < 0.88 ? x ^ 0x8000 : s < 0.9 ? special[Math.floor(rand() * special.length)] : Math.floor(rand() * 65536);
+    const y =
+      s < 0.45
+        ? x
+        : s < 0.65
+          ? (x + 1) & 0xffff
+          : s < 0.85
+            ? (x - 1) & 0xffff
+            : s < 0.88
+              ? x ^ 0x8000
+              : s < 0.9
+                ? special[Math.floor(rand() * special.length)]
+                : Math.floor(rand() * 65536);
     a[i] = x;
     b[i] = y;
   }

@@ -21,8 +21,10 @@ const N = 6000;
 function decode(dtype: Dtype, bytes: Uint8Array, i: number): number {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (dtype) {
-    case 'F64': return v.getFloat64(8 * i, true);
-    case 'F32': return v.getFloat32(4 * i, true);
+    case 'F64':
+      return v.getFloat64(8 * i, true);
+    case 'F32':
+      return v.getFloat32(4 * i, true);
     case 'BF16': {
       const b = new DataView(new ArrayBuffer(4));
       b.setUint32(0, v.getUint16(2 * i, true) << 16);
@@ -37,7 +39,8 @@ function decode(dtype: Dtype, bytes: Uint8Array, i: number): number {
       if (e === 31) return f ? NaN : s * Infinity;
       return s * (1 + f / 1024) * 2 ** (e - 15);
     }
-    default: throw new Error(dtype);
+    default:
+      throw new Error(dtype);
   }
 }
 
@@ -119,7 +122,14 @@ function pair(seed: number): [Float64Array, Float64Array] {
   return [w0, w1];
 }
 
-for (const [d0, d1] of [['BF16', 'BF16'], ['F16', 'F16'], ['F32', 'F32'], ['F64', 'F64'], ['BF16', 'F32'], ['F32', 'F16']] as [Dtype, Dtype][]) {
+for (const [d0, d1] of [
+  ['BF16', 'BF16'],
+  ['F16', 'F16'],
+  ['F32', 'F32'],
+  ['F64', 'F64'],
+  ['BF16', 'F32'],
+  ['F32', 'F16'],
+] as [Dtype, Dtype][]) {
   test(`${d0} base, ${d1} checkpoint: the diff pass (both kernels) and the spectral mask apply the one changed rule`, async () => {
     const [v0, v1] = pair(d0.length * 31 + d1.length);
     const b0 = encode(d0, v0);
@@ -127,8 +137,14 @@ for (const [d0, d1] of [['BF16', 'BF16'], ['F16', 'F16'], ['F32', 'F32'], ['F64'
     const rows = 60;
     const cols = N / rows;
     const dir = await tempDir();
-    const base = await writeFile(path.join(dir, 'base', 'model.safetensors'), validFile({ 'model.layers.0.mlp.up_proj.weight': { dtype: d0, shape: [rows, cols], data: b0 } }));
-    const ckpt = await writeFile(path.join(dir, 'ckpt', 'model.safetensors'), validFile({ 'model.layers.0.mlp.up_proj.weight': { dtype: d1, shape: [rows, cols], data: b1 } }));
+    const base = await writeFile(
+      path.join(dir, 'base', 'model.safetensors'),
+      validFile({ 'model.layers.0.mlp.up_proj.weight': { dtype: d0, shape: [rows, cols], data: b0 } }),
+    );
+    const ckpt = await writeFile(
+      path.join(dir, 'ckpt', 'model.safetensors'),
+      validFile({ 'model.layers.0.mlp.up_proj.weight': { dtype: d1, shape: [rows, cols], data: b1 } }),
+    );
 
     let want = 0;
     let nonFinite = 0;

@@ -43,7 +43,11 @@ function assertOneLine(err: string, re: RegExp): void {
 }
 
 test('per-command help: gatescope help CMD and CMD --help print that command; the global help lists every command', async () => {
-  for (const args of [['help', 'diff'], ['diff', '--help'], ['diff', '-h']]) {
+  for (const args of [
+    ['help', 'diff'],
+    ['diff', '--help'],
+    ['diff', '-h'],
+  ]) {
     const r = await runCli(args);
     assert.equal(r.code, 0, args.join(' '));
     assert.match(r.out, /^Usage: gatescope diff BASE CKPT/);
@@ -102,14 +106,22 @@ test('every known error path ends in one clear line, never a stack trace; --debu
     assert.equal(r.code, code, `${args.join(' ')}: ${r.err}`);
     assertOneLine(r.err, re);
   }
-  assert.ok(!(await fsp.stat(path.join(dir, 'scr')).then(() => true, () => false)), 'nothing written');
+  assert.ok(
+    !(await fsp.stat(path.join(dir, 'scr')).then(
+      () => true,
+      () => false,
+    )),
+    'nothing written',
+  );
 
   // Errors the CLI cannot foresee: one line that says what and where, the stack only on request.
   const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write', path: '/data/report.json' });
   assert.deepEqual(describeError(enospc).lines, ['/data/report.json: no space left on the device (write)']);
   const bug = describeError(new TypeError("Cannot read properties of undefined (reading 'x')\nsecond line"));
   assert.equal(bug.code, 1);
-  assert.deepEqual(bug.lines, ["internal error: Cannot read properties of undefined (reading 'x') (run again with --debug for the stack trace, and please report it)"]);
+  assert.deepEqual(bug.lines, [
+    "internal error: Cannot read properties of undefined (reading 'x') (run again with --debug for the stack trace, and please report it)",
+  ]);
   const debug = describeError(new TypeError('boom'), { debug: true });
   assert.equal(debug.lines.length, 2);
   assert.match(debug.lines[1], /TypeError: boom\n\s+at /);
@@ -137,8 +149,20 @@ test('one output guard: symlinks resolved, any folder holding weights refused, m
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
     assertOneLine(r.err, re);
   }
-  for (const f of [path.join(ckpt, 'r.json'), path.join(other, 'r.json'), path.join(ckpt, 'scan.json'), path.join(loose, 'r.json'), path.join(dir, 'new-folder')]) {
-    assert.ok(!(await fsp.stat(f).then(() => true, () => false)), `${f} not written`);
+  for (const f of [
+    path.join(ckpt, 'r.json'),
+    path.join(other, 'r.json'),
+    path.join(ckpt, 'scan.json'),
+    path.join(loose, 'r.json'),
+    path.join(dir, 'new-folder'),
+  ]) {
+    assert.ok(
+      !(await fsp.stat(f).then(
+        () => true,
+        () => false,
+      )),
+      `${f} not written`,
+    );
   }
   const made = await runCli(['diff', base, ckpt, '--json', path.join(dir, 'new-folder', 'deeper', 'r.json'), '--mkdir', '--quiet']);
   assert.equal(made.code, 0, made.err);
@@ -175,7 +199,10 @@ test('--quiet silences every notice; k is shown as used per weight; reports are 
   const abs = JSON.parse(await fsp.readFile(absJson, 'utf8')) as CheckpointReport;
   assert.equal(abs.checkpoint, path.resolve(ckpt));
   // Only path fields move; names and numbers stay.
-  const moved = withPathsRelativeTo({ base: '/a/b', runs: [{ checkpoint: '/a/c/d', label: '/not/a/path/key' }], baseOf: ['/a/e'], source: '/a/b/config.json (_name_or_path)' }, '/a');
+  const moved = withPathsRelativeTo(
+    { base: '/a/b', runs: [{ checkpoint: '/a/c/d', label: '/not/a/path/key' }], baseOf: ['/a/e'], source: '/a/b/config.json (_name_or_path)' },
+    '/a',
+  );
   assert.deepEqual(moved, { base: 'b', runs: [{ checkpoint: 'c/d', label: '/not/a/path/key' }], baseOf: ['e'], source: 'b/config.json (_name_or_path)' });
 });
 
@@ -253,6 +280,9 @@ test('--layers is parsed strictly', () => {
   assert.throws(() => parseLayers('x'), /not a layer index/);
   assert.throws(() => parseLayers('0-100001'), /goes past layer 100000/);
   // The extension's input box uses the same parser: "5-3,7" was once silently [7] there.
-  assert.throws(() => parseLayerList('5-3,7'), (e: unknown) => e instanceof LayerListError && /empty range 5-3/.test(e.message));
+  assert.throws(
+    () => parseLayerList('5-3,7'),
+    (e: unknown) => e instanceof LayerListError && /empty range 5-3/.test(e.message),
+  );
   assert.deepEqual(parseLayerList(' 0 - 2 , 5 '), [0, 1, 2, 5]);
 });

@@ -8,7 +8,6 @@ import type { CheckpointReport, ConsistencyReport } from '../../src/report/schem
 import { tempDir, writeFile } from '../support/st';
 import { runCli } from '../support/cli';
 
-
 test('diff writes the report contract and exits 0; usage errors exit 2; bad checkpoints exit 1', async () => {
   const dir = await tempDir();
   const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'));
@@ -73,7 +72,10 @@ test('compare prints and writes the comparative verdict of every pair; runs of a
   assert.ok(rep.regime);
   assert.equal(rep.regime.pairs.length, 1);
   const pair = rep.regime.pairs[0];
-  assert.deepEqual([pair.a, pair.b], rep.runs.map((x) => x.label));
+  assert.deepEqual(
+    [pair.a, pair.b],
+    rep.runs.map((x) => x.label),
+  );
   assert.ok(pair.updateSizeRatio !== null && pair.updateSizeRatio > 0 && pair.updateSizeRatio < 1, `step 100 has the smaller update: ${pair.updateSizeRatio}`);
   assert.ok(pair.moreOffPrincipal === null || pair.moreOffPrincipal === pair.a || pair.moreOffPrincipal === pair.b);
   for (const e of pair.evidence) {

@@ -73,7 +73,8 @@ function judge(c: CorpusCase, o: Outcome, known: string[]): string | undefined {
     return c.verify?.(o.result);
   }
   const e = o.error;
-  if (!(e instanceof CheckpointFormatError)) return `threw ${(e as Error)?.constructor?.name ?? typeof e}, not CheckpointFormatError: ${(e as Error)?.stack ?? String(e)}`;
+  if (!(e instanceof CheckpointFormatError))
+    return `threw ${(e as Error)?.constructor?.name ?? typeof e}, not CheckpointFormatError: ${(e as Error)?.stack ?? String(e)}`;
   if (!e.message.includes(e.file) || !e.message.includes(`: ${e.problem}: `)) return `the message does not name the file and the problem: ${e.message}`;
   if (!isInside(c.root, e.file)) return `the error names ${e.file}, not a file of the broken checkpoint`;
   if (c.expect === 'ok') return `failed, expected success: ${e.message}`;
@@ -85,10 +86,13 @@ function table(title: string, rows: [string, ...(string | number)[]][], headers:
   const all = [headers, ...rows.map((r) => r.map(String))];
   const widths = headers.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
   const last = headers.length - 1;
-  const line = (r: string[]): string => r.map((c, i) => (i === 0 || (i === last && last > 1) ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => (i === 0 || (i === last && last > 1) ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [title, line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...all.slice(1).map(line)].join('\n');
 }
-
 
 interface CorpusRun {
   cases: CorpusCase[];
@@ -135,7 +139,8 @@ function corpusRun(): Promise<CorpusRun> {
       byClass.set(c.cls, row);
       row.cases++;
       if (o.kind === 'ok') row.ok++;
-      const key = o.kind === 'ok' ? 'ok (diff succeeded)' : o.kind === 'timeout' ? 'TIMEOUT' : o.error instanceof CheckpointFormatError ? o.error.problem : 'UNTYPED';
+      const key =
+        o.kind === 'ok' ? 'ok (diff succeeded)' : o.kind === 'timeout' ? 'TIMEOUT' : o.error instanceof CheckpointFormatError ? o.error.problem : 'UNTYPED';
       if (o.kind === 'error' && o.error instanceof CheckpointFormatError) {
         errors.set(c.id, o.error);
         row.problems.set(key, (row.problems.get(key) ?? 0) + 1);
@@ -143,14 +148,41 @@ function corpusRun(): Promise<CorpusRun> {
       byProblem.set(key, (byProblem.get(key) ?? 0) + 1);
     }
     const ran = Date.now();
-    console.log(table(`\nCorpus: ${corpus.cases.length} cases (seed 20250101), by mutation class`,
-      [...byClass].map(([cls, r]) => [cls, r.cases, r.ok, r.cases - r.ok, [...r.problems].sort((a, b) => b[1] - a[1]).map(([p, n]) => `${p} ${n}`).join(', ')]),
-      ['class', 'cases', 'ok', 'error', 'problems']));
-    console.log(table('\nCorpus: by outcome / returned problem', [...byProblem].sort((a, b) => b[1] - a[1]).map(([p, n]) => [p, n]), ['problem', 'cases']));
-    console.log(`\nCorpus: built in ${built - started} ms, ran in ${ran - built} ms, slowest case ${slowest.ms} ms (${slowest.id}), rss growth ${((rssPeak - rss0) / 2 ** 20).toFixed(1)} MB`);
+    console.log(
+      table(
+        `\nCorpus: ${corpus.cases.length} cases (seed 20250101), by mutation class`,
+        [...byClass].map(([cls, r]) => [
+          cls,
+          r.cases,
+          r.ok,
+          r.cases - r.ok,
+          [...r.problems]
+            .sort((a, b) => b[1] - a[1])
+            .map(([p, n]) => `${p} ${n}`)
+            .join(', '),
+        ]),
+        ['class', 'cases', 'ok', 'error', 'problems'],
+      ),
+    );
+    console.log(
+      table(
+        '\nCorpus: by outcome / returned problem',
+        [...byProblem].sort((a, b) => b[1] - a[1]).map(([p, n]) => [p, n]),
+        ['problem', 'cases'],
+      ),
+    );
+    console.log(
+      `\nCorpus: built in ${built - started} ms, ran in ${ran - built} ms, slowest case ${slowest.ms} ms (${slowest.id}), rss growth ${((rssPeak - rss0) / 2 ** 20).toFixed(1)} MB`,
+    );
     return {
-      cases: corpus.cases, failures, known, errors, classes: [...byClass.keys()], rssGrowth: rssPeak - rss0,
-      protoChanged: Object.getOwnPropertyNames(Object.prototype).length !== protoKeys, byProblem,
+      cases: corpus.cases,
+      failures,
+      known,
+      errors,
+      classes: [...byClass.keys()],
+      rssGrowth: rssPeak - rss0,
+      protoChanged: Object.getOwnPropertyNames(Object.prototype).length !== protoKeys,
+      byProblem,
     };
   })();
   return running;

@@ -35,7 +35,10 @@ function model(prefix: string, shift = 0, names: string[] = [Q, K, UP, NORM]): R
   names.forEach((name, t) => {
     const shape = name === NORM ? [4] : [2, 4];
     const n = shape.reduce((a, b) => a * b, 1);
-    out[prefix + name] = bf16Tensor(shape, Array.from({ length: n }, (_, i) => 1 + i + t + (i === 0 ? shift : 0)));
+    out[prefix + name] = bf16Tensor(
+      shape,
+      Array.from({ length: n }, (_, i) => 1 + i + t + (i === 0 ? shift : 0)),
+    );
   });
   return out;
 }
@@ -93,13 +96,16 @@ test('pairing strips a prefix only where the rest matches: a name that merely st
 });
 
 test('the spectral pass and the diff threads find the checkpoint tensors of a prefixed checkpoint', async () => {
-  const rng = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) - 0.5;
+  const rng = (seed: number) => () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5;
   const r0 = rng(7);
   const big = (prefix: string, noise: number): Record<string, RawTensor> => {
     const out: Record<string, RawTensor> = {};
     for (const name of [Q, K, UP]) {
       const vals = Array.from({ length: 16 * 24 }, () => r0());
-      out[prefix + name] = bf16Tensor([16, 24], vals.map((v, i) => v + (i % 3 === 0 ? noise : 0)));
+      out[prefix + name] = bf16Tensor(
+        [16, 24],
+        vals.map((v, i) => v + (i % 3 === 0 ? noise : 0)),
+      );
     }
     return out;
   };
@@ -112,13 +118,25 @@ test('the spectral pass and the diff threads find the checkpoint tensors of a pr
     ckptT[`_orig_mod.${name}`] = { dtype: 'BF16', shape: t.shape, data: bf16Bytes(moved) };
   }
   const f = await pairOfFiles(baseT, ckptT);
-  const full = await analyzeCheckpoint(f.base, f.ckpt, { settings: DEFAULT_SETTINGS, passes: 'full', spectral: createSpectralPass(createReferenceBackend()), threads: 1 });
+  const full = await analyzeCheckpoint(f.base, f.ckpt, {
+    settings: DEFAULT_SETTINGS,
+    passes: 'full',
+    spectral: createSpectralPass(createReferenceBackend()),
+    threads: 1,
+  });
   for (const t of full.tensors) {
     assert.ok(t.spectral, `${t.name} went through the spectral pass`);
     assert.equal(t.changed, 128);
   }
-  const threaded = await analyzeCheckpoint(f.base, f.ckpt, { ...diffOnly, threads: 2, threadScript: path.join(__dirname, '../../src/analysis/diff-thread.js') });
-  assert.deepEqual(threaded.tensors.map((t) => [t.name, t.changed]), full.tensors.map((t) => [t.name, t.changed]));
+  const threaded = await analyzeCheckpoint(f.base, f.ckpt, {
+    ...diffOnly,
+    threads: 2,
+    threadScript: path.join(__dirname, '../../src/analysis/diff-thread.js'),
+  });
+  assert.deepEqual(
+    threaded.tensors.map((t) => [t.name, t.changed]),
+    full.tensors.map((t) => [t.name, t.changed]),
+  );
   assert.equal(threaded.pairing?.checkpointPrefix, '_orig_mod.');
 });
 
@@ -132,7 +150,10 @@ test('a completely different model is a PairingError that names both paths, the 
     assert.equal(e.file, f.ckpt);
     assert.ok(e.message.includes(f.ckpt) && e.message.includes(f.base), e.message);
     assert.match(e.message, /0 of the base's 4 float tensors pair/);
-    assert.match(e.message, /Unpaired in the base: "model\.layers\.0\.input_layernorm\.weight", "model\.layers\.0\.mlp\.up_proj\.weight", "model\.layers\.0\.self_attn\.k_proj\.weight" and 1 more\./);
+    assert.match(
+      e.message,
+      /Unpaired in the base: "model\.layers\.0\.input_layernorm\.weight", "model\.layers\.0\.mlp\.up_proj\.weight", "model\.layers\.0\.self_attn\.k_proj\.weight" and 1 more\./,
+    );
     assert.match(e.message, /Unpaired in the checkpoint: "transformer\.h\.0\.attn\.c_attn\.weight", "transformer\.h\.0\.mlp\.c_fc\.weight"\./);
     assert.ok(!e.message.includes('\n'), 'one line');
     return true;
@@ -147,7 +168,10 @@ test('every shape differing is a PairingError that lists the shapes', async () =
   await assert.rejects(analyzeCheckpoint(f.base, f.ckpt, diffOnly), (e: unknown) => {
     assert.ok(e instanceof PairingError);
     assert.match(e.message, /0 of the base's 4 float tensors pair/);
-    assert.match(e.message, /Shape differs: "model\.layers\.0\.input_layernorm\.weight" \(base \[4\] vs checkpoint \[2, 2\]\), "model\.layers\.0\.mlp\.up_proj\.weight" \(base \[2, 4\] vs checkpoint \[4, 2\]\), .* and 1 more\./);
+    assert.match(
+      e.message,
+      /Shape differs: "model\.layers\.0\.input_layernorm\.weight" \(base \[4\] vs checkpoint \[2, 2\]\), "model\.layers\.0\.mlp\.up_proj\.weight" \(base \[2, 4\] vs checkpoint \[4, 2\]\), .* and 1 more\./,
+    );
     assert.match(e.message, /Unpaired in the checkpoint: "model\.layers\.0\.input_layernorm\.weight"/);
     return true;
   });
@@ -160,11 +184,20 @@ test('fewer than half of the base tensors paired is an error, half is a report w
   // A shape mismatch counts as unpaired for the rule.
   const shapes = { ...model('', 1, [Q]), [K]: bf16Tensor([4, 2], [1, 2, 3, 4, 5, 6, 7, 8]) };
   const withShape = await pairOfFiles(model(''), shapes);
-  await assert.rejects(analyzeCheckpoint(withShape.base, withShape.ckpt, diffOnly), /1 of the base's 4 float tensors pair.*Shape differs: "model\.layers\.0\.self_attn\.k_proj\.weight"/);
+  await assert.rejects(
+    analyzeCheckpoint(withShape.base, withShape.ckpt, diffOnly),
+    /1 of the base's 4 float tensors pair.*Shape differs: "model\.layers\.0\.self_attn\.k_proj\.weight"/,
+  );
   const half = await pairOfFiles(model(''), { ...model('', 1, [Q, K]), [UP]: bf16Tensor([4, 2], [1, 2, 3, 4, 5, 6, 7, 8]) });
   const r = await analyzeCheckpoint(half.base, half.ckpt, diffOnly);
   assert.deepEqual(r.pairing, { basePrefix: '', checkpointPrefix: '', paired: 2, baseFloatTensors: names.length });
-  assert.deepEqual(r.mismatches.map((m) => [m.name, m.problem]), [[NORM, 'only-in-base'], [UP, 'shape-mismatch']]);
+  assert.deepEqual(
+    r.mismatches.map((m) => [m.name, m.problem]),
+    [
+      [NORM, 'only-in-base'],
+      [UP, 'shape-mismatch'],
+    ],
+  );
   assert.match(formatCheckpointReport(r), /2 of the base's 4 float tensors compared/);
 });
 
@@ -194,7 +227,10 @@ async function nonFiniteRun(): Promise<CheckpointReport> {
   });
   const one = bf16(1);
   const two = bf16(2);
-  const f = await pairOfFiles(mk([one, one, one, one], [inf, inf, inf, inf], [one, one, one, one]), mk([nan, nan, nan, nan], [one, one, one, one], [one, two, one, one]));
+  const f = await pairOfFiles(
+    mk([one, one, one, one], [inf, inf, inf, inf], [one, one, one, one]),
+    mk([nan, nan, nan, nan], [one, one, one, one], [one, two, one, one]),
+  );
   return analyzeCheckpoint(f.base, f.ckpt, diffOnly);
 }
 
@@ -240,7 +276,10 @@ test('a tensor whose every entry is NaN or Inf has unchanged null with the reaso
 
 test('a checkpoint whose every compared entry is NaN has no unchanged share at all', async () => {
   const nan = 0x7fc0;
-  const mk = (v: number): Record<string, RawTensor> => ({ [Q]: { dtype: 'BF16', shape: [2, 2], data: bf16Bytes([v, v, v, v]) }, [NORM]: { dtype: 'BF16', shape: [2], data: bf16Bytes([v, v]) } });
+  const mk = (v: number): Record<string, RawTensor> => ({
+    [Q]: { dtype: 'BF16', shape: [2, 2], data: bf16Bytes([v, v, v, v]) },
+    [NORM]: { dtype: 'BF16', shape: [2], data: bf16Bytes([v, v]) },
+  });
   const f = await pairOfFiles(mk(bf16(1)), mk(nan));
   const r = await analyzeCheckpoint(f.base, f.ckpt, diffOnly);
   assert.equal(r.summary.unchanged, null);
@@ -255,7 +294,12 @@ test('a checkpoint whose every compared entry is NaN has no unchanged share at a
   assert.match(text, /unchanged \(M1, [^)]*\): - of all float entries, - of linear weights/);
   assert.ok(!text.includes('100.0%'));
   // The full pass gives the all-NaN matrix no spectrum instead of numbers.
-  const full = await analyzeCheckpoint(f.base, f.ckpt, { settings: DEFAULT_SETTINGS, passes: 'full', spectral: createSpectralPass(createReferenceBackend()), threads: 1 });
+  const full = await analyzeCheckpoint(f.base, f.ckpt, {
+    settings: DEFAULT_SETTINGS,
+    passes: 'full',
+    spectral: createSpectralPass(createReferenceBackend()),
+    threads: 1,
+  });
   const q = full.tensors.find((t) => t.name === Q)!;
   assert.equal(q.spectral, undefined);
   assert.match(q.spectralSkipped!, /NaN or Inf/);
@@ -279,12 +323,17 @@ test('a fp32 checkpoint of a bf16 base prints one dtype line per dtype pair, the
   const text = formatCheckpointReport(r);
   assert.ok(!text.includes('dtype-mismatch'), text);
   const lines = text.split('\n').filter((l) => l.includes('dtype differs'));
-  assert.deepEqual(lines.map((l) => l.trim()), [
-    'dtype differs in 1 tensor: BF16 in base, F16 in checkpoint (compared as floats with the relative rule)',
-    'dtype differs in 6 tensors: BF16 in base, F32 in checkpoint (compared as floats with the relative rule; Gate III probe reported)',
-  ]);
+  assert.deepEqual(
+    lines.map((l) => l.trim()),
+    [
+      'dtype differs in 1 tensor: BF16 in base, F16 in checkpoint (compared as floats with the relative rule)',
+      'dtype differs in 6 tensors: BF16 in base, F32 in checkpoint (compared as floats with the relative rule; Gate III probe reported)',
+    ],
+  );
   const html = reportsToHtml([r]);
-  assert.ok(html.includes('<li>dtype differs in 6 tensors: BF16 in base, F32 in checkpoint (compared as floats with the relative rule; Gate III probe reported)</li>'));
+  assert.ok(
+    html.includes('<li>dtype differs in 6 tensors: BF16 in base, F32 in checkpoint (compared as floats with the relative rule; Gate III probe reported)</li>'),
+  );
   assert.ok(!html.includes('dtype-mismatch'));
 });
 
@@ -293,10 +342,11 @@ test('a fp32 checkpoint of a bf16 base prints one dtype line per dtype pair, the
 function pairOf(m: number, n: number, w0: Float32Array, w1: Float32Array): TensorPair {
   const mask = new Uint8Array(m * n);
   let changed = 0;
-  for (let i = 0; i < mask.length; i++) if (w0[i] !== w1[i]) {
-    mask[i] = 1;
-    changed++;
-  }
+  for (let i = 0; i < mask.length; i++)
+    if (w0[i] !== w1[i]) {
+      mask[i] = 1;
+      changed++;
+    }
   return { name: 'model.layers.0.mlp.up_proj.weight', m, n, w0, w1, mask, changed, dtype0: 'F32', dtype1: 'F32', nonFinite: 0 };
 }
 
@@ -319,7 +369,11 @@ function allFinite(x: unknown, at = '$'): string[] {
 
 const spectralSettings = { ...DEFAULT_SETTINGS, k: 8, kSpectrum: 256 };
 
-for (const [label, m, n] of [['square, full SVD', 24, 24], ['rectangular, full SVD', 20, 36], ['square, randomized SVD', 300, 300]] as const) {
+for (const [label, m, n] of [
+  ['square, full SVD', 24, 24],
+  ['rectangular, full SVD', 20, 36],
+  ['square, randomized SVD', 300, 300],
+] as const) {
   test(`analyzePair: a zero row, a zero column and entries near the float32 limit give finite measures (${label})`, async () => {
     const backend = createReferenceBackend();
     const w0 = randomMatrix(3, m, n);
@@ -338,10 +392,20 @@ for (const [label, m, n] of [['square, full SVD', 24, 24], ['rectangular, full S
     // The same matrices scaled near the float32 limit (entries up to 2.5e38): every ratio is the same
     // and every measure with a unit scales with it.
     const big = 5e38;
-    const rb = await analyzePair(backend, pairOf(m, n, w0.map((x) => x * big), w1.map((x) => x * big)), settings);
+    const rb = await analyzePair(
+      backend,
+      pairOf(
+        m,
+        n,
+        w0.map((x) => x * big),
+        w1.map((x) => x * big),
+      ),
+      settings,
+    );
     assert.deepEqual(allFinite(rb.spectral), []);
     // Relative 1e-6 (float32 data, scaled); shares in [0, 1] also within 1e-6 absolute (k = the whole side makes them ~0).
-    const close = (a: number, b: number, what: string, abs = 0): void => assert.ok(Math.abs(a - b) <= 1e-6 * Math.max(Math.abs(a), Math.abs(b)) + abs, `${what}: ${a} vs ${b}`);
+    const close = (a: number, b: number, what: string, abs = 0): void =>
+      assert.ok(Math.abs(a - b) <= 1e-6 * Math.max(Math.abs(a), Math.abs(b)) + abs, `${what}: ${a} vs ${b}`);
     close(rb.spectral.sigmaBase[0], r.spectral.sigmaBase[0] * big, 'sigma_1');
     close(rb.spectral.updateSpectralNorm, r.spectral.updateSpectralNorm * big, '||dW||_2');
     close(rb.spectral.nss, r.spectral.nss, 'NSS', 1e-6);
@@ -358,10 +422,21 @@ test('analyzePair: a zero base has no regime; the spectral pass skips it with th
   assert.equal(r.degenerate, ZERO_BASE);
   assert.equal(r.verdict.label, 'inconclusive');
   assert.deepEqual(allFinite(r.spectral), []);
-  const base = { [UP]: { dtype: 'F32', shape: [m, n], data: f32Bytes(Array.from({ length: m * n }, () => 0)) }, [Q]: { dtype: 'F32', shape: [m, n], data: f32Bytes(Array.from(randomMatrix(1, m, n))) } };
-  const ckpt = { [UP]: { dtype: 'F32', shape: [m, n], data: f32Bytes(Array.from(randomMatrix(5, m, n))) }, [Q]: { dtype: 'F32', shape: [m, n], data: f32Bytes(Array.from(randomMatrix(2, m, n))) } };
+  const base = {
+    [UP]: { dtype: 'F32', shape: [m, n], data: f32Bytes(Array.from({ length: m * n }, () => 0)) },
+    [Q]: { dtype: 'F32', shape: [m, n], data: f32Bytes(Array.from(randomMatrix(1, m, n))) },
+  };
+  const ckpt = {
+    [UP]: { dtype: 'F32', shape: [m, n], data: f32Bytes(Array.from(randomMatrix(5, m, n))) },
+    [Q]: { dtype: 'F32', shape: [m, n], data: f32Bytes(Array.from(randomMatrix(2, m, n))) },
+  };
   const f = await pairOfFiles(base, ckpt);
-  const full = await analyzeCheckpoint(f.base, f.ckpt, { settings: spectralSettings, passes: 'full', spectral: createSpectralPass(createReferenceBackend()), threads: 1 });
+  const full = await analyzeCheckpoint(f.base, f.ckpt, {
+    settings: spectralSettings,
+    passes: 'full',
+    spectral: createSpectralPass(createReferenceBackend()),
+    threads: 1,
+  });
   const up = full.tensors.find((t) => t.name === UP)!;
   assert.equal(up.spectral, undefined);
   assert.equal(up.spectralSkipped, ZERO_BASE);
@@ -375,7 +450,12 @@ test('the full analysis of a checkpoint with NaN rows (zeroed for the spectral p
   const w1 = w0.map((x, i) => (i < n ? NaN : i % 4 === 0 ? x + 0.05 : x));
   const f = await pairOfFiles({ [UP]: { dtype: 'F32', shape: [m, n], data: f32Bytes(w0) } }, { [UP]: { dtype: 'F32', shape: [m, n], data: f32Bytes(w1) } });
   // k = 64 capped at 24: the whole side, on the full SVD path.
-  const r = await analyzeCheckpoint(f.base, f.ckpt, { settings: DEFAULT_SETTINGS, passes: 'full', spectral: createSpectralPass(createReferenceBackend()), threads: 1 });
+  const r = await analyzeCheckpoint(f.base, f.ckpt, {
+    settings: DEFAULT_SETTINGS,
+    passes: 'full',
+    spectral: createSpectralPass(createReferenceBackend()),
+    threads: 1,
+  });
   const t = r.tensors[0];
   assert.equal(t.nonFinite, n);
   assert.ok(t.spectral);
@@ -394,6 +474,9 @@ test('compare pairs like the diff: a torch.compile checkpoint beside a plain one
   // The same update under two namings: every tensor compared, and the two masks identical (Jaccard 1).
   assert.equal(r.tensors.length, 4);
   assert.equal(r.jaccard[0][1], 1);
-  assert.ok(r.runs[0].density > 0, "the update is seen");
-  await assert.rejects(compareRuns(base, [plain, other], { eta: 1e-3, labels: ['a', 'c'] }), (e: unknown) => e instanceof PairingError && /c\/model\.safetensors/.test(e.message));
+  assert.ok(r.runs[0].density > 0, 'the update is seen');
+  await assert.rejects(
+    compareRuns(base, [plain, other], { eta: 1e-3, labels: ['a', 'c'] }),
+    (e: unknown) => e instanceof PairingError && /c\/model\.safetensors/.test(e.message),
+  );
 });

@@ -31,10 +31,11 @@ test('bf16 bit-exact probe equals the slow relative-rule reference on random and
   const b0: number[] = [];
   const b1: number[] = [];
   const edge = [0x0000, 0x8000, 0x0001, 0x8001, 0x007f, 0x0080, 0x7f7f, 0xff7f, 0x7f80, 0xff80, 0x7fc0, 0x4480, 0x3f80, 0x3580];
-  for (const a of edge) for (const b of edge) {
-    b0.push(a);
-    b1.push(b);
-  }
+  for (const a of edge)
+    for (const b of edge) {
+      b0.push(a);
+      b1.push(b);
+    }
   for (let i = 0; i < 200_000; i++) {
     const a = Math.floor(rand() * 65536);
     // Neighbours (one ULP either way), sign flips and unrelated values.
@@ -66,18 +67,24 @@ async function fixture(): Promise<{ dir: string; base: string; ckpt: string }> {
   // q: 2x3 bf16 with known changes; n: f32 1-D with relative-rule cases; k only in base; v shape mismatch.
   const q0 = [1, 2, 3, 4, 5, 6].map(bf16);
   const q1 = [1, 2.5, 3, 4, 5, -6].map(bf16);
-  const base = await writeFile(path.join(dir, 'base', 'model.safetensors'), validFile({
-    'model.layers.0.self_attn.q_proj.weight': { dtype: 'BF16', shape: [2, 3], data: bf16Bytes(q0) },
-    'model.layers.0.input_layernorm.weight': { dtype: 'F32', shape: [4], data: f32Bytes([1, 1, 100, 0]) },
-    'model.layers.0.self_attn.k_proj.weight': { dtype: 'BF16', shape: [1, 1], data: bf16Bytes([bf16(1)]) },
-    'model.layers.1.self_attn.v_proj.weight': { dtype: 'BF16', shape: [1, 2], data: bf16Bytes([bf16(1), bf16(1)]) },
-  }));
-  const ckpt = await writeFile(path.join(dir, 'ckpt', 'model.safetensors'), validFile({
-    'model.layers.0.self_attn.q_proj.weight': { dtype: 'BF16', shape: [2, 3], data: bf16Bytes(q1) },
-    'model.layers.0.input_layernorm.weight': { dtype: 'F32', shape: [4], data: f32Bytes([1.0005, 1.002, 100.05, 0]) },
-    'model.layers.1.self_attn.v_proj.weight': { dtype: 'BF16', shape: [2, 1], data: bf16Bytes([bf16(1), bf16(1)]) },
-    'lm_head.weight': { dtype: 'BF16', shape: [1, 1], data: bf16Bytes([bf16(1)]) },
-  }));
+  const base = await writeFile(
+    path.join(dir, 'base', 'model.safetensors'),
+    validFile({
+      'model.layers.0.self_attn.q_proj.weight': { dtype: 'BF16', shape: [2, 3], data: bf16Bytes(q0) },
+      'model.layers.0.input_layernorm.weight': { dtype: 'F32', shape: [4], data: f32Bytes([1, 1, 100, 0]) },
+      'model.layers.0.self_attn.k_proj.weight': { dtype: 'BF16', shape: [1, 1], data: bf16Bytes([bf16(1)]) },
+      'model.layers.1.self_attn.v_proj.weight': { dtype: 'BF16', shape: [1, 2], data: bf16Bytes([bf16(1), bf16(1)]) },
+    }),
+  );
+  const ckpt = await writeFile(
+    path.join(dir, 'ckpt', 'model.safetensors'),
+    validFile({
+      'model.layers.0.self_attn.q_proj.weight': { dtype: 'BF16', shape: [2, 3], data: bf16Bytes(q1) },
+      'model.layers.0.input_layernorm.weight': { dtype: 'F32', shape: [4], data: f32Bytes([1.0005, 1.002, 100.05, 0]) },
+      'model.layers.1.self_attn.v_proj.weight': { dtype: 'BF16', shape: [2, 1], data: bf16Bytes([bf16(1), bf16(1)]) },
+      'lm_head.weight': { dtype: 'BF16', shape: [1, 1], data: bf16Bytes([bf16(1)]) },
+    }),
+  );
   return { dir, base: path.dirname(base), ckpt: path.dirname(ckpt) };
 }
 
@@ -198,7 +205,21 @@ test('the diff pass on worker threads gives the same report as one thread, and p
     await b.close();
     await c.close();
   }
-  assert.deepEqual(shareOut([['a', 10], ['b', 7], ['c', 5], ['d', 3]], 2).map((g) => g.sort()), [['a', 'd'], ['b', 'c']]);
+  assert.deepEqual(
+    shareOut(
+      [
+        ['a', 10],
+        ['b', 7],
+        ['c', 5],
+        ['d', 3],
+      ],
+      2,
+    ).map((g) => g.sort()),
+    [
+      ['a', 'd'],
+      ['b', 'c'],
+    ],
+  );
   // A checkpoint rewritten after it was opened: the thread's error arrives typed, naming the file.
   const b2 = await Checkpoint.open(base);
   const c2 = await Checkpoint.open(checkpoints[0]);
@@ -206,7 +227,10 @@ test('the diff pass on worker threads gives the same report as one thread, and p
     const f = path.join(checkpoints[0], 'model.safetensors');
     const bytes = await fsp.readFile(f);
     await fsp.writeFile(f, bytes.subarray(0, bytes.length - 64));
-    await assert.rejects(diffCheckpointsParallel(b2, c2, { eta: 1e-3, threads: 2, threadScript: script }), (e: unknown) => e instanceof CheckpointFormatError && e.file === f);
+    await assert.rejects(
+      diffCheckpointsParallel(b2, c2, { eta: 1e-3, threads: 2, threadScript: script }),
+      (e: unknown) => e instanceof CheckpointFormatError && e.file === f,
+    );
   } finally {
     await b2.close();
     await c2.close();

@@ -37,11 +37,20 @@ test('finds every trainer layout, groups runs, orders steps, resolves bases', as
   const byName = Object.fromEntries(s.runs.map((r) => [r.name, r]));
   assert.deepEqual(Object.keys(byName).sort(), ['loose', 'models/base', 'runs/grpo', 'runs/ppo', 'runs/sft']);
   const sft = byName['runs/sft'];
-  assert.deepEqual(sft.checkpoints.map((c) => c.step), [50, 100, 500]);
+  assert.deepEqual(
+    sft.checkpoints.map((c) => c.step),
+    [50, 100, 500],
+  );
   assert.ok(sft.checkpoints.every((c) => c.layout === 'hf-trainer' && c.state === 'complete'));
   assert.equal(sft.base.resolved, path.join(root, 'models/base'));
   const grpo = byName['runs/grpo'];
-  assert.deepEqual(grpo.checkpoints.map((c) => [c.step, c.layout, c.state]), [[10, 'verl', 'complete'], [20, 'verl-fsdp', 'needs-merging']]);
+  assert.deepEqual(
+    grpo.checkpoints.map((c) => [c.step, c.layout, c.state]),
+    [
+      [10, 'verl', 'complete'],
+      [20, 'verl-fsdp', 'needs-merging'],
+    ],
+  );
   assert.match(grpo.checkpoints[1].mergeCommand!, /verl\.model_merger merge --backend fsdp/);
   assert.equal(grpo.base.resolved, path.join(root, 'models/base'));
   assert.match(grpo.base.source!, /config\.yaml:3 \(actor_rollout_ref\.model\.path\)/);
@@ -50,7 +59,13 @@ test('finds every trainer layout, groups runs, orders steps, resolves bases', as
   assert.equal(ppo.checkpoints[0].step, 5);
   assert.equal(ppo.base.resolved, null);
   assert.match(ppo.base.problem!, /Org\/Unknown-Model/);
-  assert.deepEqual(byName.loose.checkpoints.map((c) => [c.step, c.layout]), [[1, 'loose-file'], [2, 'loose-file']]);
+  assert.deepEqual(
+    byName.loose.checkpoints.map((c) => [c.step, c.layout]),
+    [
+      [1, 'loose-file'],
+      [2, 'loose-file'],
+    ],
+  );
   assert.deepEqual(byName['models/base'].baseOf.sort(), [path.join(root, 'runs/grpo'), path.join(root, 'runs/sft')]);
 });
 
@@ -74,13 +89,21 @@ test('checkpoints still being written are incomplete, broken ones are errors', a
   const root = await tempDir();
   const full = weights();
   await writeFile(path.join(root, 'run', 'checkpoint-1', 'model.safetensors'), full.subarray(0, full.length - 2));
-  await writeFile(path.join(root, 'run', 'checkpoint-2', 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' } }));
+  await writeFile(
+    path.join(root, 'run', 'checkpoint-2', 'model.safetensors.index.json'),
+    JSON.stringify({ weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' } }),
+  );
   await writeFile(path.join(root, 'run', 'checkpoint-2', 'model-00001-of-00002.safetensors'), full);
   await writeFile(path.join(root, 'run', 'checkpoint-3', 'model.safetensors'), Buffer.concat([full.subarray(0, 8), Buffer.from('x'.repeat(full.length - 8))]));
   await writeFile(path.join(root, 'run', 'checkpoint-4', 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: '../../escape.safetensors' } }));
   const s = await scanFolder(root);
   const states = s.runs[0].checkpoints.map((c) => [c.step, c.state]);
-  assert.deepEqual(states, [[1, 'incomplete'], [2, 'incomplete'], [3, 'error'], [4, 'error']]);
+  assert.deepEqual(states, [
+    [1, 'incomplete'],
+    [2, 'incomplete'],
+    [3, 'error'],
+    [4, 'error'],
+  ]);
   assert.match(s.runs[0].checkpoints[1].reason!, /missing-shard/);
   assert.match(s.runs[0].checkpoints[3].reason!, /shard-path/);
 });
@@ -96,37 +119,82 @@ test('symlinked folders are not followed out of the scanned folder', async () =>
 });
 
 test('config keys from YAML, JSON, Python kwargs and Hydra overrides, with lines', () => {
-  const yaml = readConfigKeys('trainer:\n  default_local_dir: ckpts/run  # out\nactor_rollout_ref:\n  actor:\n    kl_loss_coef: 0.001\n    clip_ratio: 0.2\n', 'yaml');
-  assert.deepEqual(yaml.map((k) => [k.path, k.value, k.line]), [
-    ['trainer', '', 0], ['trainer.default_local_dir', 'ckpts/run', 1], ['actor_rollout_ref', '', 2],
-    ['actor_rollout_ref.actor', '', 3], ['actor_rollout_ref.actor.kl_loss_coef', '0.001', 4], ['actor_rollout_ref.actor.clip_ratio', '0.2', 5],
-  ]);
+  const yaml = readConfigKeys(
+    'trainer:\n  default_local_dir: ckpts/run  # out\nactor_rollout_ref:\n  actor:\n    kl_loss_coef: 0.001\n    clip_ratio: 0.2\n',
+    'yaml',
+  );
+  assert.deepEqual(
+    yaml.map((k) => [k.path, k.value, k.line]),
+    [
+      ['trainer', '', 0],
+      ['trainer.default_local_dir', 'ckpts/run', 1],
+      ['actor_rollout_ref', '', 2],
+      ['actor_rollout_ref.actor', '', 3],
+      ['actor_rollout_ref.actor.kl_loss_coef', '0.001', 4],
+      ['actor_rollout_ref.actor.clip_ratio', '0.2', 5],
+    ],
+  );
   const json = readConfigKeys('{\n  "output_dir": "out/sft",\n  "learning_rate": 1e-05,\n  "peft": {\n    "init_lora_weights": "pissa"\n  }\n}', 'json');
-  assert.deepEqual(json.map((k) => [k.path, k.value, k.line]), [['output_dir', 'out/sft', 1], ['learning_rate', '1e-05', 2], ['peft', '', 3], ['peft.init_lora_weights', 'pissa', 4]]);
-  const py = readConfigKeys('cfg = GRPOConfig(\n    output_dir="out/grpo",\n    beta=0.04, learning_rate=1e-6,\n)\nsft = SFTConfig(output_dir="out/sft", bf16=True)\n', 'python');
-  assert.deepEqual(py.map((k) => [k.key, k.value, k.line]), [['cfg', 'GRPOConfig', 0], ['output_dir', 'out/grpo', 1], ['beta', '0.04', 2], ['learning_rate', '1e-6', 2], ['sft', 'SFTConfig', 4], ['output_dir', 'out/sft', 4], ['bf16', 'True', 4]]);
-  const sh = readConfigKeys('python3 -m verl.trainer.main_ppo \\\n  actor_rollout_ref.model.path=Qwen/Qwen2.5-0.5B \\\n  algorithm.kl_ctrl.kl_coef=0.001\n', 'shell');
-  assert.deepEqual(sh.map((k) => [k.path, k.value, k.line]), [['actor_rollout_ref.model.path', 'Qwen/Qwen2.5-0.5B', 1], ['algorithm.kl_ctrl.kl_coef', '0.001', 2]]);
+  assert.deepEqual(
+    json.map((k) => [k.path, k.value, k.line]),
+    [
+      ['output_dir', 'out/sft', 1],
+      ['learning_rate', '1e-05', 2],
+      ['peft', '', 3],
+      ['peft.init_lora_weights', 'pissa', 4],
+    ],
+  );
+  const py = readConfigKeys(
+    'cfg = GRPOConfig(\n    output_dir="out/grpo",\n    beta=0.04, learning_rate=1e-6,\n)\nsft = SFTConfig(output_dir="out/sft", bf16=True)\n',
+    'python',
+  );
+  assert.deepEqual(
+    py.map((k) => [k.key, k.value, k.line]),
+    [
+      ['cfg', 'GRPOConfig', 0],
+      ['output_dir', 'out/grpo', 1],
+      ['beta', '0.04', 2],
+      ['learning_rate', '1e-6', 2],
+      ['sft', 'SFTConfig', 4],
+      ['output_dir', 'out/sft', 4],
+      ['bf16', 'True', 4],
+    ],
+  );
+  const sh = readConfigKeys(
+    'python3 -m verl.trainer.main_ppo \\\n  actor_rollout_ref.model.path=Qwen/Qwen2.5-0.5B \\\n  algorithm.kl_ctrl.kl_coef=0.001\n',
+    'shell',
+  );
+  assert.deepEqual(
+    sh.map((k) => [k.path, k.value, k.line]),
+    [
+      ['actor_rollout_ref.model.path', 'Qwen/Qwen2.5-0.5B', 1],
+      ['algorithm.kl_ctrl.kl_coef', '0.001', 2],
+    ],
+  );
 });
 
-test('config.json is read non-blocking: a FIFO of that name gives no config and never hangs the reader', { timeout: 20_000, skip: process.platform === 'win32' ? 'no FIFOs on Windows' : false }, async () => {
-  const { execFileSync } = await import('node:child_process');
-  const { readModelConfig } = await import('../../src/discovery/model-config');
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gatescope-fifo-'));
-  try {
-    const good = path.join(dir, 'good');
-    const fifo = path.join(dir, 'fifo');
-    await fsp.mkdir(good);
-    await fsp.mkdir(fifo);
-    await fsp.writeFile(path.join(good, 'config.json'), JSON.stringify({ num_attention_heads: 4, num_key_value_heads: 2, hidden_size: 64 }));
-    execFileSync('mkfifo', [path.join(fifo, 'config.json')]);
-    assert.deepEqual(await readModelConfig(path.join(good, 'model.safetensors')), { num_attention_heads: 4, num_key_value_heads: 2, hidden_size: 64 });
-    assert.equal(await readModelConfig(fifo), null);
-    assert.equal(await readModelConfig(path.join(dir, 'missing')), null);
-  } finally {
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
-});
+test(
+  'config.json is read non-blocking: a FIFO of that name gives no config and never hangs the reader',
+  { timeout: 20_000, skip: process.platform === 'win32' ? 'no FIFOs on Windows' : false },
+  async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { readModelConfig } = await import('../../src/discovery/model-config');
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gatescope-fifo-'));
+    try {
+      const good = path.join(dir, 'good');
+      const fifo = path.join(dir, 'fifo');
+      await fsp.mkdir(good);
+      await fsp.mkdir(fifo);
+      await fsp.writeFile(path.join(good, 'config.json'), JSON.stringify({ num_attention_heads: 4, num_key_value_heads: 2, hidden_size: 64 }));
+      execFileSync('mkfifo', [path.join(fifo, 'config.json')]);
+      assert.deepEqual(await readModelConfig(path.join(good, 'model.safetensors')), { num_attention_heads: 4, num_key_value_heads: 2, hidden_size: 64 });
+      assert.equal(await readModelConfig(fifo), null);
+      assert.equal(await readModelConfig(path.join(dir, 'missing')), null);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 test('scan validates the index against the shard headers, reports an index beside model.safetensors, and quotes merge commands', async () => {
   const root = await tempDir();
@@ -151,7 +219,10 @@ test('scan validates the index against the shard headers, reports an index besid
   assert.equal(one.state, 'error');
   assert.match(one.reason!, /index-mismatch: the index maps it to model-00002-of-00002\.safetensors, which does not hold it/);
   assert.equal(two.state, 'complete');
-  assert.match(two.reason!, /holds both model\.safetensors\.index\.json and model\.safetensors: the index's 1 shard\(s\) are read and model\.safetensors is ignored/);
+  assert.match(
+    two.reason!,
+    /holds both model\.safetensors\.index\.json and model\.safetensors: the index's 1 shard\(s\) are read and model\.safetensors is ignored/,
+  );
   const fsdp = scan.runs.flatMap((r) => r.checkpoints).find((c) => c.layout === 'verl-fsdp')!;
   assert.ok(fsdp.mergeCommand!.includes(`--local_dir '${raw.replace(/'/g, "'\\''")}'`), fsdp.mergeCommand);
   // The analysis says the same in its report.

@@ -52,7 +52,8 @@ test('the worker evicts the result cache at the limit the client gives, not at a
   let limit = 1024 * 1024 * 1024;
   const engine = new EngineClient({ workerPath: WORKER, cacheDir, resultCacheBytes: () => limit });
   try {
-    const spec = (eta: number) => ({ kind: 'analyze', base, checkpoint: checkpoints[0], passes: 'diff', settings: { ...SETTINGS, eta }, device: 'cpu' }) as const;
+    const spec = (eta: number) =>
+      ({ kind: 'analyze', base, checkpoint: checkpoints[0], passes: 'diff', settings: { ...SETTINGS, eta }, device: 'cpu' }) as const;
     await engine.run(spec(1e-3));
     await engine.run(spec(2e-3));
     const files = (await listCache(cacheDir)).filter((f) => f.endsWith('.json'));
@@ -71,7 +72,10 @@ test('the worker evicts the result cache at the limit the client gives, not at a
 test('the engine keeps base subspaces beside its results: the second checkpoint of a base reuses them', { timeout: 120_000 }, async () => {
   const dir = await tempDir();
   // Sides above kSpectrum + oversample take the shared-subspace path that the base-subspace cache serves.
-  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'), { shape: { hidden: 320, intermediate: 640, layers: 1, heads: 4, kvHeads: 2, vocab: 64 }, steps: [10, 20] });
+  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'), {
+    shape: { hidden: 320, intermediate: 640, layers: 1, heads: 4, kvHeads: 2, vocab: 64 },
+    steps: [10, 20],
+  });
   const cacheDir = path.join(dir, 'cache');
   const engine = new EngineClient({ workerPath: WORKER, cacheDir, baseCacheBytes: () => 64 * 1024 * 1024 });
   try {
@@ -83,11 +87,20 @@ test('the engine keeps base subspaces beside its results: the second checkpoint 
     assert.equal(stored.length, first.baseBases.computed);
     const second = (await engine.run(spec(checkpoints[1]))).result as CheckpointReport;
     assert.deepEqual(second.baseBases, { fromCache: first.baseBases.computed, computed: 0, cached: true });
-    assert.ok(second.tensors.filter((t) => t.spectral?.subspace).every((t) => t.spectral!.subspace!.baseFromCache && t.spectral!.subspace!.baseIterations === null));
+    assert.ok(
+      second.tensors.filter((t) => t.spectral?.subspace).every((t) => t.spectral!.subspace!.baseFromCache && t.spectral!.subspace!.baseIterations === null),
+    );
     // The same numbers as an analysis that computes every base subspace itself.
     const backend = await (await import('../../src/compute/backend')).createBackend({ device: 'cpu' });
-    const direct = await analyzeCheckpoint(base, checkpoints[1], { settings, passes: 'full', spectral: (await import('../../src/analysis/spectral')).createSpectralPass(backend) }).finally(() => backend.dispose());
-    assert.deepEqual(second.tensors.map((t) => t.spectral?.nss), direct.tensors.map((t) => t.spectral?.nss));
+    const direct = await analyzeCheckpoint(base, checkpoints[1], {
+      settings,
+      passes: 'full',
+      spectral: (await import('../../src/analysis/spectral')).createSpectralPass(backend),
+    }).finally(() => backend.dispose());
+    assert.deepEqual(
+      second.tensors.map((t) => t.spectral?.nss),
+      direct.tensors.map((t) => t.spectral?.nss),
+    );
     assert.deepEqual(second.verdict, direct.verdict);
   } finally {
     await engine.dispose();
@@ -96,24 +109,33 @@ test('the engine keeps base subspaces beside its results: the second checkpoint 
 
 test('a cancelled job stops and leaves no cache entry; a corrupt entry is ignored and recomputed', async () => {
   const dir = await tempDir();
-  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'), { shape: { hidden: 256, intermediate: 704, layers: 4, heads: 4, kvHeads: 2, vocab: 256 } });
+  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'), {
+    shape: { hidden: 256, intermediate: 704, layers: 4, heads: 4, kvHeads: 2, vocab: 256 },
+  });
   const cacheDir = path.join(dir, 'cache');
   const engine = new EngineClient({ workerPath: WORKER, cacheDir });
   try {
     const ac = new AbortController();
     const spec = { kind: 'analyze', base, checkpoint: checkpoints[2], passes: 'full', settings: SETTINGS, device: 'cpu' } as const;
     let cancelledAt = 0;
-    const job = engine.run(spec, {
-      onProgress: (p) => {
-        if (p.phase === 'spectral' && !ac.signal.aborted) {
-          cancelledAt = Date.now();
-          ac.abort();
-        }
+    const job = engine.run(
+      spec,
+      {
+        onProgress: (p) => {
+          if (p.phase === 'spectral' && !ac.signal.aborted) {
+            cancelledAt = Date.now();
+            ac.abort();
+          }
+        },
       },
-    }, ac.signal);
+      ac.signal,
+    );
     await assert.rejects(job, (e: unknown) => e instanceof JobCancelledError);
     assert.ok(Date.now() - cancelledAt < 1000, 'cancellation takes effect within a second');
-    assert.deepEqual((await listCache(cacheDir)).filter((f) => f.endsWith('.json')), []);
+    assert.deepEqual(
+      (await listCache(cacheDir)).filter((f) => f.endsWith('.json')),
+      [],
+    );
     // Corrupt entry: write garbage under the right key, then the job recomputes.
     const diffSpec = { ...spec, passes: 'diff' } as const;
     await engine.run(diffSpec);
@@ -130,19 +152,24 @@ test('a cancelled job stops and leaves no cache entry; a corrupt entry is ignore
 
 test('an engine killed mid-job is restarted, the job re-queued, and the user told once', async () => {
   const dir = await tempDir();
-  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'), { shape: { hidden: 256, intermediate: 704, layers: 4, heads: 4, kvHeads: 2, vocab: 256 } });
+  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'), {
+    shape: { hidden: 256, intermediate: 704, layers: 4, heads: 4, kvHeads: 2, vocab: 256 },
+  });
   const restarts: string[] = [];
   const engine = new EngineClient({ workerPath: WORKER, cacheDir: null, onRestart: (r) => restarts.push(r) });
   try {
     let killedPid: number | undefined;
-    const result = await engine.run({ kind: 'analyze', base, checkpoint: checkpoints[1], passes: 'full', settings: SETTINGS, device: 'cpu' }, {
-      onProgress: () => {
-        if (killedPid === undefined) {
-          killedPid = engine.pid;
-          engine.kill('SIGKILL');
-        }
+    const result = await engine.run(
+      { kind: 'analyze', base, checkpoint: checkpoints[1], passes: 'full', settings: SETTINGS, device: 'cpu' },
+      {
+        onProgress: () => {
+          if (killedPid === undefined) {
+            killedPid = engine.pid;
+            engine.kill('SIGKILL');
+          }
+        },
       },
-    });
+    );
     assert.equal((result.result as CheckpointReport).kind, 'gatescope.checkpoint-report');
     assert.ok((result.result as CheckpointReport).verdict);
     assert.equal(restarts.length, 1);
@@ -156,7 +183,8 @@ test('an engine killed mid-job is restarted, the job re-queued, and the user tol
 test('cache eviction keeps the cache under its size limit, oldest first', async () => {
   const dir = await tempDir();
   const cache = new ResultCache(dir, 3000);
-  const fake = (i: number): ConsistencyReport => ({ schemaVersion: 1, kind: 'gatescope.consistency-report', pad: 'x'.repeat(1000), i } as unknown as ConsistencyReport);
+  const fake = (i: number): ConsistencyReport =>
+    ({ schemaVersion: 1, kind: 'gatescope.consistency-report', pad: 'x'.repeat(1000), i }) as unknown as ConsistencyReport;
   for (let i = 0; i < 5; i++) {
     await cache.put(`k${i}`, fake(i));
     await new Promise((r) => setTimeout(r, 15));
@@ -193,18 +221,19 @@ test('M2/M3: Jaccard, baselines and consensus equal a brute-force count', async 
     await ck.close();
   }
   await baseCk.close();
-  for (let x = 0; x < 3; x++) for (let y = 0; y < 3; y++) {
-    let inter = 0;
-    let union = 0;
-    for (let i = 0; i < masks[x].length; i++) {
-      inter += masks[x][i] & masks[y][i];
-      union += masks[x][i] | masks[y][i];
+  for (let x = 0; x < 3; x++)
+    for (let y = 0; y < 3; y++) {
+      let inter = 0;
+      let union = 0;
+      for (let i = 0; i < masks[x].length; i++) {
+        inter += masks[x][i] & masks[y][i];
+        union += masks[x][i] | masks[y][i];
+      }
+      assert.ok(Math.abs(t.jaccard[x][y] - inter / union) < 1e-12);
+      const p = masks[x].reduce((s, v) => s + v, 0) / masks[x].length;
+      const q = masks[y].reduce((s, v) => s + v, 0) / masks[y].length;
+      assert.ok(Math.abs(t.jaccardBaseline[x][y] - (p * q) / (p + q - p * q)) < 1e-12);
     }
-    assert.ok(Math.abs(t.jaccard[x][y] - inter / union) < 1e-12);
-    const p = masks[x].reduce((s, v) => s + v, 0) / masks[x].length;
-    const q = masks[y].reduce((s, v) => s + v, 0) / masks[y].length;
-    assert.ok(Math.abs(t.jaccardBaseline[x][y] - (p * q) / (p + q - p * q)) < 1e-12);
-  }
   // Consensus: block (0,0) of 8x8 entries (64 x 64 map of a 64 x 64 tensor at mapSize 8 -> 8 x 8 blocks).
   const [, n] = t.shape;
   let sum = 0;
@@ -234,7 +263,7 @@ test('scramble and mask jobs run in the engine process (what the extension comma
   }
 });
 
-test('a comparison in the engine runs each checkpoint\'s analysis through the cache and adds the comparative verdict', { timeout: 120_000 }, async () => {
+test("a comparison in the engine runs each checkpoint's analysis through the cache and adds the comparative verdict", { timeout: 120_000 }, async () => {
   const dir = await tempDir();
   const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'));
   const cacheDir = path.join(dir, 'cache');
@@ -244,7 +273,15 @@ test('a comparison in the engine runs each checkpoint\'s analysis through the ca
     const one = await engine.run({ kind: 'analyze', base, checkpoint: checkpoints[0], passes: 'full', settings: SETTINGS, device: 'cpu' });
     const before = (await listCache(cacheDir)).filter((f) => f.endsWith('.json'));
     assert.equal(before.length, 1);
-    const spec: JobSpec = { kind: 'compare', base, checkpoints: [checkpoints[0], checkpoints[2]], labels: ['a', 'c'], eta: 1e-3, settings: SETTINGS, device: 'cpu' };
+    const spec: JobSpec = {
+      kind: 'compare',
+      base,
+      checkpoints: [checkpoints[0], checkpoints[2]],
+      labels: ['a', 'c'],
+      eta: 1e-3,
+      settings: SETTINGS,
+      device: 'cpu',
+    };
     const res = await engine.run(spec);
     const report = res.result as ConsistencyReport;
     assert.ok(report.regime, 'the comparison carries the comparative verdict');
@@ -273,7 +310,10 @@ test('a result cache that cannot be written is a warning: the finished analysis 
     const r = await engine.run({ kind: 'analyze', base, checkpoint: checkpoints[0], passes: 'diff', settings: SETTINGS, device: 'cpu' });
     assert.equal((r.result as CheckpointReport).kind, 'gatescope.checkpoint-report');
     assert.equal(r.fromCache, false);
-    assert.ok(lines.some((l) => /warning: the result cache could not store this result .*the result is returned, uncached/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /warning: the result cache could not store this result .*the result is returned, uncached/.test(l)),
+      lines.join('\n'),
+    );
     assert.equal(await fsp.readFile(cacheDir, 'utf8'), 'a file where the cache folder should be', 'the file is untouched');
   } finally {
     await engine.dispose();
@@ -292,15 +332,30 @@ test('every error an engine job can meet reaches the client as one line naming t
   await fsp.writeFile(half, whole.subarray(0, Math.floor(whole.length / 2)));
   const logs: string[] = [];
   const engine = new EngineClient({ workerPath: WORKER, cacheDir: path.join(dir, 'cache'), log: (l) => logs.push(l) });
-  const analyze = (checkpoint: string, device: 'cpu' | 'cuda' = 'cpu', passes: 'diff' | 'full' = 'diff'): JobSpec => ({ kind: 'analyze', base, checkpoint, passes, settings: SETTINGS, device });
+  const analyze = (checkpoint: string, device: 'cpu' | 'cuda' = 'cpu', passes: 'diff' | 'full' = 'diff'): JobSpec => ({
+    kind: 'analyze',
+    base,
+    checkpoint,
+    passes,
+    settings: SETTINGS,
+    device,
+  });
   const cases: { name: string; spec: JobSpec; names: RegExp; incomplete?: boolean; mayPass?: boolean }[] = [
     { name: 'missing checkpoint', spec: analyze(path.join(dir, 'nowhere')), names: /nowhere: io: cannot open checkpoint: no such file or folder$/ },
     { name: 'a different model', spec: analyze(path.dirname(other)), names: /other-model.*pair/ },
     { name: 'half-written checkpoint', spec: analyze(path.dirname(half)), names: /half.*(shorter|still being written)/, incomplete: true },
     // Passes on a machine with CUDA; elsewhere the refusal must be one line.
     { name: 'CUDA without CUDA', spec: analyze(checkpoints[0], 'cuda', 'full'), names: /CUDA|cuda/, mayPass: true },
-    { name: 'scramble into a checkpoint folder', spec: { kind: 'scramble', base, out: checkpoints[1], layers: [0], rotate: true, permute: false, rotation: 'haar', seed: 1 }, names: /checkpoint|weights/ },
-    { name: 'mask over an existing weights file', spec: { kind: 'mask', base, out: other, maskKind: 'union', alpha: 0.5, k: 8, allModules: false, device: 'cpu' }, names: /model\.safetensors/ },
+    {
+      name: 'scramble into a checkpoint folder',
+      spec: { kind: 'scramble', base, out: checkpoints[1], layers: [0], rotate: true, permute: false, rotation: 'haar', seed: 1 },
+      names: /checkpoint|weights/,
+    },
+    {
+      name: 'mask over an existing weights file',
+      spec: { kind: 'mask', base, out: other, maskKind: 'union', alpha: 0.5, k: 8, allModules: false, device: 'cpu' },
+      names: /model\.safetensors/,
+    },
   ];
   try {
     for (const c of cases) {

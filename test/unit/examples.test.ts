@@ -70,7 +70,11 @@ test('M1 and Gate I equal the PyTorch reference on every tensor', () => {
       assert.ok(t, `${run}: ${r.name} missing`);
       assert.equal(t.changed, r.changed, `${run} ${r.name} changed`);
       assert.equal(t.unchanged, r.unchanged, `${run} ${r.name} unchanged`);
-      if (r.relUpdateNorm !== null) assert.ok(Math.abs(t.relUpdateNorm! - r.relUpdateNorm) <= 1e-9 * r.relUpdateNorm + 1e-15, `${run} ${r.name} relUpdateNorm ${t.relUpdateNorm} vs ${r.relUpdateNorm}`);
+      if (r.relUpdateNorm !== null)
+        assert.ok(
+          Math.abs(t.relUpdateNorm! - r.relUpdateNorm) <= 1e-9 * r.relUpdateNorm + 1e-15,
+          `${run} ${r.name} relUpdateNorm ${t.relUpdateNorm} vs ${r.relUpdateNorm}`,
+        );
     }
     assert.ok(Math.abs(report!.summary.unchanged! - ref.summary.unchanged) < 1e-12, `${run} summary.unchanged`);
     assert.ok(Math.abs(report!.summary.unchangedLinear! - ref.summary.unchangedLinear) < 1e-12, `${run} summary.unchangedLinear`);
@@ -88,9 +92,15 @@ test('M5-M8 equal the PyTorch float64 reference within float32 tolerance', () =>
       assert.ok(s, `${where}: no spectral result`);
       assert.equal(s.svdMethod, 'full', where);
       assert.ok(Math.abs(s.nss - e.nss!) <= 1e-4 * e.nss! + 1e-9, `${where} nss ${s.nss} vs ${e.nss}`);
-      assert.ok(Math.abs(s.principalAngleMaxDeg - e.principalAngleMaxDeg!) <= 0.01 + 1e-3 * e.principalAngleMaxDeg!, `${where} angle ${s.principalAngleMaxDeg} vs ${e.principalAngleMaxDeg}`);
+      assert.ok(
+        Math.abs(s.principalAngleMaxDeg - e.principalAngleMaxDeg!) <= 0.01 + 1e-3 * e.principalAngleMaxDeg!,
+        `${where} angle ${s.principalAngleMaxDeg} vs ${e.principalAngleMaxDeg}`,
+      );
       assert.ok(Math.abs(s.offPrincipalEnergy - e.offPrincipalEnergy!) <= 1e-5, `${where} off-principal ${s.offPrincipalEnergy} vs ${e.offPrincipalEnergy}`);
-      assert.ok(Math.abs(s.overlapLowMagnitude! - e.overlapLowMagnitude!) <= 1e-12, `${where} low-magnitude overlap ${s.overlapLowMagnitude} vs ${e.overlapLowMagnitude}`);
+      assert.ok(
+        Math.abs(s.overlapLowMagnitude! - e.overlapLowMagnitude!) <= 1e-12,
+        `${where} low-magnitude overlap ${s.overlapLowMagnitude} vs ${e.overlapLowMagnitude}`,
+      );
       // P comes from the rank-k reconstruction, computed in float32 here and float64 there: entries at
       // the alpha threshold may fall either side.
       assert.ok(Math.abs(s.overlapPrincipal! - e.overlapPrincipal!) <= 2e-3, `${where} principal overlap ${s.overlapPrincipal} vs ${e.overlapPrincipal}`);
@@ -98,17 +108,25 @@ test('M5-M8 equal the PyTorch float64 reference within float32 tolerance', () =>
       // The principal part of the spectrum: exact top-k shifts and the first-order shifts u_i^T dW v_i.
       if (e.nssPrincipal !== undefined) {
         assert.ok(Math.abs(s.nssPrincipal - e.nssPrincipal) <= 1e-3 * e.nssPrincipal + 1e-9, `${where} nssPrincipal ${s.nssPrincipal} vs ${e.nssPrincipal}`);
-        assert.ok(Math.abs(s.nssPrincipalFirstOrder - e.nssPrincipalFirstOrder!) <= 1e-4 * e.nssPrincipalFirstOrder! + 1e-9, `${where} nssPrincipalFirstOrder ${s.nssPrincipalFirstOrder} vs ${e.nssPrincipalFirstOrder}`);
-        assert.ok(Math.abs(s.spectralSharePrincipal - e.spectralSharePrincipal!) <= 1e-4 * e.spectralSharePrincipal! + 1e-9, `${where} spectralSharePrincipal ${s.spectralSharePrincipal} vs ${e.spectralSharePrincipal}`);
+        assert.ok(
+          Math.abs(s.nssPrincipalFirstOrder - e.nssPrincipalFirstOrder!) <= 1e-4 * e.nssPrincipalFirstOrder! + 1e-9,
+          `${where} nssPrincipalFirstOrder ${s.nssPrincipalFirstOrder} vs ${e.nssPrincipalFirstOrder}`,
+        );
+        assert.ok(
+          Math.abs(s.spectralSharePrincipal - e.spectralSharePrincipal!) <= 1e-4 * e.spectralSharePrincipal! + 1e-9,
+          `${where} spectralSharePrincipal ${s.spectralSharePrincipal} vs ${e.spectralSharePrincipal}`,
+        );
         const fo = e.principalShiftFirstOrder!;
         const scale = Math.max(...fo.map(Math.abs));
-        s.principalShiftFirstOrder.forEach((x, i) => assert.ok(Math.abs(x - fo[i]) <= 1e-4 * scale + 1e-9, `${where} first-order shift ${i}: ${x} vs ${fo[i]}`));
+        s.principalShiftFirstOrder.forEach((x, i) =>
+          assert.ok(Math.abs(x - fo[i]) <= 1e-4 * scale + 1e-9, `${where} first-order shift ${i}: ${x} vs ${fo[i]}`),
+        );
       }
     }
   }
 });
 
-test('Gate III: the fp32 checkpoint\'s changes hidden by bf16 storage match the reference counts', async () => {
+test("Gate III: the fp32 checkpoint's changes hidden by bf16 storage match the reference counts", async () => {
   const rl = runs.find((r) => r.ref.gate3);
   assert.ok(rl, 'a run has the fp32 (Gate III) reference');
   const fp32Run = path.join(EXAMPLES, 'runs', `${rl.run}-fp32`);
@@ -123,7 +141,7 @@ test('Gate III: the fp32 checkpoint\'s changes hidden by bf16 storage match the 
   }
 });
 
-test('the paper\'s findings that hold at this scale (examples/README.md lists those that do not)', () => {
+test("the paper's findings that hold at this scale (examples/README.md lists those that do not)", () => {
   const get = (name: string): CheckpointReport => runs.find((r) => r.run === name)!.report!;
   const sft = get('sft');
   for (const rlName of ['rl-kl', 'rl-nokl']) {
@@ -134,7 +152,10 @@ test('the paper\'s findings that hold at this scale (examples/README.md lists th
     assert.ok(a.overlapPrincipal! < a.overlapPrincipalBaseline, `${rlName}'s principal overlap is below its random baseline`);
     assert.ok(b.overlapPrincipal! >= a.overlapPrincipal!, `SFT's principal overlap is not lower than ${rlName}'s`);
     assert.ok(a.nssMedian < b.nssMedian, `${rlName} drifts the spectrum less than SFT`);
-    assert.ok(a.principalAngleMedianDeg < b.principalAngleMedianDeg && a.principalAngleMaxDeg < b.principalAngleMaxDeg, `${rlName} rotates the principal subspaces less than SFT`);
+    assert.ok(
+      a.principalAngleMedianDeg < b.principalAngleMedianDeg && a.principalAngleMaxDeg < b.principalAngleMaxDeg,
+      `${rlName} rotates the principal subspaces less than SFT`,
+    );
   }
 });
 
@@ -143,10 +164,14 @@ test('no real run gets the label opposite to its known regime, alone or in a pai
   for (const { run, report } of runs) {
     const label = report!.verdict!.label;
     assert.notEqual(label, isRl(run) ? 'principal-targeting' : 'off-principal', `${run}: ${label} (${report!.verdict!.reason})`);
-    for (const t of report!.tensors) if (t.verdict) assert.notEqual(t.verdict.label, isRl(run) ? 'principal-targeting' : 'off-principal', `${run} ${t.name}: ${t.verdict.label}`);
+    for (const t of report!.tensors)
+      if (t.verdict) assert.notEqual(t.verdict.label, isRl(run) ? 'principal-targeting' : 'off-principal', `${run} ${t.name}: ${t.verdict.label}`);
   }
   const names = runs.map((r) => r.run);
-  const regime = compareRegimes(names, runs.map((r) => r.report!));
+  const regime = compareRegimes(
+    names,
+    runs.map((r) => r.report!),
+  );
   const voting = new Set(MEASURES.filter((m) => m.votes).map((m) => m.measure));
   for (const p of regime.pairs) {
     if (isRl(p.a) === isRl(p.b)) continue;
@@ -158,7 +183,10 @@ test('no real run gets the label opposite to its known regime, alone or in a pai
 
 test('the comparative verdict on the example runs: GRPO is more off-principal than SFT per unit of update (examples/README.md)', () => {
   const names = runs.map((r) => r.run);
-  const regime = compareRegimes(names, runs.map((r) => r.report!));
+  const regime = compareRegimes(
+    names,
+    runs.map((r) => r.report!),
+  );
   const pair = (a: string, b: string) => regime.pairs.find((p) => p.a === a && p.b === b) ?? regime.pairs.find((p) => p.a === b && p.b === a)!;
   for (const rl of ['rl-kl', 'rl-nokl', 'rl-kl-seed1']) {
     const p = pair(rl, 'sft');

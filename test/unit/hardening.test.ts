@@ -43,14 +43,16 @@ after(async () => {
 async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([p, new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    })]);
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+      }),
+    ]);
   } finally {
     clearTimeout(timer);
   }
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Checkpoints being written
@@ -59,21 +61,27 @@ type Rewrite = (file: string) => void;
 const REWRITES: [string, Rewrite][] = [
   ['appended to', (f) => fs.appendFileSync(f, Buffer.alloc(4096, 1))],
   ['truncated', (f) => fs.truncateSync(f, Math.floor(fs.statSync(f).size / 2))],
-  ['rewritten in place, same size', (f) => {
-    const st = fs.statSync(f);
-    const fd = fs.openSync(f, 'r+');
-    fs.writeSync(fd, Buffer.alloc(256, 0x3f), 0, 256, st.size - 256);
-    fs.closeSync(fd);
-    // A filesystem with coarse timestamps could hide a same-size rewrite: move mtime on as a later save would.
-    fs.utimesSync(f, st.atime, new Date(st.mtimeMs + 10_000));
-  }],
-  ['replaced by rename, same size', (f) => {
-    const st = fs.statSync(f);
-    const tmp = `${f}.tmp`;
-    fs.writeFileSync(tmp, Buffer.concat([fs.readFileSync(f).subarray(0, st.size - 256), Buffer.alloc(256, 0x3f)]));
-    fs.utimesSync(tmp, st.atime, new Date(st.mtimeMs + 10_000));
-    fs.renameSync(tmp, f);
-  }],
+  [
+    'rewritten in place, same size',
+    (f) => {
+      const st = fs.statSync(f);
+      const fd = fs.openSync(f, 'r+');
+      fs.writeSync(fd, Buffer.alloc(256, 0x3f), 0, 256, st.size - 256);
+      fs.closeSync(fd);
+      // A filesystem with coarse timestamps could hide a same-size rewrite: move mtime on as a later save would.
+      fs.utimesSync(f, st.atime, new Date(st.mtimeMs + 10_000));
+    },
+  ],
+  [
+    'replaced by rename, same size',
+    (f) => {
+      const st = fs.statSync(f);
+      const tmp = `${f}.tmp`;
+      fs.writeFileSync(tmp, Buffer.concat([fs.readFileSync(f).subarray(0, st.size - 256), Buffer.alloc(256, 0x3f)]));
+      fs.utimesSync(tmp, st.atime, new Date(st.mtimeMs + 10_000));
+      fs.renameSync(tmp, f);
+    },
+  ],
 ];
 
 test('a checkpoint rewritten while the diff reads it fails as changed-while-reading, never with numbers', async () => {
@@ -91,8 +99,12 @@ test('a checkpoint rewritten while the diff reads it fails as changed-while-read
     await fsp.cp(path.join(dir, 'src'), d, { recursive: true });
     const baseDir = path.join(d, 'base');
     const ckptDir = path.join(d, 'run', which === 'shard' ? 'checkpoint-200' : 'checkpoint-100');
-    const victim = which === 'base' ? path.join(baseDir, 'model.safetensors')
-      : which === 'shard' ? path.join(ckptDir, 'model-00001-of-00002.safetensors') : path.join(ckptDir, 'model.safetensors');
+    const victim =
+      which === 'base'
+        ? path.join(baseDir, 'model.safetensors')
+        : which === 'shard'
+          ? path.join(ckptDir, 'model-00001-of-00002.safetensors')
+          : path.join(ckptDir, 'model.safetensors');
     assert.ok(fs.statSync(victim).isFile(), victim);
     const base = await Checkpoint.open(baseDir);
     const ckpt = await Checkpoint.open(ckptDir);
@@ -108,7 +120,10 @@ test('a checkpoint rewritten while the diff reads it fails as changed-while-read
           }
         },
       });
-      const outcome = await within(5000, what, run).then(() => undefined, (e: unknown) => e);
+      const outcome = await within(5000, what, run).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       await assert.rejects(Promise.reject(outcome ?? new Error(`${which} ${what}: the diff succeeded`)), (e: unknown) => {
         assert.ok(e instanceof CheckpointFormatError, `${which} ${what}: ${String(e)}`);
         assert.equal(e.problem, 'changed-while-reading', `${which} ${what}: ${e.message}`);
@@ -150,14 +165,17 @@ test('through the engine, a checkpoint growing during the job fails as incomplet
   const engine = new EngineClient({ workerPath: WORKER, cacheDir });
   try {
     let grown = false;
-    const job = engine.run({ kind: 'analyze', base: path.join(dir, 'base'), checkpoint: path.join(dir, 'ckpt'), passes: 'diff', settings: SETTINGS, device: 'cpu' }, {
-      onProgress: () => {
-        if (!grown) {
-          grown = true;
-          fs.appendFileSync(file, Buffer.alloc(1 << 16, 0));
-        }
+    const job = engine.run(
+      { kind: 'analyze', base: path.join(dir, 'base'), checkpoint: path.join(dir, 'ckpt'), passes: 'diff', settings: SETTINGS, device: 'cpu' },
+      {
+        onProgress: () => {
+          if (!grown) {
+            grown = true;
+            fs.appendFileSync(file, Buffer.alloc(1 << 16, 0));
+          }
+        },
       },
-    });
+    );
     await assert.rejects(within(15_000, 'engine job', job), (e: unknown) => {
       assert.ok(e instanceof EngineJobError, String(e));
       assert.equal(e.incomplete, true, e.message);
@@ -301,7 +319,9 @@ test('hostile tensor names and HTML metadata survive the diff and come out escap
   // On POSIX the checkpoint folder's own name is hostile too (it is printed in the Markdown heading).
   const ckptDir = path.join(dir, POSIX ? `ckpt-${XSS}` : 'ckpt');
   const tensors = (delta: number): Record<string, { dtype: string; shape: number[]; data: Uint8Array }> =>
-    Object.fromEntries(HOSTILE.map((name, i) => [name, { dtype: 'BF16', shape: [2, 2], data: bf16Bytes([1, 2, 3, 4].map((x) => bf16(x * (i + 1) + (x === 4 ? delta : 0)))) }]));
+    Object.fromEntries(
+      HOSTILE.map((name, i) => [name, { dtype: 'BF16', shape: [2, 2], data: bf16Bytes([1, 2, 3, 4].map((x) => bf16(x * (i + 1) + (x === 4 ? delta : 0)))) }]),
+    );
   const file = (delta: number): Buffer => {
     const t = tensors(delta);
     const header: Record<string, unknown> = { __metadata__: { note: '<script>alert(1)</script>', '<b>key</b>': '"><svg onload=alert(1)>' } };
@@ -322,7 +342,10 @@ test('hostile tensor names and HTML metadata survive the diff and come out escap
 
   const report = await analyzeCheckpoint(path.join(dir, 'base'), ckptDir, { settings: SETTINGS, passes: 'diff' });
   assert.deepEqual(report.tensors.map((t) => t.name).sort(), [...HOSTILE].sort(), 'every name survives the diff unchanged');
-  assert.ok(report.tensors.every((t) => t.changed === 1), 'one changed entry per tensor');
+  assert.ok(
+    report.tensors.every((t) => t.changed === 1),
+    'one changed entry per tensor',
+  );
   assert.deepEqual(nonFiniteNumbers(report.tensors), []);
 
   const md = reportsToMarkdown([report]);
@@ -330,7 +353,11 @@ test('hostile tensor names and HTML metadata survive the diff and come out escap
   assert.ok(md.includes('&lt;img src=x onerror=alert\\(1\\)&gt;'), 'the HTML name is shown escaped');
   assert.ok(md.includes('\\[link\\]\\(javascript:alert\\(1\\)\\)'));
   // Table rows keep their column count: pipes in names are escaped, newlines folded.
-  const rows = md.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| module') && !l.startsWith('| tensor') && !/^\|\s*(q|k|v|o|gate|up|down|embed|norm|head|other) \|/.test(l));
+  const rows = md
+    .split('\n')
+    .filter(
+      (l) => l.startsWith('| ') && !l.startsWith('| module') && !l.startsWith('| tensor') && !/^\|\s*(q|k|v|o|gate|up|down|embed|norm|head|other) \|/.test(l),
+    );
   assert.equal(rows.length, HOSTILE.length);
   for (const r of rows) assert.equal(r.split(/(?<!\\)\|/).length - 2, 8, r);
 
@@ -365,8 +392,13 @@ test('no eval, new Function or string-evaluating timers anywhere in src/', async
   await walk(SRC);
   assert.ok(files.length > 20, `only ${files.length} source files under ${SRC}`);
   const banned = [
-    /\beval\s*\(/, /\bnew\s+Function\b/, /(?<![\w.])Function\s*\(\s*['"`]/, /\bvm\.(?:runIn\w*|compileFunction|Script)\b/,
-    /\bset(?:Timeout|Interval)\s*\(\s*['"`]/, /from\s+['"](?:node:)?vm['"]/, /require\(\s*['"](?:node:)?vm['"]\s*\)/,
+    /\beval\s*\(/,
+    /\bnew\s+Function\b/,
+    /(?<![\w.])Function\s*\(\s*['"`]/,
+    /\bvm\.(?:runIn\w*|compileFunction|Script)\b/,
+    /\bset(?:Timeout|Interval)\s*\(\s*['"`]/,
+    /from\s+['"](?:node:)?vm['"]/,
+    /require\(\s*['"](?:node:)?vm['"]\s*\)/,
   ];
   const hits: string[] = [];
   for (const f of files) {
@@ -394,7 +426,14 @@ test('a job whose tensor exceeds the engine memory cap is refused before allocat
   const restarts: string[] = [];
   const engine = new EngineClient({ workerPath: WORKER, cacheDir: null, maxMemoryMb: 24, onRestart: (r) => restarts.push(r) });
   try {
-    const spec = { kind: 'analyze', base: path.join(dir, 'base'), checkpoint: path.join(dir, 'ckpt'), passes: 'full', settings: SETTINGS, device: 'cpu' } as const;
+    const spec = {
+      kind: 'analyze',
+      base: path.join(dir, 'base'),
+      checkpoint: path.join(dir, 'ckpt'),
+      passes: 'full',
+      settings: SETTINGS,
+      device: 'cpu',
+    } as const;
     await assert.rejects(within(15_000, 'full job', engine.run(spec)), (e: unknown) => {
       assert.ok(e instanceof EngineJobError, String(e));
       assert.equal(e.problem, 'memory-limit');
@@ -420,12 +459,19 @@ test('a zero-element tensor with absurd dimensions is refused by the engine guar
   await fsp.writeFile(path.join(dir, 'a', 'model.safetensors'), rawFile(header));
   const engine = new EngineClient({ workerPath: WORKER, cacheDir: null });
   try {
-    await assert.rejects(within(15_000, 'degenerate job', engine.run({ kind: 'analyze', base: path.join(dir, 'a'), checkpoint: path.join(dir, 'a'), passes: 'diff', settings: SETTINGS, device: 'cpu' })), (e: unknown) => {
-      assert.ok(e instanceof EngineJobError, String(e));
-      assert.equal(e.problem, 'memory-limit');
-      assert.match(e.message, /down_proj\.weight.*1099511627776 x 0.*diff pass.*implausible/);
-      return true;
-    });
+    await assert.rejects(
+      within(
+        15_000,
+        'degenerate job',
+        engine.run({ kind: 'analyze', base: path.join(dir, 'a'), checkpoint: path.join(dir, 'a'), passes: 'diff', settings: SETTINGS, device: 'cpu' }),
+      ),
+      (e: unknown) => {
+        assert.ok(e instanceof EngineJobError, String(e));
+        assert.equal(e.problem, 'memory-limit');
+        assert.match(e.message, /down_proj\.weight.*1099511627776 x 0.*diff pass.*implausible/);
+        return true;
+      },
+    );
   } finally {
     await engine.dispose();
   }
@@ -457,17 +503,28 @@ test('a worker that runs out of heap is restarted, the job retried, then rejecte
   const engine = new EngineClient({ workerPath: WORKER, cacheDir: null, maxMemoryMb: 16, maxAttempts: 1, onRestart: (r) => restarts.push(r) });
   try {
     const started = Date.now();
-    await assert.rejects(within(30_000, 'out-of-memory job', engine.run({ kind: 'analyze', base: path.join(dir, 'base'), checkpoint: path.join(dir, 'ckpt'), passes: 'diff', settings: SETTINGS, device: 'cpu' })), (e: unknown) => {
-      assert.ok(e instanceof EngineJobError, String(e));
-      assert.equal(e.problem, 'out-of-memory', e.message);
-      assert.match(e.message, /ran out of memory .*memory cap is 16 MB.*stopped 2 time\(s\)/);
-      return true;
-    });
+    await assert.rejects(
+      within(
+        30_000,
+        'out-of-memory job',
+        engine.run({ kind: 'analyze', base: path.join(dir, 'base'), checkpoint: path.join(dir, 'ckpt'), passes: 'diff', settings: SETTINGS, device: 'cpu' }),
+      ),
+      (e: unknown) => {
+        assert.ok(e instanceof EngineJobError, String(e));
+        assert.equal(e.problem, 'out-of-memory', e.message);
+        assert.match(e.message, /ran out of memory .*memory cap is 16 MB.*stopped 2 time\(s\)/);
+        return true;
+      },
+    );
     assert.ok(Date.now() - started < 30_000);
     assert.equal(restarts.length, 1, 'restarted once for the one retry');
     assert.match(restarts[0], /ran out of memory/);
     // The client is fine and starts a fresh worker for the next job.
-    const r = await within(15_000, 'small job', engine.run({ kind: 'analyze', base: small.base, checkpoint: small.checkpoints[0], passes: 'diff', settings: SETTINGS, device: 'cpu' }));
+    const r = await within(
+      15_000,
+      'small job',
+      engine.run({ kind: 'analyze', base: small.base, checkpoint: small.checkpoints[0], passes: 'diff', settings: SETTINGS, device: 'cpu' }),
+    );
     assert.equal(r.fromCache, false);
   } finally {
     await engine.dispose();
@@ -481,11 +538,14 @@ test('a worker that cannot start rejects the job once, clearly, without a second
   const restarts: string[] = [];
   const engine = new EngineClient({ workerPath: missing, cacheDir: null, log: (l) => lines.push(l), onRestart: (r) => restarts.push(r) });
   try {
-    await assert.rejects(within(10_000, 'start', engine.run({ kind: 'analyze', base: dir, checkpoint: dir, passes: 'diff', settings: SETTINGS, device: 'cpu' })), (e: unknown) => {
-      assert.ok(e instanceof EngineJobError, String(e));
-      assert.match(e.message, /could not start.*exit code 1.*Cannot find module/);
-      return true;
-    });
+    await assert.rejects(
+      within(10_000, 'start', engine.run({ kind: 'analyze', base: dir, checkpoint: dir, passes: 'diff', settings: SETTINGS, device: 'cpu' })),
+      (e: unknown) => {
+        assert.ok(e instanceof EngineJobError, String(e));
+        assert.match(e.message, /could not start.*exit code 1.*Cannot find module/);
+        return true;
+      },
+    );
     await new Promise((r) => setTimeout(r, 400));
     assert.equal(lines.filter((l) => /Cannot find module/.test(l)).length, 1, 'one start only');
     assert.deepEqual(restarts, []);

@@ -35,14 +35,16 @@ function agree(text: string | Uint8Array, dataBytes: number, why: string): Outco
 
 const VALID: { text: string; data: number }[] = [
   {
-    text: '{"__metadata__":{"format":"pt","note":"caf\\u00e9 \\"q\\""},"model.embed.weight":{"dtype":"BF16","shape":[4,2],"data_offsets":[0,16]},'
-      + '"model.layers.0.mlp.up_proj.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[16,40]},"lm_head.weight":{"dtype":"F16","shape":[],"data_offsets":[40,42]}}',
+    text:
+      '{"__metadata__":{"format":"pt","note":"caf\\u00e9 \\"q\\""},"model.embed.weight":{"dtype":"BF16","shape":[4,2],"data_offsets":[0,16]},' +
+      '"model.layers.0.mlp.up_proj.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[16,40]},"lm_head.weight":{"dtype":"F16","shape":[],"data_offsets":[40,42]}}',
     data: 42,
   },
   {
     // Offsets out of order, an empty tensor, extra members, escapes and non-ASCII in names, padding.
-    text: '{"b\\u00e9ta":{"shape":[3],"dtype":"U8","data_offsets":[8,11],"extra":{"x":[1,2,{"y":null}]}},"a/\\u03b1":{"data_offsets":[0,8],"dtype":"F64","shape":[1]},'
-      + ' "empty" : { "dtype" : "I32" , "shape" : [0, 5] , "data_offsets" : [11, 11] } }   ',
+    text:
+      '{"b\\u00e9ta":{"shape":[3],"dtype":"U8","data_offsets":[8,11],"extra":{"x":[1,2,{"y":null}]}},"a/\\u03b1":{"data_offsets":[0,8],"dtype":"F64","shape":[1]},' +
+      ' "empty" : { "dtype" : "I32" , "shape" : [0, 5] , "data_offsets" : [11, 11] } }   ',
     data: 11,
   },
   {
@@ -51,7 +53,41 @@ const VALID: { text: string; data: number }[] = [
   },
 ];
 
-const ALPHABET = ['{', '}', '[', ']', ',', ':', '"', '\\', ' ', '0', '1', '9', '-', '.', 'e', 'E', '+', 'u', 'n', 't', 'f', 'a', '\u00e9', '\ud83d\ude00', '__metadata__', '"dtype"', '"shape"', '"data_offsets"', '1e400', '9007199254740993', '"F32"', '\n', '\u0001'];
+const ALPHABET = [
+  '{',
+  '}',
+  '[',
+  ']',
+  ',',
+  ':',
+  '"',
+  '\\',
+  ' ',
+  '0',
+  '1',
+  '9',
+  '-',
+  '.',
+  'e',
+  'E',
+  '+',
+  'u',
+  'n',
+  't',
+  'f',
+  'a',
+  '\u00e9',
+  '\ud83d\ude00',
+  '__metadata__',
+  '"dtype"',
+  '"shape"',
+  '"data_offsets"',
+  '1e400',
+  '9007199254740993',
+  '"F32"',
+  '\n',
+  '\u0001',
+];
 
 const VALUES = ['1', '-2', '[]', '{}', 'null', 'true', '"F32"', '"BF16"', '"x"', '[1,2]', '[0,4]', '{"a":"b"}', '"\\u0061"'];
 
@@ -115,18 +151,47 @@ test('metadata keys: duplicates found through escapes and hash collisions, __pro
   const r = parseHeader('h', Buffer.from(many), 0);
   assert.equal(Object.keys(r.metadata).length, 50_000);
   assert.equal(r.metadata.k49999, 'v49999');
-  assert.throws(() => parseHeader('h', Buffer.from(`{"__metadata__":{${members.join(',')},"k123":"again"}}`), 0), (e: unknown) => e instanceof CheckpointFormatError && e.problem === 'duplicate-key' && /"k123"/.test(e.message));
+  assert.throws(
+    () => parseHeader('h', Buffer.from(`{"__metadata__":{${members.join(',')},"k123":"again"}}`), 0),
+    (e: unknown) => e instanceof CheckpointFormatError && e.problem === 'duplicate-key' && /"k123"/.test(e.message),
+  );
   const proto = parseHeader('h', Buffer.from('{"__metadata__":{"__proto__":"x","format":"pt"}}'), 0);
   assert.equal(Object.getPrototypeOf(proto.metadata), Object.prototype);
-  assert.deepEqual(Object.entries(proto.metadata), [['__proto__', 'x'], ['format', 'pt']]);
+  assert.deepEqual(Object.entries(proto.metadata), [
+    ['__proto__', 'x'],
+    ['format', 'pt'],
+  ]);
   const bad = agree('{"__metadata__":{"ok":"1","n\\u00e9":2}}', 0, 'non-string value named decoded');
   assert.equal(!bad.ok && bad.message.includes('__metadata__["né"] is not a string'), true, JSON.stringify(bad));
 });
 
 test('numbers: digit-by-digit integers agree with the grammar at every edge', () => {
   const entry = (shape: string, offsets = '[0,4]'): string => `{"a":{"dtype":"F32","shape":${shape},"data_offsets":${offsets}}}`;
-  for (const shape of ['[1]', '[01]', '[-0]', '[1.0]', '[1e0]', '[1E+0]', '[-1]', '[999999999999999]', '[9007199254740991]', '[9007199254740993]',
-    '[4294967296,4294967296]', '[94906267,94906267]', '[94906266,94906266]', '[1,]', '[1 2]', '[- 1]', '[+1]', '[1.]', '[.5]', '[1e]', '[0x1]', '[Infinity]', '[2,0,9007199254740991]']) {
+  for (const shape of [
+    '[1]',
+    '[01]',
+    '[-0]',
+    '[1.0]',
+    '[1e0]',
+    '[1E+0]',
+    '[-1]',
+    '[999999999999999]',
+    '[9007199254740991]',
+    '[9007199254740993]',
+    '[4294967296,4294967296]',
+    '[94906267,94906267]',
+    '[94906266,94906266]',
+    '[1,]',
+    '[1 2]',
+    '[- 1]',
+    '[+1]',
+    '[1.]',
+    '[.5]',
+    '[1e]',
+    '[0x1]',
+    '[Infinity]',
+    '[2,0,9007199254740991]',
+  ]) {
     agree(entry(shape), 4, `shape ${shape}`);
   }
   for (const offsets of ['[0,4]', '[0,4.0]', '[4,0]', '[0]', '[0,4,8]', '[-0,4]', '[0,9007199254740992]', '["0",4]', '{"0":0}']) {
@@ -141,7 +206,19 @@ test('numbers: digit-by-digit integers agree with the grammar at every edge', ()
 test('depth, controls, surrogates and trailing text are refused as the reference refuses them', () => {
   const deep = `{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":${'['.repeat(70)}${']'.repeat(70)}}}`;
   assert.equal(agree(deep, 4, 'deep').ok, false);
-  for (const text of ['{"a\u0001":1}', '{"\\ud800":1}', '{"__metadata__":{"\\udc00x":"1"}}', '{"__metadata__":{"a":"\\ud83d"}}', '{} x', '{}}', '{"a":tru}', '{"a":nul}', '{"__metadata__":[]}', '{"__metadata__":{"a":"1",}}', '\ufeff{}']) {
+  for (const text of [
+    '{"a\u0001":1}',
+    '{"\\ud800":1}',
+    '{"__metadata__":{"\\udc00x":"1"}}',
+    '{"__metadata__":{"a":"\\ud83d"}}',
+    '{} x',
+    '{}}',
+    '{"a":tru}',
+    '{"a":nul}',
+    '{"__metadata__":[]}',
+    '{"__metadata__":{"a":"1",}}',
+    '\ufeff{}',
+  ]) {
     agree(text, 0, 'refused');
   }
 });

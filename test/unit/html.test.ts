@@ -35,7 +35,21 @@ before(async () => {
   dir = await tempDir('gatescope-html-');
   const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'ex'));
   const out = path.join(dir, 'out');
-  await quiet(['analyze', base, checkpoints[2], '--device', 'cpu', '--k', '16', '--quiet', '--mkdir', '--json', path.join(out, 'full.json'), '--html', path.join(out, 'full.html')]);
+  await quiet([
+    'analyze',
+    base,
+    checkpoints[2],
+    '--device',
+    'cpu',
+    '--k',
+    '16',
+    '--quiet',
+    '--mkdir',
+    '--json',
+    path.join(out, 'full.json'),
+    '--html',
+    path.join(out, 'full.html'),
+  ]);
   await quiet(['diff', base, checkpoints[0], checkpoints[1], '--quiet', '--json', path.join(out, 'diff.json'), '--html', path.join(out, 'diff.html')]);
   full = JSON.parse(await fsp.readFile(path.join(out, 'full.json'), 'utf8')) as CheckpointReport;
   diffOnly = (JSON.parse(await fsp.readFile(path.join(out, 'diff.json'), 'utf8')) as { reports: CheckpointReport[] }).reports;
@@ -66,7 +80,11 @@ function assertSelfContained(html: string): void {
   assert.deepEqual(html.match(/<[a-z][^<>]*\shref\s*=\s*"(?!#)[^"]*"/gi) ?? [], [], 'links only within the page');
   assert.doesNotMatch(html, /<(img|link|iframe|object|embed|base|form|meta http-equiv="refresh")/i);
   const urls = html.match(/https?:[^\s"'<>)]*/gi) ?? [];
-  assert.deepEqual([...new Set(urls)].filter((u) => u !== 'http://www.w3.org/2000/svg'), [], 'no URL except the SVG namespace');
+  assert.deepEqual(
+    [...new Set(urls)].filter((u) => u !== 'http://www.w3.org/2000/svg'),
+    [],
+    'no URL except the SVG namespace',
+  );
   assert.ok(html.includes(`<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:;`), 'strict CSP');
   assert.ok(html.indexOf('Content-Security-Policy') < html.indexOf('<style>'), 'the policy comes before any content');
   for (const tag of ['table', 'tr', 'svg', 'section', 'figure']) {
@@ -102,8 +120,12 @@ test('the full report page carries the report numbers, formatted like the text r
     assert.ok(row.includes(cell(sp.principalAngleMaxDeg, sp.principalAngleMaxDeg.toFixed(2))));
     assert.ok(row.includes(cell(sp.nss, sci(sp.nss))));
     assert.ok(row.includes(cell(sp.overlapPrincipal, pct(sp.overlapPrincipal)) + cell(sp.overlapPrincipalBaseline, pct(sp.overlapPrincipalBaseline))));
-    assert.ok(row.includes(cell(sp.overlapLowMagnitude, pct(sp.overlapLowMagnitude)) + cell(sp.overlapLowMagnitudeBaseline, pct(sp.overlapLowMagnitudeBaseline))));
-    assert.ok(row.includes(cell(sp.offPrincipalEnergy, pct(sp.offPrincipalEnergy, 2)) + cell(sp.offPrincipalEnergyBaseline, pct(sp.offPrincipalEnergyBaseline, 2))));
+    assert.ok(
+      row.includes(cell(sp.overlapLowMagnitude, pct(sp.overlapLowMagnitude)) + cell(sp.overlapLowMagnitudeBaseline, pct(sp.overlapLowMagnitudeBaseline))),
+    );
+    assert.ok(
+      row.includes(cell(sp.offPrincipalEnergy, pct(sp.offPrincipalEnergy, 2)) + cell(sp.offPrincipalEnergyBaseline, pct(sp.offPrincipalEnergyBaseline, 2))),
+    );
     assert.ok(row.includes(`>${t.verdict!.label}</td>`));
   }
   assert.ok(spectral >= 14, 'every linear weight has its spectral columns');
@@ -160,7 +182,10 @@ test('diff-only reports: overview of several checkpoints, no spectral columns; p
   assert.ok(!html.includes('max angle (deg)'));
   assert.ok(!html.includes('Regime verdict'));
   for (const r of diffOnly) {
-    assert.ok(html.includes(cell(r.summary.unchanged, pct(r.summary.unchanged)) + cell(r.summary.unchangedLinear, pct(r.summary.unchangedLinear))), 'overview row');
+    assert.ok(
+      html.includes(cell(r.summary.unchanged, pct(r.summary.unchanged)) + cell(r.summary.unchangedLinear, pct(r.summary.unchangedLinear))),
+      'overview row',
+    );
     for (const t of r.tensors) assert.ok(html.includes(cell(t.unchanged, pct(t.unchanged))));
   }
 });

@@ -307,7 +307,12 @@ describe('truncated SVD', () => {
   assert.ok(Math.min(m, n) > DEFAULT_FULL_IF_MIN_DIM_AT_MOST);
 
   it('fast-decaying spectrum (0.8^i), k = 10: values rel. err < 1e-5, subspace angles < 1e-2 deg, orthonormal U/V', async () => {
-    const K = knownMatrix(m, n, Array.from({ length: m }, (_, i) => 0.8 ** i), 1);
+    const K = knownMatrix(
+      m,
+      n,
+      Array.from({ length: m }, (_, i) => 0.8 ** i),
+      1,
+    );
     const k = 10;
     const r = await truncatedSvd(ort, K.A, k, { ...opts, residuals: true });
     assert.equal(r.method, 'randomized');
@@ -348,7 +353,12 @@ describe('truncated SVD', () => {
   });
 
   it('slowly decaying spectrum 1/(1 + i/10): estimates are lower bounds, rel. err < 5e-2 at q = 2, more power iterations help, residuals flag it', async () => {
-    const K = knownMatrix(m, n, Array.from({ length: m }, (_, i) => 1 / (1 + i / 10)), 3);
+    const K = knownMatrix(
+      m,
+      n,
+      Array.from({ length: m }, (_, i) => 1 / (1 + i / 10)),
+      3,
+    );
     const k = 16;
     const r2 = await truncatedSvd(ort, K.A, k, { ...opts, residuals: true });
     const r6 = await truncatedSvd(ort, K.A, k, { ...opts, powerIterations: 6 });
@@ -373,7 +383,12 @@ describe('truncated SVD', () => {
   });
 
   it('tall matrix (A^T of the fast-decay case): same values, U and V swap roles', async () => {
-    const K = knownMatrix(m, n, Array.from({ length: m }, (_, i) => 0.8 ** i), 1);
+    const K = knownMatrix(
+      m,
+      n,
+      Array.from({ length: m }, (_, i) => 0.8 ** i),
+      1,
+    );
     const At: Matrix = { rows: n, cols: m, data: Float32Array.from(transpose64(Float64Array.from(K.A.data), m, n)) };
     const r = await truncatedSvd(ort, At, 10, opts);
     assert.equal(r.rows, n);
@@ -384,7 +399,12 @@ describe('truncated SVD', () => {
   });
 
   it('reference backend gives the same result as onnxruntime (rel. 1e-5 on values)', async () => {
-    const K = knownMatrix(m, n, Array.from({ length: m }, (_, i) => 0.8 ** i), 1);
+    const K = knownMatrix(
+      m,
+      n,
+      Array.from({ length: m }, (_, i) => 0.8 ** i),
+      1,
+    );
     const a = await truncatedSvd(ort, K.A, 8, opts);
     const b = await truncatedSvd(createReferenceBackend(), K.A, 8, opts);
     assert.ok(relErrors(a.S, b.S, 8) < 1e-5);
@@ -392,7 +412,12 @@ describe('truncated SVD', () => {
   });
 
   it('is deterministic for a seed', async () => {
-    const K = knownMatrix(m, n, Array.from({ length: m }, (_, i) => 1 / (1 + i)), 5);
+    const K = knownMatrix(
+      m,
+      n,
+      Array.from({ length: m }, (_, i) => 1 / (1 + i)),
+      5,
+    );
     const a = await truncatedSvd(ort, K.A, 6, opts);
     const b = await truncatedSvd(ort, K.A, 6, opts);
     assert.deepEqual(Array.from(a.S), Array.from(b.S));
@@ -434,7 +459,12 @@ describe('truncated SVD', () => {
   });
 
   it('spectral norm: subspace iteration matches s_1 (rel. 1e-6), also with a tiny gap; exact path agrees', async () => {
-    const K = knownMatrix(m, n, Array.from({ length: m }, (_, i) => 0.8 ** i), 1);
+    const K = knownMatrix(
+      m,
+      n,
+      Array.from({ length: m }, (_, i) => 0.8 ** i),
+      1,
+    );
     const it1 = await spectralNorm(ort, K.A, { fullIfMinDimAtMost: 0 });
     assert.equal(it1.method, 'subspace-iteration');
     assert.ok(it1.converged);
@@ -500,12 +530,13 @@ function referenceSingularValues(A: ArrayLike<number>, m: number, n: number): Fl
   const b = Math.max(m, n);
   const at = (i: number, t: number): number => (tall ? A[t * n + i] : A[i * n + t]); // short-side row i, entry t
   const G = new Float64Array(s * s);
-  for (let i = 0; i < s; i++) for (let j = 0; j <= i; j++) {
-    let acc = 0;
-    for (let t = 0; t < b; t++) acc += at(i, t) * at(j, t);
-    G[i * s + j] = acc;
-    G[j * s + i] = acc;
-  }
+  for (let i = 0; i < s; i++)
+    for (let j = 0; j <= i; j++) {
+      let acc = 0;
+      for (let t = 0; t < b; t++) acc += at(i, t) * at(j, t);
+      G[i * s + j] = acc;
+      G[j * s + i] = acc;
+    }
   for (let sweep = 0; sweep < 100; sweep++) {
     let off = 0;
     let diag = 0;
@@ -516,28 +547,31 @@ function referenceSingularValues(A: ArrayLike<number>, m: number, n: number): Fl
       }
     }
     if (off <= 1e-30 * diag || off === 0) break;
-    for (let p = 0; p < s - 1; p++) for (let q = p + 1; q < s; q++) {
-      const gpq = G[p * s + q];
-      if (gpq === 0) continue;
-      const theta = (G[q * s + q] - G[p * s + p]) / (2 * gpq);
-      const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-      const c = 1 / Math.sqrt(t * t + 1);
-      const sn = t * c;
-      for (let k = 0; k < s; k++) {
-        const gkp = G[k * s + p];
-        const gkq = G[k * s + q];
-        G[k * s + p] = c * gkp - sn * gkq;
-        G[k * s + q] = sn * gkp + c * gkq;
+    for (let p = 0; p < s - 1; p++)
+      for (let q = p + 1; q < s; q++) {
+        const gpq = G[p * s + q];
+        if (gpq === 0) continue;
+        const theta = (G[q * s + q] - G[p * s + p]) / (2 * gpq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1);
+        const sn = t * c;
+        for (let k = 0; k < s; k++) {
+          const gkp = G[k * s + p];
+          const gkq = G[k * s + q];
+          G[k * s + p] = c * gkp - sn * gkq;
+          G[k * s + q] = sn * gkp + c * gkq;
+        }
+        for (let k = 0; k < s; k++) {
+          const gpk = G[p * s + k];
+          const gqk = G[q * s + k];
+          G[p * s + k] = c * gpk - sn * gqk;
+          G[q * s + k] = sn * gpk + c * gqk;
+        }
       }
-      for (let k = 0; k < s; k++) {
-        const gpk = G[p * s + k];
-        const gqk = G[q * s + k];
-        G[p * s + k] = c * gpk - sn * gqk;
-        G[q * s + k] = sn * gpk + c * gqk;
-      }
-    }
   }
-  return Float64Array.from({ length: s }, (_, i) => Math.sqrt(Math.max(G[i * s + i], 0))).sort().reverse();
+  return Float64Array.from({ length: s }, (_, i) => Math.sqrt(Math.max(G[i * s + i], 0)))
+    .sort()
+    .reverse();
 }
 
 /** max_i ||A v_i - s_i u_i||_2 over the returned triplets, float64 from the float32 data. */
@@ -559,46 +593,72 @@ function maxResidual(A: Matrix, r: { U: Float64Array; S: Float64Array; V: Float6
 /** A float32 m x n matrix with a fast-decaying spectrum (s_i = 0.6^i), so the randomized path is accurate. */
 function decaying(m: number, n: number, seed: number): Float32Array {
   const s = Math.min(m, n);
-  return knownMatrix(m, n, Array.from({ length: s }, (_, i) => 0.6 ** i), seed).A.data;
+  return knownMatrix(
+    m,
+    n,
+    Array.from({ length: s }, (_, i) => 0.6 ** i),
+    seed,
+  ).A.data;
 }
 
 const DEGENERATE_CASES: [string, (m: number, n: number) => Float32Array][] = [
   ['a zero row', (m, n) => decaying(m, n, 71).fill(0, 0, n)],
-  ['a zero column', (m, n) => {
-    const a = decaying(m, n, 73);
-    for (let i = 0; i < m; i++) a[i * n + 2] = 0;
-    return a;
-  }],
-  ['a zero row and a zero column', (m, n) => {
-    const a = decaying(m, n, 79).fill(0, n * (m - 1), n * m);
-    for (let i = 0; i < m; i++) a[i * n] = 0;
-    return a;
-  }],
+  [
+    'a zero column',
+    (m, n) => {
+      const a = decaying(m, n, 73);
+      for (let i = 0; i < m; i++) a[i * n + 2] = 0;
+      return a;
+    },
+  ],
+  [
+    'a zero row and a zero column',
+    (m, n) => {
+      const a = decaying(m, n, 79).fill(0, n * (m - 1), n * m);
+      for (let i = 0; i < m; i++) a[i * n] = 0;
+      return a;
+    },
+  ],
   ['all zero', (m, n) => new Float32Array(m * n)],
-  ['rank 1 (u v^T)', (m, n) => {
-    const a = new Float32Array(m * n);
-    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) a[i * n + j] = (1 + (i % 7)) * 0.25 * ((j % 3) - 1.5);
-    return a;
-  }],
-  ['entries near the float32 limit (1e38)', (m, n) => {
-    const a = decaying(m, n, 83);
-    let max = 0;
-    for (const x of a) max = Math.max(max, Math.abs(x));
-    return a.map((x) => (x / max) * 3e38);
-  }],
+  [
+    'rank 1 (u v^T)',
+    (m, n) => {
+      const a = new Float32Array(m * n);
+      for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) a[i * n + j] = (1 + (i % 7)) * 0.25 * ((j % 3) - 1.5);
+      return a;
+    },
+  ],
+  [
+    'entries near the float32 limit (1e38)',
+    (m, n) => {
+      const a = decaying(m, n, 83);
+      let max = 0;
+      for (const x of a) max = Math.max(max, Math.abs(x));
+      return a.map((x) => (x / max) * 3e38);
+    },
+  ],
 ];
 
 describe('truncated SVD of degenerate matrices, both paths', () => {
   const be = createReferenceBackend();
   for (const path of ['full', 'randomized'] as const) {
-    for (const [m, n] of [[40, 40], [30, 50], [50, 30]]) {
+    for (const [m, n] of [
+      [40, 40],
+      [30, 50],
+      [50, 30],
+    ]) {
       for (const [label, make] of DEGENERATE_CASES) {
         it(`${path}, ${m} x ${n}, ${label}: singular values match the reference, vectors orthonormal`, async () => {
           const A: Matrix = { rows: m, cols: n, data: make(m, n) };
           const s = Math.min(m, n);
           // The full path with k = the whole short side completes the vectors of every zero value.
           const k = path === 'full' ? s : 6;
-          const r = await truncatedSvd(be, A, k, { oversample: 10, powerIterations: 4, seed: 5, fullIfMinDimAtMost: path === 'full' ? DEFAULT_FULL_IF_MIN_DIM_AT_MOST : 0 });
+          const r = await truncatedSvd(be, A, k, {
+            oversample: 10,
+            powerIterations: 4,
+            seed: 5,
+            fullIfMinDimAtMost: path === 'full' ? DEFAULT_FULL_IF_MIN_DIM_AT_MOST : 0,
+          });
           assert.equal(r.method, path);
           assert.equal(r.k, k);
           for (const x of [...r.S, ...r.U, ...r.V]) assert.ok(Number.isFinite(x));
@@ -666,11 +726,12 @@ describe('symmetricEigenTop (inverse iteration for the wanted vectors)', () => {
       // A = Q diag(lam) Q^T with a random orthogonal Q: the eigenvalues are known.
       const Q = randomOrthonormal(n, n, n + 17);
       const A = new Float64Array(n * n);
-      for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) {
-        let s = 0;
-        for (let t = 0; t < n; t++) s += Q[r * n + t] * lam(t) * Q[c * n + t];
-        A[r * n + c] = s;
-      }
+      for (let r = 0; r < n; r++)
+        for (let c = 0; c < n; c++) {
+          let s = 0;
+          for (let t = 0; t < n; t++) s += Q[r * n + t] * lam(t) * Q[c * n + t];
+          A[r * n + c] = s;
+        }
       for (let r = 0; r < n; r++) for (let c = 0; c < r; c++) A[r * n + c] = A[c * n + r];
       const kv = Math.min(24, n);
       const top = symmetricEigenTop(A, n, kv);

@@ -24,7 +24,10 @@ test('a workspace with hundreds of checkpoints is scanned completely, steps in o
   assert.equal(runs.length, 4);
   for (const r of runs) {
     assert.equal(r.checkpoints.length, 100);
-    assert.deepEqual(r.checkpoints.map((c) => c.step), Array.from({ length: 100 }, (_, i) => (i + 1) * 10));
+    assert.deepEqual(
+      r.checkpoints.map((c) => c.step),
+      Array.from({ length: 100 }, (_, i) => (i + 1) * 10),
+    );
     assert.ok(r.checkpoints.every((c) => c.state === 'complete'));
     assert.equal(r.base.resolved, path.join(root, 'base'));
   }

@@ -3,7 +3,12 @@ import assert from 'node:assert/strict';
 import { Rng } from '../../src/linalg/random';
 
 test('fillGaussian gives the numbers nextGaussian gives, in order, with the spare carried across calls', () => {
-  for (const [first, second] of [[7, 5], [1, 1], [0, 3], [100_001, 99]]) {
+  for (const [first, second] of [
+    [7, 5],
+    [1, 1],
+    [0, 3],
+    [100_001, 99],
+  ]) {
     for (const Ctor of [Float32Array, Float64Array]) {
       const filled = new Rng(3);
       const stepped = new Rng(3);

@@ -56,8 +56,15 @@ test('every validation rule has its own typed error', async () => {
   await expectProblem(rawFile('{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}', f32Bytes([1])), 'shape', 'a');
   await expectProblem(rawFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', f32Bytes([1])), 'size-mismatch', 'a');
   await expectProblem(rawFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', f32Bytes([1, 2])), 'offsets', 'a');
-  await expectProblem(rawFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}', f32Bytes([1, 2, 3])), 'offsets', 'b');
-  await expectProblem(rawFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', f32Bytes([1, 2])), 'offsets');
+  await expectProblem(
+    rawFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}', f32Bytes([1, 2, 3])),
+    'offsets',
+    'b',
+  );
+  await expectProblem(
+    rawFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', f32Bytes([1, 2])),
+    'offsets',
+  );
   await expectProblem(rawFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', f32Bytes([1, 2])), 'file-length');
   await expectProblem(rawFile('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}}', f32Bytes([1])), 'offsets', 'a');
 });

@@ -32,11 +32,14 @@ test('the threaded scan returns what the in-process scan returns', async () => {
   const threaded = await scanFolderInThread(SCRIPT, root);
   assert.deepEqual(threaded, inProcess);
   const run = threaded.runs.find((r) => r.name === 'run');
-  assert.deepEqual(run?.checkpoints.map((c) => `${c.step}:${c.state}`), ['10:complete', '20:complete', '30:incomplete']);
+  assert.deepEqual(
+    run?.checkpoints.map((c) => `${c.step}:${c.state}`),
+    ['10:complete', '20:complete', '30:incomplete'],
+  );
   assert.equal(run?.base.resolved, path.join(root, 'base'));
 });
 
-test('a large header is parsed off the caller\'s event loop', async () => {
+test("a large header is parsed off the caller's event loop", async () => {
   const root = await tempDir();
   // ~25 MB of tensor entries: parsing takes most of a second, all of it blocking when done in process.
   const parts: string[] = [];

@@ -59,7 +59,9 @@ test('the plan is deterministic, covers every tensor once and balances work, not
     const largest = Math.max(...a.tensors.map((t) => t.cost));
     assert.ok(Math.max(...a.loads) <= mean + largest, `loads ${a.loads.join(', ')}`);
     // A matrix costs more than a norm of as many bytes: the spectral pass dominates.
-    assert.ok(tensorCost([1536, 8960], 2 * 2 * 1536 * 8960, true, DEFAULT_SETTINGS) > 20 * tensorCost([1536 * 8960], 2 * 2 * 1536 * 8960, false, DEFAULT_SETTINGS));
+    assert.ok(
+      tensorCost([1536, 8960], 2 * 2 * 1536 * 8960, true, DEFAULT_SETTINGS) > 20 * tensorCost([1536 * 8960], 2 * 2 * 1536 * 8960, false, DEFAULT_SETTINGS),
+    );
     // The diff pass balances by bytes alone; another shard count is another plan.
     assert.notEqual(planShards(base, ckpt, 4, 'diff', DEFAULT_SETTINGS).digest, a.digest);
     assert.notEqual(planShards(base, ckpt, 3, 'full', DEFAULT_SETTINGS).digest, a.digest);
@@ -69,27 +71,32 @@ test('the plan is deterministic, covers every tensor once and balances work, not
   }
 });
 
-test('analyze --shard on the example run: 1, 3 and 5 shards (more than some shards have tensors for) merge into the unsharded report', { timeout: 180_000 }, async () => {
-  const dir = await tmpdir();
-  try {
-    const full = path.join(dir, 'full.json');
-    await cli(['analyze', BASE, RL, '--k', '16', '--no-cache', '--json', full]);
-    const want = comparable(await readJson<CheckpointReport>(full));
-    for (const n of [1, 3, 5]) {
-      const parts = path.join(dir, `parts-${n}`);
-      await fsp.mkdir(parts);
-      for (let i = 1; i <= n; i++) await cli(['analyze', BASE, RL, '--k', '16', '--no-cache', '--shard', `${i}/${n}`, '--json', path.join(parts, `part-${i}.json`)]);
-      const merged = path.join(dir, `merged-${n}.json`);
-      await cli(['merge', parts, '--json', merged, '--md', path.join(dir, `merged-${n}.md`)]);
-      const got = await readJson<CheckpointReport>(merged);
-      assert.deepEqual(comparable(got), want, `${n} shards`);
-      assert.equal(got.shards?.count, n);
-      assert.ok(got.verdict && got.spectralSummary, 'the run-level verdict and spectral summary are rebuilt');
+test(
+  'analyze --shard on the example run: 1, 3 and 5 shards (more than some shards have tensors for) merge into the unsharded report',
+  { timeout: 180_000 },
+  async () => {
+    const dir = await tmpdir();
+    try {
+      const full = path.join(dir, 'full.json');
+      await cli(['analyze', BASE, RL, '--k', '16', '--no-cache', '--json', full]);
+      const want = comparable(await readJson<CheckpointReport>(full));
+      for (const n of [1, 3, 5]) {
+        const parts = path.join(dir, `parts-${n}`);
+        await fsp.mkdir(parts);
+        for (let i = 1; i <= n; i++)
+          await cli(['analyze', BASE, RL, '--k', '16', '--no-cache', '--shard', `${i}/${n}`, '--json', path.join(parts, `part-${i}.json`)]);
+        const merged = path.join(dir, `merged-${n}.json`);
+        await cli(['merge', parts, '--json', merged, '--md', path.join(dir, `merged-${n}.md`)]);
+        const got = await readJson<CheckpointReport>(merged);
+        assert.deepEqual(comparable(got), want, `${n} shards`);
+        assert.equal(got.shards?.count, n);
+        assert.ok(got.verdict && got.spectralSummary, 'the run-level verdict and spectral summary are rebuilt');
+      }
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
     }
-  } finally {
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
-});
+  },
+);
 
 test('diff --shard merges into the unsharded diff report, on a checkpoint sharded in two files', { timeout: 120_000 }, async () => {
   const dir = await tmpdir();
@@ -111,14 +118,20 @@ test('the randomized path: shards with the base subspaces cached merge into the 
   const dir = await tmpdir();
   try {
     // Sides above 256 take the shared-subspace path; k-spectrum 24 keeps the basis narrow and the test quick.
-    const run = await writeSyntheticRun(path.join(dir, 'syn'), { shape: { hidden: 288, intermediate: 320, layers: 1, heads: 4, kvHeads: 2, vocab: 64 }, steps: [100] });
+    const run = await writeSyntheticRun(path.join(dir, 'syn'), {
+      shape: { hidden: 288, intermediate: 320, layers: 1, heads: 4, kvHeads: 2, vocab: 64 },
+      steps: [100],
+    });
     const ckpt = run.checkpoints[0];
     const cache = path.join(dir, 'cache');
     const flags = ['--k', '8', '--k-spectrum', '24', '--cache-dir', cache];
     const full = path.join(dir, 'full.json');
     await cli(['analyze', run.base, ckpt, ...flags, '--json', full]);
     const cold = await readJson<CheckpointReport>(full);
-    assert.ok(cold.tensors.some((t) => t.spectral?.svdMethod === 'randomized'), 'some weight takes the randomized path');
+    assert.ok(
+      cold.tensors.some((t) => t.spectral?.svdMethod === 'randomized'),
+      'some weight takes the randomized path',
+    );
     assert.equal(cold.baseBases?.fromCache, 0);
     const parts: string[] = [];
     for (let i = 1; i <= 2; i++) {
@@ -131,7 +144,8 @@ test('the randomized path: shards with the base subspaces cached merge into the 
     // The shards found every base subspace in the cache; the numbers are the cold run's.
     assert.equal(got.baseBases?.fromCache, cold.baseBases?.computed);
     // Only where the base subspace came from differs.
-    const strip = (r: unknown): unknown => JSON.parse(JSON.stringify(r, (k, v: unknown) => (['baseBases', 'baseFromCache', 'baseIterations', 'baseConverged'].includes(k) ? undefined : v)));
+    const strip = (r: unknown): unknown =>
+      JSON.parse(JSON.stringify(r, (k, v: unknown) => (['baseBases', 'baseFromCache', 'baseIterations', 'baseConverged'].includes(k) ? undefined : v)));
     assert.deepEqual(strip(comparable(got)), strip(comparable(cold)));
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
@@ -151,7 +165,8 @@ test('merge refuses an incomplete set, a shard given twice and parts of other in
     await cli(['diff', BASE, other, '--shard', '3/3', '--json', part('sft.json')]);
     await cli(['analyze', BASE, RL, '--k', '16', '--no-cache', '--shard', '3/3', '--json', part('full3.json')]);
 
-    const merge = async (...files: string[]): Promise<{ code: number; err: string }> => runCli(['merge', ...files.map(part), '--json', part('out.json'), '--quiet']);
+    const merge = async (...files: string[]): Promise<{ code: number; err: string }> =>
+      runCli(['merge', ...files.map(part), '--json', part('out.json'), '--quiet']);
     let r = await merge('a1.json', 'a3.json');
     assert.equal(r.code, 1);
     assert.match(r.err, /incomplete: shard 2 of 3 missing/);

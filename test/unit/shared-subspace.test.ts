@@ -31,7 +31,6 @@ const SVD = { oversample: 10, powerIterations: 4, seed: 1234 };
 const RL = RL_SIZED;
 const SFT = SFT_SIZED;
 
-
 for (const [m, n, kind, update] of [
   [8960, 1536, 'RL', RL],
   [8960, 1536, 'SFT', SFT],
@@ -68,11 +67,25 @@ for (const [m, n, kind, update] of [
 
 test('a stored base basis of the wrong size is refused, not misused', async () => {
   const p = await plantedPair(backend, { m: 400, n: 300, decay: 0.5, k: 8, kk: 32, seed: 3, ...RL });
-  await assert.rejects(sharedSubspaceSvd(backend, p.W0, p.W1, p.dW, { kk: 32, k: 8, ...SVD, baseBasis: new Float32Array(10) }), /stored base basis has 10 values/);
+  await assert.rejects(
+    sharedSubspaceSvd(backend, p.W0, p.W1, p.dW, { kk: 32, k: 8, ...SVD, baseBasis: new Float32Array(10) }),
+    /stored base basis has 10 values/,
+  );
 });
 
 function pairFrom(name: string, W0: Float32Array, W1: Float32Array, m: number, n: number): TensorPair {
-  return { name, m, n, w0: W0, w1: W1, mask: Uint8Array.from(W0, (x, i) => (x === W1[i] ? 0 : 1)), changed: W0.reduce((a, x, i) => a + (x === W1[i] ? 0 : 1), 0), dtype0: 'F32', dtype1: 'F32', nonFinite: 0 };
+  return {
+    name,
+    m,
+    n,
+    w0: W0,
+    w1: W1,
+    mask: Uint8Array.from(W0, (x, i) => (x === W1[i] ? 0 : 1)),
+    changed: W0.reduce((a, x, i) => a + (x === W1[i] ? 0 : 1), 0),
+    dtype0: 'F32',
+    dtype1: 'F32',
+    nonFinite: 0,
+  };
 }
 
 test('the spectral pass reuses a cached base subspace: the same report, no base iterations, hits counted', { timeout: 120_000 }, async () => {
@@ -114,7 +127,14 @@ test('the base-subspace cache: round trip, a corrupt or short entry is a miss an
   bytes[100] ^= 0xff;
   await fsp.writeFile(file, bytes);
   assert.equal(await cache.get('a', 1000), undefined, 'a flipped byte fails the digest');
-  assert.equal(await fsp.stat(file).then(() => true, () => false), false, 'and the entry is removed');
+  assert.equal(
+    await fsp.stat(file).then(
+      () => true,
+      () => false,
+    ),
+    false,
+    'and the entry is removed',
+  );
   assert.ok(lines.some((l) => /does not check out/.test(l)));
   await cache.put('b', data);
   await fsp.writeFile(path.join(dir, 'bases', 'b.basis'), (await fsp.readFile(path.join(dir, 'bases', 'b.basis'))).subarray(0, 50));
@@ -135,88 +155,133 @@ test('the base-subspace cache: round trip, a corrupt or short entry is a miss an
   assert.equal(await bad.get('a', 1000), undefined);
 });
 
-test('gatescope analyze caches base subspaces: --cache-dir, --verbose hits, the same report, --no-cache, never inside a checkpoint', { timeout: 300_000 }, async () => {
-  const dir = await tempDir();
-  // Matrices wider than kSpectrum + oversample take the shared-subspace path (smaller ones the exact SVD).
-  const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'run'), { shape: { hidden: 320, intermediate: 640, layers: 1, heads: 4, kvHeads: 2, vocab: 64 }, steps: [10, 20] });
-  const cacheDir = path.join(dir, 'cache');
-  const args = ['analyze', base, checkpoints[0], '--k-spectrum', '32', '--k', '8', '--device', 'cpu', '--cache-dir', cacheDir, '--verbose'];
-  const first = await runCli([...args, '--json', path.join(dir, 'a.json')]);
-  assert.equal(first.code, 0, first.err);
-  const computed = /base subspaces: 0 from the cache, (\d+) computed and stored/.exec(first.err);
-  assert.ok(computed && Number(computed[1]) > 0, first.err);
-  assert.match(first.err, /diff pass [\d.]+ s, spectral pass [\d.]+ s \(bf16 kernel: WebAssembly SIMD\)/, 'and which diff kernel ran');
-  const files = (await fsp.readdir(path.join(cacheDir, 'bases'))).filter((f) => f.endsWith('.basis'));
-  assert.equal(files.length, Number(computed[1]));
-  // Every checkpoint of the base reuses them.
-  const second = await runCli([...args.slice(0, 2), checkpoints[1], ...args.slice(3), '--json', path.join(dir, 'b.json')]);
-  assert.equal(second.code, 0, second.err);
-  assert.match(second.err, new RegExp(`base subspaces: ${computed[1]} from the cache, 0 computed`));
-  const again = await runCli([...args, '--json', path.join(dir, 'c.json'), '--md', path.join(dir, 'c.md')]);
-  assert.match(await fsp.readFile(path.join(dir, 'c.md'), 'utf8'), new RegExp(`Spectral pass: base subspaces: ${computed[1]} from the cache, 0 computed`));
-  assert.match(again.out, new RegExp(`base subspaces: ${computed[1]} from the cache, 0 computed`), 'the text report says it too');
-  const a = JSON.parse(await fsp.readFile(path.join(dir, 'a.json'), 'utf8'));
-  const c = JSON.parse(await fsp.readFile(path.join(dir, 'c.json'), 'utf8'));
-  assert.equal(again.code, 0);
-  assert.deepEqual(c.baseBases, { fromCache: Number(computed[1]), computed: 0, cached: true });
-  assert.ok(typeof c.timings.diffMs === 'number' && typeof c.timings.spectralMs === 'number');
-  const numbers = (r: { tensors: { name: string; spectral?: { nss: number; principalAnglesLeftDeg: number[]; sigmaCheckpoint: number[] } }[]; verdict: unknown }): unknown => ({
-    tensors: r.tensors.map((t) => [t.name, t.spectral?.nss, t.spectral?.principalAnglesLeftDeg, t.spectral?.sigmaCheckpoint]),
-    verdict: r.verdict,
-  });
-  assert.deepEqual(numbers(c), numbers(a), 'a cached base gives the same report');
-  // --no-cache reads and writes nothing.
-  const none = await runCli(['analyze', base, checkpoints[0], '--k-spectrum', '32', '--k', '8', '--device', 'cpu', '--no-cache', '--verbose', '--cache-dir', cacheDir]);
-  assert.equal(none.code, 2);
-  assert.match(none.err, /--no-cache uses no cache: --cache-dir/);
-  const plain = await runCli(['analyze', base, checkpoints[0], '--k-spectrum', '32', '--k', '8', '--device', 'cpu', '--no-cache', '--verbose']);
-  assert.equal(plain.code, 0, plain.err);
-  assert.match(plain.err, /0 from the cache, \d+ computed \(no cache\)/);
-  // The default folder follows XDG_CACHE_HOME.
-  const xdg = path.join(dir, 'xdg');
-  const saved = process.env.XDG_CACHE_HOME;
-  process.env.XDG_CACHE_HOME = xdg;
-  try {
-    const viaXdg = await runCli(['analyze', base, checkpoints[0], '--k-spectrum', '32', '--k', '8', '--device', 'cpu', '--quiet']);
-    assert.equal(viaXdg.code, 0, viaXdg.err);
-    assert.ok((await fsp.readdir(path.join(xdg, 'gatescope', 'bases'))).some((f) => f.endsWith('.basis')));
-  } finally {
-    if (saved === undefined) delete process.env.XDG_CACHE_HOME;
-    else process.env.XDG_CACHE_HOME = saved;
-  }
-  // Inside a checkpoint folder: refused before any work.
-  const inside = await runCli(['analyze', base, checkpoints[0], '--device', 'cpu', '--cache-dir', path.join(base, 'cache')]);
-  assert.equal(inside.code, 2);
-  assert.match(inside.err, /inside the checkpoint folder/);
-  assert.equal(await fsp.stat(path.join(base, 'cache')).then(() => true, () => false), false, 'nothing was created there');
-});
+test(
+  'gatescope analyze caches base subspaces: --cache-dir, --verbose hits, the same report, --no-cache, never inside a checkpoint',
+  { timeout: 300_000 },
+  async () => {
+    const dir = await tempDir();
+    // Matrices wider than kSpectrum + oversample take the shared-subspace path (smaller ones the exact SVD).
+    const { base, checkpoints } = await writeSyntheticRun(path.join(dir, 'run'), {
+      shape: { hidden: 320, intermediate: 640, layers: 1, heads: 4, kvHeads: 2, vocab: 64 },
+      steps: [10, 20],
+    });
+    const cacheDir = path.join(dir, 'cache');
+    const args = ['analyze', base, checkpoints[0], '--k-spectrum', '32', '--k', '8', '--device', 'cpu', '--cache-dir', cacheDir, '--verbose'];
+    const first = await runCli([...args, '--json', path.join(dir, 'a.json')]);
+    assert.equal(first.code, 0, first.err);
+    const computed = /base subspaces: 0 from the cache, (\d+) computed and stored/.exec(first.err);
+    assert.ok(computed && Number(computed[1]) > 0, first.err);
+    assert.match(first.err, /diff pass [\d.]+ s, spectral pass [\d.]+ s \(bf16 kernel: WebAssembly SIMD\)/, 'and which diff kernel ran');
+    const files = (await fsp.readdir(path.join(cacheDir, 'bases'))).filter((f) => f.endsWith('.basis'));
+    assert.equal(files.length, Number(computed[1]));
+    // Every checkpoint of the base reuses them.
+    const second = await runCli([...args.slice(0, 2), checkpoints[1], ...args.slice(3), '--json', path.join(dir, 'b.json')]);
+    assert.equal(second.code, 0, second.err);
+    assert.match(second.err, new RegExp(`base subspaces: ${computed[1]} from the cache, 0 computed`));
+    const again = await runCli([...args, '--json', path.join(dir, 'c.json'), '--md', path.join(dir, 'c.md')]);
+    assert.match(await fsp.readFile(path.join(dir, 'c.md'), 'utf8'), new RegExp(`Spectral pass: base subspaces: ${computed[1]} from the cache, 0 computed`));
+    assert.match(again.out, new RegExp(`base subspaces: ${computed[1]} from the cache, 0 computed`), 'the text report says it too');
+    const a = JSON.parse(await fsp.readFile(path.join(dir, 'a.json'), 'utf8'));
+    const c = JSON.parse(await fsp.readFile(path.join(dir, 'c.json'), 'utf8'));
+    assert.equal(again.code, 0);
+    assert.deepEqual(c.baseBases, { fromCache: Number(computed[1]), computed: 0, cached: true });
+    assert.ok(typeof c.timings.diffMs === 'number' && typeof c.timings.spectralMs === 'number');
+    const numbers = (r: {
+      tensors: { name: string; spectral?: { nss: number; principalAnglesLeftDeg: number[]; sigmaCheckpoint: number[] } }[];
+      verdict: unknown;
+    }): unknown => ({
+      tensors: r.tensors.map((t) => [t.name, t.spectral?.nss, t.spectral?.principalAnglesLeftDeg, t.spectral?.sigmaCheckpoint]),
+      verdict: r.verdict,
+    });
+    assert.deepEqual(numbers(c), numbers(a), 'a cached base gives the same report');
+    // --no-cache reads and writes nothing.
+    const none = await runCli([
+      'analyze',
+      base,
+      checkpoints[0],
+      '--k-spectrum',
+      '32',
+      '--k',
+      '8',
+      '--device',
+      'cpu',
+      '--no-cache',
+      '--verbose',
+      '--cache-dir',
+      cacheDir,
+    ]);
+    assert.equal(none.code, 2);
+    assert.match(none.err, /--no-cache uses no cache: --cache-dir/);
+    const plain = await runCli(['analyze', base, checkpoints[0], '--k-spectrum', '32', '--k', '8', '--device', 'cpu', '--no-cache', '--verbose']);
+    assert.equal(plain.code, 0, plain.err);
+    assert.match(plain.err, /0 from the cache, \d+ computed \(no cache\)/);
+    // The default folder follows XDG_CACHE_HOME.
+    const xdg = path.join(dir, 'xdg');
+    const saved = process.env.XDG_CACHE_HOME;
+    process.env.XDG_CACHE_HOME = xdg;
+    try {
+      const viaXdg = await runCli(['analyze', base, checkpoints[0], '--k-spectrum', '32', '--k', '8', '--device', 'cpu', '--quiet']);
+      assert.equal(viaXdg.code, 0, viaXdg.err);
+      assert.ok((await fsp.readdir(path.join(xdg, 'gatescope', 'bases'))).some((f) => f.endsWith('.basis')));
+    } finally {
+      if (saved === undefined) delete process.env.XDG_CACHE_HOME;
+      else process.env.XDG_CACHE_HOME = saved;
+    }
+    // Inside a checkpoint folder: refused before any work.
+    const inside = await runCli(['analyze', base, checkpoints[0], '--device', 'cpu', '--cache-dir', path.join(base, 'cache')]);
+    assert.equal(inside.code, 2);
+    assert.match(inside.err, /inside the checkpoint folder/);
+    assert.equal(
+      await fsp.stat(path.join(base, 'cache')).then(
+        () => true,
+        () => false,
+      ),
+      false,
+      'nothing was created there',
+    );
+  },
+);
 
-test('a rank-deficient weight (rank below k): vectors stay an orthonormal basis and the test watches only the defined directions', { timeout: 60_000 }, async () => {
-  const m = 400;
-  const n = 300;
-  const r = 20;
-  const A = new Float32Array(m * r);
-  const B = new Float32Array(r * n);
-  const { Rng } = await import('../../src/linalg/random');
-  new Rng(1).fillGaussian(A);
-  new Rng(2).fillGaussian(B);
-  const product = async (scaleB: number): Promise<Float32Array> => (await backend.matmul({ rows: m, cols: r, data: A }, { rows: r, cols: n, data: B.map((x, i) => x * (1 + scaleB * Math.sin(i))) })).data;
-  const w0 = await product(0);
-  const w1 = await product(1e-3); // the update stays inside the rank-20 row space
-  const dW = w1.map((x, i) => x - w0[i]);
-  const res = await sharedSubspaceSvd(backend, { rows: m, cols: n, data: w0 }, { rows: m, cols: n, data: w1 }, { rows: m, cols: n, data: dW }, { kk: 256, k: 64, ...SVD });
-  assert.ok(res.baseConvergence?.converged && res.checkpointConvergence.converged, 'the defined (rank-20) part settles');
-  for (const svd of [res.base, res.checkpoint]) {
-    for (const [X, rows] of [[svd.U, m], [svd.V, n]] as const) {
-      for (let i = 0; i < 64; i++) {
-        for (let j = 0; j <= i; j++) {
-          let d = 0;
-          for (let t = 0; t < rows; t++) d += X[t * 64 + i] * X[t * 64 + j];
-          assert.ok(Math.abs(d - (i === j ? 1 : 0)) < 1e-5, `columns ${i}, ${j}: ${d}`);
+test(
+  'a rank-deficient weight (rank below k): vectors stay an orthonormal basis and the test watches only the defined directions',
+  { timeout: 60_000 },
+  async () => {
+    const m = 400;
+    const n = 300;
+    const r = 20;
+    const A = new Float32Array(m * r);
+    const B = new Float32Array(r * n);
+    const { Rng } = await import('../../src/linalg/random');
+    new Rng(1).fillGaussian(A);
+    new Rng(2).fillGaussian(B);
+    const product = async (scaleB: number): Promise<Float32Array> =>
+      (await backend.matmul({ rows: m, cols: r, data: A }, { rows: r, cols: n, data: B.map((x, i) => x * (1 + scaleB * Math.sin(i))) })).data;
+    const w0 = await product(0);
+    const w1 = await product(1e-3); // the update stays inside the rank-20 row space
+    const dW = w1.map((x, i) => x - w0[i]);
+    const res = await sharedSubspaceSvd(
+      backend,
+      { rows: m, cols: n, data: w0 },
+      { rows: m, cols: n, data: w1 },
+      { rows: m, cols: n, data: dW },
+      { kk: 256, k: 64, ...SVD },
+    );
+    assert.ok(res.baseConvergence?.converged && res.checkpointConvergence.converged, 'the defined (rank-20) part settles');
+    for (const svd of [res.base, res.checkpoint]) {
+      for (const [X, rows] of [
+        [svd.U, m],
+        [svd.V, n],
+      ] as const) {
+        for (let i = 0; i < 64; i++) {
+          for (let j = 0; j <= i; j++) {
+            let d = 0;
+            for (let t = 0; t < rows; t++) d += X[t * 64 + i] * X[t * 64 + j];
+            assert.ok(Math.abs(d - (i === j ? 1 : 0)) < 1e-5, `columns ${i}, ${j}: ${d}`);
+          }
         }
       }
+      assert.ok(svd.S[r] < 1e-5 * svd.S[0], 'values past the rank are at float32 noise');
     }
-    assert.ok(svd.S[r] < 1e-5 * svd.S[0], 'values past the rank are at float32 noise');
-  }
-  assert.ok(Number.isFinite(res.anglesLeftDeg[r - 1]) && res.anglesLeftDeg[r - 1] < 1, `the first ${r} angles are small: ${res.anglesLeftDeg[r - 1]}`);
-});
+    assert.ok(Number.isFinite(res.anglesLeftDeg[r - 1]) && res.anglesLeftDeg[r - 1] < 1, `the first ${r} angles are small: ${res.anglesLeftDeg[r - 1]}`);
+  },
+);

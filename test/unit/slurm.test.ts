@@ -37,23 +37,37 @@ test('labels become unique file-safe names; sbatch output gives the job id', () 
   assert.equal(jobIdOf('sbatch: error: invalid partition'), null);
 });
 
-test('status reads Slurm states and the tasks\' exit files: done, failed with a code, killed, pending', async () => {
+test("status reads Slurm states and the tasks' exit files: done, failed with a code, killed, pending", async () => {
   const out = await fsp.mkdtemp(path.join(os.tmpdir(), 'gatescope-slurm-status-'));
   try {
     await fsp.mkdir(path.join(out, 'status'));
     await fsp.writeFile(path.join(out, 'status', 'x-1.rc'), '0\n');
     await fsp.writeFile(path.join(out, 'status', 'x-2.rc'), '1\n');
     const m: Manifest = {
-      kind: 'gatescope.slurm-submission', createdAt: '', base: '/b', out,
-      checkpoints: [{ label: 'x', slug: 'x', checkpoint: '/c', tasks: 4, arrayJob: '10', mergeJob: '11', report: path.join(out, 'x.json'), reports: [], parts: '' }],
+      kind: 'gatescope.slurm-submission',
+      createdAt: '',
+      base: '/b',
+      out,
+      checkpoints: [
+        { label: 'x', slug: 'x', checkpoint: '/c', tasks: 4, arrayJob: '10', mergeJob: '11', report: path.join(out, 'x.json'), reports: [], parts: '' },
+      ],
     };
     const exec: Exec = async (cmd, args) => {
       if (cmd === 'squeue') return { code: 0, stdout: '10_4|PENDING\n11|PENDING\n', stderr: '' };
-      if (cmd === 'scontrol' && args.includes('10')) return { code: 0, stdout: 'JobId=13 ArrayJobId=10 ArrayTaskId=3 JobName=g JobState=CANCELLED Reason=None\n', stderr: '' };
+      if (cmd === 'scontrol' && args.includes('10'))
+        return { code: 0, stdout: 'JobId=13 ArrayJobId=10 ArrayTaskId=3 JobName=g JobState=CANCELLED Reason=None\n', stderr: '' };
       return { code: 1, stdout: '', stderr: 'Invalid job id specified' };
     };
     const [s] = await status(m, exec);
-    assert.deepEqual(s.tasks.map((t) => [t.state, t.detail]), [['done', 'COMPLETED'], ['failed', 'exit 1'], ['failed', 'CANCELLED'], ['pending', 'PENDING']]);
+    assert.deepEqual(
+      s.tasks.map((t) => [t.state, t.detail]),
+      [
+        ['done', 'COMPLETED'],
+        ['failed', 'exit 1'],
+        ['failed', 'CANCELLED'],
+        ['pending', 'PENDING'],
+      ],
+    );
     assert.equal(s.state, 'failed');
     assert.equal(s.merge.state, 'failed', 'a merge that can never start counts as failed');
     assert.equal(s.landed, false);
@@ -85,7 +99,8 @@ after(() => {
   if (!cluster) return;
   spawnSync('bash', [SCRIPT, 'stop', cluster.dir], { encoding: 'utf8', timeout: 60_000 });
   // Every daemon it started is gone.
-  for (const name of ['munged', 'slurmctld', 'slurmd']) assert.equal(spawnSync('test', ['-e', path.join(cluster.dir, `${name}.pid`)]).status, 1, `${name} pid file left`);
+  for (const name of ['munged', 'slurmctld', 'slurmd'])
+    assert.equal(spawnSync('test', ['-e', path.join(cluster.dir, `${name}.pid`)]).status, 1, `${name} pid file left`);
   void fsp.rm(cluster.dir, { recursive: true, force: true });
 });
 
@@ -103,10 +118,32 @@ test('slurm analyze --wait on the live cluster: the merged reports equal the loc
   if (!cluster) return t.skip(skipReason);
   const out = await fsp.mkdtemp(path.join(os.tmpdir(), 'gatescope-slurm-out-'));
   try {
-    const r = await runCli(['slurm', 'analyze', BASE, RL, SFT, '--tasks', '3', '--out', out, '--k', '16', '--no-cache', '--wait', '--poll', '0.5', '--formats', 'md', '--quiet']);
+    const r = await runCli([
+      'slurm',
+      'analyze',
+      BASE,
+      RL,
+      SFT,
+      '--tasks',
+      '3',
+      '--out',
+      out,
+      '--k',
+      '16',
+      '--no-cache',
+      '--wait',
+      '--poll',
+      '0.5',
+      '--formats',
+      'md',
+      '--quiet',
+    ]);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /rl-kl step 80: array job \d+ \(3 shards\), merge job \d+/);
-    for (const [ckpt, slug] of [[RL, 'rl-kl-step-80'], [SFT, 'sft-step-160']]) {
+    for (const [ckpt, slug] of [
+      [RL, 'rl-kl-step-80'],
+      [SFT, 'sft-step-160'],
+    ]) {
       const local = path.join(out, `${slug}-local.json`);
       assert.equal((await runCli(['analyze', BASE, ckpt, '--k', '16', '--no-cache', '--json', local, '--quiet'])).code, 0);
       const merged = await readJson<CheckpointReport>(path.join(out, `${slug}.json`));
@@ -155,7 +192,23 @@ test('a failing task: --wait exits 1 naming the task, its log and the error in i
     for (const f of await fsp.readdir(RL)) await fsp.copyFile(path.join(RL, f), path.join(bad, f));
     const st = await fsp.stat(path.join(bad, 'model.safetensors'));
     await fsp.truncate(path.join(bad, 'model.safetensors'), Math.floor(st.size / 2));
-    const r = await runCli(['slurm', 'analyze', BASE, bad, '--tasks', '2', '--out', path.join(out, 'jobs'), '--k', '16', '--no-cache', '--wait', '--poll', '0.5', '--quiet']);
+    const r = await runCli([
+      'slurm',
+      'analyze',
+      BASE,
+      bad,
+      '--tasks',
+      '2',
+      '--out',
+      path.join(out, 'jobs'),
+      '--k',
+      '16',
+      '--no-cache',
+      '--wait',
+      '--poll',
+      '0.5',
+      '--quiet',
+    ]);
     assert.equal(r.code, 1);
     assert.match(r.err, /broken step 5: task [12] of 2 failed \(exit 1\); log: .*broken-step-5-[12]\.log/);
     assert.match(r.err, /model\.safetensors/, 'the error in the log is shown');
@@ -164,9 +217,14 @@ test('a failing task: --wait exits 1 naming the task, its log and the error in i
   }
 });
 
-test('the extension command\'s request is checked field by field', () => {
+test("the extension command's request is checked field by field", () => {
   assert.equal(parseSlurmRequest(undefined), undefined);
-  assert.deepEqual(parseSlurmRequest({ tasks: 2, partition: 'gpu', sbatchArgs: ['--time=1:00:00'], out: '/x' }), { tasks: 2, partition: 'gpu', sbatchArgs: ['--time=1:00:00'], out: '/x' });
+  assert.deepEqual(parseSlurmRequest({ tasks: 2, partition: 'gpu', sbatchArgs: ['--time=1:00:00'], out: '/x' }), {
+    tasks: 2,
+    partition: 'gpu',
+    sbatchArgs: ['--time=1:00:00'],
+    out: '/x',
+  });
   assert.throws(() => parseSlurmRequest({ tasks: 0 }), /tasks must be/);
   assert.throws(() => parseSlurmRequest({ tasks: 2, task: 3 }), /unknown fields: task/);
   assert.throws(() => parseSlurmRequest({ sbatchArgs: '--time=1' }), /list of strings/);
@@ -174,10 +232,32 @@ test('the extension command\'s request is checked field by field', () => {
 });
 
 test('the tree line of a Slurm checkpoint: shards done, failures with their logs', () => {
-  const t = (task: number | 'merge', state: 'pending' | 'running' | 'done' | 'failed', detail: string): CheckpointStatus['tasks'][number] => ({ task, state, detail, log: `/l/${task}.log` });
-  const running: CheckpointStatus = { label: 'x', state: 'running', tasks: [t(1, 'done', 'COMPLETED'), t(2, 'running', 'RUNNING')], merge: t('merge', 'pending', 'PENDING'), report: '/r.json', landed: false };
-  assert.deepEqual(slurmView(running, 'rl step 80', '12'), { label: 'Slurm: rl step 80', description: 'running: 1/2 shards, 1 running', tooltip: 'array job 12: running', icon: 'sync~spin' });
-  const failed: CheckpointStatus = { ...running, state: 'failed', tasks: [t(1, 'done', 'COMPLETED'), t(2, 'failed', 'exit 1')], merge: t('merge', 'failed', 'a shard failed') };
+  const t = (task: number | 'merge', state: 'pending' | 'running' | 'done' | 'failed', detail: string): CheckpointStatus['tasks'][number] => ({
+    task,
+    state,
+    detail,
+    log: `/l/${task}.log`,
+  });
+  const running: CheckpointStatus = {
+    label: 'x',
+    state: 'running',
+    tasks: [t(1, 'done', 'COMPLETED'), t(2, 'running', 'RUNNING')],
+    merge: t('merge', 'pending', 'PENDING'),
+    report: '/r.json',
+    landed: false,
+  };
+  assert.deepEqual(slurmView(running, 'rl step 80', '12'), {
+    label: 'Slurm: rl step 80',
+    description: 'running: 1/2 shards, 1 running',
+    tooltip: 'array job 12: running',
+    icon: 'sync~spin',
+  });
+  const failed: CheckpointStatus = {
+    ...running,
+    state: 'failed',
+    tasks: [t(1, 'done', 'COMPLETED'), t(2, 'failed', 'exit 1')],
+    merge: t('merge', 'failed', 'a shard failed'),
+  };
   const v = slurmView(failed, 'rl step 80', '12');
   assert.equal(v.icon, 'error');
   assert.match(v.tooltip, /task 2: exit 1 \(log \/l\/2\.log\)/);

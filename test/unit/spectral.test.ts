@@ -32,11 +32,12 @@ function orthogonal(rng: Rng, m: number): Float64Array {
 /** W = U diag(s) V^T with U (m x m), V (n x n) orthogonal, row-major float32. */
 function compose(U: Float64Array, s: number[], V: Float64Array, m: number, n: number): Float32Array {
   const W = new Float32Array(m * n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
-    let acc = 0;
-    for (let r = 0; r < s.length; r++) acc += U[i * m + r] * s[r] * V[j * n + r];
-    W[i * n + j] = acc;
-  }
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let acc = 0;
+      for (let r = 0; r < s.length; r++) acc += U[i * m + r] * s[r] * V[j * n + r];
+      W[i * n + j] = acc;
+    }
   return W;
 }
 
@@ -55,7 +56,10 @@ function fro2(a: ArrayLike<number>): number {
 
 test('Weyl and Mirsky bounds hold on the computed spectra, full and randomized', async () => {
   const rng = new Rng(11);
-  for (const [m, n, kSpectrum] of [[64, 96, 256], [300, 360, 48]] as const) {
+  for (const [m, n, kSpectrum] of [
+    [64, 96, 256],
+    [300, 360, 48],
+  ] as const) {
     const w0 = Float32Array.from(gaussianMatrix(rng, m, n), (x) => x * 0.05);
     const w1 = Float32Array.from(w0, (x) => x + 0.004 * rng.nextGaussian());
     const settings = { ...DEFAULT_SETTINGS, k: 16, kSpectrum };
@@ -128,8 +132,26 @@ test('off-principal energy: 0 for an update inside the top-k subspaces, 1 for on
   const outsideS = new Array(n).fill(0).map((_, i) => (i >= k && i < k + 4 ? 0.2 : 0));
   const outside = compose(U, outsideS, V, m, n);
   const settings = { ...DEFAULT_SETTINGS, k };
-  const rIn = await analyzePair(backend, pairOf(m, n, w0, Float32Array.from(w0, (x, i) => x + inside[i])), settings);
-  const rOut = await analyzePair(backend, pairOf(m, n, w0, Float32Array.from(w0, (x, i) => x + outside[i])), settings);
+  const rIn = await analyzePair(
+    backend,
+    pairOf(
+      m,
+      n,
+      w0,
+      Float32Array.from(w0, (x, i) => x + inside[i]),
+    ),
+    settings,
+  );
+  const rOut = await analyzePair(
+    backend,
+    pairOf(
+      m,
+      n,
+      w0,
+      Float32Array.from(w0, (x, i) => x + outside[i]),
+    ),
+    settings,
+  );
   assert.ok(rIn.spectral.offPrincipalEnergy < 1e-3, `inside: ${rIn.spectral.offPrincipalEnergy}`);
   assert.ok(rOut.spectral.offPrincipalEnergy > 0.999, `outside: ${rOut.spectral.offPrincipalEnergy}`);
   assert.equal(rIn.spectral.offPrincipalEnergyBaseline, 1 - (k * k) / (m * n));
@@ -172,7 +194,10 @@ test('exact top/bottom-alpha selection with deterministic ties', () => {
   const rng = new Rng(3);
   const big = Float32Array.from({ length: 10001 }, () => Math.round(rng.nextGaussian() * 20) / 4);
   for (const count of [1, 5000, 5001, 10000]) {
-    assert.equal(selectByMagnitude(big, count, true).reduce((a, b) => a + b, 0), count);
+    assert.equal(
+      selectByMagnitude(big, count, true).reduce((a, b) => a + b, 0),
+      count,
+    );
     const sorted = Float32Array.from(big).sort();
     assert.ok(quickselect(Float32Array.from(big), count - 1) === sorted[count - 1]);
     // The radix selection on |v|'s bit patterns: the same threshold as a sort, and the same mask as a brute-force rank.
@@ -197,7 +222,12 @@ test('verdict rule: a regime when a measure leans to it and none the other way; 
   const bottom = { principalEnergy: b(0.002, 0.01, 0.3), spectralSharePrincipal: b(0.01, 0.03, 0.1), overlapPrincipal: 0.4, overlapPrincipalExpected: 0.4 };
   assert.equal(verdictFrom(bottom).label, 'off-principal');
   // Between the nulls (where real gradient updates fall): inconclusive, and the reason says so.
-  const between = verdictFrom({ principalEnergy: b(0.2, 0.01, 0.3), spectralSharePrincipal: b(0.1, 0.03, 0.1), overlapPrincipal: 0.4, overlapPrincipalExpected: 0.4 });
+  const between = verdictFrom({
+    principalEnergy: b(0.2, 0.01, 0.3),
+    spectralSharePrincipal: b(0.1, 0.03, 0.1),
+    overlapPrincipal: 0.4,
+    overlapPrincipalExpected: 0.4,
+  });
   assert.equal(between.label, 'inconclusive');
   assert.match(between.reason!, /between the nulls/);
   // Measures leaning opposite ways: inconclusive.

@@ -150,7 +150,7 @@ test('the half-ULP threshold of each exponent is half the spacing of bf16 number
     const next = f[0];
     assert.equal(halfUlpOfExponent(e), Math.abs(next - w) / 2, `at ${x}`);
   }
-  assert.equal(halfUlpOfExponent(0), 2 ** -134, 'zero shares the smallest normal binade\'s ULP');
+  assert.equal(halfUlpOfExponent(0), 2 ** -134, "zero shares the smallest normal binade's ULP");
 });
 
 test('unchangedShareBelowBound counts what a direct count over the values counts', () => {
@@ -210,7 +210,10 @@ test('worker threads give the same report as one thread', async () => {
 async function tinyRun(dir: string, steps: { step: number; values: number[]; shape?: number[] }[]): Promise<void> {
   for (const s of steps) {
     const data = bf16Bytes(s.values.map(bf16));
-    await writeFile(path.join(dir, `checkpoint-${s.step}`, 'model.safetensors'), validFile({ 'model.layers.0.mlp.up_proj.weight': { dtype: 'BF16', shape: s.shape ?? [2, s.values.length / 2], data } }));
+    await writeFile(
+      path.join(dir, `checkpoint-${s.step}`, 'model.safetensors'),
+      validFile({ 'model.layers.0.mlp.up_proj.weight': { dtype: 'BF16', shape: s.shape ?? [2, s.values.length / 2], data } }),
+    );
     await writeFile(path.join(dir, `checkpoint-${s.step}`, 'config.json'), '{}');
   }
 }
@@ -226,20 +229,36 @@ test('a run with one checkpoint and no base says there is no step to compare', a
 
 test('checkpoints of different shapes in one run are an error naming the pair', async () => {
   const dir = await tempDir();
-  await tinyRun(dir, [{ step: 10, values: [1, 2, 3, 4] }, { step: 20, values: [1, 2, 3, 4, 5, 6], shape: [2, 3] }]);
-  await assert.rejects(stepsOfRun(dir), (e: Error) => e instanceof StepsError && e.message.includes('checkpoint-10') && e.message.includes('checkpoint-20') && /different shapes/.test(e.message));
+  await tinyRun(dir, [
+    { step: 10, values: [1, 2, 3, 4] },
+    { step: 20, values: [1, 2, 3, 4, 5, 6], shape: [2, 3] },
+  ]);
+  await assert.rejects(
+    stepsOfRun(dir),
+    (e: Error) => e instanceof StepsError && e.message.includes('checkpoint-10') && e.message.includes('checkpoint-20') && /different shapes/.test(e.message),
+  );
 });
 
 test('a run without a base starts at its first checkpoint; an incomplete checkpoint is left out and named', async () => {
   const dir = await tempDir();
-  await tinyRun(dir, [{ step: 10, values: [1, 2, 3, 4] }, { step: 20, values: [1, 2.5, 3, 4] }, { step: 30, values: [1, 2.5, 3, 4.5] }]);
+  await tinyRun(dir, [
+    { step: 10, values: [1, 2, 3, 4] },
+    { step: 20, values: [1, 2.5, 3, 4] },
+    { step: 30, values: [1, 2.5, 3, 4.5] },
+  ]);
   // Training still saving step 40: the file is shorter than its header says.
   const whole = validFile({ 'model.layers.0.mlp.up_proj.weight': { dtype: 'BF16', shape: [2, 2], data: bf16Bytes([1, 2, 3, 4].map(bf16)) } });
   await writeFile(path.join(dir, 'checkpoint-40', 'model.safetensors'), whole.subarray(0, whole.length - 3));
   await writeFile(path.join(dir, 'checkpoint-40', 'config.json'), '{}');
   const r = await stepsOfRun(dir, { learningRate: 1e-3, learningRateSource: 'test' });
   assert.equal(r.base, null);
-  assert.deepEqual(r.steps.map((s) => [s.fromStep, s.toStep, s.changed, s.bitsChanged]), [[10, 20, 1, 1], [20, 30, 1, 1]]);
+  assert.deepEqual(
+    r.steps.map((s) => [s.fromStep, s.toStep, s.changed, s.bitsChanged]),
+    [
+      [10, 20, 1, 1],
+      [20, 30, 1, 1],
+    ],
+  );
   assert.equal(r.skipped.length, 1);
   assert.match(r.skipped[0].path, /checkpoint-40/);
   assert.equal(r.skipped[0].state, 'incomplete');
@@ -258,7 +277,17 @@ test('a run without a base starts at its first checkpoint; an incomplete checkpo
 test('gatescope steps writes the JSON contract with paths relative to the report, CSV and Markdown', async () => {
   const out = await tempDir();
   const json = path.join(out, 'steps.json');
-  const r = await runCli(['steps', path.join(EXAMPLES, 'runs', 'rl-kl'), '--json', json, '--csv', path.join(out, 's.csv'), '--md', path.join(out, 's.md'), '--quiet']);
+  const r = await runCli([
+    'steps',
+    path.join(EXAMPLES, 'runs', 'rl-kl'),
+    '--json',
+    json,
+    '--csv',
+    path.join(out, 's.csv'),
+    '--md',
+    path.join(out, 's.md'),
+    '--quiet',
+  ]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /base -> 40/);
   assert.match(r.out, /40 -> 80/);
@@ -287,7 +316,13 @@ test('gatescope steps writes the JSON contract with paths relative to the report
 
 test('gatescope steps: usage errors', async () => {
   const run = path.join(EXAMPLES, 'runs', 'rl-kl');
-  for (const args of [['steps'], ['steps', run, run], ['steps', run, '--base', path.join(EXAMPLES, 'base'), '--no-base'], ['steps', run, '--lr', '-1'], ['steps', path.join(run, 'verl_config.yaml')]]) {
+  for (const args of [
+    ['steps'],
+    ['steps', run, run],
+    ['steps', run, '--base', path.join(EXAMPLES, 'base'), '--no-base'],
+    ['steps', run, '--lr', '-1'],
+    ['steps', path.join(run, 'verl_config.yaml')],
+  ]) {
     const r = await runCli([...args, '--quiet']);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
   }

@@ -7,7 +7,15 @@ import { SafetensorsFile } from '../../src/formats/safetensors';
 import { decodeToFloat32, decodeToFloat64 } from '../../src/formats/dtype';
 import { writeSafetensors, float32ToBf16Bytes, type TensorSpec } from '../../src/formats/writer';
 import { qwenTensorSpecs, qwenConfig, gaussian, rng, type SyntheticShape } from '../../src/examples/synthetic';
-import { scrambleCheckpoint, haarOrthogonal, hadamard, attentionGeometry, planLayer, type ScrambleOptions, type ScrambleSummary } from '../../src/transform/scramble';
+import {
+  scrambleCheckpoint,
+  haarOrthogonal,
+  hadamard,
+  attentionGeometry,
+  planLayer,
+  type ScrambleOptions,
+  type ScrambleSummary,
+} from '../../src/transform/scramble';
 import { exportMasks, type MaskKind } from '../../src/transform/mask';
 import { encodeFloatBits, encodeFromFloat64 } from '../../src/transform/encode';
 import { TransformInputError } from '../../src/transform/guard';
@@ -43,7 +51,12 @@ async function writeBase(dir: string, dtype: 'BF16' | 'F32', shape: SyntheticSha
     values.set(s.name, v);
   }
   await fsp.mkdir(dir, { recursive: true });
-  await writeSafetensors(path.join(dir, 'model.safetensors'), specs, (s) => (dtype === 'BF16' ? float32ToBf16Bytes(values.get(s.name)!) : new Uint8Array(values.get(s.name)!.buffer)), { metadata: { format: 'pt' } });
+  await writeSafetensors(
+    path.join(dir, 'model.safetensors'),
+    specs,
+    (s) => (dtype === 'BF16' ? float32ToBf16Bytes(values.get(s.name)!) : new Uint8Array(values.get(s.name)!.buffer)),
+    { metadata: { format: 'pt' } },
+  );
   await fsp.writeFile(path.join(dir, 'config.json'), JSON.stringify(qwenConfig(shape), null, 2));
   await fsp.writeFile(path.join(dir, 'generation_config.json'), '{"do_sample": false}');
   await fsp.writeFile(path.join(dir, 'tokenizer.json'), '{"version": "1.0"}');
@@ -80,25 +93,28 @@ async function rawTensors(p: string): Promise<Map<string, Buffer>> {
 /** y = x W^T + b for row-major x (T x n), W (m x n). */
 function linear(x: Float64Array, T: number, W: Float64Array, m: number, n: number, b?: Float64Array): Float64Array {
   const y = new Float64Array(T * m);
-  for (let t = 0; t < T; t++) for (let i = 0; i < m; i++) {
-    let s = b ? b[i] : 0;
-    for (let j = 0; j < n; j++) s += x[t * n + j] * W[i * n + j];
-    y[t * m + i] = s;
-  }
+  for (let t = 0; t < T; t++)
+    for (let i = 0; i < m; i++) {
+      let s = b ? b[i] : 0;
+      for (let j = 0; j < n; j++) s += x[t * n + j] * W[i * n + j];
+      y[t * m + i] = s;
+    }
   return y;
 }
 
 /** HF rotate_half RoPE on every head of a T x (heads*d) activation, in place. */
 function rope(x: Float64Array, T: number, heads: number, d: number, theta = 10000): void {
   const half = d / 2;
-  for (let t = 0; t < T; t++) for (let h = 0; h < heads; h++) for (let i = 0; i < half; i++) {
-    const ang = t * theta ** (-(2 * i) / d);
-    const o = t * heads * d + h * d;
-    const a = x[o + i];
-    const b = x[o + i + half];
-    x[o + i] = a * Math.cos(ang) - b * Math.sin(ang);
-    x[o + i + half] = b * Math.cos(ang) + a * Math.sin(ang);
-  }
+  for (let t = 0; t < T; t++)
+    for (let h = 0; h < heads; h++)
+      for (let i = 0; i < half; i++) {
+        const ang = t * theta ** (-(2 * i) / d);
+        const o = t * heads * d + h * d;
+        const a = x[o + i];
+        const b = x[o + i + half];
+        x[o + i] = a * Math.cos(ang) - b * Math.sin(ang);
+        x[o + i + half] = b * Math.cos(ang) + a * Math.sin(ang);
+      }
 }
 
 /** RMSNorm of each consecutive group of `w.length` features of a T-row activation, in place. */
@@ -192,7 +208,10 @@ const MODES: [string, Pick<ScrambleOptions, 'rotate' | 'permute' | 'rotation'>][
 test('scrambled layers compute the same attention outputs (F32: tight; BF16: within bf16 rounding; permutations: exact)', async () => {
   const T = 6;
   const x = randomInput(T, TINY.hidden, 5);
-  for (const [baseName, base] of [['f32', baseF32], ['bf16', baseBf16]] as const) {
+  for (const [baseName, base] of [
+    ['f32', baseF32],
+    ['bf16', baseBf16],
+  ] as const) {
     const W0 = await loadWeights(base);
     const raw0 = await rawTensors(base);
     for (const [label, mode] of MODES) {
@@ -260,7 +279,10 @@ test('q/k norms move with their heads (full-width, OLMo2-style; per-head, Qwen3-
   assert.ok(summary.changedTensors.includes('model.layers.0.self_attn.k_norm.weight'));
   assert.ok(!summary.changedTensors.includes('model.layers.1.self_attn.q_norm.weight'), 'a per-head norm is shared by all heads');
   const sinks = await writeBase(path.join(dir, 'base-sinks'), 'F32', TINY, [{ name: 'model.layers.0.self_attn.sinks', dtype: 'F32', shape: [TINY.heads] }]);
-  await assert.rejects(scrambleCheckpoint(sinks, { layers: [0], rotate: false, permute: true, rotation: 'haar', seed: 1, out: path.join(dir, 'scr-sinks') }), /self_attn\.sinks is not understood/);
+  await assert.rejects(
+    scrambleCheckpoint(sinks, { layers: [0], rotate: false, permute: true, rotation: 'haar', seed: 1, out: path.join(dir, 'scr-sinks') }),
+    /self_attn\.sinks is not understood/,
+  );
 });
 
 test('the copy is a complete checkpoint: config and tokenizer copied, transform recorded in __metadata__ and SCRAMBLE.json', async () => {
@@ -272,7 +294,14 @@ test('the copy is a complete checkpoint: config and tokenizer copied, transform 
   const f = await SafetensorsFile.open(path.join(out, 'model.safetensors'));
   try {
     assert.equal(f.metadata.format, 'pt');
-    const rec = JSON.parse(f.metadata['gatescope.scramble']) as { layers: number[]; rotate: boolean; permute: boolean; rotation: string; seed: number; changed: string[] };
+    const rec = JSON.parse(f.metadata['gatescope.scramble']) as {
+      layers: number[];
+      rotate: boolean;
+      permute: boolean;
+      rotation: string;
+      seed: number;
+      changed: string[];
+    };
     assert.deepEqual(rec.layers, [1]);
     assert.equal(rec.rotation, 'haar');
     assert.equal(rec.seed, 3);
@@ -285,8 +314,13 @@ test('the copy is a complete checkpoint: config and tokenizer copied, transform 
   assert.equal(json.kind, 'gatescope.scramble');
   assert.deepEqual(json.attention, { numHeads: 4, numKvHeads: 2, headDim: 8, groupSize: 2 });
   assert.deepEqual(json.changedTensors, [
-    'model.layers.1.self_attn.k_proj.bias', 'model.layers.1.self_attn.k_proj.weight', 'model.layers.1.self_attn.o_proj.weight',
-    'model.layers.1.self_attn.q_proj.bias', 'model.layers.1.self_attn.q_proj.weight', 'model.layers.1.self_attn.v_proj.bias', 'model.layers.1.self_attn.v_proj.weight',
+    'model.layers.1.self_attn.k_proj.bias',
+    'model.layers.1.self_attn.k_proj.weight',
+    'model.layers.1.self_attn.o_proj.weight',
+    'model.layers.1.self_attn.q_proj.bias',
+    'model.layers.1.self_attn.q_proj.weight',
+    'model.layers.1.self_attn.v_proj.bias',
+    'model.layers.1.self_attn.v_proj.weight',
   ]);
   assert.equal(json.perLayer[0].rotationDistanceFromIdentity!.length, 2);
   // Same seed, same copy: the transform is reproducible, bit for bit.
@@ -302,7 +336,10 @@ test('scramble refuses: existing output, output inside the base, Hadamard withou
   const opts = { layers: [0], rotate: true, permute: false, rotation: 'haar' as const, seed: 1 };
   await assert.rejects(scrambleCheckpoint(baseBf16, { ...opts, out: exists }), /already exists/);
   await assert.rejects(scrambleCheckpoint(baseBf16, { ...opts, out: path.join(baseBf16, 'scrambled') }), /inside the checkpoint folder/);
-  await assert.rejects(scrambleCheckpoint(path.join(baseBf16, 'model.safetensors'), { ...opts, out: path.join(baseBf16, 'x') }), /inside the checkpoint folder/);
+  await assert.rejects(
+    scrambleCheckpoint(path.join(baseBf16, 'model.safetensors'), { ...opts, out: path.join(baseBf16, 'x') }),
+    /inside the checkpoint folder/,
+  );
   await assert.rejects(scrambleCheckpoint(baseBf16, { ...opts, layers: [7], out: path.join(dir, 'nope7') }), /layer 7 does not exist/);
   await assert.rejects(scrambleCheckpoint(baseBf16, { ...opts, rotate: false, out: path.join(dir, 'nothing') }), TransformInputError);
   const odd = await writeBase(path.join(dir, 'base-d12'), 'BF16', { hidden: 48, intermediate: 32, layers: 1, heads: 4, kvHeads: 2, vocab: 8 });
@@ -310,17 +347,24 @@ test('scramble refuses: existing output, output inside the base, Hadamard withou
   // Nothing was left behind by the refused or failed attempts.
   const left = (await fsp.readdir(dir)).filter((e) => e.startsWith('.') || /^(nope7|nothing|had12)$/.test(e));
   assert.deepEqual(left, []);
-  assert.deepEqual((await fsp.readdir(baseBf16)).sort(), ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  assert.deepEqual((await fsp.readdir(baseBf16)).sort(), [
+    'config.json',
+    'generation_config.json',
+    'model.safetensors',
+    'tokenizer.json',
+    'tokenizer_config.json',
+  ]);
 });
 
 test('rotations are orthogonal; plans are seeded per layer', () => {
   for (const R of [haarOrthogonal(new Rng(9), 8), hadamard(8), hadamard(1)]) {
     const d = Math.round(Math.sqrt(R.length));
-    for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) {
-      let s = 0;
-      for (let r = 0; r < d; r++) s += R[r * d + i] * R[r * d + j];
-      assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-12);
-    }
+    for (let i = 0; i < d; i++)
+      for (let j = 0; j < d; j++) {
+        let s = 0;
+        for (let r = 0; r < d; r++) s += R[r * d + i] * R[r * d + j];
+        assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-12);
+      }
   }
   const geom = attentionGeometry(qwenConfig(TINY));
   const a = planLayer(geom, 4, { rotate: true, permute: true, rotation: 'haar', seed: 7 });
@@ -412,7 +456,8 @@ test('masks: exact P and L counts, union = L or not P, linear weights only, read
     const L = files.low.get(name)!.m;
     const NP = files.nonprincipal.get(name)!.m;
     const U = files.union.get(name)!.m;
-    for (const kind of ['principal', 'nonprincipal', 'low', 'union'] as const) assert.deepEqual(files[kind].get(name)!.shape, shapes.get(name), `${kind} ${name}: same shape as the weight`);
+    for (const kind of ['principal', 'nonprincipal', 'low', 'union'] as const)
+      assert.deepEqual(files[kind].get(name)!.shape, shapes.get(name), `${kind} ${name}: same shape as the weight`);
     const sum = (m: Uint8Array): number => m.reduce((a, b) => a + b, 0);
     assert.ok([P, L, NP, U].every((m) => m.every((b) => b === 0 || b === 1)));
     assert.equal(sum(P), count, `${name}: |P| = round(alpha n)`);
@@ -431,11 +476,12 @@ test('masks: exact P and L counts, union = L or not P, linear weights only, read
     const [m, c] = files.principal.get(name)!.shape;
     const svd = jacobiSvd(w, m, c);
     const rec = new Float64Array(n);
-    for (let i = 0; i < m; i++) for (let j = 0; j < c; j++) {
-      let s = 0;
-      for (let r = 0; r < Math.min(k, svd.p); r++) s += svd.U[i * svd.p + r] * svd.S[r] * svd.V[j * svd.p + r];
-      rec[i * c + j] = Math.abs(s);
-    }
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < c; j++) {
+        let s = 0;
+        for (let r = 0; r < Math.min(k, svd.p); r++) s += svd.U[i * svd.p + r] * svd.S[r] * svd.V[j * svd.p + r];
+        rec[i * c + j] = Math.abs(s);
+      }
     const order = Array.from(rec.keys()).sort((a, b) => rec[b] - rec[a]);
     let agree = 0;
     for (let i = 0; i < count; i++) agree += P[order[i]];
@@ -449,7 +495,10 @@ test('masks: --all-modules adds embeddings and head; outputs never inside a chec
   assert.ok(all.byModule.embed && all.byModule.head);
   assert.equal(all.device, 'none (no SVD needed)');
   await assert.rejects(exportMasks(base, { kind: 'union', alpha: 0.5, k: 8, out: path.join(base, 'm.safetensors'), backend }), /inside the checkpoint folder/);
-  await assert.rejects(exportMasks(base, { kind: 'union', alpha: 0.5, k: 8, out: path.join(dir, 'base-f32', 'sub', 'm.safetensors'), backend }), /inside the checkpoint folder/);
+  await assert.rejects(
+    exportMasks(base, { kind: 'union', alpha: 0.5, k: 8, out: path.join(dir, 'base-f32', 'sub', 'm.safetensors'), backend }),
+    /inside the checkpoint folder/,
+  );
   await assert.rejects(exportMasks(base, { kind: 'union', alpha: 0.5, k: 8, out: path.join(dir, 'm-all.safetensors'), backend }), /already exists/);
 
   const logs: string[] = [];
@@ -459,7 +508,11 @@ test('masks: --all-modules adds embeddings and head; outputs never inside a chec
   console.error = (...a: unknown[]) => void errs.push(a.join(' '));
   try {
     const out = path.join(dir, 'cli-masks.safetensors');
-    assert.equal(await main(['mask', base, '--kind', 'principal', '--alpha', '0.25', '--k', '4', '--device', 'cpu', '--quiet', '--out', out]), 0, errs.join('\n'));
+    assert.equal(
+      await main(['mask', base, '--kind', 'principal', '--alpha', '0.25', '--k', '4', '--device', 'cpu', '--quiet', '--out', out]),
+      0,
+      errs.join('\n'),
+    );
     assert.match(logs.join('\n'), /q\s+3\s+3,072\s+768\s+25\.00%/);
     assert.match(logs.join('\n'), /all\s+21\s/);
     assert.equal(await main(['mask', base, '--kind', 'bogus', '--out', path.join(dir, 'b.safetensors')]), 2);

@@ -37,7 +37,10 @@ test('heatmap: every metric is defined, the spectral ones are null without a spe
   const excess = cellValue(withSp, 'offPrincipalEnergyExcess')!;
   assert.ok(Math.abs(excess - 0.01) < 1e-12);
   // relUpdateNorm pools Frobenius norms.
-  const two = [tensor('model.layers.0.self_attn.q_proj.weight', { updateNormFro: 3, baseNormFro: 100 }), tensor('model.layers.0.self_attn.q_proj.bias', { updateNormFro: 4, baseNormFro: 0 })];
+  const two = [
+    tensor('model.layers.0.self_attn.q_proj.weight', { updateNormFro: 3, baseNormFro: 100 }),
+    tensor('model.layers.0.self_attn.q_proj.bias', { updateNormFro: 4, baseNormFro: 0 }),
+  ];
   assert.equal(cellValue(two, 'relUpdateNorm'), 0.05);
 });
 
@@ -49,10 +52,32 @@ test('scale position clamps and handles an empty range', () => {
 });
 
 test('step series is ordered by step and carries the spectral summary', () => {
-  const a = report(300, [], { spectralSummary: { tensors: 1, principalAngleMaxDeg: 2, principalAngleMedianDeg: 1, nssMedian: 1e-3, nssPrincipalMedian: 1e-3, nssPrincipalFirstOrderMedian: 1e-3, spectralSharePrincipalMedian: 0.1, spectralShareOfUpdateMedian: 0.1, offPrincipalEnergyMedian: 0.98, offPrincipalEnergyBaselineMedian: 0.97, overlapPrincipal: 0.4, overlapPrincipalBaseline: 0.5, overlapPrincipalExpectedPrecision: 0.41, overlapLowMagnitude: 0.6, overlapLowMagnitudeBaseline: 0.5, overlapLowMagnitudeExpectedPrecision: 0.6 } });
+  const a = report(300, [], {
+    spectralSummary: {
+      tensors: 1,
+      principalAngleMaxDeg: 2,
+      principalAngleMedianDeg: 1,
+      nssMedian: 1e-3,
+      nssPrincipalMedian: 1e-3,
+      nssPrincipalFirstOrderMedian: 1e-3,
+      spectralSharePrincipalMedian: 0.1,
+      spectralShareOfUpdateMedian: 0.1,
+      offPrincipalEnergyMedian: 0.98,
+      offPrincipalEnergyBaselineMedian: 0.97,
+      overlapPrincipal: 0.4,
+      overlapPrincipalBaseline: 0.5,
+      overlapPrincipalExpectedPrecision: 0.41,
+      overlapLowMagnitude: 0.6,
+      overlapLowMagnitudeBaseline: 0.5,
+      overlapLowMagnitudeExpectedPrecision: 0.6,
+    },
+  });
   const b = report(100, [], { verdict: undefined });
   const s = stepSeries([a, b]);
-  assert.deepEqual(s.map((p) => p.step), [100, 300]);
+  assert.deepEqual(
+    s.map((p) => p.step),
+    [100, 300],
+  );
   assert.equal(s[0].verdict, null);
   assert.equal(s[0].principalAngleMaxDeg, null);
   assert.equal(s[1].principalAngleMaxDeg, 2);
@@ -75,7 +100,11 @@ test('head geometry from config.json and head boundaries per module', () => {
   const h = headInfoFromConfig({ hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16 });
   assert.deepEqual(h, { numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 16 });
   assert.deepEqual(headInfoFromConfig({ hidden_size: 64, num_attention_heads: 4 }), { numAttentionHeads: 4, numKeyValueHeads: 4, headDim: 16 });
-  assert.deepEqual(headInfoFromConfig({ text_config: { hidden_size: 32, num_attention_heads: 2 } }), { numAttentionHeads: 2, numKeyValueHeads: 2, headDim: 16 });
+  assert.deepEqual(headInfoFromConfig({ text_config: { hidden_size: 32, num_attention_heads: 2 } }), {
+    numAttentionHeads: 2,
+    numKeyValueHeads: 2,
+    headDim: 16,
+  });
   assert.equal(headInfoFromConfig({ hidden_size: 64 }), null);
   assert.equal(headInfoFromConfig('nope'), null);
   assert.deepEqual(headBoundaries('q', 'row', 64, h), [16, 32, 48]);

@@ -27,7 +27,13 @@ test('verl YAML: output dir, KL / clip (Gate I), lr and dtype (Gate III)', () =>
   ].join('\n');
   assert.deepEqual(detectFlavours(yaml), ['verl']);
   assert.deepEqual(kinds('ppo_trainer.yaml', yaml), [
-    '5:gate3-lr:lr', '6:gate1:use_kl_loss', '7:gate1:kl_loss_coef', '8:gate1:clip_ratio', '11:gate3-dtype:param_dtype', '14:gate1:kl_coef', '16:output:default_local_dir',
+    '5:gate3-lr:lr',
+    '6:gate1:use_kl_loss',
+    '7:gate1:kl_loss_coef',
+    '8:gate1:clip_ratio',
+    '11:gate3-dtype:param_dtype',
+    '14:gate1:kl_coef',
+    '16:output:default_local_dir',
   ]);
   const lenses = trainingConfigLenses('ppo_trainer.yaml', yaml);
   assert.match(lenses.find((l) => l.key === 'kl_coef')!.title, /no KL penalty/);
@@ -48,7 +54,10 @@ test('TRL GRPOConfig in Python, PEFT PiSSA warning', () => {
   ].join('\n');
   assert.deepEqual(detectFlavours(py).sort(), ['hf-trainer', 'peft', 'trl']);
   const l = trainingConfigLenses('train.py', py);
-  assert.deepEqual(l.map((x) => `${x.line}:${x.kind}:${x.key}`), ['2:output:output_dir', '2:gate3-lr:learning_rate', '2:gate1:beta', '2:gate1:epsilon', '2:gate3-dtype:bf16', '3:lora-init:init_lora_weights']);
+  assert.deepEqual(
+    l.map((x) => `${x.line}:${x.kind}:${x.key}`),
+    ['2:output:output_dir', '2:gate3-lr:learning_rate', '2:gate1:beta', '2:gate1:epsilon', '2:gate3-dtype:bf16', '3:lora-init:init_lora_weights'],
+  );
   const pissa = l.find((x) => x.kind === 'lora-init')!;
   assert.equal(pissa.severity, 'warning');
   assert.match(pissa.detail, /collapsed early at higher learning rates/);
@@ -56,7 +65,8 @@ test('TRL GRPOConfig in Python, PEFT PiSSA warning', () => {
 });
 
 test('HF TrainingArguments JSON and a plain LoRA init get no warning', () => {
-  const json = '{\n  "output_dir": "runs/sft",\n  "learning_rate": 2e-5,\n  "per_device_train_batch_size": 4,\n  "torch_dtype": "float32",\n  "init_lora_weights": true\n}';
+  const json =
+    '{\n  "output_dir": "runs/sft",\n  "learning_rate": 2e-5,\n  "per_device_train_batch_size": 4,\n  "torch_dtype": "float32",\n  "init_lora_weights": true\n}';
   assert.deepEqual(kinds('training_args.json', json), ['1:output:output_dir', '2:gate3-lr:learning_rate', '4:gate3-dtype:torch_dtype']);
   assert.match(trainingConfigLenses('training_args.json', json)[2].title, /fp32 weights/);
 });
@@ -72,10 +82,20 @@ test('OpenRLHF shell flags and verl Hydra overrides', () => {
     '  --eps_clip=0.2 \\',
     '  --bf16',
   ].join('\n');
-  assert.deepEqual(kinds('train_ppo.sh', sh), ['3:output:save_path', '4:gate3-lr:actor_learning_rate', '5:gate1:init_kl_coef', '6:gate1:eps_clip', '7:gate3-dtype:bf16']);
-  const hydra = 'python3 -m verl.trainer.main_ppo \\\n  actor_rollout_ref.actor.optim.lr=1e-6 \\\n  actor_rollout_ref.actor.kl_loss_coef=0.001 \\\n  trainer.default_local_dir=$HOME/ckpt';
+  assert.deepEqual(kinds('train_ppo.sh', sh), [
+    '3:output:save_path',
+    '4:gate3-lr:actor_learning_rate',
+    '5:gate1:init_kl_coef',
+    '6:gate1:eps_clip',
+    '7:gate3-dtype:bf16',
+  ]);
+  const hydra =
+    'python3 -m verl.trainer.main_ppo \\\n  actor_rollout_ref.actor.optim.lr=1e-6 \\\n  actor_rollout_ref.actor.kl_loss_coef=0.001 \\\n  trainer.default_local_dir=$HOME/ckpt';
   assert.deepEqual(kinds('run_grpo.sh', hydra), ['1:gate3-lr:lr', '2:gate1:kl_loss_coef', '3:output:default_local_dir']);
-  assert.deepEqual(readShellFlags('  --flag --x=1 # c').map((k) => `${k.key}=${k.value}`), ['flag=true', 'x=1']);
+  assert.deepEqual(
+    readShellFlags('  --flag --x=1 # c').map((k) => `${k.key}=${k.value}`),
+    ['flag=true', 'x=1'],
+  );
 });
 
 test('files that are not training configs get no lenses', () => {

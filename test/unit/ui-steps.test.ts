@@ -15,8 +15,18 @@ import type { StepsReport } from '../../src/report/steps-schema';
 
 const EXAMPLES = path.resolve(__dirname, '..', '..', '..', 'examples');
 
-interface RefTensor { name: string; module: string; numel: number; changed: number; nonFinite: number }
-interface RefStep { changed: number; numel: number; tensors: RefTensor[] }
+interface RefTensor {
+  name: string;
+  module: string;
+  numel: number;
+  changed: number;
+  nonFinite: number;
+}
+interface RefStep {
+  changed: number;
+  numel: number;
+  tensors: RefTensor[];
+}
 
 const reports = new Map<string, Promise<StepsReport>>();
 function walk(run: string): Promise<StepsReport> {
@@ -56,7 +66,10 @@ for (const run of ['rl-kl', 'sft']) {
     assert.equal(v.rows.length, ref.length);
     v.rows.forEach((row, i) => {
       const s = report.steps[i];
-      assert.ok(Math.abs(row.changed! - ref[i].changed / ref[i].numel) <= 1e-12, `${row.label}: changed share ${row.changed} vs ${ref[i].changed / ref[i].numel}`);
+      assert.ok(
+        Math.abs(row.changed! - ref[i].changed / ref[i].numel) <= 1e-12,
+        `${row.label}: changed share ${row.changed} vs ${ref[i].changed / ref[i].numel}`,
+      );
       const p = s.prediction;
       assert.ok(p, `${run} has a learning rate and bf16 weights: a prediction for ${row.label}`);
       assert.equal(row.bandLow, 1 - p.unchangedAtLr);
@@ -67,8 +80,14 @@ for (const run of ['rl-kl', 'sft']) {
       assert.equal(row.xorZstdShare, s.payload.xorZstd! / s.payload.dense);
       assert.match(row.label, s.fromBase ? /^base → \d+$/ : /^\d+ → \d+$/);
     });
-    for (const [g, key] of [[v.byModule, (t: RefTensor) => t.module], [v.byLayer, (t: RefTensor) => layerOf(t.name)]] as const) {
-      assert.deepEqual(g.cols, v.rows.map((r) => r.label));
+    for (const [g, key] of [
+      [v.byModule, (t: RefTensor) => t.module],
+      [v.byLayer, (t: RefTensor) => layerOf(t.name)],
+    ] as const) {
+      assert.deepEqual(
+        g.cols,
+        v.rows.map((r) => r.label),
+      );
       const names = new Set(ref.flatMap((s) => s.tensors.map(key)).filter((k): k is string => k !== null));
       assert.deepEqual([...g.rows].sort(), [...names].sort(), 'one row per group the tensors name');
       g.rows.forEach((row, ri) => {
@@ -83,7 +102,11 @@ for (const run of ['rl-kl', 'sft']) {
       assert.equal(g.min, Math.min(...vals));
       assert.equal(g.max, Math.max(...vals));
     }
-    assert.deepEqual(v.byLayer.rows, [...v.byLayer.rows].sort((a, b) => Number(a) - Number(b)), 'layers in numeric order');
+    assert.deepEqual(
+      v.byLayer.rows,
+      [...v.byLayer.rows].sort((a, b) => Number(a) - Number(b)),
+      'layers in numeric order',
+    );
     // The engine's own module groups agree with the panel's pooling.
     report.steps.forEach((s, ci) => {
       for (const m of s.modules) {
@@ -100,7 +123,7 @@ for (const run of ['rl-kl', 'sft']) {
   });
 }
 
-test('the headline: steps, median changed share, the last step\'s payload', async () => {
+test("the headline: steps, median changed share, the last step's payload", async () => {
   const report = await walk('rl-kl');
   const shares = report.steps.map((s) => 1 - s.unchanged!).sort((a, b) => a - b);
   const mid = shares.length % 2 ? shares[(shares.length - 1) / 2] : (shares[shares.length / 2 - 1] + shares[shares.length / 2]) / 2;
@@ -126,9 +149,26 @@ test('what crosses to the webview: the report without tensor rows, validated bot
   const report = await walk('rl-kl');
   const slim = slimSteps(report);
   assert.ok(slim.steps.every((s) => s.tensors.length === 0));
-  assert.deepEqual(slim.steps.map((s) => ({ ...s, tensors: undefined })), report.steps.map((s) => ({ ...s, tensors: undefined })));
-  assert.ok(report.steps.every((s) => s.tensors.length > 0), 'the full report keeps its rows');
-  const data: StepsData = { runId: report.root, runName: report.name, base: report.base, state: 'done', busy: null, error: null, report: slim, view: stepsView(report), learningRate: null, newCheckpoints: 0 };
+  assert.deepEqual(
+    slim.steps.map((s) => ({ ...s, tensors: undefined })),
+    report.steps.map((s) => ({ ...s, tensors: undefined })),
+  );
+  assert.ok(
+    report.steps.every((s) => s.tensors.length > 0),
+    'the full report keeps its rows',
+  );
+  const data: StepsData = {
+    runId: report.root,
+    runName: report.name,
+    base: report.base,
+    state: 'done',
+    busy: null,
+    error: null,
+    report: slim,
+    view: stepsView(report),
+    learningRate: null,
+    newCheckpoints: 0,
+  };
   const msg = JSON.parse(JSON.stringify({ type: 'steps', data })) as unknown;
   assert.deepEqual(parseHostMessage(msg), msg);
   assert.equal(parseHostMessage({ type: 'steps', data: { ...data, report: { kind: 'gatescope.checkpoint-report', steps: [] } } }), null);

@@ -11,7 +11,12 @@ const ckpt = { path: '/runs/a/checkpoint-300', step: 300, state: 'complete' as c
 test('checkpoint rows: every state has a label, an icon and a menu context', () => {
   const r = report(300, []);
   assert.deepEqual(checkpointView(ckpt, { kind: 'done', report: r, fromCache: false }, true), {
-    label: 'step 300', description: '54.1% unchanged, off-principal', icon: 'pass', color: 'charts.green', tooltip: checkpointView(ckpt, { kind: 'done', report: r, fromCache: true }, true).tooltip, context: 'checkpoint.done',
+    label: 'step 300',
+    description: '54.1% unchanged, off-principal',
+    icon: 'pass',
+    color: 'charts.green',
+    tooltip: checkpointView(ckpt, { kind: 'done', report: r, fromCache: true }, true).tooltip,
+    context: 'checkpoint.done',
   });
   assert.equal(checkpointView(ckpt, { kind: 'queued' }, true).description, 'queued');
   const run = checkpointView(ckpt, { kind: 'running', fraction: 0.426 }, true);
@@ -31,7 +36,11 @@ test('headline: diff-only reports show the update size instead of a verdict', ()
   // The label comes with its reason, shortened to the words before any detail.
   const why = { label: 'inconclusive' as const, reason: 'no update: every analysed weight is bit-identical to the base', evidence: [] };
   assert.equal(headline(report(1, [], { verdict: why })), '54.1% unchanged, inconclusive (no update)');
-  const tip = checkpointView({ path: '/runs/a/checkpoint-1', step: 1, state: 'complete' }, { kind: 'done', report: report(1, [], { verdict: why }), fromCache: false }, true).tooltip;
+  const tip = checkpointView(
+    { path: '/runs/a/checkpoint-1', step: 1, state: 'complete' },
+    { kind: 'done', report: report(1, [], { verdict: why }), fromCache: false },
+    true,
+  ).tooltip;
   assert.match(tip, /verdict: inconclusive: no update: every analysed weight is bit-identical/);
 });
 

@@ -74,15 +74,16 @@ function direction(w: BaseWeight, kind: Kind, rng: Rng): Float64Array {
     const r = cols.length;
     const C = Float64Array.from({ length: r * r }, () => rng.nextGaussian());
     const d = new Float64Array(m * n);
-    for (let a = 0; a < r; a++) for (let b = 0; b < r; b++) {
-      const c = C[a * r + b];
-      const ia = cols[a];
-      const ib = cols[b];
-      for (let i = 0; i < m; i++) {
-        const u = svd.U[i * p + ia] * c;
-        for (let j = 0; j < n; j++) d[i * n + j] += u * svd.V[j * p + ib];
+    for (let a = 0; a < r; a++)
+      for (let b = 0; b < r; b++) {
+        const c = C[a * r + b];
+        const ia = cols[a];
+        const ib = cols[b];
+        for (let i = 0; i < m; i++) {
+          const u = svd.U[i * p + ia] * c;
+          for (let j = 0; j < n; j++) d[i * n + j] += u * svd.V[j * p + ib];
+        }
       }
-    }
     return d;
   };
   const unit = (d: Float64Array): Float64Array => {
@@ -105,11 +106,16 @@ function direction(w: BaseWeight, kind: Kind, rng: Rng): Float64Array {
   };
   const mix = (a: Float64Array, b: Float64Array): Float64Array => unit(a.map((x, i) => Math.SQRT1_2 * x + Math.SQRT1_2 * b[i]));
   switch (kind) {
-    case 'inside': return inside();
-    case 'bottom': return bottom();
-    case 'isotropic': return iso();
-    case 'inside+isotropic': return mix(inside(), iso());
-    case 'bottom+isotropic': return mix(bottom(), iso());
+    case 'inside':
+      return inside();
+    case 'bottom':
+      return bottom();
+    case 'isotropic':
+      return iso();
+    case 'inside+isotropic':
+      return mix(inside(), iso());
+    case 'bottom+isotropic':
+      return mix(bottom(), iso());
   }
 }
 
@@ -137,9 +143,21 @@ function planted(w: BaseWeight, d: Float64Array, rel: number): TensorPair {
 
 function diffOf(p: TensorPair): TensorDiff {
   return {
-    name: p.name, module: classifyModule(p.name), layer: null, shape: [p.m, p.n], dtype: 'BF16', numel: p.m * p.n,
-    unchanged: 1 - p.changed / (p.m * p.n), changed: p.changed, nonFinite: p.nonFinite, unchangedLegacyAbs: 0,
-    relUpdateNorm: null, updateNormFro: 0, baseNormFro: 0, maxAbsUpdate: 0, medianUpdateUlps: null,
+    name: p.name,
+    module: classifyModule(p.name),
+    layer: null,
+    shape: [p.m, p.n],
+    dtype: 'BF16',
+    numel: p.m * p.n,
+    unchanged: 1 - p.changed / (p.m * p.n),
+    changed: p.changed,
+    nonFinite: p.nonFinite,
+    unchangedLegacyAbs: 0,
+    relUpdateNorm: null,
+    updateNormFro: 0,
+    baseNormFro: 0,
+    maxAbsUpdate: 0,
+    medianUpdateUlps: null,
   };
 }
 
@@ -151,7 +169,10 @@ async function plantedRun(kind: Kind, rel: number, seed: number): Promise<{ labe
     results.push({ t: diffOf(pair), r: await analyzePair(backend, pair, SETTINGS) });
   }
   const run = summarizeSpectral(results)!;
-  if (process.env.GATESCOPE_VERDICT_DEBUG) console.log(`RUN ${kind} ${rel} ${run.verdict.label} ${run.verdict.evidence.map((e) => `${e.measure} ${e.ratio?.toFixed(3)}/${e.ratioDirectionBlind?.toFixed(3)}`).join('; ')}`);
+  if (process.env.GATESCOPE_VERDICT_DEBUG)
+    console.log(
+      `RUN ${kind} ${rel} ${run.verdict.label} ${run.verdict.evidence.map((e) => `${e.measure} ${e.ratio?.toFixed(3)}/${e.ratioDirectionBlind?.toFixed(3)}`).join('; ')}`,
+    );
   return { label: run.verdict.label, perTensor: results.map((x) => x.r.verdict.label), results: results.map((x) => x.r) };
 }
 
@@ -179,14 +200,21 @@ for (const kind of Object.keys(EXPECTED) as Kind[]) {
       // Per tensor: never the opposite regime; isotropic never gets any regime at all.
       for (const [j, l] of r.perTensor.entries()) {
         assert.notEqual(l, EXPECTED[kind].never, `${kind} at ${rel}, ${weights[j].name}: ${l}`);
-        if (process.env.GATESCOPE_VERDICT_DEBUG) console.log(kind, rel, weights[j].name, l, r.results[j].verdict.evidence.map((e) => `${e.measure} ${e.ratio?.toFixed(3)}/${e.ratioDirectionBlind?.toFixed(3)}`).join('; '));
+        if (process.env.GATESCOPE_VERDICT_DEBUG)
+          console.log(
+            kind,
+            rel,
+            weights[j].name,
+            l,
+            r.results[j].verdict.evidence.map((e) => `${e.measure} ${e.ratio?.toFixed(3)}/${e.ratioDirectionBlind?.toFixed(3)}`).join('; '),
+          );
         if (kind === 'isotropic') assert.equal(l, 'inconclusive', `isotropic at ${rel}, ${weights[j].name}: ${l}`);
       }
     }
   });
 }
 
-test('the nulls follow the update through bf16 storage: a planted update\'s ratios do not drift with its size', async () => {
+test("the nulls follow the update through bf16 storage: a planted update's ratios do not drift with its size", async () => {
   const ratios: number[] = [];
   for (const rel of [1e-3, 5e-2]) {
     const r = await plantedRun('inside', rel, 7);
@@ -200,7 +228,18 @@ test('the nulls follow the update through bf16 storage: a planted update\'s rati
 test('degenerate checkpoints get no regime: bit-identical, and non-finite values', async () => {
   const results: { t: TensorDiff; r: PairSpectral }[] = [];
   for (const w of weights.slice(0, 3)) {
-    const same: TensorPair = { name: w.name, m: w.m, n: w.n, w0: w.w0, w1: Float32Array.from(w.w0), mask: new Uint8Array(w.w0.length), changed: 0, dtype0: 'BF16', dtype1: 'BF16', nonFinite: 0 };
+    const same: TensorPair = {
+      name: w.name,
+      m: w.m,
+      n: w.n,
+      w0: w.w0,
+      w1: Float32Array.from(w.w0),
+      mask: new Uint8Array(w.w0.length),
+      changed: 0,
+      dtype0: 'BF16',
+      dtype1: 'BF16',
+      nonFinite: 0,
+    };
     const r = await analyzePair(backend, same, SETTINGS);
     assert.equal(r.verdict.label, 'inconclusive');
     assert.equal(r.verdict.reason, 'no update');
@@ -243,8 +282,19 @@ async function plantedReport(kind: Kind, rel: number, seed: number, scale = 1): 
     tensors.push(t);
   }
   return {
-    schemaVersion: 2, kind: 'gatescope.checkpoint-report', tool: { name: 'gatescope', version: 'test' }, createdAt: '', base: BASE, checkpoint: `${kind}-${rel * scale}`, step: null,
-    settings: SETTINGS, passes: 'full', summary: summarize(tensors), tensors, mismatches: [], durationMs: 0,
+    schemaVersion: 2,
+    kind: 'gatescope.checkpoint-report',
+    tool: { name: 'gatescope', version: 'test' },
+    createdAt: '',
+    base: BASE,
+    checkpoint: `${kind}-${rel * scale}`,
+    step: null,
+    settings: SETTINGS,
+    passes: 'full',
+    summary: summarize(tensors),
+    tensors,
+    mismatches: [],
+    durationMs: 0,
   };
 }
 
@@ -280,9 +330,15 @@ test('comparative verdict: an update in the bottom directions is more off-princi
 test('comparative verdict refuses runs of different bases and pairs with no shared linear weight', async () => {
   const a = await plantedReport('isotropic', 1e-2, 41);
   const b = { ...a, base: '/elsewhere/base' };
-  assert.throws(() => compareRegimes(['a', 'b'], [a, b]), (e: unknown) => e instanceof ComparisonError && /different bases/.test((e).message) && (e).message.includes('/elsewhere/base'));
+  assert.throws(
+    () => compareRegimes(['a', 'b'], [a, b]),
+    (e: unknown) => e instanceof ComparisonError && /different bases/.test(e.message) && e.message.includes('/elsewhere/base'),
+  );
   const none = { ...a, tensors: a.tensors.map((t) => ({ ...t, name: `other.${t.name}` })) };
-  assert.throws(() => comparePair('a', a, 'c', none), (e: unknown) => e instanceof ComparisonError && /share no analysed linear weight/.test((e).message));
+  assert.throws(
+    () => comparePair('a', a, 'c', none),
+    (e: unknown) => e instanceof ComparisonError && /share no analysed linear weight/.test(e.message),
+  );
   // Shared weights, but none with a regime in both: a pair that says so, with no ratios.
   const still = { ...a, tensors: a.tensors.map((t) => ({ ...t, changed: 0, verdict: { label: 'inconclusive' as const, reason: 'no update', evidence: [] } })) };
   const p = comparePair('a', a, 'still', still);

@@ -40,7 +40,13 @@ export function run(): Promise<void> {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
     const runner = mocha.run((failures) => {
-      const summary = { passed: results.filter((r) => r.state === 'passed').length, failed: failures, pending: results.filter((r) => r.state === 'pending').length, durationMs: Date.now() - t0, results };
+      const summary = {
+        passed: results.filter((r) => r.state === 'passed').length,
+        failed: failures,
+        pending: results.filter((r) => r.state === 'pending').length,
+        durationMs: Date.now() - t0,
+        results,
+      };
       const out = process.env.GATESCOPE_HOST_TEST_OUT;
       if (out) {
         try {
@@ -56,7 +62,9 @@ export function run(): Promise<void> {
       else resolve();
     });
     runner.on('pass', (t) => results.push({ title: t.fullTitle(), state: 'passed', durationMs: t.duration ?? null }));
-    runner.on('fail', (t, err: Error) => results.push({ title: t.fullTitle(), state: 'failed', durationMs: t.duration ?? null, error: err.stack ?? err.message }));
+    runner.on('fail', (t, err: Error) =>
+      results.push({ title: t.fullTitle(), state: 'failed', durationMs: t.duration ?? null, error: err.stack ?? err.message }),
+    );
     runner.on('pending', (t) => results.push({ title: t.fullTitle(), state: 'pending', durationMs: null }));
   });
 }

@@ -37,7 +37,10 @@ async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T |
 async function within<T>(what: string, p: Promise<T>, timeoutMs: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${Math.round(timeoutMs / 1000)} s: ${what}`)), timeoutMs)))]);
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${Math.round(timeoutMs / 1000)} s: ${what}`)), timeoutMs))),
+    ]);
   } finally {
     if (timer) clearTimeout(timer);
   }
@@ -76,7 +79,9 @@ function alive(pid: number): boolean {
 }
 
 function webviewTab(viewType: string, label: string): vscode.Tab | undefined {
-  return vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith(viewType) && t.label === label);
+  return vscode.window.tabGroups.all
+    .flatMap((g) => g.tabs)
+    .find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith(viewType) && t.label === label);
 }
 
 async function closeAllWebviews(): Promise<void> {
@@ -110,7 +115,14 @@ suite('Gatescope in a real VS Code extension host', function () {
     const dir = process.env.GATESCOPE_HOST_TEST_EXTENSION_DIR;
     if (dir) {
       assert.equal(realpathSync(ext.extensionPath), realpathSync(dir), 'the extension runs from the installed VSIX');
-      for (const f of ['dist/extension.js', 'dist/worker.js', 'dist/webview/main.js', 'media/webview.css', 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node', 'node_modules/onnxruntime-common/package.json']) {
+      for (const f of [
+        'dist/extension.js',
+        'dist/worker.js',
+        'dist/webview/main.js',
+        'media/webview.css',
+        'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/onnxruntime_binding.node',
+        'node_modules/onnxruntime-common/package.json',
+      ]) {
         assert.ok(existsSync(path.join(ext.extensionPath, f)), `the VSIX ships ${f}`);
       }
       for (const f of ['src', 'test', 'webview', 'node_modules/onnxruntime-node/bin/napi-v6/win32', 'node_modules/onnxruntime-node/bin/napi-v6/darwin']) {
@@ -134,19 +146,31 @@ suite('Gatescope in a real VS Code extension host', function () {
     const c = app.controller;
     await waitFor('the first scan of the workspace', () => (c.scanned && !c.scanning ? true : undefined), 60_000);
     const byId = (a: { id: string }, b: { id: string }): number => a.id.localeCompare(b.id);
-    const got = [...c.runs].sort(byId).map((r) => ({ id: r.id, name: r.name, base: r.base.resolved, checkpoints: r.checkpoints.map((k) => [k.path, k.state, k.step]) }));
-    const want = [...exp.runs].sort(byId).map((r) => ({ id: r.id, name: r.name, base: r.base.resolved, checkpoints: r.checkpoints.map((k) => [k.path, k.state, k.step]) }));
+    const got = [...c.runs]
+      .sort(byId)
+      .map((r) => ({ id: r.id, name: r.name, base: r.base.resolved, checkpoints: r.checkpoints.map((k) => [k.path, k.state, k.step]) }));
+    const want = [...exp.runs]
+      .sort(byId)
+      .map((r) => ({ id: r.id, name: r.name, base: r.base.resolved, checkpoints: r.checkpoints.map((k) => [k.path, k.state, k.step]) }));
     assert.deepEqual(got, want, 'the extension discovers what `gatescope scan` discovers');
 
     const roots = app.tree.getChildren();
-    assert.deepEqual(roots.map((n) => (n.kind === 'run' ? n.run.name : `<${n.kind}>`)), c.runs.map((r) => r.name), 'one top-level node per run');
+    assert.deepEqual(
+      roots.map((n) => (n.kind === 'run' ? n.run.name : `<${n.kind}>`)),
+      c.runs.map((r) => r.name),
+      'one top-level node per run',
+    );
     for (const node of roots) {
       if (node.kind !== 'run') continue;
       const item = app.tree.getTreeItem(node);
       assert.equal(item.label, node.run.name);
       assert.equal(item.description, runDescription(node.run));
       const kids = app.tree.getChildren(node).filter((k): k is Extract<Node, { kind: 'checkpoint' }> => k.kind === 'checkpoint');
-      assert.deepEqual(kids.map((k) => k.ckpt.path), node.run.checkpoints.map((k) => k.path), `${node.run.name}: one node per checkpoint`);
+      assert.deepEqual(
+        kids.map((k) => k.ckpt.path),
+        node.run.checkpoints.map((k) => k.path),
+        `${node.run.name}: one node per checkpoint`,
+      );
     }
   });
 
@@ -158,11 +182,15 @@ suite('Gatescope in a real VS Code extension host', function () {
       // The palette command with a checkpoint argument, as the tree's inline action calls it. It shows a
       // notification when it is done and waits for it, so it is not awaited here.
       void Promise.resolve(vscode.commands.executeCommand('gatescope.analyzeCheckpoint', e.checkpoint)).catch(() => undefined);
-      const job = await waitFor(`the analysis of ${e.runName} ${e.checkpointLabel}`, () => {
-        const j = c.job(e.checkpoint);
-        if (j.kind === 'error') throw new Error(`the analysis of ${e.checkpoint} failed: ${j.message}`);
-        return j.kind === 'done' ? j : undefined;
-      }, 10 * 60_000);
+      const job = await waitFor(
+        `the analysis of ${e.runName} ${e.checkpointLabel}`,
+        () => {
+          const j = c.job(e.checkpoint);
+          if (j.kind === 'error') throw new Error(`the analysis of ${e.checkpoint} failed: ${j.message}`);
+          return j.kind === 'done' ? j : undefined;
+        },
+        10 * 60_000,
+      );
       assert.equal(job.fromCache, false, 'the first analysis is computed, not read from a cache');
       assertSameReport(job.report, e.reportFile);
       const pid = c.engine.pid;
@@ -204,18 +232,22 @@ suite('Gatescope in a real VS Code extension host', function () {
     await vscode.window.tabGroups.close(tab);
   });
 
-  test('Step to step: the walk in the engine equals the CLI\'s, and its panel opens for the run', async function () {
+  test("Step to step: the walk in the engine equals the CLI's, and its panel opens for the run", async function () {
     this.timeout(10 * 60_000);
     const c = app.controller;
     assert.ok(exp.steps.length > 0, 'the examples have a run to walk');
     for (const e of exp.steps) {
       await vscode.commands.executeCommand('gatescope.showSteps', e.runId);
       const tab = await waitFor(`the step-to-step tab of ${e.runName}`, () => webviewTab('gatescope.steps', `Gatescope: ${e.runName} step to step`), 30_000);
-      const job = await waitFor(`the step-to-step walk of ${e.runName}`, () => {
-        const j = c.stepsJob(e.runId);
-        if (j.kind === 'error') throw new Error(`the walk of ${e.runName} failed: ${j.message}`);
-        return j.kind === 'done' ? j : undefined;
-      }, 8 * 60_000);
+      const job = await waitFor(
+        `the step-to-step walk of ${e.runName}`,
+        () => {
+          const j = c.stepsJob(e.runId);
+          if (j.kind === 'error') throw new Error(`the walk of ${e.runName} failed: ${j.message}`);
+          return j.kind === 'done' ? j : undefined;
+        },
+        8 * 60_000,
+      );
       assertSameReport(job.report, e.reportFile);
       assert.equal(c.engine.pid !== undefined && c.engine.pid !== process.pid, true, 'the walk ran in the engine process');
       // Opening it again shows the same walk: nothing changed on disk, so nothing is read again.
@@ -236,11 +268,16 @@ suite('Gatescope in a real VS Code extension host', function () {
       await vscode.window.showTextDocument(doc);
       const lrLenses = cfg.fileRun ? cfg.specs.filter((s) => s.kind === 'gate3-lr').length : 0;
       const want = cfg.specs.length + cfg.outputRuns.filter((r) => r !== null).length + lrLenses;
-      const lenses = await waitFor(`${want} Gatescope lenses on ${cfg.relative}`, async () => {
-        const all = (await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', doc.uri)) ?? [];
-        const ours = all.filter((l) => l.command?.command.startsWith('gatescope.'));
-        return ours.length >= want ? ours : undefined;
-      }, 60_000, 500);
+      const lenses = await waitFor(
+        `${want} Gatescope lenses on ${cfg.relative}`,
+        async () => {
+          const all = (await vscode.commands.executeCommand<vscode.CodeLens[]>('vscode.executeCodeLensProvider', doc.uri)) ?? [];
+          const ours = all.filter((l) => l.command?.command.startsWith('gatescope.'));
+          return ours.length >= want ? ours : undefined;
+        },
+        60_000,
+        500,
+      );
       assert.equal(lenses.length, want, `${cfg.relative}: ${lenses.map((l) => l.command?.title).join(' | ')}`);
       let output = 0;
       for (const s of cfg.specs) {
@@ -272,7 +309,11 @@ suite('Gatescope in a real VS Code extension host', function () {
         assert.equal(open.command.title, 'Open dashboard');
         assert.deepEqual(open.command.arguments, [runId]);
         await vscode.commands.executeCommand(open.command.command, ...(open.command.arguments ?? []));
-        const tab = await waitFor(`the dashboard of ${run.name} opened from the lens`, () => webviewTab('gatescope.dashboard', `Gatescope: ${run.name}`), 30_000);
+        const tab = await waitFor(
+          `the dashboard of ${run.name} opened from the lens`,
+          () => webviewTab('gatescope.dashboard', `Gatescope: ${run.name}`),
+          30_000,
+        );
         await vscode.window.tabGroups.close(tab);
         dashboards++;
       }
@@ -312,17 +353,24 @@ suite('Gatescope in a real VS Code extension host', function () {
   test('auto-analysis analyses every complete checkpoint once it is enabled', async function () {
     this.timeout(15 * 60_000);
     const c = app.controller;
-    const targets = c.runs.filter((r) => r.base.resolved).flatMap((r) => r.checkpoints.filter((k) => k.state === 'complete' && path.resolve(k.path) !== path.resolve(r.base.resolved!)));
+    const targets = c.runs
+      .filter((r) => r.base.resolved)
+      .flatMap((r) => r.checkpoints.filter((k) => k.state === 'complete' && path.resolve(k.path) !== path.resolve(r.base.resolved!)));
     assert.ok(targets.length > 0);
     await vscode.workspace.getConfiguration('gatescope').update('autoAnalyze', true, vscode.ConfigurationTarget.Global);
-    await waitFor(`the auto-analysis of ${targets.length} checkpoint(s)`, () => {
-      const failed = targets.find((k) => c.job(k.path).kind === 'error');
-      if (failed) {
-        const j = c.job(failed.path);
-        throw new Error(`${failed.path}: ${j.kind === 'error' ? j.message : ''}`);
-      }
-      return targets.every((k) => c.job(k.path).kind === 'done') ? true : undefined;
-    }, 14 * 60_000, 500);
+    await waitFor(
+      `the auto-analysis of ${targets.length} checkpoint(s)`,
+      () => {
+        const failed = targets.find((k) => c.job(k.path).kind === 'error');
+        if (failed) {
+          const j = c.job(failed.path);
+          throw new Error(`${failed.path}: ${j.kind === 'error' ? j.message : ''}`);
+        }
+        return targets.every((k) => c.job(k.path).kind === 'done') ? true : undefined;
+      },
+      14 * 60_000,
+      500,
+    );
   });
 
   test('comparing runs that share a base equals the CLI comparison', async function () {
@@ -334,7 +382,7 @@ suite('Gatescope in a real VS Code extension host', function () {
     }
   });
 
-  test('Analyze Run on Slurm: the merged reports of a live cluster land in the tree and the dashboard, equal to the CLI\'s', async function () {
+  test("Analyze Run on Slurm: the merged reports of a live cluster land in the tree and the dashboard, equal to the CLI's", async function () {
     this.timeout(10 * 60_000);
     const why = process.env.GATESCOPE_HOST_TEST_SLURM;
     if (why !== 'ok') {
@@ -347,12 +395,17 @@ suite('Gatescope in a real VS Code extension host', function () {
     await waitFor('sbatch to be found', () => (app.slurm.available ? true : undefined), 30_000);
     const out = path.join(requiredEnv('GATESCOPE_HOST_TEST_OUT'), 'slurm-submission');
     await vscode.commands.executeCommand('gatescope.analyzeRunOnSlurm', e.runId, { tasks: 2, out });
-    const report = await waitFor('the merged report from Slurm', () => {
-      const sub = app.slurm.of(e.runId).find((x) => x.manifest.out === out);
-      if (sub?.failed) throw new Error(`the Slurm jobs failed: ${JSON.stringify(sub.statuses)}`);
-      const r = app.controller.report(e.checkpoint);
-      return r?.shards?.count === 2 ? r : undefined;
-    }, 8 * 60_000, 500);
+    const report = await waitFor(
+      'the merged report from Slurm',
+      () => {
+        const sub = app.slurm.of(e.runId).find((x) => x.manifest.out === out);
+        if (sub?.failed) throw new Error(`the Slurm jobs failed: ${JSON.stringify(sub.statuses)}`);
+        const r = app.controller.report(e.checkpoint);
+        return r?.shards?.count === 2 ? r : undefined;
+      },
+      8 * 60_000,
+      500,
+    );
     const { shards: _shards, ...rest } = report;
     assert.equal(_shards?.durationsMs.length, 2);
     assertSameReport(rest, e.reportFile);
@@ -361,7 +414,11 @@ suite('Gatescope in a real VS Code extension host', function () {
     assert.ok(runNode);
     const jobs = app.tree.getChildren(runNode).filter((n) => n.kind === 'slurm');
     assert.ok(jobs.length >= 1, 'a Slurm node under the run');
-    await waitFor('every Slurm node done', () => (jobs.every((n) => String(app.tree.getTreeItem(n).description).startsWith('done')) ? true : undefined), 60_000);
+    await waitFor(
+      'every Slurm node done',
+      () => (jobs.every((n) => String(app.tree.getTreeItem(n).description).startsWith('done')) ? true : undefined),
+      60_000,
+    );
     await waitFor('the dashboard tab', () => webviewTab('gatescope.dashboard', `Gatescope: ${e.runName}`), 60_000);
   });
 });
