@@ -58,7 +58,10 @@ export const FLAGS: Record<string, FlagSpec> = {
   '--base': { value: 'DIR', help: 'the base model of runs whose files name none' },
   '--no-base': { help: "start at the run's first checkpoint, not at its base" },
   '--lr': { value: 'X', help: "the learning rate of the run (default: read from trainer_state.json, training_args.json or the run's configs)" },
-  '--out': { value: 'PATH', help: 'the new file or folder to write (must not exist)' },
+  '--out': {
+    value: 'PATH',
+    help: 'where to write: scramble and mask, a new file or folder (must not exist); slurm, a folder that holds no earlier submission',
+  },
   '--layers': { value: 'LIST', help: 'layer indices and ranges, e.g. 20,25 or 4-7' },
   '--rotate': { help: 'rotate v_proj/o_proj per KV head (Haar-random)' },
   '--hadamard': { help: 'rotate with a Hadamard matrix instead (head_dim a power of two)' },
