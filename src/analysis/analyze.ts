@@ -60,7 +60,7 @@ export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts
  */
 export async function analyzeShard(basePath: string, ckptPath: string, shard: ShardSpec, opts: AnalyzeOptions): Promise<PartialReport> {
   const { report, spectral, plan, inputs } = await analyze(basePath, ckptPath, opts, shard);
-  return partialReport(report, plan!, shard, inputs, spectral ?? new Map());
+  return partialReport(report, plan!, shard, inputs!, spectral ?? new Map());
 }
 
 async function analyze(basePath: string, ckptPath: string, opts: AnalyzeOptions, shard?: ShardSpec) {
@@ -133,7 +133,9 @@ async function analyze(basePath: string, ckptPath: string, opts: AnalyzeOptions,
       report.timings = { diffMs, spectralMs: Date.now() - started - diffMs };
     }
     report.durationMs = Date.now() - started;
-    return { report, spectral, plan, inputs: { baseContent: contentDigest(base), checkpointContent: contentDigest(ckpt) } };
+    // Only a shard says what it is a part of.
+    const inputs = shard ? { baseContent: contentDigest(base), checkpointContent: contentDigest(ckpt) } : undefined;
+    return { report, spectral, plan, inputs };
   } finally {
     await base.close();
     await ckpt?.close();

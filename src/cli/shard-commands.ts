@@ -16,6 +16,7 @@ import {
   type ShardSpec,
 } from '../analysis/shards';
 import { formatCheckpointReport } from '../report/format-text';
+import { withCheckpointPathsFrom } from '../report/paths';
 import { UsageError, stringFlag, type Parsed } from './args';
 import { Outputs, json } from './outputs';
 import { terminal, type Terminal } from './terminal';
@@ -64,9 +65,7 @@ async function readPart(file: string): Promise<LoadedPart> {
     throw new MergeError(`${file}: not valid JSON (${(e as Error).message}); was the shard still writing it?`);
   }
   const part = asPartialReport(file, value);
-  const dir = path.dirname(path.resolve(file));
-  part.report.base = path.resolve(dir, part.report.base);
-  part.report.checkpoint = path.resolve(dir, part.report.checkpoint);
+  withCheckpointPathsFrom(part.report, file);
   return { file, part };
 }
 

@@ -6,7 +6,18 @@ import * as path from 'node:path';
 import { existsSync, promises as fsp } from 'node:fs';
 import { checkpointLabel } from '../discovery/layout';
 import { checkOutputPath } from '../formats/output-guard';
-import { failureLines, readManifest, submit, waitFor, status, SlurmError, MAX_TASKS, type CheckpointStatus, type Manifest } from '../cluster/slurm';
+import {
+  failureLines,
+  shardCounts,
+  readManifest,
+  submit,
+  waitFor,
+  status,
+  SlurmError,
+  MAX_TASKS,
+  type CheckpointStatus,
+  type Manifest,
+} from '../cluster/slurm';
 import { UsageError, deviceFlag, numberFlag, settingsFromFlags, stringFlag, type Parsed } from './args';
 import { terminal, type Terminal } from './terminal';
 
@@ -49,11 +60,11 @@ function formatsOf(p: Parsed): { md: boolean; html: boolean } {
 }
 
 function statusLine(c: CheckpointStatus): string {
-  const count = (s: string): number => c.tasks.filter((t) => t.state === s).length;
-  const parts = [`${count('done')}/${c.tasks.length} shards done`];
-  if (count('running')) parts.push(`${count('running')} running`);
-  if (count('pending')) parts.push(`${count('pending')} pending`);
-  if (count('failed')) parts.push(`${count('failed')} failed`);
+  const n = shardCounts(c);
+  const parts = [`${n.done}/${c.tasks.length} shards done`];
+  if (n.running) parts.push(`${n.running} running`);
+  if (n.pending) parts.push(`${n.pending} pending`);
+  if (n.failed) parts.push(`${n.failed} failed`);
   parts.push(`merge ${c.merge.state}`);
   return `${c.label}: ${c.state} (${parts.join(', ')})${c.landed ? `; report ${c.report}` : ''}`;
 }

@@ -275,6 +275,8 @@ export interface TaskStatus {
   detail: string;
   log: string;
   exitCode?: number;
+  /** A merge that never ran because a shard failed: failed, but not a failure of its own. */
+  blocked?: true;
 }
 
 export interface CheckpointStatus {
@@ -348,7 +350,7 @@ export async function status(m: Manifest, exec: Exec = execCommand): Promise<Che
     const mergeRc = await readStatus(statusFile(m.out, c.slug, 'merge'));
     let merge = taskStatus(states.get(c.mergeJob), mergeRc, 'merge', logFile(m.out, c.slug, 'merge'));
     // A merge held by a failed task never runs: it is failed too (and cancelled by wait).
-    if (failed && merge.state === 'pending') merge = { ...merge, state: 'failed', detail: 'a shard failed' };
+    if (failed && merge.state === 'pending') merge = { ...merge, state: 'failed', detail: 'a shard failed', blocked: true };
     const landed = await fsp.stat(c.report).then(
       () => true,
       () => false,
@@ -366,6 +368,18 @@ export async function status(m: Manifest, exec: Exec = execCommand): Promise<Che
   return out;
 }
 
+/** The tasks (and merge) that failed by themselves: a merge a failed shard held back is not one. */
+export function ownFailures(c: CheckpointStatus): TaskStatus[] {
+  return [...c.tasks, c.merge].filter((t) => t.state === 'failed' && !t.blocked);
+}
+
+/** How many shards are in each state. */
+export function shardCounts(c: CheckpointStatus): Record<TaskState, number> {
+  const n: Record<TaskState, number> = { pending: 0, running: 0, done: 0, failed: 0 };
+  for (const t of c.tasks) n[t.state]++;
+  return n;
+}
+
 /** The last lines of a log, for the error that names a failed task. */
 export async function logTail(file: string, lines = 5): Promise<string[]> {
   const t = await fsp.readFile(file, 'utf8').catch(() => '');
@@ -379,8 +393,7 @@ export async function logTail(file: string, lines = 5): Promise<string[]> {
 export async function failureLines(s: readonly CheckpointStatus[]): Promise<string[]> {
   const lines: string[] = [];
   for (const c of s) {
-    for (const t of [...c.tasks, c.merge]) {
-      if (t.state !== 'failed' || t.detail === 'a shard failed') continue;
+    for (const t of ownFailures(c)) {
       lines.push(`${c.label}: ${t.task === 'merge' ? 'the merge job' : `task ${t.task} of ${c.tasks.length}`} failed (${t.detail}); log: ${t.log}`);
       for (const l of await logTail(t.log, 3)) lines.push(`    ${l}`);
     }

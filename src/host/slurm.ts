@@ -10,7 +10,9 @@ import { promises as fsp } from 'node:fs';
 import {
   cancelDoomed,
   failureLines,
+  ownFailures,
   readManifest,
+  slugs,
   sbatchAvailable,
   status,
   submit,
@@ -20,6 +22,8 @@ import {
 } from '../cluster/slurm';
 import type { DiscoveredRun } from '../discovery/scan';
 import type { CheckpointReport } from '../report/schema';
+import { withCheckpointPathsFrom } from '../report/paths';
+import { checkpointLabel } from '../ui-model/tree';
 import type { Controller } from './controller';
 
 const STATE_KEY = 'gatescope.slurmSubmissions';
@@ -64,6 +68,7 @@ export class SlurmRuns implements vscode.Disposable {
   private readonly submissions: SlurmSubmission[] = [];
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
+  private remembered: string | undefined;
   private readonly emitter = new vscode.EventEmitter<void>();
   readonly onDidChange = this.emitter.event;
   available = false;
@@ -100,10 +105,10 @@ export class SlurmRuns implements vscode.Disposable {
     const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
     const configured = vscode.workspace.getConfiguration('gatescope').get<string>('slurm.outputFolder', '');
     const parent = configured || (root ? path.join(root, '.gatescope', 'slurm') : path.join(this.context.globalStorageUri.fsPath, 'slurm'));
-    const out = req.out ?? path.join(parent, `${run.name.replace(/[^A-Za-z0-9._-]+/g, '-')}-${stamp()}`);
+    const out = req.out ?? path.join(parent, `${slugs([run.name])[0]}-${stamp()}`);
     const manifest = await submit({
       base,
-      checkpoints: ckpts.map((k) => ({ path: k.path, label: `${run.name} ${k.step !== null ? `step ${k.step}` : path.basename(k.path)}` })),
+      checkpoints: ckpts.map((k) => ({ path: k.path, label: `${run.name} ${checkpointLabel(k)}` })),
       tasks: req.tasks,
       out,
       partition: req.partition,
@@ -121,12 +126,15 @@ export class SlurmRuns implements vscode.Disposable {
     return sub;
   }
 
+  /** Keeps the unfinished submissions in the workspace state, written only when that list changes. */
   private async remember(): Promise<void> {
-    const live = this.submissions.filter((s) => !s.failed && s.adopted.size < s.manifest.checkpoints.length);
-    await this.context.workspaceState.update(
-      STATE_KEY,
-      live.map((s) => ({ runId: s.runId, out: s.manifest.out })),
-    );
+    const live = this.submissions
+      .filter((s) => !s.failed && s.adopted.size < s.manifest.checkpoints.length)
+      .map((s) => ({ runId: s.runId, out: s.manifest.out }));
+    const text = JSON.stringify(live);
+    if (text === this.remembered) return;
+    this.remembered = text;
+    await this.context.workspaceState.update(STATE_KEY, live);
   }
 
   private schedule(ms = POLL_MS): void {
@@ -170,10 +178,7 @@ export class SlurmRuns implements vscode.Disposable {
 
   /** A merged report joins the controller's reports (as the engine's would) and the run's dashboard opens. */
   private async adopt(sub: SlurmSubmission, checkpoint: string, file: string): Promise<void> {
-    const report = JSON.parse(await fsp.readFile(file, 'utf8')) as CheckpointReport;
-    // Written reports name checkpoints relative to their folder.
-    report.base = path.resolve(path.dirname(file), report.base);
-    report.checkpoint = path.resolve(path.dirname(file), report.checkpoint);
+    const report = withCheckpointPathsFrom(JSON.parse(await fsp.readFile(file, 'utf8')) as CheckpointReport, file);
     this.c.adoptReport(checkpoint, report);
     sub.adopted.add(checkpoint);
     this.c.log.info(
@@ -185,7 +190,7 @@ export class SlurmRuns implements vscode.Disposable {
   private async reportFailure(sub: SlurmSubmission): Promise<void> {
     const lines = await failureLines(sub.statuses);
     for (const l of lines) this.c.log.error(`slurm: ${l}`);
-    const failed = sub.statuses.flatMap((s) => [...s.tasks, s.merge]).find((t) => t.state === 'failed' && t.detail !== 'a shard failed');
+    const failed = sub.statuses.flatMap(ownFailures)[0];
     const pick = await vscode.window.showErrorMessage(`Gatescope: ${lines[0] ?? 'a Slurm job failed'}`, ...(failed ? ['Open Log'] : []));
     if (pick === 'Open Log' && failed) await vscode.window.showTextDocument(vscode.Uri.file(failed.log));
   }

@@ -39,3 +39,11 @@ export function withPathsRelativeTo<T>(value: T, dir: string): T {
   };
   return walk(value, null) as T;
 }
+
+/** A checkpoint report read back from `file`: its checkpoint paths absolute again (they are relative to the file's folder). */
+export function withCheckpointPathsFrom<T extends { base: string; checkpoint: string }>(report: T, file: string): T {
+  const dir = path.dirname(path.resolve(file));
+  report.base = path.resolve(dir, report.base);
+  report.checkpoint = path.resolve(dir, report.checkpoint);
+  return report;
+}

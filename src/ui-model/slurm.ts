@@ -1,5 +1,5 @@
 /** How a Slurm submission's checkpoint shows in the Runs tree: one line of state, an icon, a tooltip. */
-import type { CheckpointStatus } from '../cluster/slurm';
+import { ownFailures, shardCounts, type CheckpointStatus } from '../cluster/slurm';
 
 export interface SlurmView {
   label: string;
@@ -10,12 +10,12 @@ export interface SlurmView {
 
 export function slurmView(s: CheckpointStatus | undefined, label: string, arrayJob: string): SlurmView {
   if (!s) return { label: `Slurm: ${label}`, description: `job ${arrayJob}, submitted`, tooltip: `array job ${arrayJob}`, icon: 'cloud-upload' };
-  const n = (state: string): number => s.tasks.filter((t) => t.state === state).length;
-  const bits = [`${n('done')}/${s.tasks.length} shards`];
-  if (n('running')) bits.push(`${n('running')} running`);
-  if (n('failed')) bits.push(`${n('failed')} failed`);
+  const n = shardCounts(s);
+  const bits = [`${n.done}/${s.tasks.length} shards`];
+  if (n.running) bits.push(`${n.running} running`);
+  if (n.failed) bits.push(`${n.failed} failed`);
   if (s.state === 'done' || s.merge.state === 'running') bits.push(`merge ${s.merge.state}`);
-  const failed = [...s.tasks, s.merge].filter((t) => t.state === 'failed' && t.detail !== 'a shard failed');
+  const failed = ownFailures(s);
   const tooltip = [
     `array job ${arrayJob}: ${s.state}`,
     ...failed.map((t) => `${t.task === 'merge' ? 'merge' : `task ${t.task}`}: ${t.detail} (log ${t.log})`),

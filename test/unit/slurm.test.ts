@@ -256,7 +256,7 @@ test('the tree line of a Slurm checkpoint: shards done, failures with their logs
     ...running,
     state: 'failed',
     tasks: [t(1, 'done', 'COMPLETED'), t(2, 'failed', 'exit 1')],
-    merge: t('merge', 'failed', 'a shard failed'),
+    merge: { ...t('merge', 'failed', 'a shard failed'), blocked: true },
   };
   const v = slurmView(failed, 'rl step 80', '12');
   assert.equal(v.icon, 'error');
