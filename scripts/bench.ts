@@ -27,6 +27,7 @@ import { defaultThreads } from '../src/analysis/diff-parallel';
 import { analyzePair, readPair } from '../src/analysis/spectral';
 import { createBackend } from '../src/compute/backend';
 import { DEFAULT_SETTINGS } from '../src/report/schema';
+import { AnalysisPlan } from '../src/analysis/plan';
 
 const QWEN_1_5B: SyntheticShape = { hidden: 1536, intermediate: 8960, layers: 28, heads: 12, kvHeads: 2, vocab: 151936 };
 
@@ -218,7 +219,7 @@ async function benchDiff(gen: Generated, files: string[], say: Say): Promise<voi
       const b = await Checkpoint.open(gen.base);
       const c = await Checkpoint.open(gen.ckpt);
       t0 = process.hrtime.bigint();
-      const r = await diffCheckpoints(b, c, { eta: DEFAULT_SETTINGS.eta, kernel });
+      const r = await diffCheckpoints(AnalysisPlan.of(b, c, 'diff'), { eta: DEFAULT_SETTINGS.eta, kernel });
       rate = Math.max(rate, gen.bytes / 1e9 / seconds(t0));
       let ch = 0;
       let n = 0;
@@ -322,7 +323,7 @@ async function benchSteps(gen: Generated, dir: string, shape: SyntheticShape, sa
     for (let i = 0; i + 1 < chain.length; i++) {
       const b = await Checkpoint.open(chain[i]);
       const c = await Checkpoint.open(chain[i + 1]);
-      await diffCheckpoints(b, c, { eta: DEFAULT_SETTINGS.eta });
+      await diffCheckpoints(AnalysisPlan.of(b, c, 'diff'), { eta: DEFAULT_SETTINGS.eta });
       await b.close();
       await c.close();
     }

@@ -1,20 +1,24 @@
 /**
- * The diff pass on several threads: tensors are shared out between worker threads by size, each thread
- * opens the checkpoints read-only itself and streams its tensors; results come back in tensor order.
+ * The diff pass on several threads: tensors are shared out between worker threads by size; each thread
+ * borrows the plan's open files (their descriptors and parsed headers: nothing is opened or parsed again)
+ * and streams its tensors; results come back in tensor order.
  * The pass is compute-bound in one thread (see BENCHMARKS.md), so two threads on two cores nearly halve it.
  */
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import * as os from 'node:os';
-import type { Checkpoint } from '../formats/checkpoint';
+import type { SharedCheckpoint } from '../formats/checkpoint';
 import { CheckpointFormatError, type FormatProblem } from '../formats/errors';
-import { assertPairing, diffCheckpoints, pairTensors, type DiffKernelChoice, type DiffOptions, type DiffResult } from './diff';
+import { diffCheckpoints, type DiffKernelChoice, type DiffOptions, type DiffResult } from './diff';
+import type { AnalysisPlan } from './plan';
 import type { TensorDiff } from '../report/schema';
 
 export interface ThreadJob {
-  base: string;
-  checkpoint: string;
+  /** The plan's checkpoints, borrowed: the main thread keeps them open until every thread has ended. */
+  base: SharedCheckpoint;
+  checkpoint: SharedCheckpoint;
+  passes: 'diff' | 'full';
   names: string[];
   eta: number;
   chunkElements?: number;
@@ -45,8 +49,9 @@ export async function runThreads<M extends { type: string }>(
   errorOf: (m: Extract<ThreadEnd, { type: 'error' }>) => Error = errorOfThread,
 ): Promise<void> {
   const workers: Worker[] = [];
+  const terminating: Promise<number>[] = [];
   const abort = (): void => {
-    for (const w of workers) void w.terminate();
+    for (const w of workers) terminating.push(w.terminate());
   };
   signal?.addEventListener('abort', abort, { once: true });
   try {
@@ -82,6 +87,8 @@ export async function runThreads<M extends { type: string }>(
     );
   } catch (e) {
     abort();
+    // A thread may hold a descriptor its caller is about to close: return only once every thread has stopped.
+    await Promise.allSettled(terminating);
     signal?.throwIfAborted();
     throw e;
   } finally {
@@ -110,26 +117,22 @@ export function shareOut(sizes: [string, number][], threads: number): string[][]
   return groups.map((g) => g.names).filter((n) => n.length > 0);
 }
 
-export async function diffCheckpointsParallel(
-  base: Checkpoint,
-  ckpt: Checkpoint,
-  opts: DiffOptions & { threads?: number; threadScript?: string },
-): Promise<DiffResult> {
+export async function diffCheckpointsParallel(plan: AnalysisPlan, opts: DiffOptions & { threads?: number; threadScript?: string }): Promise<DiffResult> {
   const threads = opts.threads ?? defaultThreads();
   const script = opts.threadScript ?? defaultThreadScript();
-  const paired = pairTensors(base, ckpt);
-  assertPairing(base, ckpt, paired);
-  const { mismatches, pairing } = paired;
-  const pairs = opts.only ? paired.pairs.filter(([name]) => opts.only!.has(name)) : paired.pairs;
-  if (threads <= 1 || !script || pairs.length < 2) return diffCheckpoints(base, ckpt, opts);
-  const sizes: [string, number][] = pairs.map(([name, a, b]) => [name, a.info.end - a.info.begin + b.info.end - b.info.begin]);
+  const { base, checkpoint: ckpt } = plan;
+  const { mismatches, pairing } = plan.pairing;
+  const pairs = opts.only ? plan.pairs.filter((p) => opts.only!.has(p.name)) : plan.pairs;
+  if (threads <= 1 || !script || pairs.length < 2) return diffCheckpoints(plan, opts);
+  const sizes: [string, number][] = pairs.map((p) => [p.name, p.bytes]);
   const bytesTotal = sizes.reduce((s, [, b]) => s + b, 0);
   const groups = shareOut(sizes, threads);
   const results = new Map<string, TensorDiff>();
   let bytesDone = 0;
+  const shared = { base: base.share(), checkpoint: ckpt.share() };
   const jobs = groups.map((names): ThreadJob => ({
-    base: base.path,
-    checkpoint: ckpt.path,
+    ...shared,
+    passes: plan.passes,
     names,
     eta: opts.eta,
     chunkElements: opts.chunkElements,
@@ -151,14 +154,11 @@ export async function diffCheckpointsParallel(
     );
   } catch (e) {
     opts.signal?.throwIfAborted();
-    // A thread opens the files after this thread did: a checkpoint rewritten in between can look
-    // malformed to it. A file that changed since it was opened here explains any error: say so.
+    // A file that changed since the plan opened it explains any error: say so.
     await base.assertUnchanged();
     await ckpt.assertUnchanged();
     throw e;
   }
-  // The same files, unchanged since this thread opened them: the threads checked theirs at their end.
-  await base.assertUnchanged();
-  await ckpt.assertUnchanged();
-  return { tensors: pairs.map(([name]) => results.get(name)!), mismatches, pairing };
+  // The threads checked the files at their end; the same descriptors, so the same files.
+  return { tensors: pairs.map((p) => results.get(p.name)!), mismatches, pairing };
 }

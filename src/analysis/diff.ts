@@ -9,6 +9,7 @@ import type { LineRatios, TensorDiff, TensorMismatch, TensorPairing } from '../r
 import { classifyModule, layerIndex } from '../core/names';
 import { PairingError } from '../formats/errors';
 import { Bf16Kernel, sharedBf16Kernel } from './bf16-kernel';
+import type { AnalysisPlan } from './plan';
 
 export interface DiffOptions {
   eta: number;
@@ -460,15 +461,15 @@ export function naturalCompare(a: string, b: string): number {
   return a.localeCompare(b, 'en', { numeric: true });
 }
 
-export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: DiffOptions): Promise<DiffResult> {
-  const paired = pairTensors(base, ckpt);
-  assertPairing(base, ckpt, paired);
-  const mismatches = paired.mismatches;
-  const pairs = opts.only ? paired.pairs.filter(([name]) => opts.only!.has(name)) : paired.pairs;
+/** The diff pass over a plan's pairs (or its `only` share), reading through the plan's open files. */
+export async function diffCheckpoints(plan: AnalysisPlan, opts: DiffOptions): Promise<DiffResult> {
+  const { base, checkpoint: ckpt } = plan;
+  const mismatches = plan.pairing.mismatches;
+  const pairs = opts.only ? plan.pairs.filter((p) => opts.only!.has(p.name)) : plan.pairs;
   const chunk = opts.chunkElements ?? DEFAULT_CHUNK;
   const maxLine = opts.maxLineRatios ?? 4096;
   const hist = new UlpHistogram();
-  const bytesTotal = pairs.reduce((s, [, a, b]) => s + a.info.end - a.info.begin + b.info.end - b.info.begin, 0);
+  const bytesTotal = pairs.reduce((s, p) => s + p.bytes, 0);
   let bytesDone = 0;
   // Two sets of read buffers: the next chunk is read while the current one is computed. With the SIMD
   // kernel they live in its memory, so chunks are read where the kernel reads them.
@@ -486,7 +487,7 @@ export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: 
   const tensors: TensorDiff[] = [];
 
   for (let ti = 0; ti < pairs.length; ti++) {
-    const [name, a, b] = pairs[ti];
+    const { name, base: a, checkpoint: b } = pairs[ti];
     opts.signal?.throwIfAborted();
     const info = a.info;
     const bothBf16 = info.dtype === 'BF16' && b.info.dtype === 'BF16';
@@ -523,7 +524,7 @@ export async function diffCheckpoints(base: Checkpoint, ckpt: Checkpoint, opts: 
   // A checkpoint rewritten under us must not produce numbers.
   await base.assertUnchanged();
   await ckpt.assertUnchanged();
-  return { tensors, mismatches, pairing: paired.pairing };
+  return { tensors, mismatches, pairing: plan.pairing.pairing };
 }
 
 /** The reasons a tensor has no M1 share (`TensorDiff.unchangedUnavailable`). */

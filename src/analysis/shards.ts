@@ -8,11 +8,9 @@
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import type { Checkpoint } from '../formats/checkpoint';
-import { isFloatDtype } from '../formats/dtype';
-import { pairTensors, assertPairing } from './diff';
-import { classifyModule, isLinearWeight } from '../core/names';
+import { FULL_SVD_MAX_MIN_DIM, type AnalysisPlan } from './plan';
 import { summarize } from '../report/summarize';
-import { summarizeSpectral, FULL_SVD_MAX_MIN_DIM, type PairSpectral } from './spectral';
+import { summarizeSpectral, type PairSpectral } from './spectral';
 import { sharedBasisWidth } from '../linalg/shared-subspace';
 import type { Overlap } from './masks';
 import { SCHEMA_VERSION, type AnalysisSettings, type CheckpointReport, type TensorDiff } from '../report/schema';
@@ -79,24 +77,18 @@ export function tensorCost(shape: readonly number[], bytes: number, spectral: bo
   return cost;
 }
 
-/** What the spectral pass may take, from the header alone (data can only remove a tensor: no update, NaN). */
-function spectralCandidate(name: string, shape: readonly number[]): boolean {
-  const module = classifyModule(name);
-  return isLinearWeight(name, shape, module) && Math.min(shape[0], shape[1]) >= 2;
-}
-
 /**
  * The deterministic split: largest work first, each tensor to the least-loaded shard (lowest index on
  * a tie). Depends only on the two headers, the pass and the settings, so every shard computes the same.
  */
-export function planShards(base: Checkpoint, ckpt: Checkpoint, count: number, passes: 'diff' | 'full', settings: AnalysisSettings): ShardPlan {
-  const paired = pairTensors(base, ckpt);
-  assertPairing(base, ckpt, paired);
-  const tensors: PlannedTensor[] = paired.pairs.map(([name, a, b], position) => {
-    const bytes = a.info.end - a.info.begin + b.info.end - b.info.begin;
-    const spectral = passes === 'full' && isFloatDtype(a.info.dtype) && spectralCandidate(name, a.info.shape);
-    return { name, position, cost: tensorCost(a.info.shape, bytes, spectral, settings), shard: 0 };
-  });
+export function planShards(plan: AnalysisPlan, count: number, settings: AnalysisSettings): ShardPlan {
+  const { passes } = plan;
+  const tensors: PlannedTensor[] = plan.pairs.map((p, position) => ({
+    name: p.name,
+    position,
+    cost: tensorCost(p.base.info.shape, p.bytes, p.spectral, settings),
+    shard: 0,
+  }));
   const loads = new Array<number>(count).fill(0);
   const order = [...tensors].sort((x, y) => y.cost - x.cost || x.position - y.position);
   for (const t of order) {

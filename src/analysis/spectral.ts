@@ -3,7 +3,7 @@
  * overlaps, M8 off-principal energy, stable rank and ESD tail, and the verdict, per 2-D linear weight.
  * Heavy products run on the compute backend (onnxruntime, CUDA or CPU); small dense algebra in TypeScript.
  */
-import type { Checkpoint, TensorRef } from '../formats/checkpoint';
+import type { TensorRef } from '../formats/checkpoint';
 import { decodeToFloat32 } from '../formats/dtype';
 import type { ComputeBackend, Matrix } from '../compute/backend';
 import { truncatedSvd, principalAnglesDeg, spectralNorm, rangeScale, type SvdResult } from '../linalg/truncated-svd';
@@ -12,16 +12,14 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { ANALYSIS_REVISION } from './revision';
 import { changedMask, selectByMagnitude, exponentGroups, groupRates, overlap, type Overlap } from './masks';
-import { isLinearWeight } from '../core/names';
-import { pairTensors } from './diff';
+import { FULL_SVD_MAX_MIN_DIM, spectralScope, type AnalysisPlan } from './plan';
 import { verdictFrom, verdictInputOf, runVerdict, noRegimeReason, ZERO_BASE } from './verdict';
 import { simulateNulls, NO_ROUNDING } from './nulls';
 import { median } from '../core/stats';
 import type { AnalysisSettings, SpectralSummary, TensorDiff, TensorSpectral, Verdict } from '../report/schema';
 import type { AnalyzeOptions, SpectralPass, SpectralPassResult } from './analyze';
 
-/** Matrices whose smaller side is at most this get an exact full SVD (all singular values). */
-export const FULL_SVD_MAX_MIN_DIM = 256;
+export { FULL_SVD_MAX_MIN_DIM };
 
 export interface TensorPair {
   name: string;
@@ -415,13 +413,10 @@ export function summarizeSpectral(results: { t: TensorDiff; r: PairSpectral }[])
   return { spectralSummary, verdict };
 }
 
-/** Which tensors the spectral pass covers, and why the others are skipped. */
+/** Which tensors the spectral pass covers, and why the others are skipped: the plan's scope, then the data's. */
 export function spectralApplies(t: TensorDiff): string | null {
-  if (t.shape.length !== 2) return '1-D or higher-rank tensor: spectral measures apply to matrices';
-  if (t.module === 'embed') return 'embedding: rows are token lookups, not a linear map (skipped as in the paper)';
-  if (t.module === 'head') return 'output head: skipped as in the paper';
-  if (!isLinearWeight(t.name, t.shape, t.module)) return 'not a linear-layer weight';
-  if (Math.min(t.shape[0], t.shape[1]) < 2) return 'matrix too small for a spectrum';
+  const scope = spectralScope(t.name, t.shape);
+  if (scope) return scope;
   if (t.unchanged === null && t.numel > 0) return 'every entry is NaN or Inf: no spectrum';
   if (t.baseNormFro === 0) return ZERO_BASE;
   return null;
@@ -435,7 +430,7 @@ export interface SpectralPassOptions {
 export function createSpectralPass(backend: ComputeBackend, passOptions: SpectralPassOptions = {}): SpectralPass {
   return {
     device: backend.name,
-    async run(base: Checkpoint, ckpt: Checkpoint, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<SpectralPassResult> {
+    async run(plan: AnalysisPlan, tensors: TensorDiff[], opts: AnalyzeOptions): Promise<SpectralPassResult> {
       // The tensors are the caller's: the pass reads them and returns its results; analyze.ts puts them in the report.
       const skipped = new Map<string, string>();
       const todo = tensors.filter((t) => {
@@ -444,8 +439,6 @@ export function createSpectralPass(backend: ComputeBackend, passOptions: Spectra
         return !why;
       });
       const results: { t: TensorDiff; r: PairSpectral }[] = [];
-      // Report names are the base's; the diff pass's pairing (wrapper prefixes stripped) finds the checkpoint's tensor.
-      const refs = new Map(pairTensors(base, ckpt).pairs.map(([name, a, b]) => [name, [a, b] as const]));
       const stats: BasisCacheStats = { hits: 0, misses: 0 };
       const store = passOptions.bases;
       // Two tensors in flight: while one runs TypeScript algebra (QR, selections), the other's products
@@ -458,7 +451,8 @@ export function createSpectralPass(backend: ComputeBackend, passOptions: Spectra
           opts.signal?.throwIfAborted();
           const i = next++;
           const t = todo[i];
-          const [a, b] = refs.get(t.name)!;
+          // Report names are the base's; the plan's pairing (wrapper prefixes stripped) holds the checkpoint's tensor.
+          const { base: a, checkpoint: b } = plan.pair(t.name)!;
           const pair = await readPair(a, b, opts.settings.eta);
           opts.signal?.throwIfAborted();
           // Without a store every base subspace is computed, and counted as such.

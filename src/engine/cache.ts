@@ -6,38 +6,21 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { listShardFiles, statCheckpoint } from '../formats/checkpoint';
-import { SafetensorsFile } from '../formats/safetensors';
 import { writeFileAtomic } from '../report/write';
 import { SCHEMA_VERSION } from '../report/schema';
 import { ANALYSIS_REVISION } from '../analysis/revision';
 import type { JobResult, JobSpec } from './messages';
 
-async function filesOf(p: string): Promise<string[]> {
-  const st = await statCheckpoint(p);
-  return st.isFile() ? [p] : (await listShardFiles(p)).paths;
-}
-
-/** The identity of a checkpoint's files: path, size, mtime and header digest of each. */
-export async function checkpointIdentity(p: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const f of await filesOf(p)) {
-    const sf = await SafetensorsFile.open(f);
-    out.push(`${path.resolve(f)}|${sf.identity.size}|${sf.identity.mtimeMs}|${sf.headerHash}`);
-    await sf.close();
-  }
-  return out;
-}
-
-export async function cacheKey(spec: JobSpec): Promise<string> {
+/**
+ * The key of a job's result: the job (less its device) and the identity of every file it reads, as the
+ * job's plan opened them (`Checkpoint.fileIdentities`), base first, then each checkpoint in order.
+ */
+export function cacheKey(spec: JobSpec, identities: readonly (readonly string[])[]): string {
   if (spec.kind === 'steps') throw new Error('a steps walk is not cached');
-  const paths = spec.kind === 'analyze' ? [spec.base, spec.checkpoint] : spec.kind === 'compare' ? [spec.base, ...spec.checkpoints] : [spec.base];
-  const ids: string[][] = [];
-  for (const p of paths) ids.push(await checkpointIdentity(p));
   // The device is not part of the key: CPU and CUDA results agree within the tested tolerance.
   const rest = { ...spec, device: undefined };
   return createHash('sha256')
-    .update(JSON.stringify({ v: SCHEMA_VERSION, revision: ANALYSIS_REVISION, spec: rest, ids }))
+    .update(JSON.stringify({ v: SCHEMA_VERSION, revision: ANALYSIS_REVISION, spec: rest, ids: identities }))
     .digest('hex');
 }
 

@@ -4,7 +4,9 @@
  */
 import type { ClientToWorker, JobResult, JobSpec, WorkerToClient } from './messages';
 import type { CheckpointReport } from '../report/schema';
-import { analyzeCheckpoint, type SpectralPass } from '../analysis/analyze';
+import { analyzePlan, type SpectralPass } from '../analysis/analyze';
+import { AnalysisPlan } from '../analysis/plan';
+import { Checkpoint } from '../formats/checkpoint';
 import { CheckpointFormatError, describeSystemError } from '../formats/errors';
 import { ResultCache, cacheKey } from './cache';
 import { BasisCache } from './basis-cache';
@@ -49,6 +51,35 @@ function oneLine(message: string): string {
   return message.replace(/\s*\n\s*/g, ' ').trim();
 }
 
+/** What an analysing job reads, opened once: one plan per checkpoint analysed, all over one opened base. */
+interface OpenedInputs {
+  plans: AnalysisPlan[];
+  /** File identities, base first: the cache key. */
+  identities: string[][];
+  close(): Promise<void>;
+}
+
+/** Opens an analyse or compare job's checkpoints (undefined for the other jobs, which read or write otherwise). */
+async function openInputs(spec: JobSpec): Promise<OpenedInputs | undefined> {
+  if (spec.kind !== 'analyze' && spec.kind !== 'compare') return undefined;
+  const passes = spec.kind === 'analyze' ? spec.passes : spec.settings ? 'full' : 'diff';
+  const paths = spec.kind === 'analyze' ? [spec.checkpoint] : spec.checkpoints;
+  const opened: Checkpoint[] = [];
+  const close = async (): Promise<void> => {
+    await Promise.all(opened.map((c) => c.close()));
+  };
+  try {
+    const base = await Checkpoint.open(spec.base);
+    opened.push(base);
+    for (const p of paths) opened.push(await Checkpoint.open(p));
+    const plans = opened.slice(1).map((c) => AnalysisPlan.of(base, c, passes));
+    return { plans, identities: opened.map((c) => c.fileIdentities()), close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
 const running = new Map<string, AbortController>();
 /** Jobs cancelled while still queued behind another. */
 const cancelledBeforeStart = new Set<string>();
@@ -60,24 +91,27 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
     return;
   }
   running.set(jobId, ac);
+  // The job's analysis plans open each checkpoint once; the cache key, the memory guard and the passes all use them.
+  let opened: OpenedInputs | undefined;
   try {
+    opened = await openInputs(spec);
     // Writing jobs make new files: never cached, never answered from a cache.
-    const cache = cacheDir && (spec.kind === 'analyze' || spec.kind === 'compare') ? new ResultCache(cacheDir, resultCacheBytes) : undefined;
-    const key = cache ? await cacheKey(spec) : '';
+    const cache = cacheDir && opened ? new ResultCache(cacheDir, resultCacheBytes) : undefined;
+    const key = cache ? cacheKey(spec, opened!.identities) : '';
     const hit = cache ? await cache.get(key) : undefined;
     if (hit) {
       send({ type: 'done', jobId, result: hit, fromCache: true });
       return;
     }
     // Refuse, before allocating, a tensor that does not fit the memory cap (the heap cap does not cover buffers).
-    await assertFitsMemory(spec);
+    if (opened) assertFitsMemory(opened.plans);
     let result: JobResult;
     if (spec.kind === 'analyze') {
       const spectral =
         spec.passes === 'full'
           ? (await import('../analysis/spectral')).createSpectralPass(await backendFor(spec.device), { bases: basesIn(cacheDir, baseCacheBytes) })
           : undefined;
-      result = await analyzeCheckpoint(spec.base, spec.checkpoint, {
+      result = await analyzePlan(opened!.plans[0], {
         settings: spec.settings,
         passes: spec.passes,
         spectral,
@@ -123,11 +157,12 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
         log: (line) => send({ type: 'log', line }),
       });
     } else {
-      const { compareRuns } = await import('../analysis/consistency');
+      const { compareRunPlans } = await import('../analysis/consistency');
       const settings = spec.settings;
+      const plans = opened!.plans;
       // With the regime verdict, the masks take the first fifth and each run's analysis an equal share.
       const maskShare = settings ? 0.2 : 1;
-      const report = await compareRuns(spec.base, spec.checkpoints, {
+      const report = await compareRunPlans(plans, {
         eta: spec.eta,
         labels: spec.labels,
         signal: ac.signal,
@@ -142,14 +177,14 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
         for (const [i, checkpoint] of spec.checkpoints.entries()) {
           const one: JobSpec = { kind: 'analyze', base: spec.base, checkpoint, passes: 'full', settings, device };
           // Each run's analysis is the same as the dashboard's: answered from, and kept in, the cache.
-          const oneKey = cache ? await cacheKey(one) : '';
+          const oneKey = cache ? cacheKey(one, plans[i].fileIdentities()) : '';
           const cached = cache ? ((await cache.get(oneKey)) as CheckpointReport | undefined) : undefined;
           if (cached) {
             reports.push(cached);
             continue;
           }
           spectral ??= (await import('../analysis/spectral')).createSpectralPass(await backendFor(device), { bases: basesIn(cacheDir, baseCacheBytes) });
-          const r = await analyzeCheckpoint(spec.base, checkpoint, {
+          const r = await analyzePlan(plans[i], {
             settings,
             passes: 'full',
             signal: ac.signal,
@@ -190,6 +225,7 @@ async function runJob(jobId: string, spec: JobSpec, cacheDir: string | null, bas
     }
   } finally {
     running.delete(jobId);
+    await opened?.close();
   }
 }
 

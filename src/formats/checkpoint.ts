@@ -5,7 +5,7 @@
 import { promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointFormatError, systemReason } from './errors';
-import { SafetensorsFile, READ_ONLY_FLAGS, type TensorInfo } from './safetensors';
+import { SafetensorsFile, READ_ONLY_FLAGS, type SharedFile, type TensorInfo } from './safetensors';
 import { parseStrictJson, isJsonObject, type JsonValue } from './strict-json';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -23,6 +23,15 @@ export async function statCheckpoint(p: string): Promise<Stats> {
   } catch (e) {
     throw new CheckpointFormatError(p, 'io', `cannot open checkpoint: ${systemReason(e)}`);
   }
+}
+
+/** An open checkpoint as another thread of this process borrows it (see {@link SharedFile}). */
+export interface SharedCheckpoint {
+  path: string;
+  dir: string;
+  files: SharedFile[];
+  config: Record<string, unknown> | undefined;
+  notes: readonly string[];
 }
 
 export class Checkpoint {
@@ -48,6 +57,25 @@ export class Checkpoint {
 
   tensorNames(): string[] {
     return [...this.tensors.keys()];
+  }
+
+  /**
+   * The identity of every file as it was when opened: path, size, mtime and header digest. The result
+   * cache keys on it, so a key always names the files the analysis read.
+   */
+  fileIdentities(): string[] {
+    return this.files.map((f) => `${path.resolve(f.path)}|${f.identity.size}|${f.identity.mtimeMs}|${f.headerHash}`);
+  }
+
+  /** What a worker thread needs to read these files through the same descriptors; this checkpoint stays open meanwhile. */
+  share(): SharedCheckpoint {
+    return { path: this.path, dir: this.dir, files: this.files.map((f) => f.share()), config: this.config, notes: this.notes };
+  }
+
+  /** A thread's view of a checkpoint another thread opened: neither the files nor config.json are opened again. */
+  static borrow(s: SharedCheckpoint): Checkpoint {
+    const files = s.files.map((f) => SafetensorsFile.borrow(f));
+    return new Checkpoint(s.path, s.dir, files, tensorMap(files), s.config, s.notes);
   }
 
   async assertUnchanged(): Promise<void> {

@@ -6,7 +6,7 @@
  *
  * Tensors are read by offset in bounded chunks; the file is never loaded whole.
  */
-import { promises as fsp, constants as fsConstants } from 'node:fs';
+import { promises as fsp, constants as fsConstants, read as readFd } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { CheckpointFormatError } from './errors';
@@ -30,12 +30,37 @@ export interface FileIdentity {
   mtimeMs: number;
 }
 
+/**
+ * An open file as another thread of this process can use it without opening it again: the descriptor
+ * (descriptors belong to the process, not the thread) and the parsed header. The thread that opened the
+ * file keeps it open until every borrower is done, and alone closes it.
+ */
+export interface SharedFile {
+  path: string;
+  fd: number;
+  identity: FileIdentity;
+  dataStart: number;
+  tensors: TensorInfo[];
+  metadata: Record<string, string>;
+  headerHash: string;
+}
+
+type ReadAt = (buf: Uint8Array, offset: number, length: number, position: number) => Promise<{ bytesRead: number }>;
+
+function readAtFd(fd: number): ReadAt {
+  return (buf, offset, length, position) =>
+    new Promise((resolve, reject) => readFd(fd, buf, offset, length, position, (e, bytesRead) => (e ? reject(e) : resolve({ bytesRead }))));
+}
+
 export class SafetensorsFile {
   private closed = false;
+  private readonly readAt: ReadAt;
 
   private constructor(
     readonly path: string,
-    private readonly handle: FileHandle,
+    /** The opener's handle; none for a borrowed view, which never closes the descriptor. */
+    private readonly handle: FileHandle | undefined,
+    private readonly fd: number,
     readonly identity: FileIdentity,
     /** 8 + header length: where the data section starts in the file. */
     readonly dataStart: number,
@@ -43,7 +68,37 @@ export class SafetensorsFile {
     private readonly header: ParsedHeader,
     /** A fingerprint of the header bytes (sha256, 64 bits shown), part of the result cache key. */
     readonly headerHash: string,
-  ) {}
+  ) {
+    this.readAt = handle ? (buf, offset, length, position) => handle.read(buf, offset, length, position) : readAtFd(fd);
+  }
+
+  /** What another thread needs to read this file through the same descriptor (see {@link SharedFile}). */
+  share(): SharedFile {
+    if (this.closed) throw new Error(`${this.path}: shared after close`);
+    return {
+      path: this.path,
+      fd: this.fd,
+      identity: this.identity,
+      dataStart: this.dataStart,
+      tensors: [...this.tensors.values()],
+      metadata: this.metadata,
+      headerHash: this.headerHash,
+    };
+  }
+
+  /** A view of a file another thread of this process opened: no second open, no second header parse. */
+  static borrow(s: SharedFile): SafetensorsFile {
+    return new SafetensorsFile(
+      s.path,
+      undefined,
+      s.fd,
+      s.identity,
+      s.dataStart,
+      new Map(s.tensors.map((t) => [t.name, t])),
+      { tensors: s.tensors, metadata: s.metadata },
+      s.headerHash,
+    );
+  }
 
   /** Opens read-only and validates the header and the file length. Never reads tensor data. */
   static async open(path: string): Promise<SafetensorsFile> {
@@ -75,7 +130,7 @@ export class SafetensorsFile {
       const parsed = parseHeader(path, header, size - 8 - headerLen);
       const map = new Map<string, TensorInfo>();
       for (const t of parsed.tensors) map.set(t.name, t);
-      return new SafetensorsFile(path, handle, { path, size, mtimeMs: st.mtimeMs }, 8 + headerLen, map, parsed, headerDigest(header));
+      return new SafetensorsFile(path, handle, handle.fd, { path, size, mtimeMs: st.mtimeMs }, 8 + headerLen, map, parsed, headerDigest(header));
     } catch (e) {
       await handle.close().catch(() => undefined);
       throw e;
@@ -106,7 +161,7 @@ export class SafetensorsFile {
     const pos = this.dataStart + t.begin + start * esize;
     let done = 0;
     while (done < nbytes) {
-      const { bytesRead } = await this.handle.read(buf, done, nbytes - done, pos + done);
+      const { bytesRead } = await this.readAt(buf, done, nbytes - done, pos + done);
       if (bytesRead === 0) {
         throw new CheckpointFormatError(
           this.path,
@@ -140,7 +195,7 @@ export class SafetensorsFile {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.handle.close();
+    await this.handle?.close();
   }
 }
 

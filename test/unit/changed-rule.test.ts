@@ -13,6 +13,7 @@ import { changedMask } from '../../src/analysis/masks';
 import { decodeToFloat32, type Dtype } from '../../src/formats/dtype';
 import { rng } from '../../src/examples/synthetic';
 import { validFile, tempDir, writeFile } from '../support/st';
+import { AnalysisPlan } from '../../src/analysis/plan';
 
 const ETA = 1e-3;
 const N = 6000;
@@ -163,7 +164,7 @@ for (const [d0, d1] of [
       const a = await Checkpoint.open(base);
       const b = await Checkpoint.open(ckpt);
       try {
-        const { tensors } = await diffCheckpoints(a, b, { eta: ETA, kernel, chunkElements: 1000 });
+        const { tensors } = await diffCheckpoints(AnalysisPlan.of(a, b, 'diff'), { eta: ETA, kernel, chunkElements: 1000 });
         assert.equal(tensors[0].changed, want, `diff pass, ${kernel} kernel`);
         assert.equal(tensors[0].nonFinite, nonFinite, `diff pass, ${kernel} kernel: NaN/Inf`);
       } finally {

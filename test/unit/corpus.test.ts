@@ -14,6 +14,7 @@ import { diffCheckpoints, type DiffResult } from '../../src/analysis/diff';
 import { buildCorpus, nonFiniteNumbers, type CorpusCase } from '../support/corpus';
 import { tempDir } from '../support/st';
 import { runCli } from '../support/cli';
+import { AnalysisPlan } from '../../src/analysis/plan';
 
 /** Each open + diff attempt must end within this. */
 const ATTEMPT_MS = 2000;
@@ -29,7 +30,7 @@ async function attempt(c: CorpusCase): Promise<Outcome> {
     base = await Checkpoint.open(c.base);
     target = await Checkpoint.open(c.target);
     // A small chunk so that multi-chunk reads run on these small tensors too.
-    return { kind: 'ok', result: await diffCheckpoints(base, target, { eta: 1e-3, chunkElements: 96 }) };
+    return { kind: 'ok', result: await diffCheckpoints(AnalysisPlan.of(base, target, 'diff'), { eta: 1e-3, chunkElements: 96 }) };
   } catch (error) {
     return { kind: 'error', error };
   } finally {

@@ -10,6 +10,7 @@ import { classifyModule, layerIndex } from '../../src/core/names';
 import { DEFAULT_SETTINGS } from '../../src/report/schema';
 import { writeSyntheticRun, rng } from '../../src/examples/synthetic';
 import { validFile, bf16Bytes, f32Bytes, tempDir, writeFile, bf16, bf16ToNumber } from '../support/st';
+import { AnalysisPlan } from '../../src/analysis/plan';
 
 /** The slow reference of M1: decode both sides to floats and apply |w1 - w0| <= eta max(|w0|, |w1|). */
 function referenceUnchanged(b0: number[], b1: number[], eta = 1e-3): { unchanged: number; changed: number; nonFinite: number } {
@@ -150,8 +151,8 @@ test('a sharded checkpoint gives the same numbers as the same weights in one fil
   const b = await Checkpoint.open(base);
   const c = await Checkpoint.open(sharded);
   assert.equal(c.files.length, 2);
-  const big = await diffCheckpoints(b, c, { eta: 1e-3 });
-  const small = await diffCheckpoints(b, c, { eta: 1e-3, chunkElements: 1000 });
+  const big = await diffCheckpoints(AnalysisPlan.of(b, c, 'diff'), { eta: 1e-3 });
+  const small = await diffCheckpoints(AnalysisPlan.of(b, c, 'diff'), { eta: 1e-3, chunkElements: 1000 });
   assert.deepEqual(small.tensors, big.tensors);
   assert.equal(big.mismatches.length, 0);
   await b.close();
@@ -196,9 +197,14 @@ test('the diff pass on worker threads gives the same report as one thread, and p
   const b = await Checkpoint.open(base);
   const c = await Checkpoint.open(checkpoints[2]);
   try {
-    const one = await diffCheckpoints(b, c, { eta: 1e-3 });
+    const one = await diffCheckpoints(AnalysisPlan.of(b, c, 'diff'), { eta: 1e-3 });
     const seen: string[] = [];
-    const two = await diffCheckpointsParallel(b, c, { eta: 1e-3, threads: 2, threadScript: script, onTensor: (t) => seen.push(t.name) });
+    const two = await diffCheckpointsParallel(AnalysisPlan.of(b, c, 'diff'), {
+      eta: 1e-3,
+      threads: 2,
+      threadScript: script,
+      onTensor: (t) => seen.push(t.name),
+    });
     assert.deepEqual(two, one);
     assert.equal(seen.length, one.tensors.length);
   } finally {
@@ -228,7 +234,7 @@ test('the diff pass on worker threads gives the same report as one thread, and p
     const bytes = await fsp.readFile(f);
     await fsp.writeFile(f, bytes.subarray(0, bytes.length - 64));
     await assert.rejects(
-      diffCheckpointsParallel(b2, c2, { eta: 1e-3, threads: 2, threadScript: script }),
+      diffCheckpointsParallel(AnalysisPlan.of(b2, c2, 'diff'), { eta: 1e-3, threads: 2, threadScript: script }),
       (e: unknown) => e instanceof CheckpointFormatError && e.file === f,
     );
   } finally {

@@ -23,6 +23,7 @@ import { writeSyntheticRun } from '../../src/examples/synthetic';
 import { CORPUS_SHAPE, nonFiniteNumbers } from '../support/corpus';
 import { tempDir, rawFile, bf16Bytes, bf16 } from '../support/st';
 import { runCli } from '../support/cli';
+import { AnalysisPlan } from '../../src/analysis/plan';
 
 const WORKER = path.resolve(__dirname, '..', '..', '..', 'dist', 'worker.js');
 const SRC = path.resolve(__dirname, '..', '..', '..', 'src');
@@ -110,7 +111,7 @@ test('a checkpoint rewritten while the diff reads it fails as changed-while-read
     const ckpt = await Checkpoint.open(ckptDir);
     let rewritten = false;
     try {
-      const run = diffCheckpoints(base, ckpt, {
+      const run = diffCheckpoints(AnalysisPlan.of(base, ckpt, 'diff'), {
         eta: 1e-3,
         chunkElements: 64,
         onProgress: (p) => {
@@ -484,7 +485,7 @@ test('a zero-element tensor with absurd dimensions diffs in-process without allo
   await fsp.writeFile(file, rawFile(header));
   const ck = await Checkpoint.open(file);
   try {
-    const r = await diffCheckpoints(ck, ck, { eta: 1e-3 });
+    const r = await diffCheckpoints(AnalysisPlan.of(ck, ck, 'diff'), { eta: 1e-3 });
     assert.deepEqual(nonFiniteNumbers(r), []);
   } finally {
     await ck.close();

@@ -5,6 +5,7 @@ import { scanFolder } from '../../src/discovery/scan';
 import { Checkpoint } from '../../src/formats/checkpoint';
 import { diffCheckpoints } from '../../src/analysis/diff';
 import { validFile, bf16Bytes, tempDir, writeFile, bf16 } from '../support/st';
+import { AnalysisPlan } from '../../src/analysis/plan';
 
 test('a workspace with hundreds of checkpoints is scanned completely, steps in order', async () => {
   const root = await tempDir();
@@ -50,11 +51,11 @@ test('a model with thousands of tensors diffs with flat memory', async () => {
   const b = await Checkpoint.open(path.join(dir, 'b'));
   try {
     // Warm up, then measure: the second pass must not hold more than the first one did.
-    await diffCheckpoints(a, b, { eta: 1e-3 });
+    await diffCheckpoints(AnalysisPlan.of(a, b, 'diff'), { eta: 1e-3 });
     global.gc?.();
     const before = process.memoryUsage().rss;
     let peak = before;
-    const r = await diffCheckpoints(a, b, { eta: 1e-3, onProgress: () => void (peak = Math.max(peak, process.memoryUsage().rss)) });
+    const r = await diffCheckpoints(AnalysisPlan.of(a, b, 'diff'), { eta: 1e-3, onProgress: () => void (peak = Math.max(peak, process.memoryUsage().rss)) });
     assert.equal(r.tensors.length, n);
     assert.ok(r.tensors.every((t) => t.changed === 22));
     // Results for 4000 tensors plus bounded read buffers: well under 100 MB of growth.

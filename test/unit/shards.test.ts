@@ -13,6 +13,7 @@ import { writeSyntheticRun } from '../../src/examples/synthetic';
 import { parseShardSpec, planShards, tensorCost, mergeParts, ShardSpecError, MergeError, type PartialReport } from '../../src/analysis/shards';
 import { Checkpoint } from '../../src/formats/checkpoint';
 import { DEFAULT_SETTINGS, type CheckpointReport } from '../../src/report/schema';
+import { AnalysisPlan } from '../../src/analysis/plan';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const EX = path.join(ROOT, 'examples');
@@ -49,8 +50,8 @@ test('the plan is deterministic, covers every tensor once and balances work, not
   const base = await Checkpoint.open(BASE);
   const ckpt = await Checkpoint.open(RL);
   try {
-    const a = planShards(base, ckpt, 4, 'full', DEFAULT_SETTINGS);
-    const b = planShards(base, ckpt, 4, 'full', DEFAULT_SETTINGS);
+    const a = planShards(AnalysisPlan.of(base, ckpt, 'full'), 4, DEFAULT_SETTINGS);
+    const b = planShards(AnalysisPlan.of(base, ckpt, 'full'), 4, DEFAULT_SETTINGS);
     assert.deepEqual(a, b);
     assert.equal(new Set(a.tensors.map((t) => t.name)).size, a.tensors.length);
     assert.ok(a.tensors.every((t) => t.shard >= 1 && t.shard <= 4));
@@ -63,8 +64,8 @@ test('the plan is deterministic, covers every tensor once and balances work, not
       tensorCost([1536, 8960], 2 * 2 * 1536 * 8960, true, DEFAULT_SETTINGS) > 20 * tensorCost([1536 * 8960], 2 * 2 * 1536 * 8960, false, DEFAULT_SETTINGS),
     );
     // The diff pass balances by bytes alone; another shard count is another plan.
-    assert.notEqual(planShards(base, ckpt, 4, 'diff', DEFAULT_SETTINGS).digest, a.digest);
-    assert.notEqual(planShards(base, ckpt, 3, 'full', DEFAULT_SETTINGS).digest, a.digest);
+    assert.notEqual(planShards(AnalysisPlan.of(base, ckpt, 'diff'), 4, DEFAULT_SETTINGS).digest, a.digest);
+    assert.notEqual(planShards(AnalysisPlan.of(base, ckpt, 'full'), 3, DEFAULT_SETTINGS).digest, a.digest);
   } finally {
     await base.close();
     await ckpt.close();
@@ -223,11 +224,15 @@ test('the spectral pass returns its per-tensor results and leaves the tensors it
   const backend = await createBackend({ device: 'cpu', threads: 1 });
   try {
     const settings = { ...DEFAULT_SETTINGS, k: 16 };
-    const { tensors } = await diffCheckpoints(base, ckpt, { eta: settings.eta });
+    const { tensors } = await diffCheckpoints(AnalysisPlan.of(base, ckpt, 'diff'), { eta: settings.eta });
     const before = JSON.stringify(tensors);
     for (const t of tensors) Object.freeze(t);
     const streamed: string[] = [];
-    const r = await createSpectralPass(backend).run(base, ckpt, tensors, { settings, passes: 'full', onTensor: (t) => t.spectral && streamed.push(t.name) });
+    const r = await createSpectralPass(backend).run(AnalysisPlan.of(base, ckpt, 'full'), tensors, {
+      settings,
+      passes: 'full',
+      onTensor: (t) => t.spectral && streamed.push(t.name),
+    });
     assert.equal(JSON.stringify(tensors), before);
     assert.ok(r.results.size > 0 && r.skipped.size > 0, 'some weights analysed, some skipped with a reason');
     assert.equal(r.results.size + r.skipped.size, tensors.length);
