@@ -8,6 +8,7 @@
 import { MODULE_KINDS, type CheckpointReport, type ConsistencyReport, type ModuleKind, type TensorDiff, type Verdict } from './schema';
 import { describeDtypeGroup, describeK, describePairing, groupMismatches, pct, sci, int } from './format-text';
 import { VERSION } from '../version';
+import { TensorPool } from './summarize';
 
 export interface HtmlOptions {
   /** Page title (default "Gatescope report"). */
@@ -89,9 +90,9 @@ export interface HeatCell {
   numel: number;
 }
 
-/** Layer x module grid of pooled `unchanged` (sum of unchanged over sum of finite entries). */
+/** Layer x module grid of pooled `unchanged` (the reports' one pooling rule, {@link TensorPool}). */
 export function layerModuleGrid(r: CheckpointReport): { layers: number[]; modules: ModuleKind[]; cells: Map<string, HeatCell> } {
-  const acc = new Map<string, { finite: number; changed: number; tensors: number; numel: number }>();
+  const pools = new Map<string, { layer: number; module: ModuleKind; pool: TensorPool }>();
   const layers = new Set<number>();
   const modules = new Set<ModuleKind>();
   for (const t of r.tensors) {
@@ -99,23 +100,13 @@ export function layerModuleGrid(r: CheckpointReport): { layers: number[]; module
     layers.add(t.layer);
     modules.add(t.module);
     const key = `${t.layer}:${t.module}`;
-    const a = acc.get(key) ?? { finite: 0, changed: 0, tensors: 0, numel: 0 };
-    a.finite += t.numel - t.nonFinite;
-    a.changed += t.changed;
-    a.tensors++;
-    a.numel += t.numel;
-    acc.set(key, a);
+    let g = pools.get(key);
+    if (!g) pools.set(key, (g = { layer: t.layer, module: t.module, pool: new TensorPool() }));
+    g.pool.add(t);
   }
   const cells = new Map<string, HeatCell>();
-  for (const [key, a] of acc) {
-    const [l, m] = key.split(':');
-    cells.set(key, {
-      layer: Number(l),
-      module: m as ModuleKind,
-      unchanged: a.finite > 0 ? (a.finite - a.changed) / a.finite : null,
-      tensors: a.tensors,
-      numel: a.numel,
-    });
+  for (const [key, { layer, module, pool }] of pools) {
+    cells.set(key, { layer, module, unchanged: pool.unchanged, tensors: pool.tensors, numel: pool.numel });
   }
   return { layers: [...layers].sort((a, b) => a - b), modules: MODULE_KINDS.filter((m) => modules.has(m)), cells };
 }
