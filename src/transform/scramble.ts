@@ -30,7 +30,7 @@ import { classifyModule, layerIndex } from '../core/names';
 import { qr } from '../linalg/qr';
 import { Rng } from '../linalg/random';
 import { VERSION } from '../version';
-import { encodeFromFloat64, isWritableFloat } from './encode';
+import { encodeFromFloat64, isWritableFloat } from '../formats/encode';
 import { assertNewOutput, checkpointDir, TransformInputError } from './guard';
 import { partialPath, removeStalePartials } from '../formats/partial';
 

@@ -17,7 +17,7 @@ import {
   type ScrambleSummary,
 } from '../../src/transform/scramble';
 import { exportMasks, type MaskKind } from '../../src/transform/mask';
-import { encodeFloatBits, encodeFromFloat64 } from '../../src/transform/encode';
+import { encodeFloatBits, encodeFromFloat64 } from '../../src/formats/encode';
 import { TransformInputError } from '../../src/transform/guard';
 import { createBackend, type ComputeBackend } from '../../src/compute/backend';
 import { jacobiSvd } from '../../src/linalg/svd';

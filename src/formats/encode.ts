@@ -1,9 +1,9 @@
 /**
  * Float64 -> stored dtype, rounding once (round to nearest, ties to even) straight from the float64
  * value. Going through float32 first would round twice and can differ from a single rounding in rare
- * ties; the transforms compute in float64 and must write the value closest to the exact result.
+ * ties; the transforms and the adapter merge compute in float64 and must store the value closest to the exact result.
  */
-import type { Dtype } from '../formats/dtype';
+import type { Dtype } from './dtype';
 
 /** Dtypes a transformed tensor can be written back in (the same dtype it was read in). */
 export const WRITABLE_FLOAT_DTYPES: readonly Dtype[] = ['F64', 'F32', 'BF16', 'F16'];
