@@ -3,6 +3,7 @@
  * the verdict. Runs in plain Node: the CLI calls it directly, the extension through the engine worker.
  */
 import { AnalysisPlan } from './plan';
+import { MergedWeight, loraUpdateNorms } from './adapter';
 import { diffCheckpointsParallel } from './diff-parallel';
 import { summarize } from '../report/summarize';
 import { SCHEMA_VERSION, type AnalysisSettings, type CheckpointReport, type TensorDiff } from '../report/schema';
@@ -30,6 +31,8 @@ export interface AnalyzeOptions {
   /** Threads of the diff pass (default: the cores, at most 4) and the thread script (default: next to the bundle). */
   threads?: number;
   threadScript?: string;
+  /** The base given is the residual base a principal-init adapter (PiSSA) trained on (see analysis/adapter.ts). */
+  residualBase?: boolean;
   /** The spectral pass, injected so that the diff-only path never loads the compute backend. */
   spectral?: SpectralPass;
 }
@@ -51,7 +54,7 @@ export interface SpectralPass {
 export { stepOfPath };
 
 export async function analyzeCheckpoint(basePath: string, ckptPath: string, opts: AnalyzeOptions): Promise<CheckpointReport> {
-  const plan = await AnalysisPlan.open(basePath, ckptPath, opts.passes);
+  const plan = await AnalysisPlan.open(basePath, ckptPath, opts.passes, { residualBase: opts.residualBase });
   try {
     return (await analyze(plan, opts)).report;
   } finally {
@@ -70,7 +73,7 @@ export async function analyzePlan(plan: AnalysisPlan, opts: AnalyzeOptions): Pro
  * shard `shard.index` of `shard.count`, and what merging them needs. `gatescope merge` rebuilds the report.
  */
 export async function analyzeShard(basePath: string, ckptPath: string, shard: ShardSpec, opts: AnalyzeOptions): Promise<PartialReport> {
-  const plan = await AnalysisPlan.open(basePath, ckptPath, opts.passes);
+  const plan = await AnalysisPlan.open(basePath, ckptPath, opts.passes, { residualBase: opts.residualBase });
   try {
     const { report, spectral, shards } = await analyze(plan, opts, shard);
     const inputs = { baseContent: contentDigest(plan.base), checkpointContent: contentDigest(plan.checkpoint) };
@@ -120,6 +123,7 @@ async function analyze(plan: AnalysisPlan, opts: AnalyzeOptions, shard?: ShardSp
     pairing,
     durationMs: 0,
   };
+  if (ckpt.adapter) await describeAdapter(plan, report);
   const diffMs = Date.now() - started;
   report.timings = { diffMs };
   let spectral: ReadonlyMap<string, PairSpectral> | undefined;
@@ -148,4 +152,33 @@ async function analyze(plan: AnalysisPlan, opts: AnalyzeOptions, shard?: ShardSp
   }
   report.durationMs = Date.now() - started;
   return { report, spectral, shards };
+}
+
+/** The adapter's part of the report: its config, and per targeted weight the exact update norms from the factors. */
+async function describeAdapter(plan: AnalysisPlan, report: CheckpointReport): Promise<void> {
+  const a = plan.checkpoint.adapter!;
+  report.adapter = {
+    config: path.resolve(a.config),
+    r: a.r,
+    loraAlpha: a.loraAlpha,
+    useRslora: a.useRslora,
+    fanInFanOut: a.fanInFanOut,
+    targets: a.targets,
+    saved: a.saved,
+    principalInit: a.principalInit,
+    baseModel: a.baseModel,
+  };
+  for (const t of report.tensors) {
+    const src = plan.pair(t.name)?.checkpoint.file;
+    if (!(src instanceof MergedWeight)) continue;
+    const norms = loraUpdateNorms(await src.factors());
+    t.adapter = {
+      rank: src.target.rank,
+      alpha: src.target.alpha,
+      scale: src.target.scale,
+      updateNormFro: norms.fro,
+      updateSpectralNorm: norms.spectral,
+      relUpdateNorm: t.baseNormFro > 0 ? norms.fro / t.baseNormFro : null,
+    };
+  }
 }

@@ -7,6 +7,7 @@ import { Checkpoint } from '../formats/checkpoint';
 import { maskChunk } from './masks';
 import { classifyModule, layerIndex } from '../core/names';
 import { AnalysisPlan } from './plan';
+import { openCheckpointFor } from './adapter';
 import { jaccardBaseline } from '../core/stats';
 import { SCHEMA_VERSION, type ConsistencyReport, type ConsistencyTensor, type ModuleKind } from '../report/schema';
 import { VERSION } from '../version';
@@ -57,7 +58,7 @@ export async function compareRuns(basePath: string, ckptPaths: string[], opts: C
   const base = await Checkpoint.open(basePath);
   const ckpts: Checkpoint[] = [];
   try {
-    for (const p of ckptPaths) ckpts.push(await Checkpoint.open(p));
+    for (const p of ckptPaths) ckpts.push(await openCheckpointFor(base, p));
     return await compareRunPlans(
       ckpts.map((c) => AnalysisPlan.of(base, c, 'diff')),
       opts,

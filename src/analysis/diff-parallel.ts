@@ -123,7 +123,8 @@ export async function diffCheckpointsParallel(plan: AnalysisPlan, opts: DiffOpti
   const { base, checkpoint: ckpt } = plan;
   const { mismatches, pairing } = plan.pairing;
   const pairs = opts.only ? plan.pairs.filter((p) => opts.only!.has(p.name)) : plan.pairs;
-  if (threads <= 1 || !script || pairs.length < 2) return diffCheckpoints(plan, opts);
+  // An adapter's merged weights are computed from factors this thread decoded: they stay in it.
+  if (threads <= 1 || !script || pairs.length < 2 || ckpt.adapter) return diffCheckpoints(plan, opts);
   const sizes: [string, number][] = pairs.map((p) => [p.name, p.bytes]);
   const bytesTotal = sizes.reduce((s, [, b]) => s + b, 0);
   const groups = shareOut(sizes, threads);

@@ -3,12 +3,14 @@
  * headers alone, what each pass applies to and the memory each needs. The result cache key (the files'
  * identities as opened), the memory guard, the shard split, the diff pass (its threads borrow the same
  * descriptors) and the spectral pass all read this one plan, so they agree on which files and tensors an
- * analysis covers and a checkpoint rewritten between two of them cannot make them disagree.
+ * analysis covers and a checkpoint rewritten between two of them cannot make them disagree. A LoRA
+ * adapter checkpoint is planned as its merge into the base (analysis/adapter.ts).
  */
 import { Checkpoint, type TensorRef } from '../formats/checkpoint';
 import { bytesPerElement } from '../formats/dtype';
 import { classifyModule, isLinearWeight } from '../core/names';
 import { assertPairing, pairTensors, type TensorPairingResult } from './diff';
+import { openCheckpointFor, type AdapterOpenOptions } from './adapter';
 
 /** Matrices whose smaller side is at most this get an exact full SVD (all singular values). */
 export const FULL_SVD_MAX_MIN_DIM = 256;
@@ -45,6 +47,8 @@ export interface PlannedPair {
   bytes: number;
   /** Whether the spectral pass of a full analysis takes it (from the header; its data can still remove it). */
   spectral: boolean;
+  /** Why the spectral pass skips a matrix it would otherwise take (a weight an adapter leaves as it is). */
+  spectralSkip?: string;
 }
 
 export interface TensorNeed {
@@ -88,11 +92,11 @@ export class AnalysisPlan {
   }
 
   /** Opens both checkpoints read-only and plans; a pairing that covers too little is refused here. */
-  static async open(basePath: string, checkpointPath: string, passes: 'diff' | 'full'): Promise<AnalysisPlan> {
+  static async open(basePath: string, checkpointPath: string, passes: 'diff' | 'full', opts: AdapterOpenOptions = {}): Promise<AnalysisPlan> {
     const base = await Checkpoint.open(basePath);
     let ckpt: Checkpoint | undefined;
     try {
-      ckpt = await Checkpoint.open(checkpointPath);
+      ckpt = await openCheckpointFor(base, checkpointPath, opts);
       return AnalysisPlan.build(base, ckpt, passes, true);
     } catch (e) {
       await base.close();
@@ -109,13 +113,22 @@ export class AnalysisPlan {
   private static build(base: Checkpoint, ckpt: Checkpoint, passes: 'diff' | 'full', owned: boolean): AnalysisPlan {
     const pairing = pairTensors(base, ckpt);
     assertPairing(base, ckpt, pairing);
-    const pairs = pairing.pairs.map(([name, a, b]): PlannedPair => ({
-      name,
-      base: a,
-      checkpoint: b,
-      bytes: a.info.end - a.info.begin + b.info.end - b.info.begin,
-      spectral: passes === 'full' && spectralScope(name, a.info.shape) === null,
-    }));
+    // An adapter leaves every weight it does not target as it is: no spectrum to compare there.
+    const adapter = ckpt.adapter;
+    const touched = adapter ? new Set([...adapter.targets, ...adapter.saved]) : undefined;
+    const untouched = adapter ? `not updated by the adapter (it updates ${adapter.targets.length} weights)` : undefined;
+    const pairs = pairing.pairs.map(([name, a, b]): PlannedPair => {
+      const inScope = passes === 'full' && spectralScope(name, a.info.shape) === null;
+      const skip = inScope && touched && !touched.has(name) ? untouched : undefined;
+      return {
+        name,
+        base: a,
+        checkpoint: b,
+        bytes: a.info.end - a.info.begin + b.info.end - b.info.begin,
+        spectral: inScope && !skip,
+        ...(skip ? { spectralSkip: skip } : {}),
+      };
+    });
     return new AnalysisPlan(base, ckpt, passes, pairing, pairs, owned);
   }
 

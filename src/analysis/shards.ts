@@ -106,7 +106,10 @@ export function planShards(plan: AnalysisPlan, count: number, settings: Analysis
 
 /** The identity of a checkpoint's content for merging: each file's name, size and header digest. */
 export function contentDigest(c: Checkpoint): string {
-  const files = c.files.map((f) => [path.basename(f.path), f.identity.size, f.headerHash]).sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+  const files: (string | number)[][] = c.files
+    .map((f) => [path.basename(f.path), f.identity.size, f.headerHash])
+    .sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+  if (c.adapter) files.push([path.basename(c.adapter.config), c.adapter.configDigest]);
   return createHash('sha256').update(JSON.stringify(files)).digest('hex').slice(0, 32);
 }
 
@@ -283,6 +286,7 @@ export function mergeParts(parts: readonly LoadedPart[]): CheckpointReport {
     tensors,
     mismatches: r.mismatches,
     ...(r.pairing ? { pairing: r.pairing } : {}),
+    ...(r.adapter ? { adapter: r.adapter } : {}),
     durationMs: 0,
   };
   const ordered = [...byIndex.entries()].sort((a, b) => a[0] - b[0]).map(([, p]) => p.part.report);

@@ -434,7 +434,7 @@ export function createSpectralPass(backend: ComputeBackend, passOptions: Spectra
       // The tensors are the caller's: the pass reads them and returns its results; analyze.ts puts them in the report.
       const skipped = new Map<string, string>();
       const todo = tensors.filter((t) => {
-        const why = spectralApplies(t);
+        const why = plan.pair(t.name)?.spectralSkip ?? spectralApplies(t);
         if (why) skipped.set(t.name, why);
         return !why;
       });

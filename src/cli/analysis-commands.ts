@@ -56,15 +56,23 @@ export const cmdDiff: Command = async (p) => {
   for (const c of p.positionals) await mustExist(c, 'checkpoint', p.command);
   const settings = settingsFromFlags(p);
   const shard = shardFromFlags(p, ckpts.length, ['--csv', '--html']);
+  const residualBase = p.flags.has('--residual-base');
   const outputs = await Outputs.plan(p, ['--json', '--csv', '--html'], p.positionals);
   const term = terminal(p.flags.has('--quiet'));
   if (shard) {
-    await writeShard(base, ckpts[0], shard, { settings, passes: 'diff', onProgress: progressPrinter(term.quiet, checkpointLabel(ckpts[0])) }, outputs, term);
+    await writeShard(
+      base,
+      ckpts[0],
+      shard,
+      { settings, passes: 'diff', residualBase, onProgress: progressPrinter(term.quiet, checkpointLabel(ckpts[0])) },
+      outputs,
+      term,
+    );
     return 0;
   }
   const reports: CheckpointReport[] = [];
   for (const c of ckpts) {
-    const report = await analyzeCheckpoint(base, c, { settings, passes: 'diff', onProgress: progressPrinter(term.quiet, checkpointLabel(c)) });
+    const report = await analyzeCheckpoint(base, c, { settings, passes: 'diff', residualBase, onProgress: progressPrinter(term.quiet, checkpointLabel(c)) });
     reports.push(report);
     term.out(formatCheckpointReport(report, { layers: !p.flags.has('--no-layers') }));
     term.out('');
@@ -106,6 +114,7 @@ export const cmdAnalyze: Command = async (p) => {
   const settings = settingsFromFlags(p);
   const device = deviceFlag(p);
   const shard = shardFromFlags(p, ckpts.length, ['--md', '--html']);
+  const residualBase = p.flags.has('--residual-base');
   const outputs = await Outputs.plan(p, ['--json', '--md', '--html'], p.positionals);
   const term = terminal(p.flags.has('--quiet'));
   const bases = await basisCacheFromFlags(p, p.positionals, (line) => term.notice(line));
@@ -116,13 +125,19 @@ export const cmdAnalyze: Command = async (p) => {
   try {
     const spectral = createSpectralPass(backend, { bases });
     if (shard) {
-      const opts: AnalyzeOptions = { settings, passes: 'full', spectral, onProgress: progressPrinter(term.quiet, checkpointLabel(ckpts[0])) };
+      const opts: AnalyzeOptions = { settings, passes: 'full', spectral, residualBase, onProgress: progressPrinter(term.quiet, checkpointLabel(ckpts[0])) };
       const part = await writeShard(base, ckpts[0], shard, opts, outputs, term);
       if (p.flags.has('--verbose')) verboseLines(term, part.report, bases?.dir);
       return 0;
     }
     for (const c of ckpts) {
-      const report = await analyzeCheckpoint(base, c, { settings, passes: 'full', spectral, onProgress: progressPrinter(term.quiet, checkpointLabel(c)) });
+      const report = await analyzeCheckpoint(base, c, {
+        settings,
+        passes: 'full',
+        spectral,
+        residualBase,
+        onProgress: progressPrinter(term.quiet, checkpointLabel(c)),
+      });
       if (p.flags.has('--verbose')) verboseLines(term, report, bases?.dir);
       reports.push(report);
       term.out(formatCheckpointReport(report, { layers: !p.flags.has('--no-layers') }));

@@ -53,6 +53,9 @@ export const FLAGS: Record<string, FlagSpec> = {
   '--no-cache': { help: 'neither read nor write the base-subspace cache' },
   '--cache-size': { value: 'MB', help: 'size limit of the base-subspace cache; the oldest entries go first (default 4096)' },
   '--verbose': { help: 'say per checkpoint how many base subspaces came from the cache, the time of each pass and the diff kernel' },
+  '--residual-base': {
+    help: 'BASE is the residual base a PiSSA (or OLoRA, CorDA) adapter was trained on and saved with: analyse the adapter against it',
+  },
   '--no-layers': { help: 'leave the per-layer table out of the terminal output' },
   '--diff-only': { help: 'M2/M3 only, no spectral pass and no comparative verdict' },
   '--base': { value: 'DIR', help: 'the base model of runs whose files name none' },

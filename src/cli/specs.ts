@@ -39,8 +39,11 @@ export const COMMAND_SPECS: CommandSpec[] = [
     name: 'diff',
     usage: 'gatescope diff BASE CKPT... [--json F] [--csv F] [--html F] [--eta 1e-3] [--no-layers]',
     summary: 'M1 update sparsity (bf16-exact), M4 row/column ratios and Gate I/III probes of each checkpoint against BASE.',
-    details: ['BASE and CKPT are checkpoint folders (plain or sharded) or .safetensors files.'],
-    flags: ['--json', '--csv', '--html', '--eta', '--no-layers', '--shard', ...OUTPUT_FLAGS],
+    details: [
+      'BASE and CKPT are checkpoint folders (plain or sharded) or .safetensors files.',
+      'A CKPT folder with adapter_model.safetensors and adapter_config.json is a LoRA adapter: it is read as its merge into BASE.',
+    ],
+    flags: ['--json', '--csv', '--html', '--eta', '--no-layers', '--shard', '--residual-base', ...OUTPUT_FLAGS],
   },
   {
     name: 'analyze',
@@ -50,8 +53,9 @@ export const COMMAND_SPECS: CommandSpec[] = [
       'The spectral pass: M5 principal angles, M6 spectral drift, M7 principal/low-magnitude overlaps, M8 off-principal energy.',
       "The verdict brackets each measure between simulated nulls at the checkpoint's own update size and storage (docs/verdict.md).",
       '--shard I/N analyses one shard of the tensors and writes its partial report to --json; "gatescope merge" joins the parts.',
+      'A LoRA adapter folder (adapter_model.safetensors, adapter_config.json) is analysed as its merge into BASE; each targeted weight is reported under its base name.',
     ],
-    flags: ['--json', '--md', '--html', '--eta', '--no-layers', '--shard', ...SVD_FLAGS, ...OUTPUT_FLAGS],
+    flags: ['--json', '--md', '--html', '--eta', '--no-layers', '--shard', '--residual-base', ...SVD_FLAGS, ...OUTPUT_FLAGS],
   },
   {
     name: 'merge',

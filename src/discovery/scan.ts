@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { CheckpointFormatError } from '../formats/errors';
 import { Checkpoint, INDEX_FILE, SINGLE_FILE, listShardFiles, readSmallRegularFile } from '../formats/checkpoint';
+import { ADAPTER_WEIGHTS, adapterWeightsIn, readAdapterConfig } from '../formats/adapter-config';
 import { readConfigKeys, syntaxOf } from './config-keys';
 import { STEP_FILE_RE, runRootFor, type Layout } from './layout';
 
@@ -90,6 +91,8 @@ export async function checkCompleteness(p: string): Promise<{ state: CheckpointS
   let bytes = 0;
   let mtimeMs = 0;
   try {
+    // An adapter's weights are only half of it: its config must read too (rank, alpha, a supported kind).
+    if (await adapterWeightsIn(p)) await readAdapterConfig(p);
     const ckpt = await Checkpoint.open(p);
     for (const f of ckpt.files) {
       bytes += f.identity.size;
@@ -131,7 +134,8 @@ async function walk(root: string, maxDepth: number, found: Found[], warnings: st
     }
     const names = new Set(entries.map((e) => e.name));
     const safetensors = entries.filter((e) => e.isFile() && e.name.endsWith('.safetensors')).map((e) => e.name);
-    const isModelDir = names.has(SINGLE_FILE) || names.has(INDEX_FILE) || (safetensors.length > 0 && names.has('config.json'));
+    // A PEFT adapter folder is a checkpoint too (analysed merged into its base); without its config it is reported broken.
+    const isModelDir = names.has(SINGLE_FILE) || names.has(INDEX_FILE) || names.has(ADAPTER_WEIGHTS) || (safetensors.length > 0 && names.has('config.json'));
     if (isModelDir) {
       const r = runRootFor(dir);
       found.push({ path: dir, layout: r.layout, step: r.step, runRoot: r.root });

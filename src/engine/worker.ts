@@ -6,6 +6,7 @@ import type { ClientToWorker, JobResult, JobSpec, WorkerToClient } from './messa
 import type { CheckpointReport } from '../report/schema';
 import { analyzePlan, type SpectralPass } from '../analysis/analyze';
 import { AnalysisPlan } from '../analysis/plan';
+import { openCheckpointFor } from '../analysis/adapter';
 import { Checkpoint } from '../formats/checkpoint';
 import { CheckpointFormatError, describeSystemError } from '../formats/errors';
 import { ResultCache, cacheKey } from './cache';
@@ -71,7 +72,7 @@ async function openInputs(spec: JobSpec): Promise<OpenedInputs | undefined> {
   try {
     const base = await Checkpoint.open(spec.base);
     opened.push(base);
-    for (const p of paths) opened.push(await Checkpoint.open(p));
+    for (const p of paths) opened.push(await openCheckpointFor(base, p));
     const plans = opened.slice(1).map((c) => AnalysisPlan.of(base, c, passes));
     return { plans, identities: opened.map((c) => c.fileIdentities()), close };
   } catch (e) {

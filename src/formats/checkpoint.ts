@@ -5,15 +5,45 @@
 import { promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointFormatError, systemReason } from './errors';
-import { SafetensorsFile, READ_ONLY_FLAGS, type SharedFile, type TensorInfo } from './safetensors';
+import { SafetensorsFile, READ_ONLY_FLAGS, type FileIdentity, type SharedFile, type TensorInfo } from './safetensors';
 import { parseStrictJson, isJsonObject, type JsonValue } from './strict-json';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 export const SINGLE_FILE = 'model.safetensors';
 
+/**
+ * Where a tensor's bytes come from: a safetensors file, or a view computed from files (an adapter merged
+ * into its base). `identity` and `headerHash` are those of the file that defines the tensor.
+ */
+export interface TensorSource {
+  readonly path: string;
+  readonly identity: FileIdentity;
+  readonly headerHash: string;
+  readElements(t: TensorInfo, start: number, count: number, into?: Uint8Array): Promise<Uint8Array>;
+}
+
 export interface TensorRef {
-  file: SafetensorsFile;
+  file: TensorSource;
   info: TensorInfo;
+}
+
+/** What a checkpoint that is a LoRA adapter merged into its base says about the adapter (see analysis/adapter.ts). */
+export interface AdapterOrigin {
+  /** The adapter's config file, and a digest of its bytes. */
+  config: string;
+  configDigest: string;
+  r: number;
+  loraAlpha: number;
+  useRslora: boolean;
+  fanInFanOut: boolean;
+  /** Base weights the adapter updates (report names). */
+  targets: string[];
+  /** Full tensors the adapter saves (modules_to_save), by report name. */
+  saved: string[];
+  /** `init_lora_weights` when it names a principal-direction init (the base is then PiSSA's residual). */
+  principalInit: string | null;
+  /** The base model the adapter names (`base_model_name_or_path`). */
+  baseModel: string | null;
 }
 
 /** The checkpoint path's stat, or the one-line error every reader of a checkpoint path reports. */
@@ -46,7 +76,25 @@ export class Checkpoint {
     readonly config: Record<string, unknown> | undefined,
     /** What a reader should know about how the files were chosen (e.g. an index beside a model.safetensors). */
     readonly notes: readonly string[] = [],
+    /** Set when this checkpoint is a LoRA adapter seen merged into its base. */
+    readonly adapter?: AdapterOrigin,
   ) {}
+
+  /**
+   * A checkpoint made of tensors from several places (an adapter merged into its base). `files` are the
+   * files it owns (closed with it, checked for changes, keyed in the cache); the tensors may read others.
+   */
+  static compose(init: {
+    path: string;
+    dir: string;
+    files: SafetensorsFile[];
+    tensors: ReadonlyMap<string, TensorRef>;
+    config: Record<string, unknown> | undefined;
+    notes: readonly string[];
+    adapter: AdapterOrigin;
+  }): Checkpoint {
+    return new Checkpoint(init.path, init.dir, init.files, init.tensors, init.config, init.notes, init.adapter);
+  }
 
   /** Total bytes of tensor data. */
   get dataBytes(): number {
@@ -64,11 +112,15 @@ export class Checkpoint {
    * cache keys on it, so a key always names the files the analysis read.
    */
   fileIdentities(): string[] {
-    return this.files.map((f) => `${path.resolve(f.path)}|${f.identity.size}|${f.identity.mtimeMs}|${f.headerHash}`);
+    const ids = this.files.map((f) => `${path.resolve(f.path)}|${f.identity.size}|${f.identity.mtimeMs}|${f.headerHash}`);
+    // An adapter's merge depends on its config (rank, alpha, patterns) as much as on its weights.
+    if (this.adapter) ids.push(`${path.resolve(this.adapter.config)}|${this.adapter.configDigest}`);
+    return ids;
   }
 
   /** What a worker thread needs to read these files through the same descriptors; this checkpoint stays open meanwhile. */
   share(): SharedCheckpoint {
+    if (this.adapter) throw new Error(`${this.path}: an adapter view is computed in the thread that opened it`);
     return { path: this.path, dir: this.dir, files: this.files.map((f) => f.share()), config: this.config, notes: this.notes };
   }
 

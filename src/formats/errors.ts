@@ -26,6 +26,7 @@ export type FormatProblem =
   | 'missing-shard' // the index names a shard that is not there (still being written?)
   | 'index-mismatch' // the index maps a tensor to a shard that does not hold it
   | 'changed-while-reading' // size or mtime changed while the file was read
+  | 'adapter' // a PEFT adapter that is malformed, inconsistent with its config or base, or not supported yet
   | 'pairing'; // too few tensors of the checkpoint pair with the base's (a different model, a wrong base)
 
 export class CheckpointFormatError extends Error {

@@ -85,6 +85,38 @@ export interface TensorDiff {
   spectralSkipped?: string;
   /** Per-tensor regime verdict, present with the spectral pass. */
   verdict?: Verdict;
+  /**
+   * A weight a LoRA adapter updates: its rank and scale, and the exact norms of the update scale * B @ A
+   * from the factors (before the merge rounds it; the diff pass's norms are of the merged weight).
+   */
+  adapter?: TensorAdapter;
+}
+
+export interface TensorAdapter {
+  rank: number;
+  alpha: number;
+  /** alpha / rank, or alpha / sqrt(rank) with rsLoRA. */
+  scale: number;
+  /** ||scale * B @ A||_F and ||scale * B @ A||_2, exact (r x r Gram matrices in float64). */
+  updateNormFro: number;
+  updateSpectralNorm: number;
+  /** updateNormFro / ||W0||_F (null when the base weight is zero). */
+  relUpdateNorm: number | null;
+}
+
+/** The checkpoint is a LoRA adapter, analysed merged into the base (each targeted weight rounded once to its dtype). */
+export interface ReportAdapter {
+  config: string;
+  r: number;
+  loraAlpha: number;
+  useRslora: boolean;
+  fanInFanOut: boolean;
+  /** Base weights it updates, and full tensors it saves (modules_to_save), by report name. */
+  targets: string[];
+  saved: string[];
+  /** A principal-direction init (pissa, olora, corda): the base given was taken as its residual base. */
+  principalInit: string | null;
+  baseModel: string | null;
 }
 
 export interface TensorSpectral {
@@ -272,6 +304,8 @@ export interface CheckpointReport {
   timings?: { diffMs: number; spectralMs?: number };
   /** A report merged from shards (`gatescope merge`): how many, and each one's duration; `durationMs` is the longest. */
   shards?: { count: number; durationsMs: number[] };
+  /** The checkpoint is a LoRA adapter, analysed as its merge into the base. */
+  adapter?: ReportAdapter;
   durationMs: number;
 }
 

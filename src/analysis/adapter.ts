@@ -1,0 +1,234 @@
+/**
+ * A LoRA adapter checkpoint seen as the model it makes: every base tensor, with each targeted weight
+ * replaced by `W0 + scale * B @ A` rounded once to the base weight's dtype (what merging the adapter into
+ * the base stores) and the adapter's modules_to_save in place of theirs. Nothing is written and no whole
+ * update is held: a read of elements [start, start + count) reads the same range of W0 and computes
+ * those entries of the update from the factors, so every pass, the cache, the shards and the extension
+ * treat an adapter run like any other. The exact update norms come from the factors (r x r problems).
+ */
+import * as path from 'node:path';
+import { Checkpoint, type AdapterOrigin, type TensorRef, type TensorSource } from '../formats/checkpoint';
+import { SafetensorsFile, type TensorInfo } from '../formats/safetensors';
+import { CheckpointFormatError } from '../formats/errors';
+import { bytesPerElement, decodeToFloat64, isFloatDtype } from '../formats/dtype';
+import { encodeFromFloat64, isWritableFloat } from '../formats/encode';
+import { ADAPTER_WEIGHTS, adapterLayout, adapterWeightsIn, readAdapterConfig, type LoraTarget } from '../formats/adapter-config';
+import { symmetricEigen } from '../linalg/eigen';
+
+export interface AdapterOpenOptions {
+  /**
+   * The base given is the residual base a principal-direction init (PiSSA and kin) trains on, saved
+   * beside the adapter: the adapter then applies to it as to any base.
+   */
+  residualBase?: boolean;
+}
+
+/** Opens `ckptPath` for comparison with `base`: a LoRA adapter folder becomes its merged view, anything else opens as it is. */
+export async function openCheckpointFor(base: Checkpoint, ckptPath: string, opts: AdapterOpenOptions = {}): Promise<Checkpoint> {
+  const weights = await adapterWeightsIn(ckptPath);
+  return weights ? openAdapterView(base, ckptPath, weights, opts) : Checkpoint.open(ckptPath);
+}
+
+/** The LoRA factors of one targeted weight, decoded to float64 once (r x (m + n) values: small). */
+export interface LoraFactors {
+  /** r x in, row-major. */
+  a: Float64Array;
+  /** out x r, row-major. */
+  b: Float64Array;
+  rank: number;
+  scale: number;
+  out: number;
+  in: number;
+}
+
+/** A targeted weight's merged entries, computed on read from W0 and the factors. */
+export class MergedWeight implements TensorSource {
+  private loaded?: Promise<LoraFactors>;
+  /** The r rows whose combinations are the update's rows (A, or B transposed with fan_in_fan_out). */
+  private basis?: Float64Array;
+
+  constructor(
+    private readonly adapterFile: SafetensorsFile,
+    readonly base: TensorRef,
+    readonly target: LoraTarget,
+    readonly fanInFanOut: boolean,
+  ) {}
+
+  get path(): string {
+    return this.adapterFile.path;
+  }
+  get identity(): SafetensorsFile['identity'] {
+    return this.adapterFile.identity;
+  }
+  get headerHash(): string {
+    return this.adapterFile.headerHash;
+  }
+
+  /** The report's tensor: the base weight's name, shape and dtype. */
+  get info(): TensorInfo {
+    const i = this.base.info;
+    return { name: i.name, dtype: i.dtype, shape: i.shape, numel: i.numel, begin: 0, end: i.numel * bytesPerElement(i.dtype) };
+  }
+
+  factors(): Promise<LoraFactors> {
+    this.loaded ??= (async () => {
+      const { a, b, rank, scale } = this.target;
+      const read = async (t: TensorInfo): Promise<Float64Array> => {
+        const out = new Float64Array(t.numel);
+        decodeToFloat64(t.dtype, await this.adapterFile.readElements(t, 0, t.numel), t.numel, out);
+        return out;
+      };
+      return { a: await read(a), b: await read(b), rank, scale, out: b.shape[0], in: a.shape[1] };
+    })();
+    return this.loaded;
+  }
+
+  async readElements(t: TensorInfo, start: number, count: number, into?: Uint8Array): Promise<Uint8Array> {
+    const info = this.base.info;
+    if (t.name !== info.name) throw new Error(`${t.name}: not the merged weight ${info.name}`);
+    const cols = info.shape[1];
+    const f = await this.factors();
+    const raw = await this.base.file.readElements(info, start, count);
+    const w = new Float64Array(count);
+    decodeToFloat64(info.dtype, raw, count, w);
+    // Row i of dW is a combination of r basis rows: B[i, :] (scaled) times the rows of A, or with
+    // fan_in_fan_out (the weight stored as in x out) A[:, i] times the rows of B transposed.
+    const r = f.rank;
+    const basis = (this.basis ??= this.fanInFanOut ? transpose(f.b, f.out, r) : f.a);
+    const d = new Float64Array(cols);
+    for (let idx = start; idx < start + count;) {
+      const i = Math.floor(idx / cols);
+      const j0 = idx - i * cols;
+      const j1 = Math.min(cols, j0 + (start + count - idx));
+      d.fill(0, j0, j1);
+      for (let k = 0; k < r; k++) {
+        const c = f.scale * (this.fanInFanOut ? f.a[k * f.in + i] : f.b[i * r + k]);
+        const row = k * cols;
+        for (let j = j0; j < j1; j++) d[j] += c * basis[row + j];
+      }
+      const o = idx - start - j0;
+      for (let j = j0; j < j1; j++) w[o + j] += d[j];
+      idx += j1 - j0;
+    }
+    const bytes = encodeFromFloat64(info.dtype, w);
+    const buf = into && into.byteLength >= bytes.byteLength ? into.subarray(0, bytes.byteLength) : new Uint8Array(new ArrayBuffer(bytes.byteLength));
+    buf.set(bytes);
+    return buf;
+  }
+}
+
+function transpose(x: Float64Array, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = x[i * cols + j];
+  return out;
+}
+
+/** Exact Frobenius and spectral norms of scale * B @ A from its r x r Gram matrices (never the m x n product). */
+export function loraUpdateNorms(f: LoraFactors): { fro: number; spectral: number } {
+  const r = f.rank;
+  // G_B = B^T B and G_A = A A^T; sigma_i(BA)^2 are the eigenvalues of G_A^(1/2) G_B G_A^(1/2).
+  const gb = new Float64Array(r * r);
+  const ga = new Float64Array(r * r);
+  for (let i = 0; i < f.out; i++) for (let p = 0; p < r; p++) for (let q = p; q < r; q++) gb[p * r + q] += f.b[i * r + p] * f.b[i * r + q];
+  for (let p = 0; p < r; p++)
+    for (let q = p; q < r; q++) {
+      let s = 0;
+      for (let j = 0; j < f.in; j++) s += f.a[p * f.in + j] * f.a[q * f.in + j];
+      ga[p * r + q] = s;
+    }
+  for (let p = 0; p < r; p++)
+    for (let q = 0; q < p; q++) {
+      gb[p * r + q] = gb[q * r + p];
+      ga[p * r + q] = ga[q * r + p];
+    }
+  const e = symmetricEigen(ga, r);
+  const half = new Float64Array(r * r);
+  for (let p = 0; p < r; p++)
+    for (let q = 0; q < r; q++) {
+      let s = 0;
+      for (let k = 0; k < r; k++) s += e.vectors[p * r + k] * Math.sqrt(Math.max(0, e.values[k])) * e.vectors[q * r + k];
+      half[p * r + q] = s;
+    }
+  const m = new Float64Array(r * r);
+  const tmp = new Float64Array(r * r);
+  for (let p = 0; p < r; p++) for (let q = 0; q < r; q++) for (let k = 0; k < r; k++) tmp[p * r + q] += half[p * r + k] * gb[k * r + q];
+  for (let p = 0; p < r; p++) for (let q = 0; q < r; q++) for (let k = 0; k < r; k++) m[p * r + q] += tmp[p * r + k] * half[k * r + q];
+  for (let p = 0; p < r; p++) for (let q = 0; q < p; q++) m[p * r + q] = m[q * r + p] = (m[p * r + q] + m[q * r + p]) / 2;
+  const sig2 = symmetricEigen(m, r).values;
+  let fro2 = 0;
+  for (let p = 0; p < r; p++) for (let q = 0; q < r; q++) fro2 += ga[p * r + q] * gb[q * r + p];
+  return { fro: f.scale * Math.sqrt(Math.max(0, fro2)), spectral: f.scale * Math.sqrt(Math.max(0, sig2[0] ?? 0)) };
+}
+
+async function openAdapterView(base: Checkpoint, dir: string, weightsPath: string, opts: AdapterOpenOptions): Promise<Checkpoint> {
+  const config = await readAdapterConfig(dir);
+  if (config.principalInit && !opts.residualBase) {
+    throw new CheckpointFormatError(
+      config.file,
+      'adapter',
+      `init_lora_weights is ${JSON.stringify(config.principalInit)}: this adapter applies to the residual base its init left (W0 minus its top-r part), ` +
+        'which the adapter alone cannot rebuild. Give the residual base saved with it as the base and pass --residual-base, ' +
+        'or convert it to a plain LoRA adapter as PEFT documents (save_pretrained with path_initial_model_for_weight_conversion)',
+    );
+  }
+  const file = await SafetensorsFile.open(weightsPath);
+  try {
+    const layout = adapterLayout(weightsPath, config, file.tensors.values());
+    if (layout.targets.length === 0 && layout.full.length === 0)
+      throw new CheckpointFormatError(weightsPath, 'adapter', 'the adapter holds no LoRA factors and no saved modules');
+    const tensors = new Map<string, TensorRef>(base.tensors);
+    const targets: string[] = [];
+    for (const t of layout.targets) {
+      const name = `${t.module}.weight`;
+      const w0 = base.tensors.get(name);
+      if (!w0) throw new CheckpointFormatError(weightsPath, 'adapter', `the adapter updates ${JSON.stringify(name)}, which the base does not have`, t.a.name);
+      const [m, n] = w0.info.shape;
+      const out = t.b.shape[0];
+      const inDim = t.a.shape[1];
+      const [wantM, wantN] = config.fanInFanOut ? [inDim, out] : [out, inDim];
+      if (w0.info.shape.length !== 2 || m !== wantM || n !== wantN) {
+        throw new CheckpointFormatError(
+          weightsPath,
+          'adapter',
+          `lora_B [${t.b.shape.join(', ')}] @ lora_A [${t.a.shape.join(', ')}] is ${out} x ${inDim}${config.fanInFanOut ? ' (fan_in_fan_out: stored transposed)' : ''}, ` +
+            `but the base weight ${name} is [${w0.info.shape.join(', ')}]`,
+          t.a.name,
+        );
+      }
+      if (!isFloatDtype(t.a.dtype) || !isFloatDtype(t.b.dtype))
+        throw new CheckpointFormatError(weightsPath, 'adapter', `LoRA factors are ${t.a.dtype} / ${t.b.dtype}, not floats`, t.a.name);
+      if (!isWritableFloat(w0.info.dtype))
+        throw new CheckpointFormatError(weightsPath, 'adapter', `the base weight is ${w0.info.dtype}: a merge into it is not supported`, t.a.name);
+      const merged = new MergedWeight(file, w0, t, config.fanInFanOut);
+      tensors.set(name, { file: merged, info: merged.info });
+      targets.push(name);
+    }
+    const saved: string[] = [];
+    for (const { name, info } of layout.full) {
+      // PEFT saves modules_to_save under the model's own names; a tensor the base lacks is reported as unpaired.
+      tensors.set(name, { file, info });
+      saved.push(name);
+    }
+    const origin: AdapterOrigin = {
+      config: config.file,
+      configDigest: config.digest,
+      r: config.r,
+      loraAlpha: config.loraAlpha,
+      useRslora: config.useRslora,
+      fanInFanOut: config.fanInFanOut,
+      targets,
+      saved,
+      principalInit: config.principalInit,
+      baseModel: config.baseModel,
+    };
+    const dtypes = [...new Set(targets.map((n) => base.tensors.get(n)!.info.dtype))].join('/');
+    const note =
+      `${path.basename(dir)} is a LoRA adapter (${ADAPTER_WEIGHTS}, r = ${config.r}, alpha = ${config.loraAlpha}${config.useRslora ? ', rsLoRA' : ''}) on ${targets.length} weight${targets.length === 1 ? '' : 's'}: ` +
+      `it is analysed merged into the base, W0 + scale * B @ A rounded once to the base's ${dtypes || 'dtype'}, so M1 counts what merging would change` +
+      (config.principalInit ? `; ${config.principalInit} init: the base given is taken as its residual base` : '');
+    return Checkpoint.compose({ path: dir, dir, files: [file], tensors, config: base.config, notes: [note], adapter: origin });
+  } catch (e) {
+    await file.close();
+    throw e;
+  }
+}
