@@ -5,6 +5,7 @@
  * Naming: one name for one thing across code, report, UI and docs (see ../shared spec):
  * `unchanged` is the M1 share of bit-identical (bf16) or eta-equal entries, a fraction in [0, 1].
  */
+import type { AdapterOrigin } from '../formats/checkpoint';
 
 export const SCHEMA_VERSION = 2;
 
@@ -104,20 +105,11 @@ export interface TensorAdapter {
   relUpdateNorm: number | null;
 }
 
-/** The checkpoint is a LoRA adapter, analysed merged into the base (each targeted weight rounded once to its dtype). */
-export interface ReportAdapter {
-  config: string;
-  r: number;
-  loraAlpha: number;
-  useRslora: boolean;
-  fanInFanOut: boolean;
-  /** Base weights it updates, and full tensors it saves (modules_to_save), by report name. */
-  targets: string[];
-  saved: string[];
-  /** A principal-direction init (pissa, olora, corda): the base given was taken as its residual base. */
-  principalInit: string | null;
-  baseModel: string | null;
-}
+/**
+ * The checkpoint is a LoRA adapter, analysed merged into the base (each targeted weight rounded once to its
+ * dtype): what the reader opened, less the config's digest (it keys the cache; readers need it not).
+ */
+export type ReportAdapter = Omit<AdapterOrigin, 'configDigest'>;
 
 export interface TensorSpectral {
   k: number;

@@ -127,6 +127,19 @@ async function writeAdapter(base: string, dir: string, mergedDir: string | undef
   return { factors, scale };
 }
 
+/** Every tensor of a safetensors file, as raw entries to write back changed. */
+async function entriesOf(file: string): Promise<Record<string, RawTensor>> {
+  const c = await Checkpoint.open(file);
+  try {
+    const entries: Record<string, RawTensor> = {};
+    for (const [name, ref] of c.tensors)
+      entries[name] = { dtype: ref.info.dtype, shape: ref.info.shape, data: await ref.file.readElements(ref.info, 0, ref.info.numel) };
+    return entries;
+  } finally {
+    await c.close();
+  }
+}
+
 /** A tensor's numbers without what only an adapter report has. */
 function plain(t: TensorDiff): unknown {
   const copy: Partial<TensorDiff> = { ...t };
@@ -238,11 +251,7 @@ test('adapter options: rsLoRA, rank and alpha patterns, fan_in_fan_out, modules_
   const head = values.get('lm_head.weight');
   if (head) {
     const file = path.join(saved, 'adapter_model.safetensors');
-    const c = await Checkpoint.open(file);
-    const entries: Record<string, RawTensor> = {};
-    for (const [name, ref] of c.tensors)
-      entries[name] = { dtype: ref.info.dtype, shape: ref.info.shape, data: await ref.file.readElements(ref.info, 0, ref.info.numel) };
-    await c.close();
+    const entries = await entriesOf(file);
     const bits = new Uint16Array(head.v.length);
     for (let i = 0; i < bits.length; i++) bits[i] = encodeFloatBits(i % 5 === 0 ? head.v[i] * 1.5 : head.v[i], 8, 7);
     entries['base_model.model.lm_head.weight'] = { dtype: 'BF16', shape: head.shape, data: new Uint8Array(bits.buffer) };
@@ -288,11 +297,7 @@ test('bad adapters are refused naming the file, the tensor and the problem; DoRA
   // A factor whose shape does not fit the base weight.
   const shape = await make('shape');
   const file = path.join(shape, 'adapter_model.safetensors');
-  const c = await Checkpoint.open(file);
-  const entries: Record<string, RawTensor> = {};
-  for (const [name, ref] of c.tensors)
-    entries[name] = { dtype: ref.info.dtype, shape: ref.info.shape, data: await ref.file.readElements(ref.info, 0, ref.info.numel) };
-  await c.close();
+  const entries = await entriesOf(file);
   const a0 = 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight';
   entries[a0] = { dtype: 'F32', shape: [4, 32], data: f32Bytes(new Array(4 * 32).fill(0.01)) };
   await fsp.writeFile(file, validFile(entries));
@@ -311,11 +316,7 @@ test('bad adapters are refused naming the file, the tensor and the problem; DoRA
   // A DoRA magnitude vector in the weights even without use_dora.
   const mag = await make('magnitude');
   const mfile = path.join(mag, 'adapter_model.safetensors');
-  const mc = await Checkpoint.open(mfile);
-  const mentries: Record<string, RawTensor> = {};
-  for (const [name, ref] of mc.tensors)
-    mentries[name] = { dtype: ref.info.dtype, shape: ref.info.shape, data: await ref.file.readElements(ref.info, 0, ref.info.numel) };
-  await mc.close();
+  const mentries = await entriesOf(mfile);
   mentries['base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector'] = { dtype: 'F32', shape: [64], data: f32Bytes(new Array(64).fill(1)) };
   await fsp.writeFile(mfile, validFile(mentries));
   await refusal(base, mag, /DoRA magnitude vector: DoRA is not supported yet/);
@@ -355,47 +356,18 @@ test('adapter runs: discovered with the base their config names, analysed throug
   assert.equal(b.checkpoints[0].state, 'error');
   assert.match(b.checkpoints[0].reason ?? '', /adapter_config\.json: adapter: missing/);
   // The CLI: analyze BASE ADAPTER writes the report under the base names.
+  const ckpt20 = path.join(run, 'checkpoint-20');
+  const analyzeArgs = ['analyze', base, ckpt20, '--k', '8', '--k-spectrum', '16', '--device', 'cpu', '--no-cache', '--quiet'];
   const out = path.join(dir, 'out.json');
-  const cli = await runCli([
-    'analyze',
-    base,
-    path.join(run, 'checkpoint-20'),
-    '--k',
-    '8',
-    '--k-spectrum',
-    '16',
-    '--device',
-    'cpu',
-    '--no-cache',
-    '--json',
-    out,
-    '--quiet',
-  ]);
+  const cli = await runCli([...analyzeArgs, '--json', out]);
   assert.equal(cli.code, 0, cli.err);
   const rep = JSON.parse(await fsp.readFile(out, 'utf8')) as CheckpointReport;
   assert.equal(rep.adapter?.targets.length, 4);
   assert.ok(rep.tensors.some((t) => t.name === 'model.layers.1.self_attn.v_proj.weight' && t.adapter && t.spectral));
   // Shards and merge: the same report as one process.
-  const ckpt20 = path.join(run, 'checkpoint-20');
   const parts = [1, 2].map((i) => path.join(dir, `part-${i}.json`));
   for (const [i, part] of parts.entries()) {
-    const r = await runCli([
-      'analyze',
-      base,
-      ckpt20,
-      '--k',
-      '8',
-      '--k-spectrum',
-      '16',
-      '--device',
-      'cpu',
-      '--no-cache',
-      '--shard',
-      `${i + 1}/2`,
-      '--json',
-      part,
-      '--quiet',
-    ]);
+    const r = await runCli([...analyzeArgs, '--shard', `${i + 1}/2`, '--json', part]);
     assert.equal(r.code, 0, r.err);
   }
   const mergedOut = path.join(dir, 'merged.json');
