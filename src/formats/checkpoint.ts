@@ -6,6 +6,7 @@ import { promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointFormatError, systemReason } from './errors';
 import { SafetensorsFile, READ_ONLY_FLAGS, type FileIdentity, type SharedFile, type TensorInfo } from './safetensors';
+import type { ReportAdapter } from '../report/schema';
 import { parseStrictJson, isJsonObject, type JsonValue } from './strict-json';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -27,23 +28,12 @@ export interface TensorRef {
   info: TensorInfo;
 }
 
-/** What a checkpoint that is a LoRA adapter merged into its base says about the adapter (see analysis/adapter.ts). */
-export interface AdapterOrigin {
-  /** The adapter's config file, and a digest of its bytes. */
-  config: string;
+/**
+ * What a checkpoint that is a LoRA adapter merged into its base says about the adapter (see
+ * analysis/adapter.ts): the report's part, and a digest of the config's bytes, which keys the cache.
+ */
+export interface AdapterOrigin extends ReportAdapter {
   configDigest: string;
-  r: number;
-  loraAlpha: number;
-  useRslora: boolean;
-  fanInFanOut: boolean;
-  /** Base weights the adapter updates (report names). */
-  targets: string[];
-  /** Full tensors the adapter saves (modules_to_save), by report name. */
-  saved: string[];
-  /** `init_lora_weights` when it names a principal-direction init (the base is then PiSSA's residual). */
-  principalInit: string | null;
-  /** The base model the adapter names (`base_model_name_or_path`). */
-  baseModel: string | null;
 }
 
 /** The checkpoint path's stat, or the one-line error every reader of a checkpoint path reports. */

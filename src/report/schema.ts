@@ -5,7 +5,6 @@
  * Naming: one name for one thing across code, report, UI and docs (see ../shared spec):
  * `unchanged` is the M1 share of bit-identical (bf16) or eta-equal entries, a fraction in [0, 1].
  */
-import type { AdapterOrigin } from '../formats/checkpoint';
 
 export const SCHEMA_VERSION = 2;
 
@@ -107,9 +106,23 @@ export interface TensorAdapter {
 
 /**
  * The checkpoint is a LoRA adapter, analysed merged into the base (each targeted weight rounded once to its
- * dtype): what the reader opened, less the config's digest (it keys the cache; readers need it not).
+ * dtype). The reader's `AdapterOrigin` (formats/checkpoint.ts) is this plus the config's digest.
  */
-export type ReportAdapter = Omit<AdapterOrigin, 'configDigest'>;
+export interface ReportAdapter {
+  /** The adapter's config file. */
+  config: string;
+  r: number;
+  loraAlpha: number;
+  useRslora: boolean;
+  fanInFanOut: boolean;
+  /** Base weights it updates, and full tensors it saves (modules_to_save), by report name. */
+  targets: string[];
+  saved: string[];
+  /** `init_lora_weights` when it names a principal-direction init (pissa, olora, corda): the base given was taken as its residual base. */
+  principalInit: string | null;
+  /** The base model the adapter names (`base_model_name_or_path`). */
+  baseModel: string | null;
+}
 
 export interface TensorSpectral {
   k: number;
