@@ -14,6 +14,8 @@ import { bytesPerElement, decodeToFloat64, isFloatDtype } from '../formats/dtype
 import { encodeFromFloat64, isWritableFloat } from '../formats/encode';
 import { ADAPTER_WEIGHTS, adapterLayout, adapterWeightsIn, readAdapterConfig, type LoraTarget } from '../formats/adapter-config';
 import { symmetricEigen } from '../linalg/eigen';
+import { crossProduct, gramRows } from '../linalg/dense';
+import { transposeToColumnMajor } from '../linalg/qr';
 
 export interface AdapterOpenOptions {
   /**
@@ -70,6 +72,11 @@ export class MergedWeight implements TensorSource {
     return { name: i.name, dtype: i.dtype, shape: i.shape, numel: i.numel, begin: 0, end: i.numel * bytesPerElement(i.dtype) };
   }
 
+  /** What a read of `count` elements holds besides its result: the base's bytes, the float64 sums and their encoding. */
+  readScratchBytes(count: number): number {
+    return count * (2 * bytesPerElement(this.base.info.dtype) + 8);
+  }
+
   factors(): Promise<LoraFactors> {
     this.loaded ??= (async () => {
       const { a, b, rank, scale } = this.target;
@@ -94,7 +101,7 @@ export class MergedWeight implements TensorSource {
     // Row i of dW is a combination of r basis rows: B[i, :] (scaled) times the rows of A, or with
     // fan_in_fan_out (the weight stored as in x out) A[:, i] times the rows of B transposed.
     const r = f.rank;
-    const basis = (this.basis ??= this.fanInFanOut ? transpose(f.b, f.out, r) : f.a);
+    const basis = (this.basis ??= this.fanInFanOut ? transposeToColumnMajor(f.b, f.out, r) : f.a);
     const d = new Float64Array(cols);
     for (let idx = start; idx < start + count;) {
       const i = Math.floor(idx / cols);
@@ -117,30 +124,12 @@ export class MergedWeight implements TensorSource {
   }
 }
 
-function transpose(x: Float64Array, rows: number, cols: number): Float64Array {
-  const out = new Float64Array(x.length);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = x[i * cols + j];
-  return out;
-}
-
 /** Exact Frobenius and spectral norms of scale * B @ A from its r x r Gram matrices (never the m x n product). */
 export function loraUpdateNorms(f: LoraFactors): { fro: number; spectral: number } {
   const r = f.rank;
   // G_B = B^T B and G_A = A A^T; sigma_i(BA)^2 are the eigenvalues of G_A^(1/2) G_B G_A^(1/2).
-  const gb = new Float64Array(r * r);
-  const ga = new Float64Array(r * r);
-  for (let i = 0; i < f.out; i++) for (let p = 0; p < r; p++) for (let q = p; q < r; q++) gb[p * r + q] += f.b[i * r + p] * f.b[i * r + q];
-  for (let p = 0; p < r; p++)
-    for (let q = p; q < r; q++) {
-      let s = 0;
-      for (let j = 0; j < f.in; j++) s += f.a[p * f.in + j] * f.a[q * f.in + j];
-      ga[p * r + q] = s;
-    }
-  for (let p = 0; p < r; p++)
-    for (let q = 0; q < p; q++) {
-      gb[p * r + q] = gb[q * r + p];
-      ga[p * r + q] = ga[q * r + p];
-    }
+  const gb = crossProduct(f.b, f.b, f.out, r, r);
+  const ga = gramRows(f.a, r, f.in);
   const e = symmetricEigen(ga, r);
   const half = new Float64Array(r * r);
   for (let p = 0; p < r; p++)
@@ -149,14 +138,12 @@ export function loraUpdateNorms(f: LoraFactors): { fro: number; spectral: number
       for (let k = 0; k < r; k++) s += e.vectors[p * r + k] * Math.sqrt(Math.max(0, e.values[k])) * e.vectors[q * r + k];
       half[p * r + q] = s;
     }
-  const m = new Float64Array(r * r);
-  const tmp = new Float64Array(r * r);
-  for (let p = 0; p < r; p++) for (let q = 0; q < r; q++) for (let k = 0; k < r; k++) tmp[p * r + q] += half[p * r + k] * gb[k * r + q];
-  for (let p = 0; p < r; p++) for (let q = 0; q < r; q++) for (let k = 0; k < r; k++) m[p * r + q] += tmp[p * r + k] * half[k * r + q];
+  // half and gb are symmetric: (half gb)^T = gb half, so half gb half = (gb half)^T half.
+  const m = crossProduct(crossProduct(gb, half, r, r, r), half, r, r, r);
   for (let p = 0; p < r; p++) for (let q = 0; q < p; q++) m[p * r + q] = m[q * r + p] = (m[p * r + q] + m[q * r + p]) / 2;
   const sig2 = symmetricEigen(m, r).values;
   let fro2 = 0;
-  for (let p = 0; p < r; p++) for (let q = 0; q < r; q++) fro2 += ga[p * r + q] * gb[q * r + p];
+  for (let i = 0; i < r * r; i++) fro2 += ga[i] * gb[i];
   return { fro: f.scale * Math.sqrt(Math.max(0, fro2)), spectral: f.scale * Math.sqrt(Math.max(0, sig2[0] ?? 0)) };
 }
 

@@ -3,11 +3,9 @@
  * M3 (the consensus map C = mean_r M_r, block-averaged), streamed tensor by tensor in bounded chunks.
  */
 import * as path from 'node:path';
-import { Checkpoint } from '../formats/checkpoint';
 import { maskChunk } from './masks';
 import { classifyModule, layerIndex } from '../core/names';
 import { AnalysisPlan } from './plan';
-import { openCheckpointFor } from './adapter';
 import { jaccardBaseline } from '../core/stats';
 import { SCHEMA_VERSION, type ConsistencyReport, type ConsistencyTensor, type ModuleKind } from '../report/schema';
 import { VERSION } from '../version';
@@ -55,17 +53,11 @@ class PairCounts {
 
 export async function compareRuns(basePath: string, ckptPaths: string[], opts: ConsistencyOptions): Promise<ConsistencyReport> {
   if (ckptPaths.length < 2) throw new Error('compare needs at least two runs');
-  const base = await Checkpoint.open(basePath);
-  const ckpts: Checkpoint[] = [];
+  const { plans, close } = await AnalysisPlan.openAll(basePath, ckptPaths, 'diff');
   try {
-    for (const p of ckptPaths) ckpts.push(await openCheckpointFor(base, p));
-    return await compareRunPlans(
-      ckpts.map((c) => AnalysisPlan.of(base, c, 'diff')),
-      opts,
-    );
+    return await compareRunPlans(plans, opts);
   } finally {
-    await base.close();
-    await Promise.all(ckpts.map((c) => c.close()));
+    await close();
   }
 }
 

@@ -495,9 +495,15 @@ export async function diffCheckpoints(plan: AnalysisPlan, opts: DiffOptions): Pr
     hist.reset();
     const acc = new TensorAccumulator(info.shape, hist);
     const numel = info.numel;
-    const read = (start: number, slot: number): Promise<[Uint8Array, Uint8Array]> => {
+    // Both sides the same stored tensor (a weight an adapter leaves as it is): read it once, copy it once.
+    const same = a.file === b.file && a.info === b.info;
+    const read = async (start: number, slot: number): Promise<[Uint8Array, Uint8Array]> => {
       const count = Math.min(chunk, numel - start);
-      return Promise.all([a.file.readElements(a.info, start, count, bufs[slot][0]), b.file.readElements(b.info, start, count, bufs[slot][1])]);
+      if (!same) return Promise.all([a.file.readElements(a.info, start, count, bufs[slot][0]), b.file.readElements(b.info, start, count, bufs[slot][1])]);
+      const r0 = await a.file.readElements(a.info, start, count, bufs[slot][0]);
+      const r1 = bufs[slot][1].subarray(0, r0.byteLength);
+      r1.set(r0);
+      return [r0, r1];
     };
     let pending = numel > 0 ? read(0, 0) : undefined;
     for (let start = 0, slot = 0; start < numel; start += chunk, slot ^= 1) {

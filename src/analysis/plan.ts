@@ -10,7 +10,7 @@ import { Checkpoint, type TensorRef } from '../formats/checkpoint';
 import { bytesPerElement } from '../formats/dtype';
 import { classifyModule, isLinearWeight } from '../core/names';
 import { assertPairing, pairTensors, type TensorPairingResult } from './diff';
-import { openCheckpointFor, type AdapterOpenOptions } from './adapter';
+import { MergedWeight, openCheckpointFor, type AdapterOpenOptions } from './adapter';
 
 /** Matrices whose smaller side is at most this get an exact full SVD (all singular values). */
 export const FULL_SVD_MAX_MIN_DIM = 256;
@@ -68,7 +68,10 @@ export function needsOf(p: PlannedPair): TensorNeed[] {
   // The diff pass streams the data; per tensor it keeps a changed counter per row and per column.
   if (shape.length === 2) out.push({ tensor: p.name, shape, dtype, pass: 'diff', bytes: (shape[0] + shape[1]) * 4 });
   if (p.spectral) {
-    const bytes = p.base.info.numel * (bytesPerElement(d0) + bytesPerElement(d1) + SPECTRAL_BYTES_PER_ELEMENT);
+    const numel = p.base.info.numel;
+    // An adapter's merged weight is computed on read: reading it whole also holds the merge's scratch.
+    const merge = p.checkpoint.file instanceof MergedWeight ? p.checkpoint.file.readScratchBytes(numel) : 0;
+    const bytes = numel * (bytesPerElement(d0) + bytesPerElement(d1) + SPECTRAL_BYTES_PER_ELEMENT) + merge;
     out.push({ tensor: p.name, shape, dtype, pass: 'spectral', bytes });
   }
   return out;
@@ -101,6 +104,28 @@ export class AnalysisPlan {
     } catch (e) {
       await base.close();
       await ckpt?.close();
+      throw e;
+    }
+  }
+
+  /** Plans of several checkpoints against one base, opened once for all of them (a comparison); close() closes all. */
+  static async openAll(
+    basePath: string,
+    checkpointPaths: readonly string[],
+    passes: 'diff' | 'full',
+    opts: AdapterOpenOptions = {},
+  ): Promise<{ base: Checkpoint; plans: AnalysisPlan[]; close(): Promise<void> }> {
+    const opened: Checkpoint[] = [];
+    const close = async (): Promise<void> => {
+      await Promise.all(opened.map((c) => c.close()));
+    };
+    try {
+      const base = await Checkpoint.open(basePath);
+      opened.push(base);
+      for (const p of checkpointPaths) opened.push(await openCheckpointFor(base, p, opts));
+      return { base, plans: opened.slice(1).map((c) => AnalysisPlan.of(base, c, passes)), close };
+    } catch (e) {
+      await close();
       throw e;
     }
   }

@@ -6,8 +6,6 @@ import type { ClientToWorker, JobResult, JobSpec, WorkerToClient } from './messa
 import type { CheckpointReport } from '../report/schema';
 import { analyzePlan, type SpectralPass } from '../analysis/analyze';
 import { AnalysisPlan } from '../analysis/plan';
-import { openCheckpointFor } from '../analysis/adapter';
-import { Checkpoint } from '../formats/checkpoint';
 import { CheckpointFormatError, describeSystemError } from '../formats/errors';
 import { ResultCache, cacheKey } from './cache';
 import { BasisCache } from './basis-cache';
@@ -64,21 +62,8 @@ interface OpenedInputs {
 async function openInputs(spec: JobSpec): Promise<OpenedInputs | undefined> {
   if (spec.kind !== 'analyze' && spec.kind !== 'compare') return undefined;
   const passes = spec.kind === 'analyze' ? spec.passes : spec.settings ? 'full' : 'diff';
-  const paths = spec.kind === 'analyze' ? [spec.checkpoint] : spec.checkpoints;
-  const opened: Checkpoint[] = [];
-  const close = async (): Promise<void> => {
-    await Promise.all(opened.map((c) => c.close()));
-  };
-  try {
-    const base = await Checkpoint.open(spec.base);
-    opened.push(base);
-    for (const p of paths) opened.push(await openCheckpointFor(base, p));
-    const plans = opened.slice(1).map((c) => AnalysisPlan.of(base, c, passes));
-    return { plans, identities: opened.map((c) => c.fileIdentities()), close };
-  } catch (e) {
-    await close();
-    throw e;
-  }
+  const { base, plans, close } = await AnalysisPlan.openAll(spec.base, spec.kind === 'analyze' ? [spec.checkpoint] : spec.checkpoints, passes);
+  return { plans, identities: [base.fileIdentities(), ...plans.map((p) => p.checkpoint.fileIdentities())], close };
 }
 
 const running = new Map<string, AbortController>();

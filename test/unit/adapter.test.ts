@@ -16,6 +16,7 @@ import { writeSyntheticRun, rng } from '../../src/examples/synthetic';
 import { f32Bytes, tempDir, validFile, type RawTensor } from '../support/st';
 import { runCli } from '../support/cli';
 import { EngineClient } from '../../src/engine/client';
+import { AnalysisPlan, needsOf } from '../../src/analysis/plan';
 
 const WORKER = path.resolve(__dirname, '..', '..', '..', 'dist', 'worker.js');
 
@@ -208,6 +209,16 @@ test('a LoRA adapter is analysed as its merge into the base: every number equals
       if (ref.spectral)
         assert.match(t.spectralSkipped ?? `${t.name} ${!!t.spectral} ${ref.spectralSkipped}`, /not updated by the adapter \(it updates 6 weights\)/);
     }
+  }
+  // The memory guard counts the merge's scratch of a whole-weight read (base bytes, float64 sums, encoding).
+  const pa = await AnalysisPlan.open(base, adapter, 'full');
+  const pm = await AnalysisPlan.open(base, merged, 'full');
+  try {
+    const need = (plan: AnalysisPlan, name: string) => needsOf(plan.pair(name)!).find((n) => n.pass === 'spectral')!.bytes;
+    for (const name of targets) assert.equal(need(pa, name) - need(pm, name), pa.pair(name)!.base.info.numel * (2 * 2 + 8), name);
+  } finally {
+    await pa.close();
+    await pm.close();
   }
   // M1 of a targeted weight from the slow reference: bf16 bits that merging changes (+0 == -0).
   const q = factors[0];
