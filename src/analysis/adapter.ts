@@ -4,7 +4,8 @@
  * the base stores) and the adapter's modules_to_save in place of theirs. Nothing is written and no whole
  * update is held: a read of elements [start, start + count) reads the same range of W0 and computes
  * those entries of the update from the factors, so every pass, the cache, the shards and the extension
- * treat an adapter run like any other. The exact update norms come from the factors (r x r problems).
+ * treat an adapter run like any other. The spectral pass takes the update itself from {@link MergedWeight.update}:
+ * its Gate II measures are of the exact W0 + scale * B @ A, which the merge's rounding would blur.
  */
 import * as path from 'node:path';
 import { Checkpoint, type AdapterOrigin, type TensorRef, type TensorSource } from '../formats/checkpoint';
@@ -13,9 +14,8 @@ import { CheckpointFormatError } from '../formats/errors';
 import { bytesPerElement, decodeToFloat64, isFloatDtype } from '../formats/dtype';
 import { encodeFromFloat64, isWritableFloat } from '../formats/encode';
 import { ADAPTER_WEIGHTS, adapterLayout, adapterWeightsIn, readAdapterConfig, type LoraTarget } from '../formats/adapter-config';
-import { symmetricEigen } from '../linalg/eigen';
-import { crossProduct, gramRows } from '../linalg/dense';
 import { transposeToColumnMajor } from '../linalg/qr';
+import type { LowRankUpdate } from '../linalg/low-rank';
 
 export interface AdapterOpenOptions {
   /**
@@ -90,6 +90,20 @@ export class MergedWeight implements TensorSource {
     return this.loaded;
   }
 
+  /**
+   * The update as it applies to the stored weight, dW = L R with the scale folded into L: scale * B and A,
+   * or with fan_in_fan_out (stored in x out) scale * A^T and B^T. Exact float64, never rounded.
+   */
+  async update(): Promise<LowRankUpdate> {
+    const f = await this.factors();
+    const [rows, cols] = this.base.info.shape;
+    const r = f.rank;
+    if (!this.fanInFanOut) return { rows, cols, rank: r, left: f.b.map((x) => x * f.scale), right: f.a };
+    const left = new Float64Array(rows * r);
+    for (let p = 0; p < r; p++) for (let i = 0; i < rows; i++) left[i * r + p] = f.scale * f.a[p * f.in + i];
+    return { rows, cols, rank: r, left, right: transposeToColumnMajor(f.b, f.out, r) };
+  }
+
   async readElements(t: TensorInfo, start: number, count: number, into?: Uint8Array): Promise<Uint8Array> {
     const info = this.base.info;
     if (t.name !== info.name) throw new Error(`${t.name}: not the merged weight ${info.name}`);
@@ -122,29 +136,6 @@ export class MergedWeight implements TensorSource {
     buf.set(bytes);
     return buf;
   }
-}
-
-/** Exact Frobenius and spectral norms of scale * B @ A from its r x r Gram matrices (never the m x n product). */
-export function loraUpdateNorms(f: LoraFactors): { fro: number; spectral: number } {
-  const r = f.rank;
-  // G_B = B^T B and G_A = A A^T; sigma_i(BA)^2 are the eigenvalues of G_A^(1/2) G_B G_A^(1/2).
-  const gb = crossProduct(f.b, f.b, f.out, r, r);
-  const ga = gramRows(f.a, r, f.in);
-  const e = symmetricEigen(ga, r);
-  const half = new Float64Array(r * r);
-  for (let p = 0; p < r; p++)
-    for (let q = 0; q < r; q++) {
-      let s = 0;
-      for (let k = 0; k < r; k++) s += e.vectors[p * r + k] * Math.sqrt(Math.max(0, e.values[k])) * e.vectors[q * r + k];
-      half[p * r + q] = s;
-    }
-  // half and gb are symmetric: (half gb)^T = gb half, so half gb half = (gb half)^T half.
-  const m = crossProduct(crossProduct(gb, half, r, r, r), half, r, r, r);
-  for (let p = 0; p < r; p++) for (let q = 0; q < p; q++) m[p * r + q] = m[q * r + p] = (m[p * r + q] + m[q * r + p]) / 2;
-  const sig2 = symmetricEigen(m, r).values;
-  let fro2 = 0;
-  for (let i = 0; i < r * r; i++) fro2 += ga[i] * gb[i];
-  return { fro: f.scale * Math.sqrt(Math.max(0, fro2)), spectral: f.scale * Math.sqrt(Math.max(0, sig2[0] ?? 0)) };
 }
 
 async function openAdapterView(base: Checkpoint, dir: string, weightsPath: string, opts: AdapterOpenOptions): Promise<Checkpoint> {
@@ -211,7 +202,7 @@ async function openAdapterView(base: Checkpoint, dir: string, weightsPath: strin
     const dtypes = [...new Set(targets.map((n) => base.tensors.get(n)!.info.dtype))].join('/');
     const note =
       `${path.basename(dir)} is a LoRA adapter (${ADAPTER_WEIGHTS}, r = ${config.r}, alpha = ${config.loraAlpha}${config.useRslora ? ', rsLoRA' : ''}) on ${targets.length} weight${targets.length === 1 ? '' : 's'}: ` +
-      `it is analysed merged into the base, W0 + scale * B @ A rounded once to the base's ${dtypes || 'dtype'}, so M1 counts what merging would change` +
+      `it is analysed merged into the base, W0 + scale * B @ A rounded once to the base's ${dtypes || 'dtype'}, so M1 counts what merging would change; the Gate II measures are of the exact update, from the factors` +
       (config.principalInit ? `; ${config.principalInit} init: the base given is taken as its residual base` : '');
     return Checkpoint.compose({ path: dir, dir, files: [file], tensors, config: base.config, notes: [note], adapter: origin });
   } catch (e) {

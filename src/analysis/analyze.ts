@@ -3,7 +3,8 @@
  * the verdict. Runs in plain Node: the CLI calls it directly, the extension through the engine worker.
  */
 import { AnalysisPlan } from './plan';
-import { MergedWeight, loraUpdateNorms } from './adapter';
+import { MergedWeight } from './adapter';
+import { lowRankNorms } from '../linalg/low-rank';
 import { diffCheckpointsParallel } from './diff-parallel';
 import { summarize } from '../report/summarize';
 import { SCHEMA_VERSION, type AnalysisSettings, type CheckpointReport, type TensorDiff } from '../report/schema';
@@ -171,7 +172,7 @@ async function describeAdapter(plan: AnalysisPlan, report: CheckpointReport): Pr
   for (const t of report.tensors) {
     const src = plan.pair(t.name)?.checkpoint.file;
     if (!(src instanceof MergedWeight)) continue;
-    const norms = loraUpdateNorms(await src.factors());
+    const norms = lowRankNorms(await src.update());
     t.adapter = {
       rank: src.target.rank,
       alpha: src.target.alpha,

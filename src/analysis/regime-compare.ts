@@ -88,12 +88,27 @@ export class ComparisonError extends Error {
   override name = 'ComparisonError';
 }
 
+/**
+ * ||dW||_F of the update the spectral measures saw: an adapter's exact scale * B @ A (its spectral
+ * measures are of the unrounded update), else the stored difference.
+ */
+function measuredUpdateNorm(t: TensorDiff): number {
+  return t.adapter?.updateNormFro ?? t.updateNormFro;
+}
+
 function hasUpdate(t: TensorDiff | undefined): t is TensorDiff {
   // Tensors without a regime carry no comparison either.
   return (
     !!t &&
     !!t.spectral &&
-    noRegimeReason({ nonFinite: t.nonFinite, changed: t.changed, updateNorm: t.updateNormFro, k: t.spectral.k, m: t.shape[0], n: t.shape[1] }) === undefined
+    noRegimeReason({
+      nonFinite: t.nonFinite,
+      changed: t.adapter ? null : t.changed,
+      updateNorm: measuredUpdateNorm(t),
+      k: t.spectral.k,
+      m: t.shape[0],
+      n: t.shape[1],
+    }) === undefined
   );
 }
 
@@ -141,7 +156,7 @@ export function comparePair(aLabel: string, a: CheckpointReport, bLabel: string,
       summary: `no comparison: no shared weight has a regime in both runs${why ? ` (${why})` : ''}`,
     };
   }
-  const updateSizeRatio = median(shared.map((t) => t.updateNormFro / bByName.get(t.name)!.updateNormFro));
+  const updateSizeRatio = median(shared.map((t) => measuredUpdateNorm(t) / measuredUpdateNorm(bByName.get(t.name)!)));
   const rng = new Rng(seed);
   const evidence: ComparativeEvidence[] = [];
   for (const m of MEASURES) {

@@ -16,6 +16,8 @@ import { FULL_SVD_MAX_MIN_DIM, spectralScope, type AnalysisPlan } from './plan';
 import { verdictFrom, verdictInputOf, runVerdict, noRegimeReason, ZERO_BASE } from './verdict';
 import { simulateNulls, NO_ROUNDING } from './nulls';
 import { median } from '../core/stats';
+import { lowRankDense, lowRankInner, lowRankNorms, lowRankProjections, scaleLowRank, type LowRankUpdate } from '../linalg/low-rank';
+import { MergedWeight } from './adapter';
 import type { AnalysisSettings, SpectralSummary, TensorDiff, TensorSpectral, Verdict } from '../report/schema';
 import type { AnalyzeOptions, SpectralPass, SpectralPassResult } from './analyze';
 
@@ -34,6 +36,12 @@ export interface TensorPair {
   dtype1: string;
   /** Entries non-finite on either side (zeroed here; such a tensor gets no regime). */
   nonFinite: number;
+  /**
+   * The update by its factors (a LoRA adapter's scale * B @ A, in the stored weight's orientation): the
+   * Gate II measures are then of W0 + L R exactly, not of w1, which holds the merge rounded to the base's
+   * dtype and serves the changed mask (M1, M7) only.
+   */
+  update?: LowRankUpdate;
 }
 
 export async function readPair(a: TensorRef, b: TensorRef, eta: number): Promise<TensorPair> {
@@ -54,7 +62,8 @@ export async function readPair(a: TensorRef, b: TensorRef, eta: number): Promise
       nonFinite++;
     }
   }
-  return { name: a.info.name, m, n, w0, w1, mask, changed, dtype0: a.info.dtype, dtype1: b.info.dtype, nonFinite };
+  const update = b.file instanceof MergedWeight ? await b.file.update() : undefined;
+  return { name: a.info.name, m, n, w0, w1, mask, changed, dtype0: a.info.dtype, dtype1: b.info.dtype, nonFinite, ...(update ? { update } : {}) };
 }
 
 function mat(rows: number, cols: number, data: Float32Array): Matrix {
@@ -74,7 +83,7 @@ function leadingColumns64(A: Float64Array, rows: number, kk: number, k: number):
   return out;
 }
 
-function sumSq(x: Float32Array | Float64Array): number {
+function sumSq(x: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < x.length; i++) s += x[i] * x[i];
   return s;
@@ -168,31 +177,40 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const scale = rangeScale(p.w0, p.w1);
   const unit = 1 / scale;
   const w0 = scale === 1 ? p.w0 : p.w0.map((x) => x * scale);
-  const w1 = scale === 1 ? p.w1 : p.w1.map((x) => x * scale);
   const W0 = mat(m, n, w0);
-  const W1 = mat(m, n, w1);
-  const dW = new Float32Array(m * n);
-  for (let i = 0; i < dW.length; i++) dW[i] = w1[i] - w0[i];
-  const dWm = mat(m, n, dW);
   // Small matrices get every singular value exactly; larger ones the top kk of both on one shared subspace.
   const l = sharedBasisWidth(minDim, kk, settings.oversample);
+  const exact = minDim <= FULL_SVD_MAX_MIN_DIM || l >= minDim;
+  // A factored update is measured as it is, W0 + L R unrounded: formed densely only where the exact SVD
+  // path needs W1; on the shared subspace W1 is an operator and dW two thin products.
+  const low = p.update ? scaleLowRank(p.update, scale) : undefined;
+  let W1: Matrix | null = null;
+  let dWm: Matrix | null = null;
+  if (!low || exact) {
+    const dW = low ? lowRankDense(low) : new Float32Array(m * n);
+    const w1 = low ? new Float32Array(m * n) : scale === 1 ? p.w1 : p.w1.map((x) => x * scale);
+    if (low) for (let i = 0; i < dW.length; i++) w1[i] = w0[i] + dW[i];
+    else for (let i = 0; i < dW.length; i++) dW[i] = w1[i] - w0[i];
+    W1 = mat(m, n, w1);
+    dWm = mat(m, n, dW);
+  }
   let s0: SvdResult;
   let s1: SvdResult;
   let left: Float64Array;
   let right: Float64Array;
   let subspace: TensorSpectral['subspace'];
-  if (minDim <= FULL_SVD_MAX_MIN_DIM || l >= minDim) {
+  if (exact) {
     const svdOpts = { oversample: settings.oversample, powerIterations: settings.powerIterations, seed: settings.seed, fullIfMinDimAtMost: minDim };
     s0 = await truncatedSvd(backend, W0, kk, svdOpts);
     signal?.throwIfAborted();
-    s1 = await truncatedSvd(backend, W1, kk, svdOpts);
+    s1 = await truncatedSvd(backend, W1!, kk, svdOpts);
     // M5: principal angles of the top-k left and right subspaces.
     left = principalAnglesDeg(leadingColumns64(s0.U, m, s0.k, k), leadingColumns64(s1.U, m, s1.k, k), m, k);
     right = principalAnglesDeg(leadingColumns64(s0.V, n, s0.k, k), leadingColumns64(s1.V, n, s1.k, k), n, k);
   } else {
     const stored = await opts.basis?.get(l * minDim);
     if (opts.basis?.stats) opts.basis.stats[stored ? 'hits' : 'misses']++;
-    const r = await sharedSubspaceSvd(backend, W0, W1, dWm, {
+    const r = await sharedSubspaceSvd(backend, W0, low ? null : W1, low ?? dWm!, {
       kk,
       k,
       oversample: settings.oversample,
@@ -219,10 +237,16 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   }
   lap('svd');
   signal?.throwIfAborted();
-  const dFro2 = sumSq(dW);
+  // A factored update's norms are exact (r x r problems); a stored one's ||dW||_2 to 1e-4 relative: a
+  // Gate I probe shown to three digits; a tighter tolerance costs 5x on flat spectra.
+  const lowNorms = low ? lowRankNorms(low) : undefined;
+  const dFro2 = lowNorms ? lowNorms.fro ** 2 : sumSq(dWm!.data);
   const dFro = Math.sqrt(dFro2);
-  // ||dW||_2 to 1e-4 relative: a Gate I probe shown to three digits; a tighter tolerance costs 5x on flat spectra.
-  const dSpec = dFro2 > 0 ? (await spectralNorm(backend, dWm, { seed: settings.seed, tol: 1e-4, fullIfMinDimAtMost: FULL_SVD_MAX_MIN_DIM })).value : 0;
+  const dSpec = lowNorms
+    ? lowNorms.spectral
+    : dFro2 > 0
+      ? (await spectralNorm(backend, dWm!, { seed: settings.seed, tol: 1e-4, fullIfMinDimAtMost: FULL_SVD_MAX_MIN_DIM })).value
+      : 0;
   lap('updateSpectralNorm');
 
   // M6: normalised spectral shift over the values computed for both.
@@ -235,12 +259,19 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   }
   const full = s0.method === 'full' && s1.method === 'full';
 
-  // M8: energy of dW inside the top-k subspaces of W0.
+  // M8: energy of dW inside the top-k subspaces of W0 (from the factors when there are factors: k x r products).
   const U0 = leadingColumns(s0.U, m, s0.k, k);
   const V0 = leadingColumns(s0.V, n, s0.k, k);
-  const dWV = await backend.matmul(dWm, V0); // m x k
-  const UtdW = await backend.matmul(U0, dWm, { transA: true }); // k x n
-  const UtdWV = await backend.matmul(U0, dWV, { transA: true }); // k x k
+  let energy: { twoSided: ArrayLike<number>; left: number; right: number };
+  if (low) {
+    const proj = lowRankProjections(low, leadingColumns64(s0.U, m, s0.k, k), leadingColumns64(s0.V, n, s0.k, k), k);
+    energy = { twoSided: proj.twoSided, left: proj.leftFro2, right: proj.rightFro2 };
+  } else {
+    const dWV = await backend.matmul(dWm!, V0); // m x k
+    const UtdW = await backend.matmul(U0, dWm!, { transA: true }); // k x n
+    const UtdWV = await backend.matmul(U0, dWV, { transA: true }); // k x k
+    energy = { twoSided: UtdWV.data, left: sumSq(UtdW.data), right: sumSq(dWV.data) };
+  }
   lap('energy');
   const share = (x: number): number => (dFro2 > 0 ? Math.min(1, Math.max(0, 1 - x / dFro2)) : 1);
 
@@ -272,11 +303,22 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
     denK += s0.S[i] ** 2;
   }
   const firstOrder = new Float64Array(k);
-  for (let i = 0; i < k; i++) firstOrder[i] = UtdWV.data[i * k + i];
+  for (let i = 0; i < k; i++) firstOrder[i] = energy.twoSided[i * k + i];
   const foNorm = Math.sqrt(sumSq(firstOrder));
   const baseFro2 = sumSq(w0);
-  const ckptFro2 = sumSq(w1);
-  const degenerate = noRegimeReason({ nonFinite: p.nonFinite, changed: p.changed, updateNorm: dFro2, k, m, n, baseNorm: baseFro2, checkpointNorm: ckptFro2 });
+  // ||W0 + L R||_F^2 = ||W0||_F^2 + 2 <W0, L R> + ||L R||_F^2.
+  const ckptFro2 = low ? Math.max(0, baseFro2 + 2 * (await lowRankInner(backend, W0, low)) + dFro2) : sumSq(W1!.data);
+  // A factored update is measured unrounded: what merging would round away does not make it "no update".
+  const degenerate = noRegimeReason({
+    nonFinite: p.nonFinite,
+    changed: low ? null : p.changed,
+    updateNorm: dFro2,
+    k,
+    m,
+    n,
+    baseNorm: baseFro2,
+    checkpointNorm: ckptFro2,
+  });
   const nulls = degenerate
     ? {
         directionBlind: { principalEnergy: 0, spectralSharePrincipal: 0 },
@@ -293,7 +335,8 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
         U0k: U0,
         V0k: V0,
         sigma: s0.S,
-        checkpointBf16: p.dtype1 === 'BF16',
+        // The nulls are stored like the measured update: a factored one is not rounded.
+        checkpointBf16: p.dtype1 === 'BF16' && !low,
         baseBf16: p.dtype0 === 'BF16',
         eta: settings.eta,
         changed: p.changed,
@@ -332,11 +375,11 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
     overlapPrincipalNotLow: oPL.observed,
     overlapPrincipalNotLowBaseline: oPL.baseline,
     overlapPrincipalNotLowExpectedPrecision: oPL.expectedPrecision,
-    offPrincipalEnergy: share(sumSq(UtdWV.data)),
+    offPrincipalEnergy: share(sumSq(energy.twoSided)),
     offPrincipalEnergyBaseline: 1 - (k * k) / (m * n),
-    offPrincipalEnergyLeft: share(sumSq(UtdW.data)),
+    offPrincipalEnergyLeft: share(energy.left),
     offPrincipalEnergyLeftBaseline: 1 - k / m,
-    offPrincipalEnergyRight: share(sumSq(dWV.data)),
+    offPrincipalEnergyRight: share(energy.right),
     offPrincipalEnergyRightBaseline: 1 - k / n,
     stableRankBase: sigma1_0 > 0 ? baseFro2 / sigma1_0 ** 2 : 0,
     stableRankCheckpoint: sigma1_1 > 0 ? ckptFro2 / sigma1_1 ** 2 : 0,

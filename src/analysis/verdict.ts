@@ -272,7 +272,8 @@ export const ZERO_CHECKPOINT = 'the checkpoint matrix is zero: it has no princip
  */
 export function noRegimeReason(t: {
   nonFinite: number;
-  changed: number;
+  /** Entries the stored update changed; null where the update is measured unrounded (a LoRA adapter's factors). */
+  changed: number | null;
   updateNorm: number;
   k: number;
   m: number;

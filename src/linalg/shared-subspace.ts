@@ -45,6 +45,7 @@ import { Rng } from './random';
 import { principalAnglesDeg } from './angles';
 import { completeOrthonormalColumns } from './svd';
 import { NULL_RELATIVE, WEAK_RELATIVE, addTime, sideOperators, type SideOperators, type SvdResult } from './truncated-svd';
+import { lowRankSideOperators, sumSideOperators, type LowRankUpdate } from './low-rank';
 
 /** Default tolerance of the convergence test: the estimated remaining ||sin Theta||_F of the top-k subspace (~0.006 degrees). */
 export const SUBSPACE_TOLERANCE = 1e-4;
@@ -308,17 +309,22 @@ async function longVectors(backend: ComputeBackend, Qbt: Matrix, W: Float64Array
  * Top-kk singular values and top-k vectors of W0 and W1 = W0 + dW on a shared subspace, with the
  * principal angles between their top-k subspaces. Needs min(m, n) > kk + oversample (the caller takes
  * the exact path otherwise). Throws on non-finite entries.
+ *
+ * dW given by its factors (a LoRA update) with W1 null: W1 is the operator W0 + L R and neither W1 nor
+ * dW is ever formed; E = dW' Q comes from the factors, so the shifts are those of the exact update.
  */
 export async function sharedSubspaceSvd(
   backend: ComputeBackend,
   W0: Matrix,
-  W1: Matrix,
-  dW: Matrix,
+  W1: Matrix | null,
+  dW: Matrix | LowRankUpdate,
   opts: SharedSubspaceOptions,
 ): Promise<SharedSubspaceResult> {
   const op0 = sideOperators(backend, W0);
-  const op1 = sideOperators(backend, W1);
-  const opD = sideOperators(backend, dW);
+  const opD = 'data' in dW ? sideOperators(backend, dW) : lowRankSideOperators(backend, dW);
+  if (!('data' in dW) && (dW.rows !== W0.rows || dW.cols !== W0.cols))
+    throw new Error(`sharedSubspaceSvd: the update is ${dW.rows} x ${dW.cols}, W0 ${W0.rows} x ${W0.cols}`);
+  const op1 = W1 ? sideOperators(backend, W1) : sumSideOperators(op0, opD);
   const { s, tall } = op0;
   const kk = Math.min(opts.kk, s);
   const k = Math.min(opts.k, kk);
@@ -391,7 +397,7 @@ export async function sharedSubspaceSvd(
   };
   return {
     base: svd(r0, V0, W0),
-    checkpoint: svd(r1, V1, W1),
+    checkpoint: svd(r1, V1, W1 ?? W0),
     anglesLeftDeg: tall ? longAngles : shortAngles,
     anglesRightDeg: tall ? shortAngles : longAngles,
     baseBasis,

@@ -17,6 +17,9 @@ import { f32Bytes, tempDir, validFile, type RawTensor } from '../support/st';
 import { runCli } from '../support/cli';
 import { EngineClient } from '../../src/engine/client';
 import { AnalysisPlan, needsOf } from '../../src/analysis/plan';
+import { jacobiSvd } from '../../src/linalg/svd';
+import { principalAnglesDeg } from '../../src/linalg/angles';
+import { maxAbsDifference } from '../../src/examples/planted-spectra';
 
 const WORKER = path.resolve(__dirname, '..', '..', '..', 'dist', 'worker.js');
 
@@ -168,7 +171,82 @@ function spectralNormDense(d: number[][]): number {
   return sigma;
 }
 
-test('a LoRA adapter is analysed as its merge into the base: every number equals the dense merged checkpoint, under the base names, with exact update norms', async () => {
+const OVERLAPS = [
+  'overlapPrincipal',
+  'overlapPrincipalBaseline',
+  'overlapPrincipalExpectedPrecision',
+  'overlapLowMagnitude',
+  'overlapLowMagnitudeBaseline',
+  'overlapLowMagnitudeExpectedPrecision',
+  'overlapPrincipalNotLow',
+] as const;
+
+interface ExactGateTwo {
+  anglesLeftDeg: Float64Array;
+  anglesRightDeg: Float64Array;
+  nss: number;
+  offPrincipalEnergy: number;
+  offPrincipalEnergyLeft: number;
+  offPrincipalEnergyRight: number;
+  firstOrder: Float64Array;
+  sigma1: Float64Array;
+  stableRankCheckpoint: number;
+}
+
+/** The Gate II measures of W1 = W0 + D from exact float64 SVDs of both (small matrices only). */
+function exactGateTwo(w0: Float64Array, d: ArrayLike<number>, m: number, n: number, k: number, kk: number): ExactGateTwo {
+  const w1 = w0.map((x, i) => x + d[i]);
+  const s0 = jacobiSvd(w0, m, n);
+  const s1 = jacobiSvd(w1, m, n);
+  const p = s0.p;
+  const cols = (X: Float64Array, rows: number) => {
+    const out = new Float64Array(rows * k);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < k; c++) out[r * k + c] = X[r * p + c];
+    return out;
+  };
+  const [U0, V0, U1, V1] = [cols(s0.U, m), cols(s0.V, n), cols(s1.U, m), cols(s1.V, n)];
+  let fro2 = 0;
+  for (let i = 0; i < m * n; i++) fro2 += d[i] ** 2;
+  // U0^T D (k x n), D V0 (m x k), U0^T D V0 (k x k), entry by entry.
+  const UtD = new Float64Array(k * n);
+  for (let c = 0; c < k; c++) for (let j = 0; j < n; j++) for (let i = 0; i < m; i++) UtD[c * n + j] += U0[i * k + c] * d[i * n + j];
+  const DV = new Float64Array(m * k);
+  for (let i = 0; i < m; i++) for (let c = 0; c < k; c++) for (let j = 0; j < n; j++) DV[i * k + c] += d[i * n + j] * V0[j * k + c];
+  const UtDV = new Float64Array(k * k);
+  for (let a = 0; a < k; a++) for (let c = 0; c < k; c++) for (let j = 0; j < n; j++) UtDV[a * k + c] += UtD[a * n + j] * V0[j * k + c];
+  const sq = (x: Float64Array) => x.reduce((a, v) => a + v * v, 0);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < Math.min(kk, p); i++) {
+    num += (s1.S[i] - s0.S[i]) ** 2;
+    den += s0.S[i] ** 2;
+  }
+  return {
+    anglesLeftDeg: principalAnglesDeg(U0, U1, m, k),
+    anglesRightDeg: principalAnglesDeg(V0, V1, n, k),
+    nss: Math.sqrt(num / den),
+    offPrincipalEnergy: 1 - sq(UtDV) / fro2,
+    offPrincipalEnergyLeft: 1 - sq(UtD) / fro2,
+    offPrincipalEnergyRight: 1 - sq(DV) / fro2,
+    firstOrder: Float64Array.from({ length: k }, (_, i) => UtDV[i * k + i]),
+    sigma1: s1.S,
+    stableRankCheckpoint: sq(w1) / s1.S[0] ** 2,
+  };
+}
+
+function assertGateTwo(name: string, sp: NonNullable<TensorDiff['spectral']>, x: ExactGateTwo): void {
+  const angleErr = Math.max(maxAbsDifference(sp.principalAnglesLeftDeg, x.anglesLeftDeg), maxAbsDifference(sp.principalAnglesRightDeg, x.anglesRightDeg));
+  assert.ok(angleErr <= 2e-3, `${name}: angles off by ${angleErr} deg`);
+  assert.ok(Math.abs(sp.nss - x.nss) <= 1e-3 * x.nss, `${name}: NSS ${sp.nss} vs exact ${x.nss}`);
+  for (const key of ['offPrincipalEnergy', 'offPrincipalEnergyLeft', 'offPrincipalEnergyRight'] as const)
+    assert.ok(Math.abs(sp[key] - x[key]) <= 1e-6, `${name}: ${key} ${sp[key]} vs exact ${x[key]}`);
+  const foScale = Math.max(...x.firstOrder.map(Math.abs));
+  assert.ok(maxAbsDifference(sp.principalShiftFirstOrder, x.firstOrder) <= 1e-5 * foScale, `${name}: first-order shifts`);
+  assert.ok(Math.abs(sp.sigmaCheckpoint[0] - x.sigma1[0]) <= 1e-6 * x.sigma1[0], `${name}: sigma_1 of W0 + dW`);
+  assert.ok(Math.abs(sp.stableRankCheckpoint - x.stableRankCheckpoint) <= 1e-5 * x.stableRankCheckpoint, `${name}: stable rank`);
+}
+
+test('a LoRA adapter is analysed as its merge into the base (M1, masks) and as its exact update (Gate II): every number equals a dense reference, under the base names, with exact update norms', async () => {
   const dir = await tempDir();
   const { base } = await writeSyntheticRun(path.join(dir, 'ex'), { seed: 21 });
   const adapter = path.join(dir, 'lora', 'checkpoint-50');
@@ -176,6 +254,7 @@ test('a LoRA adapter is analysed as its merge into the base: every number equals
   const { factors, scale } = await writeAdapter(base, adapter, merged, { r: 4, alpha: 8, modules: ['q_proj', 'v_proj', 'down_proj'] });
   const a = await analyzeCheckpoint(base, adapter, full());
   const m = await analyzeCheckpoint(base, merged, full());
+  const base64 = await baseValues(base);
   // The diff pass covers the whole merged model: the same tensors, numbers and summary.
   assert.deepEqual(a.summary, m.summary);
   assert.deepEqual(a.mismatches, m.mismatches);
@@ -187,12 +266,18 @@ test('a LoRA adapter is analysed as its merge into the base: every number equals
   for (const t of a.tensors) {
     const ref = m.tensors.find((x) => x.name === t.name)!;
     if (targets.includes(t.name)) {
-      // A targeted weight: the diff and the spectral pass as on the dense merge.
-      assert.deepEqual(plain(t), ref, t.name);
-      assert.ok(t.spectral && t.verdict, `${t.name} has spectral measures`);
+      // A targeted weight: the diff as on the dense merge, and the changed mask's overlaps (M7) too.
+      const withoutSpectra = (x: TensorDiff) => ({ ...(plain(x) as TensorDiff), spectral: undefined, verdict: undefined });
+      assert.deepEqual(withoutSpectra(t), withoutSpectra(ref), t.name);
+      assert.ok(t.spectral && t.verdict && ref.spectral, `${t.name} has spectral measures`);
       assert.ok(t.changed > 0, `${t.name} changed`);
+      for (const key of OVERLAPS) assert.equal(t.spectral[key], ref.spectral[key], `${t.name} ${key}`);
       const f = factors.find((x) => `${x.module}.weight` === t.name)!;
       const d = denseUpdate(f, scale, false);
+      // The Gate II measures are of the exact update W0 + s B A, not of its bf16 rounding: a float64 reference.
+      const w0 = base64.get(t.name)!;
+      const exact = exactGateTwo(w0.v, d.flat(), w0.shape[0], w0.shape[1], SETTINGS.k, SETTINGS.kSpectrum);
+      assertGateTwo(t.name, t.spectral, exact);
       assert.equal(t.adapter?.rank, 4);
       assert.equal(t.adapter?.scale, 2);
       assert.ok(Math.abs(t.adapter.updateNormFro - frobenius(d)) <= 1e-12 * frobenius(d), `${t.name} ||dW||_F`);
@@ -222,7 +307,7 @@ test('a LoRA adapter is analysed as its merge into the base: every number equals
   }
   // M1 of a targeted weight from the slow reference: bf16 bits that merging changes (+0 == -0).
   const q = factors[0];
-  const w0 = (await baseValues(base)).get(`${q.module}.weight`)!;
+  const w0 = base64.get(`${q.module}.weight`)!;
   const d = denseUpdate(q, scale, false).flat();
   let changed = 0;
   for (let i = 0; i < d.length; i++) {
