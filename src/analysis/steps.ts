@@ -100,6 +100,12 @@ export async function planSteps(rootIn: string, opts: Pick<StepsRunOptions, 'bas
     if (runs.length > 1) throw new StepsError(`${rootIn} holds ${runs.length} runs (${runs.map((r) => r.name).join(', ')}): give one run's folder`);
     run = runs[0];
   }
+  const adapter = run.checkpoints.find((c) => c.adapter);
+  if (adapter)
+    throw new StepsError(
+      `${run.root} is a LoRA adapter run (${adapter.path}): step to step compares the weights each checkpoint stores, and an adapter stores ` +
+        'factors, not weights, so its steps are not read yet. Analyse each checkpoint against the base (gatescope analyze BASE CHECKPOINT) or compare the runs (gatescope compare)',
+    );
   const skipped = run.checkpoints
     .filter((c) => c.state !== 'complete')
     .map((c) => ({ path: c.path, step: c.step, state: c.state, ...(c.reason ? { reason: c.reason } : {}) }));

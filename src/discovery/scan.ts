@@ -31,6 +31,8 @@ export interface DiscoveredCheckpoint {
   mergeCommand?: string;
   bytes: number;
   mtimeMs: number;
+  /** A PEFT LoRA adapter (adapter_model.safetensors + adapter_config.json): its rank, alpha and principal init. */
+  adapter?: { r: number; loraAlpha: number; principalInit: string | null };
 }
 
 export interface BaseModelInfo {
@@ -87,19 +89,27 @@ export function defaultHfCacheDirs(env: NodeJS.ProcessEnv = process.env): string
  * incomplete; an index that names tensors its shards do not hold is an error. Opening the checkpoint
  * the way the analysis does validates the index against every shard header.
  */
-export async function checkCompleteness(p: string): Promise<{ state: CheckpointState; reason?: string; bytes: number; mtimeMs: number }> {
+export async function checkCompleteness(
+  p: string,
+): Promise<{ state: CheckpointState; reason?: string; bytes: number; mtimeMs: number; adapter?: DiscoveredCheckpoint['adapter'] }> {
   let bytes = 0;
   let mtimeMs = 0;
   try {
     // An adapter's weights are only half of it: its config must read too (rank, alpha, a supported kind).
-    if (await adapterWeightsIn(p)) await readAdapterConfig(p);
+    const config = (await adapterWeightsIn(p)) ? await readAdapterConfig(p) : undefined;
     const ckpt = await Checkpoint.open(p);
     for (const f of ckpt.files) {
       bytes += f.identity.size;
       mtimeMs = Math.max(mtimeMs, f.identity.mtimeMs);
     }
     await ckpt.close();
-    return { state: 'complete', bytes, mtimeMs, ...(ckpt.notes.length ? { reason: ckpt.notes.join('; ') } : {}) };
+    return {
+      state: 'complete',
+      bytes,
+      mtimeMs,
+      ...(ckpt.notes.length ? { reason: ckpt.notes.join('; ') } : {}),
+      ...(config ? { adapter: { r: config.r, loraAlpha: config.loraAlpha, principalInit: config.principalInit } } : {}),
+    };
   } catch (e) {
     if (e instanceof CheckpointFormatError) {
       return { state: e.looksIncomplete ? 'incomplete' : 'error', reason: e.message, bytes, mtimeMs };
@@ -211,7 +221,16 @@ export async function scanFolder(rootIn: string, opts: ScanOptions = {}): Promis
         continue;
       }
       const c = await checkCompleteness(f.path);
-      checkpoints.push({ path: f.path, step: f.step, layout: f.layout, state: c.state, reason: c.reason, bytes: c.bytes, mtimeMs: c.mtimeMs });
+      checkpoints.push({
+        path: f.path,
+        step: f.step,
+        layout: f.layout,
+        state: c.state,
+        reason: c.reason,
+        bytes: c.bytes,
+        mtimeMs: c.mtimeMs,
+        ...(c.adapter ? { adapter: c.adapter } : {}),
+      });
     }
     // A merged huggingface folder supersedes the raw shards of the same step.
     const merged = new Set(checkpoints.filter((c) => c.layout === 'verl').map((c) => c.step));

@@ -33,6 +33,19 @@ export interface CheckpointLike {
   state: CheckpointState;
   reason?: string;
   mergeCommand?: string;
+  adapter?: AdapterTag;
+}
+
+/** What the tree says about a LoRA adapter checkpoint. */
+export interface AdapterTag {
+  r: number;
+  loraAlpha: number;
+  principalInit: string | null;
+}
+
+/** "LoRA r 8" or "LoRA r 8, pissa init". */
+export function adapterLabel(a: AdapterTag): string {
+  return `LoRA r ${a.r}${a.principalInit ? `, ${a.principalInit} init` : ''}`;
 }
 
 export function checkpointLabel(c: { path: string; step: number | null }): string {
@@ -57,6 +70,17 @@ export function headline(r: CheckpointReport): string {
 
 /** `isBaseModel`: the checkpoint belongs to a folder that is only the base of other runs. */
 export function checkpointView(c: CheckpointLike, job: JobState, hasBase: boolean, isBaseModel = false): CheckpointView {
+  const view = stateView(c, job, hasBase, isBaseModel);
+  if (!c.adapter) return view;
+  const tag = adapterLabel(c.adapter);
+  return {
+    ...view,
+    description: `${tag} · ${view.description}`,
+    tooltip: `${view.tooltip}\n${tag} (alpha ${c.adapter.loraAlpha}): a PEFT adapter, analysed merged into its base for M1 and from its factors for Gate II.`,
+  };
+}
+
+function stateView(c: CheckpointLike, job: JobState, hasBase: boolean, isBaseModel: boolean): CheckpointView {
   const label = checkpointLabel(c);
   const where = c.path;
   if (c.state === 'incomplete') {
