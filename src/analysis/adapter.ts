@@ -9,11 +9,11 @@
  */
 import * as path from 'node:path';
 import { Checkpoint, type AdapterOrigin, type TensorRef, type TensorSource } from '../formats/checkpoint';
-import { SafetensorsFile, type TensorInfo } from '../formats/safetensors';
+import { SafetensorsFile, type SharedFile, type TensorInfo } from '../formats/safetensors';
 import { CheckpointFormatError } from '../formats/errors';
 import { bytesPerElement, decodeToFloat64, isFloatDtype } from '../formats/dtype';
 import { encodeFromFloat64, isWritableFloat } from '../formats/encode';
-import { ADAPTER_WEIGHTS, adapterLayout, adapterWeightsIn, readAdapterConfig, type LoraTarget } from '../formats/adapter-config';
+import { ADAPTER_WEIGHTS, adapterLayout, adapterWeightsIn, readAdapterConfig, type AdapterConfig, type LoraTarget } from '../formats/adapter-config';
 import { transposeToColumnMajor } from '../linalg/qr';
 import type { LowRankUpdate } from '../linalg/low-rank';
 
@@ -138,6 +138,31 @@ export class MergedWeight implements TensorSource {
   }
 }
 
+/**
+ * What a worker thread needs to build the same adapter view over the same base: the adapter file's open
+ * descriptor and parsed header, and the config as read (nothing is opened or read again).
+ */
+export interface SharedAdapterView {
+  dir: string;
+  file: SharedFile;
+  config: AdapterConfig;
+}
+
+/** The adapter views this thread opened, with what built them. */
+const views = new WeakMap<Checkpoint, { dir: string; file: SafetensorsFile; config: AdapterConfig }>();
+
+/** Shares an adapter view for a worker thread; the view (and its base) stay open meanwhile. */
+export function shareAdapterView(view: Checkpoint): SharedAdapterView {
+  const v = views.get(view);
+  if (!v) throw new Error(`${view.path}: not an adapter view opened in this thread`);
+  return { dir: v.dir, file: v.file.share(), config: v.config };
+}
+
+/** A thread's adapter view over `base` (itself borrowed), from what another thread shared. */
+export function borrowAdapterView(base: Checkpoint, s: SharedAdapterView): Checkpoint {
+  return composeAdapterView(base, s.dir, SafetensorsFile.borrow(s.file), s.config);
+}
+
 async function openAdapterView(base: Checkpoint, dir: string, weightsPath: string, opts: AdapterOpenOptions): Promise<Checkpoint> {
   const config = await readAdapterConfig(dir);
   if (config.principalInit && !opts.residualBase) {
@@ -151,62 +176,70 @@ async function openAdapterView(base: Checkpoint, dir: string, weightsPath: strin
   }
   const file = await SafetensorsFile.open(weightsPath);
   try {
-    const layout = adapterLayout(weightsPath, config, file.tensors.values());
-    if (layout.targets.length === 0 && layout.full.length === 0)
-      throw new CheckpointFormatError(weightsPath, 'adapter', 'the adapter holds no LoRA factors and no saved modules');
-    const tensors = new Map<string, TensorRef>(base.tensors);
-    const targets: string[] = [];
-    for (const t of layout.targets) {
-      const name = `${t.module}.weight`;
-      const w0 = base.tensors.get(name);
-      if (!w0) throw new CheckpointFormatError(weightsPath, 'adapter', `the adapter updates ${JSON.stringify(name)}, which the base does not have`, t.a.name);
-      const [m, n] = w0.info.shape;
-      const out = t.b.shape[0];
-      const inDim = t.a.shape[1];
-      const [wantM, wantN] = config.fanInFanOut ? [inDim, out] : [out, inDim];
-      if (w0.info.shape.length !== 2 || m !== wantM || n !== wantN) {
-        throw new CheckpointFormatError(
-          weightsPath,
-          'adapter',
-          `lora_B [${t.b.shape.join(', ')}] @ lora_A [${t.a.shape.join(', ')}] is ${out} x ${inDim}${config.fanInFanOut ? ' (fan_in_fan_out: stored transposed)' : ''}, ` +
-            `but the base weight ${name} is [${w0.info.shape.join(', ')}]`,
-          t.a.name,
-        );
-      }
-      if (!isFloatDtype(t.a.dtype) || !isFloatDtype(t.b.dtype))
-        throw new CheckpointFormatError(weightsPath, 'adapter', `LoRA factors are ${t.a.dtype} / ${t.b.dtype}, not floats`, t.a.name);
-      if (!isWritableFloat(w0.info.dtype))
-        throw new CheckpointFormatError(weightsPath, 'adapter', `the base weight is ${w0.info.dtype}: a merge into it is not supported`, t.a.name);
-      const merged = new MergedWeight(file, w0, t, config.fanInFanOut);
-      tensors.set(name, { file: merged, info: merged.info });
-      targets.push(name);
-    }
-    const saved: string[] = [];
-    for (const { name, info } of layout.full) {
-      // PEFT saves modules_to_save under the model's own names; a tensor the base lacks is reported as unpaired.
-      tensors.set(name, { file, info });
-      saved.push(name);
-    }
-    const origin: AdapterOrigin = {
-      config: config.file,
-      configDigest: config.digest,
-      r: config.r,
-      loraAlpha: config.loraAlpha,
-      useRslora: config.useRslora,
-      fanInFanOut: config.fanInFanOut,
-      targets,
-      saved,
-      principalInit: config.principalInit,
-      baseModel: config.baseModel,
-    };
-    const dtypes = [...new Set(targets.map((n) => base.tensors.get(n)!.info.dtype))].join('/');
-    const note =
-      `${path.basename(dir)} is a LoRA adapter (${ADAPTER_WEIGHTS}, r = ${config.r}, alpha = ${config.loraAlpha}${config.useRslora ? ', rsLoRA' : ''}) on ${targets.length} weight${targets.length === 1 ? '' : 's'}: ` +
-      `it is analysed merged into the base, W0 + scale * B @ A rounded once to the base's ${dtypes || 'dtype'}, so M1 counts what merging would change; the Gate II measures are of the exact update, from the factors` +
-      (config.principalInit ? `; ${config.principalInit} init: the base given is taken as its residual base` : '');
-    return Checkpoint.compose({ path: dir, dir, files: [file], tensors, config: base.config, notes: [note], adapter: origin });
+    return composeAdapterView(base, dir, file, config);
   } catch (e) {
     await file.close();
     throw e;
   }
+}
+
+/** The merged view of an open adapter file over `base`, from its header and config alone. */
+function composeAdapterView(base: Checkpoint, dir: string, file: SafetensorsFile, config: AdapterConfig): Checkpoint {
+  const weightsPath = file.path;
+  const layout = adapterLayout(weightsPath, config, file.tensors.values());
+  if (layout.targets.length === 0 && layout.full.length === 0)
+    throw new CheckpointFormatError(weightsPath, 'adapter', 'the adapter holds no LoRA factors and no saved modules');
+  const tensors = new Map<string, TensorRef>(base.tensors);
+  const targets: string[] = [];
+  for (const t of layout.targets) {
+    const name = `${t.module}.weight`;
+    const w0 = base.tensors.get(name);
+    if (!w0) throw new CheckpointFormatError(weightsPath, 'adapter', `the adapter updates ${JSON.stringify(name)}, which the base does not have`, t.a.name);
+    const [m, n] = w0.info.shape;
+    const out = t.b.shape[0];
+    const inDim = t.a.shape[1];
+    const [wantM, wantN] = config.fanInFanOut ? [inDim, out] : [out, inDim];
+    if (w0.info.shape.length !== 2 || m !== wantM || n !== wantN) {
+      throw new CheckpointFormatError(
+        weightsPath,
+        'adapter',
+        `lora_B [${t.b.shape.join(', ')}] @ lora_A [${t.a.shape.join(', ')}] is ${out} x ${inDim}${config.fanInFanOut ? ' (fan_in_fan_out: stored transposed)' : ''}, ` +
+          `but the base weight ${name} is [${w0.info.shape.join(', ')}]`,
+        t.a.name,
+      );
+    }
+    if (!isFloatDtype(t.a.dtype) || !isFloatDtype(t.b.dtype))
+      throw new CheckpointFormatError(weightsPath, 'adapter', `LoRA factors are ${t.a.dtype} / ${t.b.dtype}, not floats`, t.a.name);
+    if (!isWritableFloat(w0.info.dtype))
+      throw new CheckpointFormatError(weightsPath, 'adapter', `the base weight is ${w0.info.dtype}: a merge into it is not supported`, t.a.name);
+    const merged = new MergedWeight(file, w0, t, config.fanInFanOut);
+    tensors.set(name, { file: merged, info: merged.info });
+    targets.push(name);
+  }
+  const saved: string[] = [];
+  for (const { name, info } of layout.full) {
+    // PEFT saves modules_to_save under the model's own names; a tensor the base lacks is reported as unpaired.
+    tensors.set(name, { file, info });
+    saved.push(name);
+  }
+  const origin: AdapterOrigin = {
+    config: config.file,
+    configDigest: config.digest,
+    r: config.r,
+    loraAlpha: config.loraAlpha,
+    useRslora: config.useRslora,
+    fanInFanOut: config.fanInFanOut,
+    targets,
+    saved,
+    principalInit: config.principalInit,
+    baseModel: config.baseModel,
+  };
+  const dtypes = [...new Set(targets.map((n) => base.tensors.get(n)!.info.dtype))].join('/');
+  const note =
+    `${path.basename(dir)} is a LoRA adapter (${ADAPTER_WEIGHTS}, r = ${config.r}, alpha = ${config.loraAlpha}${config.useRslora ? ', rsLoRA' : ''}) on ${targets.length} weight${targets.length === 1 ? '' : 's'}: ` +
+    `it is analysed merged into the base, W0 + scale * B @ A rounded once to the base's ${dtypes || 'dtype'}, so M1 counts what merging would change; the Gate II measures are of the exact update, from the factors` +
+    (config.principalInit ? `; ${config.principalInit} init: the base given is taken as its residual base` : '');
+  const view = Checkpoint.compose({ path: dir, dir, files: [file], tensors, config: base.config, notes: [note], adapter: origin });
+  views.set(view, { dir, file, config });
+  return view;
 }

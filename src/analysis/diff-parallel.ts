@@ -12,12 +12,14 @@ import type { SharedCheckpoint } from '../formats/checkpoint';
 import { CheckpointFormatError, type FormatProblem } from '../formats/errors';
 import { diffCheckpoints, type DiffKernelChoice, type DiffOptions, type DiffResult } from './diff';
 import type { AnalysisPlan } from './plan';
+import { shareAdapterView, type SharedAdapterView } from './adapter';
 import type { TensorDiff } from '../report/schema';
 
 export interface ThreadJob {
   /** The plan's checkpoints, borrowed: the main thread keeps them open until every thread has ended. */
   base: SharedCheckpoint;
-  checkpoint: SharedCheckpoint;
+  /** The checkpoint's files, or for a LoRA adapter the view to build over the borrowed base. */
+  checkpoint: SharedCheckpoint | { adapter: SharedAdapterView };
   passes: 'diff' | 'full';
   names: string[];
   eta: number;
@@ -123,14 +125,14 @@ export async function diffCheckpointsParallel(plan: AnalysisPlan, opts: DiffOpti
   const { base, checkpoint: ckpt } = plan;
   const { mismatches, pairing } = plan.pairing;
   const pairs = opts.only ? plan.pairs.filter((p) => opts.only!.has(p.name)) : plan.pairs;
-  // An adapter's merged weights are computed from factors this thread decoded: they stay in it.
-  if (threads <= 1 || !script || pairs.length < 2 || ckpt.adapter) return diffCheckpoints(plan, opts);
+  if (threads <= 1 || !script || pairs.length < 2) return diffCheckpoints(plan, opts);
   const sizes: [string, number][] = pairs.map((p) => [p.name, p.bytes]);
   const bytesTotal = sizes.reduce((s, [, b]) => s + b, 0);
   const groups = shareOut(sizes, threads);
   const results = new Map<string, TensorDiff>();
   let bytesDone = 0;
-  const shared = { base: base.share(), checkpoint: ckpt.share() };
+  // An adapter view is rebuilt in each thread over the borrowed base (its merged weights decode the factors there).
+  const shared = { base: base.share(), checkpoint: ckpt.adapter ? { adapter: shareAdapterView(ckpt) } : ckpt.share() };
   const jobs = groups.map((names): ThreadJob => ({
     ...shared,
     passes: plan.passes,

@@ -4,13 +4,16 @@ import { Checkpoint } from '../formats/checkpoint';
 import { CheckpointFormatError } from '../formats/errors';
 import { diffCheckpoints } from './diff';
 import { AnalysisPlan } from './plan';
+import { borrowAdapterView } from './adapter';
 import type { ThreadJob, ThreadMessage } from './diff-parallel';
 
 async function run(job: ThreadJob): Promise<void> {
   const post = (m: ThreadMessage): void => parentPort!.postMessage(m);
   try {
     // The main thread's open files, borrowed: the same descriptors and headers, and the same pairing.
-    const plan = AnalysisPlan.of(Checkpoint.borrow(job.base), Checkpoint.borrow(job.checkpoint), job.passes);
+    const base = Checkpoint.borrow(job.base);
+    const ckpt = 'adapter' in job.checkpoint ? borrowAdapterView(base, job.checkpoint.adapter) : Checkpoint.borrow(job.checkpoint);
+    const plan = AnalysisPlan.of(base, ckpt, job.passes);
     const wanted = new Set(job.names);
     await diffCheckpoints(plan, {
       eta: job.eta,

@@ -255,6 +255,13 @@ test('a LoRA adapter is analysed as its merge into the base (M1, masks) and as i
   const a = await analyzeCheckpoint(base, adapter, full());
   const m = await analyzeCheckpoint(base, merged, full());
   const base64 = await baseValues(base);
+  // On two diff threads (each builds the view over the borrowed base and adapter file): the same numbers.
+  const a2 = await analyzeCheckpoint(base, adapter, { ...full(), passes: 'diff', threads: 2 });
+  assert.deepEqual(a2.summary, a.summary);
+  assert.deepEqual(
+    a2.tensors.map((t) => ({ ...t, spectral: undefined, verdict: undefined, spectralSkipped: undefined })),
+    a.tensors.map((t) => ({ ...t, spectral: undefined, verdict: undefined, spectralSkipped: undefined })),
+  );
   // The diff pass covers the whole merged model: the same tensors, numbers and summary.
   assert.deepEqual(a.summary, m.summary);
   assert.deepEqual(a.mismatches, m.mismatches);
