@@ -17,7 +17,7 @@ import {
   type ScrambleSummary,
 } from '../../src/transform/scramble';
 import { exportMasks, type MaskKind } from '../../src/transform/mask';
-import { encodeFloatBits, encodeFromFloat64 } from '../../src/formats/encode';
+import { bf16BitsOf, encodeFloatBits, encodeFromFloat64 } from '../../src/formats/encode';
 import { TransformInputError } from '../../src/transform/guard';
 import { createBackend, type ComputeBackend } from '../../src/compute/backend';
 import { jacobiSvd } from '../../src/linalg/svd';
@@ -393,6 +393,48 @@ test('float64 -> bf16/f16 encoding rounds once, to nearest even', () => {
   assert.equal(encodeFloatBits(65520, 5, 10), 0x7c00);
   assert.equal(encodeFloatBits(65519.99, 5, 10), 0x7bff);
   assert.deepEqual([...new Float64Array(encodeFromFloat64('F64', Float64Array.of(Math.PI)).buffer)], [Math.PI]);
+});
+
+test("the fast float64 -> bf16 rounding equals the general one: every bf16 value, its midpoints and their neighbours, carries, the range's edges", () => {
+  const xs: number[] = [
+    0,
+    -0,
+    Infinity,
+    -Infinity,
+    NaN,
+    1e39,
+    -1e39,
+    2 ** -126,
+    2 ** -127,
+    2 ** -140,
+    3.3895313892515355e38,
+    3.3961e38,
+    3.4e38,
+    Number.MAX_VALUE,
+    Number.MIN_VALUE,
+  ];
+  const bits = new Uint32Array(1);
+  const f = new Float32Array(bits.buffer);
+  for (let h = 0; h < 0x10000; h++) {
+    bits[0] = h << 16;
+    const v = f[0];
+    if (!Number.isFinite(v)) continue;
+    bits[0] = (h + 1) << 16;
+    const next = f[0];
+    xs.push(v);
+    if (!Number.isFinite(next) || Math.sign(next) !== Math.sign(v) || next === 0) continue;
+    // The midpoint to the next bf16 value (a tie: to even), and float64 neighbours on either side of it.
+    const mid = (v + next) / 2;
+    xs.push(mid, mid + Math.abs(mid) * 2 ** -50, mid - Math.abs(mid) * 2 ** -50, mid + Math.abs(mid) * 2 ** -30);
+  }
+  const r = new Rng(5);
+  for (let i = 0; i < 100_000; i++) xs.push(r.nextGaussian() * 2 ** Math.floor(r.nextUniform() * 300 - 150));
+  for (const x of xs) assert.equal(bf16BitsOf(x), encodeFloatBits(x, 8, 7), `${x}`);
+  const values = Float64Array.from(xs);
+  assert.deepEqual(
+    new Uint16Array(encodeFromFloat64('BF16', values).buffer),
+    Uint16Array.from(xs, (x) => encodeFloatBits(x, 8, 7)),
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
