@@ -121,13 +121,28 @@ export class MergedWeight implements TensorSource {
       const i = Math.floor(idx / cols);
       const j0 = idx - i * cols;
       const j1 = Math.min(cols, j0 + (start + count - idx));
+      const coef = (k: number): number => f.scale * (this.fanInFanOut ? f.a[k * f.in + i] : f.b[i * r + k]);
+      const o = idx - start - j0;
+      // Four basis rows per pass over the row segment: a quarter of the loads and stores of d. The sum of
+      // the update's terms is formed first and added to W0 once, as a dense float64 merge does.
       d.fill(0, j0, j1);
-      for (let k = 0; k < r; k++) {
-        const c = f.scale * (this.fanInFanOut ? f.a[k * f.in + i] : f.b[i * r + k]);
+      let k = 0;
+      for (; k + 4 <= r; k += 4) {
+        const c0 = coef(k);
+        const c1 = coef(k + 1);
+        const c2 = coef(k + 2);
+        const c3 = coef(k + 3);
+        const r0 = k * cols;
+        const r1 = r0 + cols;
+        const r2 = r1 + cols;
+        const r3 = r2 + cols;
+        for (let j = j0; j < j1; j++) d[j] += c0 * basis[r0 + j] + c1 * basis[r1 + j] + c2 * basis[r2 + j] + c3 * basis[r3 + j];
+      }
+      for (; k < r; k++) {
+        const c = coef(k);
         const row = k * cols;
         for (let j = j0; j < j1; j++) d[j] += c * basis[row + j];
       }
-      const o = idx - start - j0;
       for (let j = j0; j < j1; j++) w[o + j] += d[j];
       idx += j1 - j0;
     }

@@ -12,7 +12,7 @@ import type { SharedCheckpoint } from '../formats/checkpoint';
 import { CheckpointFormatError, type FormatProblem } from '../formats/errors';
 import { diffCheckpoints, type DiffKernelChoice, type DiffOptions, type DiffResult } from './diff';
 import type { AnalysisPlan } from './plan';
-import { shareAdapterView, type SharedAdapterView } from './adapter';
+import { MergedWeight, shareAdapterView, type SharedAdapterView } from './adapter';
 import type { TensorDiff } from '../report/schema';
 
 export interface ThreadJob {
@@ -126,9 +126,17 @@ export async function diffCheckpointsParallel(plan: AnalysisPlan, opts: DiffOpti
   const { mismatches, pairing } = plan.pairing;
   const pairs = opts.only ? plan.pairs.filter((p) => opts.only!.has(p.name)) : plan.pairs;
   if (threads <= 1 || !script || pairs.length < 2) return diffCheckpoints(plan, opts);
-  const sizes: [string, number][] = pairs.map((p) => [p.name, p.bytes]);
-  const bytesTotal = sizes.reduce((s, [, b]) => s + b, 0);
-  const groups = shareOut(sizes, threads);
+  // Shared out by cost: a merged adapter weight computes its r update terms per entry on read, which costs
+  // about r + 1 plain entries (BENCHMARKS.md, "LoRA adapters"); other tensors cost their bytes.
+  const cost = (p: (typeof pairs)[number]): number => {
+    const src = p.checkpoint.file;
+    return src instanceof MergedWeight ? p.bytes * (1 + src.target.rank) : p.bytes;
+  };
+  const bytesTotal = pairs.reduce((s, p) => s + p.bytes, 0);
+  const groups = shareOut(
+    pairs.map((p) => [p.name, cost(p)]),
+    threads,
+  );
   const results = new Map<string, TensorDiff>();
   let bytesDone = 0;
   // An adapter view is rebuilt in each thread over the borrowed base (its merged weights decode the factors there).
