@@ -13,6 +13,9 @@
  * (for the whole report), --analyze-args "--k-spectrum 64 ..." (extra options of that run).
  * --only shards: one checkpoint of the LLM-like model in one process, then through `gatescope slurm
  * analyze --wait` on 1, 2 and 4 tasks (SLURM_CONF or the system's Slurm), each merge checked equal.
+ * --only adapter: a rank-16 LoRA adapter on every linear weight of the base: the diff pass over its merged
+ * view (the merge computed on read) on one and on two threads, against the same pass over the dense merged
+ * checkpoint written out; and the spectral pass on one factored weight against the same weight dense.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
@@ -23,7 +26,9 @@ import { plantedPair, RL_SIZED } from '../src/examples/planted-spectra';
 import { qwenTensorSpecs, qwenConfig, type SyntheticShape } from '../src/examples/synthetic';
 import { Checkpoint } from '../src/formats/checkpoint';
 import { diffCheckpoints } from '../src/analysis/diff';
-import { defaultThreads } from '../src/analysis/diff-parallel';
+import { defaultThreads, diffCheckpointsParallel } from '../src/analysis/diff-parallel';
+import { openCheckpointFor, MergedWeight } from '../src/analysis/adapter';
+import { Rng } from '../src/linalg/random';
 import { analyzePair, readPair } from '../src/analysis/spectral';
 import { createBackend } from '../src/compute/backend';
 import { DEFAULT_SETTINGS } from '../src/report/schema';
@@ -188,6 +193,11 @@ async function main(): Promise<void> {
   say(`generated ${(gen.bytes / 1e9).toFixed(2)} GB in ${seconds(t0).toFixed(1)} s (${dir})`);
   const files = [path.join(gen.base, 'model.safetensors'), path.join(gen.ckpt, 'model.safetensors')];
 
+  if (only === 'adapter') {
+    await benchAdapter(gen, dir, say);
+    if (!keep) await fsp.rm(dir, { recursive: true, force: true });
+    return;
+  }
   if (want('diff')) await benchDiff(gen, files, say);
   if (want('spectral')) await benchSpectral(dir, say);
   if (want('report')) await benchReport(await generateLlmLike(dir, shape, say), layers, say);
@@ -276,6 +286,141 @@ async function benchDiff(gen: Generated, files: string[], say: Say): Promise<voi
       `  numpy reference: ${refRate.toFixed(2)} GB/s (unchanged ${(ref.unchanged * 100).toFixed(2)}%) -> the CLI ${(diffRate / refRate).toFixed(2)}x, one SIMD thread ${(simd.rate / refRate).toFixed(2)}x`,
     );
   } else say('  numpy reference: skipped (no python3 with numpy; apt-get install python3-numpy)');
+}
+
+/**
+ * A PEFT adapter (rank 16, alpha 32, F32 factors) on every linear weight of the generated base, and the
+ * dense checkpoint its merge makes, written out through the merged view. The diff pass over the adapter
+ * (merge on read) against the same pass over the dense merge: what computing the merge costs, and what the
+ * second thread buys. Rates are of the bytes compared (base + merged model), as for the dense diff.
+ */
+async function benchAdapter(gen: Generated, dir: string, say: Say): Promise<void> {
+  const adapterDir = path.join(dir, 'lora', 'checkpoint-100');
+  const mergedDir = path.join(dir, 'lora-merged');
+  const r = 16;
+  const base = await Checkpoint.open(gen.base);
+  try {
+    const linear = [...base.tensors.values()].filter((t) => /\.(q|k|v|o|gate|up|down)_proj\.weight$/.test(t.info.name)).map((t) => t.info);
+    const rng = new Rng(99);
+    const specs: TensorSpec[] = [];
+    const data = new Map<string, Float32Array>();
+    for (const t of linear) {
+      const [m, n] = t.shape;
+      const module = t.name.replace(/\.weight$/, '');
+      const a = new Float32Array(r * n);
+      const b = new Float32Array(m * r);
+      rng.fillGaussian(a);
+      rng.fillGaussian(b);
+      // An RL-sized update: B small against A's unit entries, as after a few hundred steps from B = 0.
+      for (let i = 0; i < a.length; i++) a[i] /= Math.sqrt(n);
+      for (let i = 0; i < b.length; i++) b[i] *= 1e-4;
+      for (const [suffix, shape, values] of [
+        ['lora_A', [r, n], a],
+        ['lora_B', [m, r], b],
+      ] as const) {
+        const name = `base_model.model.${module}.${suffix}.weight`;
+        specs.push({ name, dtype: 'F32', shape: [...shape] });
+        data.set(name, values);
+      }
+    }
+    await fsp.mkdir(adapterDir, { recursive: true });
+    await writeSafetensors(path.join(adapterDir, 'adapter_model.safetensors'), specs, (sp) => new Uint8Array(data.get(sp.name)!.buffer));
+    await fsp.writeFile(
+      path.join(adapterDir, 'adapter_config.json'),
+      JSON.stringify({
+        peft_type: 'LORA',
+        r,
+        lora_alpha: 2 * r,
+        target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+      }),
+    );
+  } finally {
+    await base.close();
+  }
+  // The dense merge, written through the view (the same bytes merging would store).
+  {
+    const b = await Checkpoint.open(gen.base);
+    const view = await openCheckpointFor(b, adapterDir);
+    const refs = [...view.tensors.values()];
+    await fsp.mkdir(mergedDir, { recursive: true });
+    await fsp.copyFile(path.join(gen.base, 'config.json'), path.join(mergedDir, 'config.json'));
+    const byName = new Map(refs.map((x) => [x.info.name, x]));
+    await writeSafetensors(
+      path.join(mergedDir, 'model.safetensors'),
+      refs.map((x) => ({ name: x.info.name, dtype: x.info.dtype, shape: x.info.shape })),
+      async function* (sp) {
+        const ref = byName.get(sp.name)!;
+        const step = 1 << 22;
+        for (let i = 0; i < ref.info.numel; i += step) yield await ref.file.readElements(ref.info, i, Math.min(step, ref.info.numel - i));
+      },
+    );
+    await view.close();
+    await b.close();
+  }
+  const bytes = 2 * (await fsp.stat(path.join(gen.base, 'model.safetensors'))).size;
+  const rate = async (ckptDir: string, threads: number): Promise<{ rate: number; changed: number }> => {
+    let best = 0;
+    let changed = 0;
+    for (let rep = 0; rep < 2; rep++) {
+      const b = await Checkpoint.open(gen.base);
+      const c = await openCheckpointFor(b, ckptDir);
+      const t0 = process.hrtime.bigint();
+      const res = await diffCheckpointsParallel(AnalysisPlan.of(b, c, 'diff'), { eta: DEFAULT_SETTINGS.eta, threads });
+      best = Math.max(best, bytes / 1e9 / seconds(t0));
+      changed = res.tensors.reduce((x, t) => x + t.changed, 0);
+      await c.close();
+      await b.close();
+    }
+    return { rate: best, changed };
+  };
+  const dense1 = await rate(mergedDir, 1);
+  const lora1 = await rate(adapterDir, 1);
+  const dense2 = await rate(mergedDir, 2);
+  const lora2 = await rate(adapterDir, 2);
+  if (lora1.changed !== dense1.changed || lora2.changed !== dense1.changed)
+    throw new Error(`the merged view and the dense merge disagree: ${lora1.changed} / ${lora2.changed} vs ${dense1.changed} changed`);
+  say('');
+  say(
+    `LoRA adapter (rank ${r} on every linear weight), diff pass over ${(bytes / 1e9).toFixed(2)} GB (base + merged model), ${dense1.changed} entries changed by the merge:`,
+  );
+  say(`  dense merged checkpoint: ${dense1.rate.toFixed(2)} GB/s on one thread, ${dense2.rate.toFixed(2)} GB/s on two`);
+  say(
+    `  adapter, merge computed on read: ${lora1.rate.toFixed(2)} GB/s on one thread (${(lora1.rate / dense1.rate).toFixed(2)}x the dense merge), ` +
+      `${lora2.rate.toFixed(2)} GB/s on two (${(lora2.rate / lora1.rate).toFixed(2)}x one thread, ${(lora2.rate / dense2.rate).toFixed(2)}x the dense merge)`,
+  );
+
+  // The spectral pass on the first 8960 x 1536 weight: factored update against the same weight merged densely.
+  const backend = await createBackend({ device: 'cpu' });
+  try {
+    const b = await Checkpoint.open(gen.base);
+    const view = await openCheckpointFor(b, adapterDir);
+    const m = await Checkpoint.open(mergedDir);
+    const name = [...view.tensors.keys()].find((n) => n.endsWith('mlp.down_proj.weight'))!;
+    const factored = await readPair(b.tensors.get(name)!, view.tensors.get(name)!, DEFAULT_SETTINGS.eta);
+    const dense = await readPair(b.tensors.get(name)!, m.tensors.get(name)!, DEFAULT_SETTINGS.eta);
+    if (!(view.tensors.get(name)!.file instanceof MergedWeight) || !factored.update) throw new Error('the adapter weight has no factors');
+    await analyzePair(backend, dense, DEFAULT_SETTINGS); // warm the sessions
+    const time = async (p: typeof dense): Promise<number> => {
+      let best = Infinity;
+      for (let rep = 0; rep < 2; rep++) {
+        const t0 = process.hrtime.bigint();
+        await analyzePair(backend, p, DEFAULT_SETTINGS);
+        best = Math.min(best, seconds(t0));
+      }
+      return best;
+    };
+    const td = await time(dense);
+    const tf = await time(factored);
+    say(
+      `  spectral pass on ${name} [${factored.m} x ${factored.n}], base subspace computed each time: the bf16 merge ${td.toFixed(2)} s, ` +
+        `the factored update ${tf.toFixed(2)} s (${(td / tf).toFixed(2)}x)`,
+    );
+    await m.close();
+    await view.close();
+    await b.close();
+  } finally {
+    await backend.dispose();
+  }
 }
 
 /**
