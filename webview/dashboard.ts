@@ -3,6 +3,7 @@ import type { DashboardData } from '../src/protocol/messages';
 import { MODULE_KINDS } from '../src/report/schema';
 import { deg, pct, sci } from '../src/ui-model/format';
 import { HEATMAP_METRICS, heatmapData, metricInfo, scalePosition, type HeatmapMetric } from '../src/ui-model/heatmap';
+import { adapterSummaryView } from '../src/ui-model/adapter';
 import { post, saveState } from './api';
 import { chart, destroyCharts, palette } from './charts';
 import { heatColor, stat, verdictView } from './common';
@@ -86,6 +87,7 @@ function render(app: HTMLElement): void {
 
   const s = r.summary;
   const ss = r.spectralSummary;
+  const adapter = adapterSummaryView(r);
   app.append(
     section(
       `${r.step !== null ? `Step ${r.step}` : 'Checkpoint'}: verdict and headline numbers`,
@@ -94,7 +96,8 @@ function render(app: HTMLElement): void {
         { class: 'stats' },
         stat('unchanged (all floats)', pct(s.unchanged), 'M1: bit-identical bf16 / eta-equal'),
         stat('unchanged (linear weights)', pct(s.unchangedLinear)),
-        stat('relative update norm', sci(s.relUpdateNorm), '||dW||_F / ||W0||_F'),
+        stat('relative update norm', sci(s.relUpdateNorm), adapter ? '||dW||_F / ||W0||_F of the merge, all tensors' : '||dW||_F / ||W0||_F'),
+        adapter ? stat('adapter update norm', sci(adapter.relUpdateNormMedian), 'median ||scale B A||_F / ||W0||_F, exact') : null,
         ss ? stat('max principal angle', deg(ss.principalAngleMaxDeg), `median ${deg(ss.principalAngleMedianDeg)} (M5)`) : null,
         ss ? stat('off-principal energy', pct(ss.offPrincipalEnergyMedian, 2), `isotropic baseline ${pct(ss.offPrincipalEnergyBaselineMedian, 2)} (M8)`) : null,
         ss
@@ -106,6 +109,7 @@ function render(app: HTMLElement): void {
           : null,
         s.nonFinite > 0 ? stat('NaN / Inf entries', s.nonFinite.toLocaleString('en-US'), 'a defect of the checkpoint') : null,
       ),
+      adapter ? h('p', { class: 'muted adapter-note' }, h('strong', {}, `${adapter.title}. `), adapter.note) : null,
       verdictView(r.verdict, r.passes),
     ),
   );

@@ -15,6 +15,7 @@ import { DEFAULT_SETTINGS, type CheckpointReport, type TensorSpectral } from '..
 import { scanFolder } from '../../src/discovery/scan';
 import { checkpointView } from '../../src/ui-model/tree';
 import { stepsOfRun, StepsError } from '../../src/analysis/steps';
+import { adapterSummaryView } from '../../src/ui-model/adapter';
 
 const EXAMPLES = path.resolve(__dirname, '..', '..', '..', 'examples');
 
@@ -30,7 +31,7 @@ interface Reference {
   base: string;
   checkpoint: string;
   settings: { k: number; alpha: number };
-  summary: { unchanged: number; unchangedLinear: number; init: string; run: string };
+  summary: { unchanged: number; unchangedLinear: number; init: string; run: string; adapterRelUpdateNormMedian: number };
   tensors: RefTensor[];
 }
 
@@ -138,6 +139,19 @@ test('adapter runs in the workspace: the scan finds them with their base, and th
       assert.match(view.tooltip, /PEFT adapter, analysed merged into its base for M1 and from its factors for Gate II/);
     }
   }
+});
+
+test("the dashboard's adapter summary names the adapter and gives the exact update's size, as PyTorch computed it", () => {
+  for (const { run, ref, report } of runs) {
+    const v = adapterSummaryView(report);
+    assert.ok(v, run);
+    const r = ref.summary.init === 'pissa' ? 16 : 8;
+    assert.equal(v.title, `LoRA adapter r ${r}, alpha ${2 * r} on 28 weights`, run);
+    assert.match(v.note, /merging the adapter into the base.*exact update scale \* B @ A/);
+    const want = ref.summary.adapterRelUpdateNormMedian;
+    assert.ok(Math.abs(v.relUpdateNormMedian! - want) <= 1e-9 * want, `${run}: ${v.relUpdateNormMedian} vs ${want}`);
+  }
+  assert.equal(adapterSummaryView({ ...runs[0].report, adapter: undefined }), null);
 });
 
 test('step to step on an adapter run is refused with what to do instead, never a comparison of factor files', async () => {
