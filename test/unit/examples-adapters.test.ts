@@ -7,17 +7,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { promises as fsp } from 'node:fs';
-import { analyzeCheckpoint } from '../../src/analysis/analyze';
-import { createSpectralPass } from '../../src/analysis/spectral';
 import { createBackend, type ComputeBackend } from '../../src/compute/backend';
-import { DEFAULT_SETTINGS, type CheckpointReport, type TensorSpectral } from '../../src/report/schema';
+import type { CheckpointReport, TensorSpectral } from '../../src/report/schema';
 import { scanFolder } from '../../src/discovery/scan';
 import { checkpointView } from '../../src/ui-model/tree';
 import { stepsOfRun, StepsError } from '../../src/analysis/steps';
 import { adapterSummaryView } from '../../src/ui-model/adapter';
-
-const EXAMPLES = path.resolve(__dirname, '..', '..', '..', 'examples');
+import { analyzeExampleRuns, EXAMPLES } from '../support/examples';
 
 interface RefTensor {
   name: string;
@@ -39,19 +35,8 @@ const runs: { run: string; ref: Reference; report: CheckpointReport }[] = [];
 let backend: ComputeBackend;
 
 before(async () => {
-  const settings = JSON.parse(await fsp.readFile(path.join(EXAMPLES, 'reference-settings.json'), 'utf8')) as { adapterRuns: Record<string, string> };
   backend = await createBackend({ device: 'cpu' });
-  for (const [run, rel] of Object.entries(settings.adapterRuns)) {
-    const file = path.join(EXAMPLES, rel);
-    const ref = JSON.parse(await fsp.readFile(file, 'utf8')) as Reference;
-    const dir = path.dirname(file);
-    const report = await analyzeCheckpoint(path.resolve(dir, ref.base), path.resolve(dir, ref.checkpoint), {
-      settings: { ...DEFAULT_SETTINGS, k: ref.settings.k, alpha: ref.settings.alpha },
-      passes: 'full',
-      spectral: createSpectralPass(backend),
-    });
-    runs.push({ run, ref, report });
-  }
+  runs.push(...(await analyzeExampleRuns<Reference>('adapterRuns', backend)));
 });
 
 after(async () => {

@@ -9,12 +9,10 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { promises as fsp, existsSync } from 'node:fs';
 import { analyzeCheckpoint } from '../../src/analysis/analyze';
-import { createSpectralPass } from '../../src/analysis/spectral';
 import { createBackend, type ComputeBackend } from '../../src/compute/backend';
 import { DEFAULT_SETTINGS, type CheckpointReport, type TensorSpectral } from '../../src/report/schema';
 import { compareRegimes, MEASURES } from '../../src/analysis/regime-compare';
-
-const EXAMPLES = path.resolve(__dirname, '..', '..', '..', 'examples');
+import { analyzeExampleRuns, EXAMPLES } from '../support/examples';
 
 interface RefTensor {
   name: string;
@@ -37,20 +35,8 @@ const runs: { run: string; ref: Reference; report?: CheckpointReport }[] = [];
 let backend: ComputeBackend;
 
 before(async () => {
-  const settings = JSON.parse(await fsp.readFile(path.join(EXAMPLES, 'reference-settings.json'), 'utf8')) as { runs: Record<string, string> };
   backend = await createBackend({ device: 'cpu' });
-  for (const [run, rel] of Object.entries(settings.runs)) {
-    const file = path.join(EXAMPLES, rel);
-    const ref = JSON.parse(await fsp.readFile(file, 'utf8')) as Reference;
-    const dir = path.dirname(file);
-    const report = await analyzeCheckpoint(path.resolve(dir, ref.base), path.resolve(dir, ref.checkpoint), {
-      // Every example matrix has a side <= 256: the exact SVD path, full spectrum, as the reference.
-      settings: { ...DEFAULT_SETTINGS, k: ref.settings.k, alpha: ref.settings.alpha },
-      passes: 'full',
-      spectral: createSpectralPass(backend),
-    });
-    runs.push({ run, ref, report });
-  }
+  runs.push(...(await analyzeExampleRuns<Reference>('runs', backend)));
 });
 
 after(async () => {
