@@ -4,5 +4,6 @@
  * recomputed, never served.
  *
  * 2: the spectral pass computes both matrices' spectra on one shared subspace (accurate shifts).
+ * 3: a LoRA adapter's Gate II measures are of its exact update W0 + scale * B @ A, not of the bf16 merge.
  */
-export const ANALYSIS_REVISION = 2;
+export const ANALYSIS_REVISION = 3;
