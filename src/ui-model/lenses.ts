@@ -187,7 +187,8 @@ function ruleFor(k: ConfigKey): Omit<LensSpec, 'line' | 'column' | 'key' | 'path
       severity: 'warning',
       title: `⚠ ${k.value.trim()}: principal-direction LoRA init, no gain for RLVR in the paper`,
       detail:
-        'RLVR learns off the principal directions of the pretrained weights, so a LoRA initialised on them (PiSSA and kin) showed no clear gain over plain LoRA and collapsed early at higher learning rates in the paper. Prefer the default LoRA init for RL, or keep the learning rate low.',
+        'RLVR learns off the principal directions of the pretrained weights, so a LoRA initialised on them (PiSSA and kin) showed no clear gain over plain LoRA and collapsed early at higher learning rates in the paper. Prefer the default LoRA init for RL, or keep the learning rate low. ' +
+        "Gatescope analyses such checkpoints saved converted to plain LoRA against the base (PEFT's path_initial_model_for_weight_conversion), or against the residual base saved with them (--residual-base).",
     };
   }
   return null;

@@ -14,6 +14,8 @@ import { checkpointView } from '../../src/ui-model/tree';
 import { stepsOfRun, StepsError } from '../../src/analysis/steps';
 import { adapterSummaryView } from '../../src/ui-model/adapter';
 import { analyzeExampleRuns, EXAMPLES } from '../support/examples';
+import { trainingConfigLenses } from '../../src/ui-model/lenses';
+import { promises as fsp } from 'node:fs';
 
 interface RefTensor {
   name: string;
@@ -137,6 +139,20 @@ test("the dashboard's adapter summary names the adapter and gives the exact upda
     assert.ok(Math.abs(v.relUpdateNormMedian! - want) <= 1e-9 * want, `${run}: ${v.relUpdateNormMedian} vs ${want}`);
   }
   assert.equal(adapterSummaryView({ ...runs[0].report, adapter: undefined }), null);
+});
+
+test("the adapter runs' training configs: a PiSSA init is warned about, with how Gatescope reads its checkpoints; plain LoRA is not", async () => {
+  const lensesOf = async (run: string) => {
+    const file = path.join(EXAMPLES, 'runs', run, 'train_grpo.py');
+    return trainingConfigLenses(file, await fsp.readFile(file, 'utf8')).filter((l) => l.kind === 'lora-init');
+  };
+  for (const run of ['rl-pissa', 'rl-pissa-lr3x']) {
+    const [lens, ...more] = await lensesOf(run);
+    assert.ok(lens && more.length === 0, `${run}: one init lens`);
+    assert.match(lens.title, /pissa: principal-direction LoRA init/);
+    assert.match(lens.detail, /converted to plain LoRA.*path_initial_model_for_weight_conversion.*--residual-base/);
+  }
+  assert.deepEqual(await lensesOf('rl-lora'), []);
 });
 
 test('step to step on an adapter run is refused with what to do instead, never a comparison of factor files', async () => {
