@@ -15,7 +15,7 @@ import { bytesPerElement, decodeToFloat64, isFloatDtype } from '../formats/dtype
 import { encodeFromFloat64, isWritableFloat } from '../formats/encode';
 import { ADAPTER_WEIGHTS, adapterLayout, adapterWeightsIn, readAdapterConfig, type AdapterConfig, type LoraTarget } from '../formats/adapter-config';
 import { transposeToColumnMajor } from '../linalg/qr';
-import type { LowRankUpdate } from '../linalg/low-rank';
+import { addLowRankEntries, type LowRankUpdate } from '../linalg/low-rank';
 
 export interface AdapterOpenOptions {
   /**
@@ -31,23 +31,9 @@ export async function openCheckpointFor(base: Checkpoint, ckptPath: string, opts
   return weights ? openAdapterView(base, ckptPath, weights, opts) : Checkpoint.open(ckptPath);
 }
 
-/** The LoRA factors of one targeted weight, decoded to float64 once (r x (m + n) values: small). */
-export interface LoraFactors {
-  /** r x in, row-major. */
-  a: Float64Array;
-  /** out x r, row-major. */
-  b: Float64Array;
-  rank: number;
-  scale: number;
-  out: number;
-  in: number;
-}
-
 /** A targeted weight's merged entries, computed on read from W0 and the factors. */
 export class MergedWeight implements TensorSource {
-  private loaded?: Promise<LoraFactors>;
-  /** The r rows whose combinations are the update's rows (A, or B transposed with fan_in_fan_out). */
-  private basis?: Float64Array;
+  private loaded?: Promise<LowRankUpdate>;
 
   constructor(
     private readonly adapterFile: SafetensorsFile,
@@ -77,75 +63,38 @@ export class MergedWeight implements TensorSource {
     return count * (2 * bytesPerElement(this.base.info.dtype) + 8);
   }
 
-  factors(): Promise<LoraFactors> {
+  /**
+   * The update as it applies to the stored weight, dW = L R with the scale folded into L: scale * B and A,
+   * or with fan_in_fan_out (stored in x out) scale * A^T and B^T. Exact float64 (the factors decoded once),
+   * never rounded. Callers share it: it is not to be modified.
+   */
+  update(): Promise<LowRankUpdate> {
     this.loaded ??= (async () => {
-      const { a, b, rank, scale } = this.target;
+      const { a, b, rank: r, scale } = this.target;
       const read = async (t: TensorInfo): Promise<Float64Array> => {
         const out = new Float64Array(t.numel);
         decodeToFloat64(t.dtype, await this.adapterFile.readElements(t, 0, t.numel), t.numel, out);
         return out;
       };
-      return { a: await read(a), b: await read(b), rank, scale, out: b.shape[0], in: a.shape[1] };
+      const [fa, fb] = [await read(a), await read(b)];
+      const [rows, cols] = this.base.info.shape;
+      if (!this.fanInFanOut) return { rows, cols, rank: r, left: fb.map((x) => x * scale), right: fa };
+      const inDim = a.shape[1];
+      const left = new Float64Array(rows * r);
+      for (let p = 0; p < r; p++) for (let i = 0; i < rows; i++) left[i * r + p] = scale * fa[p * inDim + i];
+      return { rows, cols, rank: r, left, right: transposeToColumnMajor(fb, b.shape[0], r) };
     })();
     return this.loaded;
-  }
-
-  /**
-   * The update as it applies to the stored weight, dW = L R with the scale folded into L: scale * B and A,
-   * or with fan_in_fan_out (stored in x out) scale * A^T and B^T. Exact float64, never rounded.
-   */
-  async update(): Promise<LowRankUpdate> {
-    const f = await this.factors();
-    const [rows, cols] = this.base.info.shape;
-    const r = f.rank;
-    if (!this.fanInFanOut) return { rows, cols, rank: r, left: f.b.map((x) => x * f.scale), right: f.a };
-    const left = new Float64Array(rows * r);
-    for (let p = 0; p < r; p++) for (let i = 0; i < rows; i++) left[i * r + p] = f.scale * f.a[p * f.in + i];
-    return { rows, cols, rank: r, left, right: transposeToColumnMajor(f.b, f.out, r) };
   }
 
   async readElements(t: TensorInfo, start: number, count: number, into?: Uint8Array): Promise<Uint8Array> {
     const info = this.base.info;
     if (t.name !== info.name) throw new Error(`${t.name}: not the merged weight ${info.name}`);
-    const cols = info.shape[1];
-    const f = await this.factors();
+    const u = await this.update();
     const raw = await this.base.file.readElements(info, start, count);
     const w = new Float64Array(count);
     decodeToFloat64(info.dtype, raw, count, w);
-    // Row i of dW is a combination of r basis rows: B[i, :] (scaled) times the rows of A, or with
-    // fan_in_fan_out (the weight stored as in x out) A[:, i] times the rows of B transposed.
-    const r = f.rank;
-    const basis = (this.basis ??= this.fanInFanOut ? transposeToColumnMajor(f.b, f.out, r) : f.a);
-    const d = new Float64Array(cols);
-    for (let idx = start; idx < start + count;) {
-      const i = Math.floor(idx / cols);
-      const j0 = idx - i * cols;
-      const j1 = Math.min(cols, j0 + (start + count - idx));
-      const coef = (k: number): number => f.scale * (this.fanInFanOut ? f.a[k * f.in + i] : f.b[i * r + k]);
-      const o = idx - start - j0;
-      // Four basis rows per pass over the row segment: a quarter of the loads and stores of d. The sum of
-      // the update's terms is formed first and added to W0 once, as a dense float64 merge does.
-      d.fill(0, j0, j1);
-      let k = 0;
-      for (; k + 4 <= r; k += 4) {
-        const c0 = coef(k);
-        const c1 = coef(k + 1);
-        const c2 = coef(k + 2);
-        const c3 = coef(k + 3);
-        const r0 = k * cols;
-        const r1 = r0 + cols;
-        const r2 = r1 + cols;
-        const r3 = r2 + cols;
-        for (let j = j0; j < j1; j++) d[j] += c0 * basis[r0 + j] + c1 * basis[r1 + j] + c2 * basis[r2 + j] + c3 * basis[r3 + j];
-      }
-      for (; k < r; k++) {
-        const c = coef(k);
-        const row = k * cols;
-        for (let j = j0; j < j1; j++) d[j] += c * basis[row + j];
-      }
-      for (let j = j0; j < j1; j++) w[o + j] += d[j];
-      idx += j1 - j0;
-    }
+    addLowRankEntries(u, start, count, w);
     const bytes = encodeFromFloat64(info.dtype, w);
     const buf = into && into.byteLength >= bytes.byteLength ? into.subarray(0, bytes.byteLength) : new Uint8Array(new ArrayBuffer(bytes.byteLength));
     buf.set(bytes);

@@ -107,22 +107,48 @@ export function lowRankProjections(u: LowRankUpdate, U: Float64Array, V: Float64
   return { twoSided, leftFro2: Math.max(0, quad(UL, k, gr)), rightFro2: Math.max(0, quad(VR, k, gl)), fro2: Math.max(0, fro2) };
 }
 
+/**
+ * Adds entries [start, start + count) of L R (row-major; out[0] takes entry `start`) to `out`. Each entry's
+ * r terms are summed in float64 first and added once, as a dense float64 product would; four rows of R
+ * are taken per pass over a row segment, a quarter of the loads and stores of the running sums.
+ */
+export function addLowRankEntries(u: LowRankUpdate, start: number, count: number, out: Float64Array): void {
+  const { cols, rank: r, left: L, right: R } = u;
+  const d = new Float64Array(cols);
+  for (let idx = start; idx < start + count;) {
+    const i = Math.floor(idx / cols);
+    const j0 = idx - i * cols;
+    const j1 = Math.min(cols, j0 + (start + count - idx));
+    const li = i * r;
+    d.fill(0, j0, j1);
+    let p = 0;
+    for (; p + 4 <= r; p += 4) {
+      const c0 = L[li + p];
+      const c1 = L[li + p + 1];
+      const c2 = L[li + p + 2];
+      const c3 = L[li + p + 3];
+      const r0 = p * cols;
+      const r1 = r0 + cols;
+      const r2 = r1 + cols;
+      const r3 = r2 + cols;
+      for (let j = j0; j < j1; j++) d[j] += c0 * R[r0 + j] + c1 * R[r1 + j] + c2 * R[r2 + j] + c3 * R[r3 + j];
+    }
+    for (; p < r; p++) {
+      const c = L[li + p];
+      const row = p * cols;
+      for (let j = j0; j < j1; j++) d[j] += c * R[row + j];
+    }
+    const o = idx - start - j0;
+    for (let j = j0; j < j1; j++) out[o + j] += d[j];
+    idx += j1 - j0;
+  }
+}
+
 /** The dense product L R as float32 (rows x cols): for matrices small enough to take the exact SVD path. */
 export function lowRankDense(u: LowRankUpdate): Float32Array {
-  const { rows, cols, rank: r } = u;
-  const out = new Float32Array(rows * cols);
-  const row = new Float64Array(cols);
-  for (let i = 0; i < rows; i++) {
-    row.fill(0);
-    for (let p = 0; p < r; p++) {
-      const c = u.left[i * r + p];
-      if (c === 0) continue;
-      const o = p * cols;
-      for (let j = 0; j < cols; j++) row[j] += c * u.right[o + j];
-    }
-    out.set(row, i * cols);
-  }
-  return out;
+  const d = new Float64Array(u.rows * u.cols);
+  addLowRankEntries(u, 0, d.length, d);
+  return Float32Array.from(d);
 }
 
 /** <W, L R> = sum_p (L^T W)[p, :] . R[p, :], with L^T W (r x n) as a backend product (float32, ~1e-7 relative). */
