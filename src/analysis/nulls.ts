@@ -85,28 +85,53 @@ export function roundBf16(x: number): number {
   return f32[0];
 }
 
+/**
+ * float32BitsToBf16Bits(bits) << 16 on the bits read as int32: the same rounding (to nearest, ties to
+ * even; NaN kept quiet), in int32 arithmetic that the hot loops keep in registers. Sums wrap like the
+ * uint32 original's, and only NaNs come near the wrap.
+ */
+export function bf16RoundedBits(b: number): number {
+  if ((b & 0x7f800000) === 0x7f800000 && (b & 0x007fffff) !== 0) return (b | 0x00400000) & 0xffff0000;
+  return (b + 0x7fff + ((b >>> 16) & 1)) & 0xffff0000;
+}
+
 /** The M1 rule applied to a simulated stored value (bf16 pair: bit patterns, +0 == -0; else eta). */
 function changedEntry(w0: number, w1: number, bothBf16: boolean, eta: number): boolean {
   if (bothBf16) return w1 !== w0; // both exact bf16 values held in float32: equal values <=> equal bits, +0 == -0
   return changedByEta(w0, w1, eta);
 }
 
-/** Finds the scale s at which round(w0 + s z) changes the target share of entries, on a fixed subsample. */
+/**
+ * Finds the scale s at which round(w0 + s z) changes the target share of entries, on a fixed subsample.
+ * The sample is gathered once into contiguous arrays: the 40 bisection steps then stream 2 x 256 KB
+ * instead of missing the cache on every entry of two ~50 MB matrices.
+ */
 function matchScale(w0: Float32Array, w2: number, z: Float32Array, target: number, bothBf16: boolean, eta: number, rng: Rng): number {
   const numel = w0.length;
   const sampleSize = Math.min(numel, 1 << 16);
-  const idx = new Uint32Array(sampleSize);
-  if (sampleSize === numel) for (let i = 0; i < numel; i++) idx[i] = i;
-  else for (let i = 0; i < sampleSize; i++) idx[i] = rng.nextU32() % numel;
+  const ws = new Float32Array(sampleSize);
+  const zs = new Float32Array(sampleSize);
+  if (sampleSize === numel) {
+    ws.set(w0);
+    zs.set(z);
+  } else
+    for (let j = 0; j < sampleSize; j++) {
+      const i = rng.nextU32() % numel;
+      ws[j] = w0[i];
+      zs[j] = z[i];
+    }
   let z2 = 0;
   for (let i = 0; i < numel; i++) z2 += z[i] * z[i];
   const base = z2 > 0 ? Math.sqrt(w2 / z2) : 1;
+  // Stored values of one step: the sum rounded to float32 in `stored`, its bits rounded to bf16 in place.
+  const stored = new Float32Array(sampleSize);
+  const bits = new Int32Array(stored.buffer);
   const share = (s: number): number => {
+    for (let j = 0; j < sampleSize; j++) stored[j] = ws[j] + s * zs[j];
+    for (let j = 0; j < sampleSize; j++) bits[j] = bf16RoundedBits(bits[j]);
     let c = 0;
-    for (let j = 0; j < sampleSize; j++) {
-      const i = idx[j];
-      if (changedEntry(w0[i], roundBf16(w0[i] + s * z[i]), bothBf16, eta)) c++;
-    }
+    if (bothBf16) for (let j = 0; j < sampleSize; j++) c += stored[j] !== ws[j] ? 1 : 0;
+    else for (let j = 0; j < sampleSize; j++) c += changedEntry(ws[j], stored[j], false, eta) ? 1 : 0;
     return c / sampleSize;
   };
   // Geometric bisection with sqrt only (correctly rounded in IEEE 754, unlike exp and log, whose last bit
@@ -134,17 +159,16 @@ interface StoredNull {
   rounding: RoundingEstimate;
 }
 
-async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float32Array, s: number, signal: NullMeasures, inp: NullInput): Promise<StoredNull> {
+async function expectedStored(
+  backend: ComputeBackend,
+  z: Float32Array,
+  stored: StoredUpdate,
+  s: number,
+  signal: NullMeasures,
+  inp: NullInput,
+): Promise<StoredNull> {
   const { m, n, k } = inp;
-  let dz = 0;
-  let zz = 0;
-  let dd = 0;
-  for (let i = 0; i < d.length; i++) {
-    const zs = s * z[i];
-    dz += d[i] * zs;
-    zz += zs * zs;
-    dd += d[i] * d[i];
-  }
+  const { d, dz, zz, dd } = stored;
   if (!(dd > 0)) return { measures: { principalEnergy: 0, spectralSharePrincipal: 0 }, rounding: NO_ROUNDING };
   const alpha = zz > 0 ? dz / zz : 0;
   const U = inp.U0k.data;
@@ -159,14 +183,15 @@ async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float
       b[j] += V2[j * k + l];
     }
   // N^2 in place of d (d is not needed afterwards).
+  const as = alpha * s;
   let noiseInside = 0;
   for (let i = 0; i < m; i++) {
     let row = 0;
-    for (let j = 0; j < n; j++) {
-      const idx = i * n + j;
-      const r = d[idx] - alpha * s * z[idx];
-      d[idx] = r * r;
-      row += d[idx] * b[j];
+    for (let j = 0, idx = i * n; j < n; j++, idx++) {
+      const r = d[idx] - as * z[idx];
+      const r2 = Math.fround(r * r);
+      d[idx] = r2;
+      row += r2 * b[j];
     }
     noiseInside += row * a[i];
   }
@@ -189,20 +214,52 @@ async function expectedStored(backend: ComputeBackend, z: Float32Array, d: Float
   };
 }
 
+/** A simulated stored update, with the sums its least-squares split needs (taken in the same pass). */
+interface StoredUpdate {
+  /** round(w0 + s z) - w0, entry by entry. */
+  d: Float32Array;
+  /** <d, s z>, ||s z||^2 and ||d||^2. */
+  dz: number;
+  zz: number;
+  dd: number;
+}
+
 /** Stores s * z on top of w0 in bf16, as the checkpoint did (into `out`), and returns the stored update. */
-function storeBf16(w0: Float32Array, z: Float32Array, s: number, out: Float32Array): Float32Array {
+function storeBf16(w0: Float32Array, z: Float32Array, s: number, out: Float32Array): StoredUpdate {
+  const sums = new Float64Array(3);
+  storeBf16Loop(w0, z, s, out, new Int32Array(out.buffer, out.byteOffset, out.length), sums);
+  return { d: out, dz: sums[0], zz: sums[1], dd: sums[2] };
+}
+
+/**
+ * The loop of storeBf16 on its own, with typed arrays in and out and nothing after it: a long loop first
+ * runs on-stack-replaced code, and code after it that the interpreter never reached would deoptimise
+ * the function on every call (measured: 12 ns per entry instead of 3).
+ */
+function storeBf16Loop(w0: Float32Array, z: Float32Array, s: number, out: Float32Array, bits: Int32Array, sums: Float64Array): void {
   // roundBf16 inlined: the sum rounded to float32 in `out`, its bits rounded to bf16 in place.
-  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
-  for (let i = 0; i < w0.length; i++) {
-    out[i] = w0[i] + s * z[i];
-    bits[i] = float32BitsToBf16Bits(bits[i]) << 16;
-    out[i] -= w0[i];
+  const len = w0.length;
+  let dz = 0;
+  let zz = 0;
+  let dd = 0;
+  for (let i = 0; i < len; i++) {
+    const w = w0[i];
+    const sz = s * z[i];
+    out[i] = w + sz;
+    bits[i] = bf16RoundedBits(bits[i]);
+    const di = Math.fround(out[i] - w);
+    out[i] = di;
+    dz += di * sz;
+    zz += sz * sz;
+    dd += di * di;
   }
-  return out;
+  sums[0] = dz;
+  sums[1] = zz;
+  sums[2] = dd;
 }
 
 /** Z <- C_L^{1/2} Z C_R^{1/2} for the gradient-like null (in place; four m x n x k products). */
-async function shapeLikeSpectrum(backend: ComputeBackend, z: Float32Array, inp: NullInput): Promise<void> {
+export async function shapeLikeSpectrum(backend: ComputeBackend, z: Float32Array, inp: NullInput): Promise<void> {
   const { m, n, k, sigma } = inp;
   const T = inp.baseFro2;
   let Tk = 0;
@@ -260,20 +317,55 @@ export async function simulateNulls(backend: ComputeBackend, inp: NullInput): Pr
   const analytic = analyticNulls(inp.m, inp.n, inp.k, inp.sigma, inp.baseFro2);
   if (!inp.checkpointBf16) return { ...analytic, rounding: NO_ROUNDING, matchedBy: 'norm' };
   const rng = new Rng(inp.seed);
-  const z = new Float32Array(numel);
-  const d = new Float32Array(numel);
-  const target = inp.changed / numel;
-  const run = async (signal: NullMeasures): Promise<StoredNull> => {
-    const s = matchScale(inp.w0, inp.baseFro2, z, target, inp.baseBf16, inp.eta, rng);
-    return expectedStored(backend, z, storeBf16(inp.w0, z, s, d), s, signal, inp);
-  };
-  rng.fillGaussian(z);
-  const blind = await run(analytic.directionBlind);
-  inp.signal?.throwIfAborted();
-  rng.fillGaussian(z);
-  await shapeLikeSpectrum(backend, z, inp);
-  const gradient = await run(analytic.gradientLike);
-  return { directionBlind: blind.measures, gradientLike: gradient.measures, rounding: blind.rounding, matchedBy: 'changed' };
+  // Both are overwritten whole before they are read (the Gaussian fill, the stored update).
+  const z = takeScratch(numel);
+  const d = takeScratch(numel);
+  try {
+    const target = inp.changed / numel;
+    const run = async (signal: NullMeasures): Promise<StoredNull> => {
+      const s = matchScale(inp.w0, inp.baseFro2, z, target, inp.baseBf16, inp.eta, rng);
+      return expectedStored(backend, z, storeBf16(inp.w0, z, s, d), s, signal, inp);
+    };
+    rng.fillGaussian(z);
+    const blind = await run(analytic.directionBlind);
+    inp.signal?.throwIfAborted();
+    rng.fillGaussian(z);
+    await shapeLikeSpectrum(backend, z, inp);
+    const gradient = await run(analytic.gradientLike);
+    return { directionBlind: blind.measures, gradientLike: gradient.measures, rounding: blind.rounding, matchedBy: 'changed' };
+  } finally {
+    giveScratch(z);
+    giveScratch(d);
+  }
+}
+
+/**
+ * Matrix-sized scratch kept from one tensor to the next. Fresh pages cost on first touch: 133 ms for one
+ * 8960 x 1536 float32 matrix (55 MB) on a 2-core virtual machine, more than the loop that fills it. Two
+ * tensors are in flight at once, each taking two; only matrices up to SCRATCH_MAX_BYTES are kept, so an
+ * embedding-sized draw is freed when its tensor is done.
+ */
+const SCRATCH_MAX_BYTES = 128 * 1024 * 1024;
+const SCRATCH_KEPT = 4;
+const scratch: Float32Array[] = [];
+
+function takeScratch(length: number): Float32Array {
+  let best = -1;
+  for (let i = 0; i < scratch.length; i++) if (scratch[i].length >= length && (best < 0 || scratch[i].length < scratch[best].length)) best = i;
+  if (best < 0) return new Float32Array(length);
+  const [a] = scratch.splice(best, 1);
+  return a.length === length ? a : a.subarray(0, length);
+}
+
+function giveScratch(a: Float32Array): void {
+  const whole = new Float32Array(a.buffer);
+  if (whole.byteLength > SCRATCH_MAX_BYTES) return;
+  scratch.push(whole);
+  // Keep the largest: a later large tensor can use a large buffer, not the other way round.
+  if (scratch.length > SCRATCH_KEPT) {
+    scratch.sort((x, y) => y.length - x.length);
+    scratch.length = SCRATCH_KEPT;
+  }
 }
 
 /**
