@@ -10,6 +10,16 @@ export interface Matrix {
   data: Float32Array;
 }
 
+/**
+ * A dense float64 matrix, row-major: for the small-side algebra whose inputs must not be rounded (the
+ * Ritz problems' Gram matrices and vectors), where a float32 product's 1e-7 would show in the answer.
+ */
+export interface Matrix64 {
+  rows: number;
+  cols: number;
+  data: Float64Array;
+}
+
 export interface MatmulOptions {
   /** Use A^T instead of A. */
   transA?: boolean;
@@ -21,10 +31,19 @@ export interface MatmulOptions {
 
 /** Throws unless `m` is a well-formed matrix (integer non-negative dims, data length rows*cols). */
 export function checkMatrix(m: Matrix, what = 'matrix'): void {
+  checkShape(m, Float32Array, what);
+}
+
+/** {@link checkMatrix} for a float64 matrix. */
+export function checkMatrix64(m: Matrix64, what = 'matrix'): void {
+  checkShape(m, Float64Array, what);
+}
+
+function checkShape(m: Matrix | Matrix64, type: Float32ArrayConstructor | Float64ArrayConstructor, what: string): void {
   if (!Number.isInteger(m.rows) || !Number.isInteger(m.cols) || m.rows < 0 || m.cols < 0) {
     throw new Error(`${what}: invalid shape ${m.rows} x ${m.cols}`);
   }
-  if (!(m.data instanceof Float32Array)) throw new Error(`${what}: data must be a Float32Array`);
+  if (!(m.data instanceof type)) throw new Error(`${what}: data must be a ${type.name}`);
   if (m.data.length !== m.rows * m.cols) {
     throw new Error(`${what}: data length ${m.data.length} does not match shape ${m.rows} x ${m.cols}`);
   }
@@ -61,6 +80,11 @@ export function matrixToFloat64(m: Matrix): Float64Array {
   return Float64Array.from(m.data);
 }
 
+/** The same matrix as a float64 {@link Matrix64} (one exact copy). */
+export function widenMatrix(m: Matrix): Matrix64 {
+  return { rows: m.rows, cols: m.cols, data: Float64Array.from(m.data) };
+}
+
 /**
  * Explicit transpose (one copy), blocked so that both the reads and the writes stay in cache for
  * large matrices. The backends never need it (they take transpose flags); it is for callers that
@@ -84,7 +108,7 @@ export function transposeMatrix(m: Matrix): Matrix {
 }
 
 /** Output shape of op(A) op(B); throws a clear error when the inner dimensions disagree. */
-export function matmulShape(a: Matrix, b: Matrix, opts?: MatmulOptions): { m: number; k: number; n: number } {
+export function matmulShape(a: Matrix | Matrix64, b: Matrix | Matrix64, opts?: MatmulOptions): { m: number; k: number; n: number } {
   const m = opts?.transA ? a.cols : a.rows;
   const ka = opts?.transA ? a.rows : a.cols;
   const kb = opts?.transB ? b.cols : b.rows;

@@ -2,8 +2,8 @@
  * The ONNX graphs the onnxruntime backend runs, built here in code with onnx-proto (no model files to
  * ship, no Python export step, and the graphs are reviewable next to the code that feeds them).
  *
- * Each graph is one `Gemm` node (alpha = 1, no C input), float32, with symbolic (dim_param) shapes so
- * one session serves every matrix size. Transposes are Gemm attributes, not Transpose nodes: both the
+ * Each graph is one `Gemm` node (alpha = 1, no C input), float32 or float64, with symbolic (dim_param)
+ * shapes so one session serves every matrix size. Transposes are Gemm attributes, not Transpose nodes: both the
  * CPU provider (MLAS sgemm) and the CUDA provider (cuBLAS) consume transposed operands in place, so a
  * 1536 x 8960 weight is never copied just to be read the other way round.
  *
@@ -26,14 +26,20 @@ export const INPUT_A = 'A';
 export const INPUT_B = 'B';
 export const OUTPUT_C = 'C';
 
-const FLOAT = onnx.TensorProto.DataType.FLOAT;
+/** The element type of a graph's inputs and output. */
+export type GraphPrecision = 'float32' | 'float64';
 
-function tensorValueInfo(name: string, dims: readonly string[]): onnx.IValueInfoProto {
+const ELEM_TYPE: Record<GraphPrecision, onnx.TensorProto.DataType> = {
+  float32: onnx.TensorProto.DataType.FLOAT,
+  float64: onnx.TensorProto.DataType.DOUBLE,
+};
+
+function tensorValueInfo(name: string, dims: readonly string[], precision: GraphPrecision): onnx.IValueInfoProto {
   return {
     name,
     type: {
       tensorType: {
-        elemType: FLOAT,
+        elemType: ELEM_TYPE[precision],
         shape: { dim: dims.map((d) => ({ dimParam: d })) },
       },
     },
@@ -48,50 +54,51 @@ function floatAttr(name: string, value: number): onnx.IAttributeProto {
   return { name, type: onnx.AttributeProto.AttributeType.FLOAT, f: value };
 }
 
-/** The graph (as a message) for one kind. Exposed for tests and debugging. */
-export function buildGraphModel(kind: GraphKind): onnx.IModelProto {
+/** The graph (as a message) for one kind and precision. Exposed for tests and debugging. */
+export function buildGraphModel(kind: GraphKind, precision: GraphPrecision = 'float32'): onnx.IModelProto {
+  const tensor = (name: string, dims: readonly string[]) => tensorValueInfo(name, dims, precision);
   let transA = 0;
   let transB = 0;
   let inputs: onnx.IValueInfoProto[];
   let gemmInputs: string[];
   switch (kind) {
     case 'matmul_nn':
-      inputs = [tensorValueInfo(INPUT_A, ['M', 'K']), tensorValueInfo(INPUT_B, ['K', 'N'])];
+      inputs = [tensor(INPUT_A, ['M', 'K']), tensor(INPUT_B, ['K', 'N'])];
       gemmInputs = [INPUT_A, INPUT_B];
       break;
     case 'matmul_nt':
       transB = 1;
-      inputs = [tensorValueInfo(INPUT_A, ['M', 'K']), tensorValueInfo(INPUT_B, ['N', 'K'])];
+      inputs = [tensor(INPUT_A, ['M', 'K']), tensor(INPUT_B, ['N', 'K'])];
       gemmInputs = [INPUT_A, INPUT_B];
       break;
     case 'matmul_tn':
       transA = 1;
-      inputs = [tensorValueInfo(INPUT_A, ['K', 'M']), tensorValueInfo(INPUT_B, ['K', 'N'])];
+      inputs = [tensor(INPUT_A, ['K', 'M']), tensor(INPUT_B, ['K', 'N'])];
       gemmInputs = [INPUT_A, INPUT_B];
       break;
     case 'matmul_tt':
       transA = 1;
       transB = 1;
-      inputs = [tensorValueInfo(INPUT_A, ['K', 'M']), tensorValueInfo(INPUT_B, ['N', 'K'])];
+      inputs = [tensor(INPUT_A, ['K', 'M']), tensor(INPUT_B, ['N', 'K'])];
       gemmInputs = [INPUT_A, INPUT_B];
       break;
     case 'gram_AtA':
       // A is R x N; C = A^T A is N x N.
       transA = 1;
-      inputs = [tensorValueInfo(INPUT_A, ['R', 'N'])];
+      inputs = [tensor(INPUT_A, ['R', 'N'])];
       gemmInputs = [INPUT_A, INPUT_A];
       break;
     case 'gram_AAt':
       // A is M x R; C = A A^T is M x M.
       transB = 1;
-      inputs = [tensorValueInfo(INPUT_A, ['M', 'R'])];
+      inputs = [tensor(INPUT_A, ['M', 'R'])];
       gemmInputs = [INPUT_A, INPUT_A];
       break;
   }
   const outDims = kind === 'gram_AtA' ? ['N', 'N'] : kind === 'gram_AAt' ? ['M', 'M'] : ['M', 'N'];
   const node: onnx.INodeProto = {
     opType: 'Gemm',
-    name: `gemm_${kind}`,
+    name: `gemm_${kind}_${precision}`,
     input: gemmInputs,
     output: [OUTPUT_C],
     attribute: [floatAttr('alpha', 1), floatAttr('beta', 1), intAttr('transA', transA), intAttr('transB', transB)],
@@ -102,17 +109,17 @@ export function buildGraphModel(kind: GraphKind): onnx.IModelProto {
     producerVersion: '1',
     opsetImport: [{ domain: '', version: OPSET_VERSION }],
     graph: {
-      name: `gatescope_${kind}`,
+      name: `gatescope_${kind}_${precision}`,
       node: [node],
       input: inputs,
-      output: [tensorValueInfo(OUTPUT_C, outDims)],
+      output: [tensor(OUTPUT_C, outDims)],
     },
   };
 }
 
-/** Serialized ONNX model bytes for one kind, ready for `InferenceSession.create(bytes, ...)`. */
-export function buildGraph(kind: GraphKind): Uint8Array {
-  const model = onnx.ModelProto.create(buildGraphModel(kind));
+/** Serialized ONNX model bytes for one kind and precision, ready for `InferenceSession.create(bytes, ...)`. */
+export function buildGraph(kind: GraphKind, precision: GraphPrecision = 'float32'): Uint8Array {
+  const model = onnx.ModelProto.create(buildGraphModel(kind, precision));
   return onnx.ModelProto.encode(model).finish();
 }
 

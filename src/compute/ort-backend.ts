@@ -1,7 +1,7 @@
 /**
  * The onnxruntime implementation of {@link ComputeBackend}: the fast path for every large product.
  *
- * - One InferenceSession per graph kind (see onnx-graphs.ts), created on first use and cached on the
+ * - One InferenceSession per graph kind and precision (see onnx-graphs.ts), created on first use and cached on the
  *   backend instance: session creation (graph parse, optimisation, kernel selection) costs
  *   milliseconds, a product of a 74 x 8960 panel with a 8960 x 1536 weight costs about as much, so
  *   sessions must be reused.
@@ -17,9 +17,9 @@
  */
 import * as ort from 'onnxruntime-node';
 import type { ComputeBackend, CreateBackendOptions } from './backend';
-import { checkMatrix, matmulShape, type MatmulOptions, type Matrix } from './matrix';
+import { checkMatrix, checkMatrix64, matmulShape, type MatmulOptions, type Matrix, type Matrix64 } from './matrix';
 import { DeviceUnavailableError } from './errors';
-import { GraphKind, INPUT_A, INPUT_B, OUTPUT_C, buildGraph, matmulKind } from './onnx-graphs';
+import { GraphKind, GraphPrecision, INPUT_A, INPUT_B, OUTPUT_C, buildGraph, matmulKind } from './onnx-graphs';
 
 // Keep onnxruntime from phoning home, before any session exists.
 process.env.ORT_DISABLE_TELEMETRY = '1';
@@ -58,7 +58,7 @@ function sessionOptions(
 export class OrtBackend implements ComputeBackend {
   readonly name: string;
   readonly device: Provider;
-  private readonly sessions = new Map<GraphKind, Promise<ort.InferenceSession>>();
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
   private disposed = false;
 
   constructor(
@@ -69,15 +69,16 @@ export class OrtBackend implements ComputeBackend {
     this.name = `onnxruntime-${provider}`;
   }
 
-  /** The cached session for a graph kind (created on first use, shared by concurrent callers). */
-  session(kind: GraphKind, quiet = false): Promise<ort.InferenceSession> {
+  /** The cached session for a graph kind and precision (created on first use, shared by concurrent callers). */
+  session(kind: GraphKind, quiet = false, precision: GraphPrecision = 'float32'): Promise<ort.InferenceSession> {
     if (this.disposed) return Promise.reject(new Error(`${this.name}: backend used after dispose()`));
-    let s = this.sessions.get(kind);
+    const key = `${kind}:${precision}`;
+    let s = this.sessions.get(key);
     if (!s) {
-      s = ort.InferenceSession.create(buildGraph(kind), sessionOptions(this.device, this.threads, quiet));
+      s = ort.InferenceSession.create(buildGraph(kind, precision), sessionOptions(this.device, this.threads, quiet));
       // A failed creation must not poison the cache.
-      s.catch(() => this.sessions.delete(kind));
-      this.sessions.set(kind, s);
+      s.catch(() => this.sessions.delete(key));
+      this.sessions.set(key, s);
     }
     return s;
   }
@@ -102,6 +103,30 @@ export class OrtBackend implements ComputeBackend {
     const session = await this.session(side === 'AtA' ? 'gram_AtA' : 'gram_AAt');
     const out = await session.run({ [INPUT_A]: toTensor(a) });
     return fromTensor(out[OUTPUT_C], d, d);
+  }
+
+  async matmul64(a: Matrix64, b: Matrix64, opts?: MatmulOptions): Promise<Matrix64> {
+    checkMatrix64(a, 'matmul64 A');
+    checkMatrix64(b, 'matmul64 B');
+    const { m, k, n } = matmulShape(a, b, opts);
+    if (m === 0 || n === 0 || k === 0) return { rows: m, cols: n, data: new Float64Array(m * n) };
+    const session = await this.session(matmulKind(!!opts?.transA, !!opts?.transB), false, 'float64');
+    const out = await session.run({ [INPUT_A]: toTensor64(a), [INPUT_B]: toTensor64(b) });
+    return fromTensor64(out[OUTPUT_C], m, n);
+  }
+
+  async gram64(a: Matrix64, side: 'AtA' | 'AAt'): Promise<Matrix64> {
+    checkMatrix64(a, 'gram64 A');
+    const d = side === 'AtA' ? a.cols : a.rows;
+    const r = side === 'AtA' ? a.rows : a.cols;
+    if (d === 0 || r === 0) return { rows: d, cols: d, data: new Float64Array(d * d) };
+    const session = await this.session(side === 'AtA' ? 'gram_AtA' : 'gram_AAt', false, 'float64');
+    const out = await session.run({ [INPUT_A]: toTensor64(a) });
+    const g = fromTensor64(out[OUTPUT_C], d, d);
+    // A blocked GEMM need not sum entry (i, j) in the same order as (j, i): the eigen-solvers downstream
+    // want an exactly symmetric matrix, so the two halves are averaged (a change at rounding level).
+    symmetrize(g.data, d);
+    return g;
   }
 
   async dispose(): Promise<void> {
@@ -131,6 +156,31 @@ function fromTensor(t: ort.Tensor | undefined, rows: number, cols: number): Matr
     throw new Error(`onnxruntime returned ${data.length} values, expected ${rows} x ${cols}`);
   }
   return { rows, cols, data };
+}
+
+function toTensor64(m: Matrix64): ort.Tensor {
+  return new ort.Tensor('float64', m.data, [m.rows, m.cols]);
+}
+
+function fromTensor64(t: ort.Tensor | undefined, rows: number, cols: number): Matrix64 {
+  if (!t) throw new Error('onnxruntime returned no output');
+  const data = t.data;
+  if (!(data instanceof Float64Array)) throw new Error(`onnxruntime returned ${t.type}, expected float64`);
+  if (data.length !== rows * cols) {
+    throw new Error(`onnxruntime returned ${data.length} values, expected ${rows} x ${cols}`);
+  }
+  return { rows, cols, data };
+}
+
+/** Makes the square d x d row-major matrix G exactly symmetric by averaging mirrored entries. */
+function symmetrize(G: Float64Array, d: number): void {
+  for (let i = 0; i < d; i++) {
+    for (let j = i + 1; j < d; j++) {
+      const v = 0.5 * (G[i * d + j] + G[j * d + i]);
+      G[i * d + j] = v;
+      G[j * d + i] = v;
+    }
+  }
 }
 
 /** One line of text for an unknown thrown value (first line only: native errors can be long). */

@@ -1,16 +1,16 @@
 /**
  * The TypeScript reference backend: plain loops, float64 accumulation, results rounded to float32
- * once at the end. It exists to check the fast backend in tests (and to run linalg tests without
+ * once at the end (the float64 products keep all of it). It exists to check the fast backend in tests (and to run linalg tests without
  * native code); it is far too slow for real checkpoints, and nothing in production selects it.
  *
  * Operands are first copied into "op(A) rows" and "op(B) columns" so that every output entry is a
  * dot product of two contiguous float64 vectors: simple to trust, and fast enough for test sizes.
  */
-import type { ComputeBackend, MatmulOptions, Matrix } from './backend';
-import { checkMatrix, matmulShape } from './backend';
+import type { ComputeBackend, MatmulOptions, Matrix, Matrix64 } from './backend';
+import { checkMatrix, checkMatrix64, matmulShape } from './backend';
 
 /** op(X) as rows (r x c row-major float64), where op transposes when `trans`. */
-function rowsOf(x: Matrix, trans: boolean): Float64Array {
+function rowsOf(x: Matrix | Matrix64, trans: boolean): Float64Array {
   const { rows, cols, data } = x;
   const out = new Float64Array(rows * cols);
   if (!trans) {
@@ -57,6 +57,18 @@ export class ReferenceBackend implements ComputeBackend {
 
   async gram(a: Matrix, side: 'AtA' | 'AAt'): Promise<Matrix> {
     return side === 'AtA' ? this.matmul(a, a, { transA: true }) : this.matmul(a, a, { transB: true });
+  }
+
+  async matmul64(a: Matrix64, b: Matrix64, opts?: MatmulOptions): Promise<Matrix64> {
+    checkMatrix64(a, 'matmul64 A');
+    checkMatrix64(b, 'matmul64 B');
+    const { m, k, n } = matmulShape(a, b, opts);
+    return { rows: m, cols: n, data: dotAll(rowsOf(a, !!opts?.transA), rowsOf(b, !opts?.transB), m, n, k) };
+  }
+
+  async gram64(a: Matrix64, side: 'AtA' | 'AAt'): Promise<Matrix64> {
+    // dotAll sums (i, j) and (j, i) over the same two rows in the same order: exactly symmetric.
+    return side === 'AtA' ? this.matmul64(a, a, { transA: true }) : this.matmul64(a, a, { transB: true });
   }
 
   async dispose(): Promise<void> {

@@ -28,23 +28,24 @@
  *   shared basis:  Q = [Qb1, orth((I - Qb1 Qb1^T) Qb0)] (directions above float32 noise only), width L
  *   shared step:   C1 = A1' Q, E = dW' Q, C0 = C1 - E in float64; Ritz values and vectors of both from
  *                  the float64 Gram matrices C^T C (L x L)
- * Products with the big matrices and the orthonormalisations (CholeskyQR2) run on the backend; the small
- * Gram matrices, their eigen-decompositions and the s x k vectors in float64 here.
+ * Products with the big matrices and the orthonormalisations (CholeskyQR2) run on the backend in float32;
+ * the small Gram matrices and the s x k vectors on the backend in float64 (exact inputs, exact products);
+ * the eigen-decompositions in float64 here.
  *
  * Ritz values are lower bounds of the exact singular values; for the leading ones the gap is negligible,
  * for the last few of the l computed it is not, which is why only the top kSpectrum of them are
  * reported. The long-side angles are computed in the coordinates of Q (exact for an orthonormal Q;
  * CholeskyQR2 makes it orthonormal to float32 rounding, which moves an angle by ~1e-6 rad).
  */
-import type { ComputeBackend, Matrix } from '../compute/backend';
+import { widenMatrix, type ComputeBackend, type Matrix, type Matrix64 } from '../compute/backend';
 import { choleskyQr2Rows } from './cholqr';
-import { allFinite, crossProduct, gramRows } from './dense';
+import { allFinite } from './dense';
 import { symmetricEigen, symmetricEigenTop } from './eigen';
 import { orthonormalizeColumnMajor } from './qr';
 import { Rng } from './random';
 import { principalAnglesDeg } from './angles';
 import { completeOrthonormalColumns } from './svd';
-import { NULL_RELATIVE, WEAK_RELATIVE, addTime, sideOperators, type SideOperators, type SvdResult } from './truncated-svd';
+import { NULL_RELATIVE, addTime, sideOperators, type SideOperators, type SvdResult } from './truncated-svd';
 import { lowRankSideOperators, sumSideOperators, type LowRankUpdate } from './low-rank';
 
 /** Default tolerance of the convergence test: the estimated remaining ||sin Theta||_F of the top-k subspace (~0.006 degrees). */
@@ -123,42 +124,27 @@ interface Ritz {
 }
 
 /**
- * Ritz values and vectors from Ct (l x s row-major, the transposed C = A' Qb). The Gram matrix C^T C, whose
- * eigenvalues are the squared values, is float64 (given, or formed here from the float32 C exactly
- * multiplied). The vectors C W_k / S: in float64 for the convergence test (which compares iterations to
- * 1e-4 and must not see product rounding), else from a float32 backend product (moves them by ~1e-7).
+ * Ritz values and vectors from Ct (l x s row-major, the transposed C = A' Qb), all in float64: the Gram
+ * matrix C^T C (whose eigenvalues are the squared values) and the vectors C W_k / S are float64 backend
+ * products of the exact (widened) C. The convergence test compares iterations to 1e-4 and the shifts are
+ * differences of 1e-5 relative, so neither may see a float32 product's rounding (1e-7 s_1 / s_i in vector
+ * i); the backend's DGEMM costs a third of a TypeScript loop for the same exact result.
  */
-async function ritzOf(backend: ComputeBackend, Ct: Matrix, k: number, G?: Float64Array, precise = false): Promise<Ritz> {
+async function ritzOf(backend: ComputeBackend, Ct: Matrix64, k: number): Promise<Ritz> {
   const { rows: l, cols: s } = Ct;
   // Only the top-k vectors are used: inverse iteration for those, not a full eigen-decomposition.
-  const eig = symmetricEigenTop(G ?? gramRows(Ct.data, l, s), l, k);
+  const eig = symmetricEigenTop((await backend.gram64(Ct, 'AAt')).data, l, k);
   const S = eig.values.map((v) => Math.sqrt(Math.max(v, 0)));
   const W = eig.vectors;
   const floor = S[0] * NULL_RELATIVE;
   let rank = 0;
   while (rank < k && S[rank] > floor && S[rank] > 0) rank++;
   const Us = new Float64Array(s * k);
-  // A float32 product carries an error of ~1e-7 s_1 / s_i in vector i: weak vectors (below WEAK_RELATIVE) take the float64 path.
-  if (precise || (rank > 0 && S[rank - 1] < WEAK_RELATIVE * S[0])) {
-    // Us[r, i] = sum_j C[r, j] W[j, i] / S[i], with C[r, j] = Ct[j s + r].
-    for (let j = 0; j < l; j++) {
-      const oc = j * s;
-      const ow = j * k;
-      for (let r = 0; r < s; r++) {
-        const c = Ct.data[oc + r];
-        if (c === 0) continue;
-        const ou = r * k;
-        for (let i = 0; i < rank; i++) Us[ou + i] += c * W[ow + i];
-      }
-    }
-    for (let i = 0; i < rank; i++) {
-      const inv = 1 / S[i];
-      for (let r = 0; r < s; r++) Us[r * k + i] *= inv;
-    }
-  } else {
-    const Wkt: Matrix = { rows: k, cols: l, data: new Float32Array(k * l) };
-    for (let j = 0; j < l; j++) for (let i = 0; i < k; i++) Wkt.data[i * l + j] = W[j * k + i];
-    const UsT = await backend.matmul(Wkt, Ct); // k x s: (C W_k)^T
+  if (rank > 0) {
+    // (C W_r)^T = W_r^T Ct (rank x s), then Us[r, i] = (C W)[r, i] / S[i].
+    const Wrt = new Float64Array(rank * l);
+    for (let j = 0; j < l; j++) for (let i = 0; i < rank; i++) Wrt[i * l + j] = W[j * k + i];
+    const UsT = await backend.matmul64({ rows: rank, cols: l, data: Wrt }, Ct);
     for (let i = 0; i < rank; i++) {
       const inv = 1 / S[i];
       const o = i * s;
@@ -182,8 +168,8 @@ async function ritzOf(backend: ComputeBackend, Ct: Matrix, k: number, G?: Float6
 }
 
 /** ||sin Theta||_F between the spans of the first r columns of two s x k orthonormal bases: sqrt(r - ||U0_r^T U1_r||_F^2). */
-function subspaceChange(U0: Float64Array, U1: Float64Array, s: number, k: number, r: number): number {
-  const M = crossProduct(U0, U1, s, k, k);
+async function subspaceChange(backend: ComputeBackend, U0: Float64Array, U1: Float64Array, s: number, k: number, r: number): Promise<number> {
+  const M = (await backend.matmul64({ rows: s, cols: k, data: U0 }, { rows: s, cols: k, data: U1 }, { transA: true })).data; // k x k
   let f = 0;
   for (let i = 0; i < r; i++) for (let j = 0; j < r; j++) f += M[i * k + j] ** 2;
   return Math.sqrt(Math.max(0, r - f));
@@ -221,8 +207,8 @@ async function iterate(
     if (it === 1 && !allFinite(Ct.data)) throw new Error('truncatedSvd: matrix has NaN or Inf entries');
     // A test compares two iterations: before the one ahead of the minimum count, no Ritz problem is solved.
     if (it >= minIt - 1) {
-      const ritz = await ritzOf(backend, Ct, k, undefined, true);
-      const change = prev ? subspaceChange(prev.Us, ritz.Us, op.s, k, Math.min(prev.rank, ritz.rank)) : Infinity;
+      const ritz = await ritzOf(backend, widenMatrix(Ct), k);
+      const change = prev ? await subspaceChange(backend, prev.Us, ritz.Us, op.s, k, Math.min(prev.rank, ritz.rank)) : Infinity;
       t = addTime(timings, 'ritz', t);
       const error = remainingError(change, lastChange);
       const converged = it >= minIt && error <= tol;
@@ -369,19 +355,13 @@ export async function sharedSubspaceSvd(
   const C1t = stackRows(it1.Ct, ext ? await op1.applyA(ext) : null); // L x s
   const Et = await opD.applyA(Qt); // L x s: (dW' Q)^T
   t = addTime(timings, 'products', t);
-  // C0 = A0' Q = C1 - E. Its Gram matrix from C1's (float64) and the small terms in E (float32 products,
-  // whose rounding is ~1e-7 of the terms that make the shifts): G0 = G1 - C1^T E - E^T C1 + E^T E.
-  const G1 = gramRows(C1t.data, L, s);
-  const X = await backend.matmul(C1t, Et, { transB: true }); // L x L: C1^T E
-  const EtE = await backend.gram(Et, 'AAt'); // L x L
-  const G0 = new Float64Array(L * L);
-  for (let i = 0; i < L; i++) {
-    for (let j = 0; j < L; j++) G0[i * L + j] = G1[i * L + j] - X.data[i * L + j] - X.data[j * L + i] + EtE.data[i * L + j];
-  }
-  const C0t: Matrix = { rows: L, cols: s, data: new Float32Array(L * s) };
-  for (let i = 0; i < C0t.data.length; i++) C0t.data[i] = C1t.data[i] - Et.data[i];
-  const r1 = await ritzOf(backend, C1t, k, G1);
-  const r0 = await ritzOf(backend, C0t, k, G0);
+  // C0 = A0' Q = C1 - E, formed in float64, where the difference of two float32 arrays is exact: C0 shares
+  // C1's product rounding, which therefore cancels in the shifts to first order.
+  const C1 = widenMatrix(C1t);
+  const C0: Matrix64 = { rows: L, cols: s, data: new Float64Array(L * s) };
+  for (let i = 0; i < C0.data.length; i++) C0.data[i] = C1.data[i] - Et.data[i];
+  const r1 = await ritzOf(backend, C1, k);
+  const r0 = await ritzOf(backend, C0, k);
   t = addTime(timings, 'finalRitz', t);
   const V0 = await longVectors(backend, Qt, r0.W, L, k);
   const V1 = await longVectors(backend, Qt, r1.W, L, k);

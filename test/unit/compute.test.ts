@@ -11,14 +11,15 @@ process.env.ORT_DISABLE_TELEMETRY = '1';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { onnx } from 'onnx-proto';
-import type { ComputeBackend, Matrix } from '../../src/compute/backend';
-import { createBackend, createMatrix, matmulShape, matrixFromRows, transposeMatrix } from '../../src/compute/backend';
+import type { ComputeBackend, Matrix, Matrix64 } from '../../src/compute/backend';
+import { createBackend, createMatrix, matmulShape, matrixFromRows, transposeMatrix, widenMatrix } from '../../src/compute/backend';
 import { GRAPH_KINDS, IR_VERSION, OPSET_VERSION, buildGraph } from '../../src/compute/onnx-graphs';
 import { OrtBackend } from '../../src/compute/ort-backend';
 import { ReferenceBackend } from '../../src/compute/reference-backend';
 import { Rng } from '../../src/linalg/random';
 
 const EPS32 = 2 ** -24;
+const EPS64 = 2 ** -53;
 
 function randomMatrix(rows: number, cols: number, seed: number): Matrix {
   const m = createMatrix(rows, cols);
@@ -47,7 +48,44 @@ function assertProductClose(C: Matrix, a: Matrix, b: Matrix, opts: { transA?: bo
   }
 }
 
+/** A float64 matrix with entries that float32 cannot hold (a Gaussian plus a sub-float32 perturbation). */
+function randomMatrix64(rows: number, cols: number, seed: number): Matrix64 {
+  const m = widenMatrix(randomMatrix(rows, cols, seed));
+  const rng = new Rng(seed + 7);
+  for (let i = 0; i < m.data.length; i++) m.data[i] += 1e-9 * rng.nextGaussian();
+  return m;
+}
+
+/** Asserts a float64 C matches op(A) op(B) within the float64 dot-product bound 4 k eps64 (|A| |B|)_ij. */
+async function assertProduct64Close(C: Matrix64, a: Matrix64, b: Matrix64, opts: { transA?: boolean; transB?: boolean }, what: string): Promise<void> {
+  const exact = await ref.matmul64(a, b, opts);
+  const abs = (m: Matrix64): Matrix64 => ({ rows: m.rows, cols: m.cols, data: m.data.map(Math.abs) });
+  const bound = await ref.matmul64(abs(a), abs(b), opts);
+  const k = matmulShape(a, b, opts).k;
+  assert.equal(C.rows, exact.rows, `${what}: rows`);
+  assert.equal(C.cols, exact.cols, `${what}: cols`);
+  assert.ok(C.data instanceof Float64Array, `${what}: float64 output`);
+  for (let i = 0; i < C.data.length; i++) {
+    const tol = 4 * k * EPS64 * bound.data[i] + 1e-300;
+    const err = Math.abs(C.data[i] - exact.data[i]);
+    if (!(err <= tol)) assert.fail(`${what}: entry ${i} off by ${err} (tol ${tol})`);
+  }
+}
+
 describe('ONNX graphs', () => {
+  it('the float64 graphs are the same Gemm with DOUBLE inputs and output', () => {
+    for (const kind of GRAPH_KINDS) {
+      const g = onnx.ModelProto.decode(buildGraph(kind, 'float64')).graph as onnx.GraphProto;
+      assert.equal(g.node[0].opType, 'Gemm');
+      for (const vi of [...g.input, ...g.output]) assert.equal(vi.type?.tensorType?.elemType, onnx.TensorProto.DataType.DOUBLE, `${kind} ${vi.name}`);
+      const same = onnx.ModelProto.decode(buildGraph(kind)).graph as onnx.GraphProto;
+      assert.deepEqual(
+        (g.node[0].attribute ?? []).map((a) => [a.name, a.i, a.f]),
+        (same.node[0].attribute ?? []).map((a) => [a.name, a.i, a.f]),
+      );
+    }
+  });
+
   it('every kind encodes as a one-Gemm float32 model, opset 17, IR 8, symbolic dims', () => {
     for (const kind of GRAPH_KINDS) {
       const bytes = buildGraph(kind);
@@ -125,6 +163,50 @@ describe('onnxruntime CPU backend vs reference', () => {
     });
   }
 
+  for (const [m, k, n] of [
+    [1, 1, 1],
+    [7, 3, 5],
+    [120, 300, 41],
+  ] as Array<[number, number, number]>) {
+    it(`matmul64 ${m}x${k} * ${k}x${n}, all transposes, within the float64 bound`, async () => {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const a = randomMatrix64(transA ? k : m, transA ? m : k, m * 13 + k);
+          const b = randomMatrix64(transB ? n : k, transB ? k : n, n * 29 + k);
+          await assertProduct64Close(await be.matmul64(a, b, { transA, transB }), a, b, { transA, transB }, `ort ${transA} ${transB}`);
+        }
+      }
+    });
+  }
+
+  it('gram64 matches the reference within the float64 bound and is exactly symmetric', async () => {
+    for (const [r, c] of [
+      [1, 1],
+      [266, 700],
+      [40, 9],
+    ] as Array<[number, number]>) {
+      const a = randomMatrix64(r, c, r * 3 + c);
+      for (const side of ['AtA', 'AAt'] as const) {
+        const g = await be.gram64(a, side);
+        const d = side === 'AtA' ? c : r;
+        assert.equal(g.rows, d);
+        await assertProduct64Close(g, a, a, side === 'AtA' ? { transA: true } : { transB: true }, `gram64 ${side} ${r}x${c}`);
+        for (let i = 0; i < d; i++) for (let j = 0; j < i; j++) assert.equal(g.data[i * d + j], g.data[j * d + i], `symmetric at ${i},${j}`);
+      }
+    }
+  });
+
+  it('float64 products keep what float32 would round away', async () => {
+    // (1 + 2^-30)^2 = 1 + 2^-29 (+ 2^-60, below float64's rounding): float32 would hold the inputs as 1.
+    const a: Matrix64 = { rows: 1, cols: 1, data: new Float64Array([1 + 2 ** -30]) };
+    const b: Matrix64 = { rows: 1, cols: 1, data: new Float64Array([1 + 2 ** -30]) };
+    const c = await be.matmul64(a, b);
+    assert.equal(c.data[0], 1 + 2 ** -29);
+    await assert.rejects(be.matmul64({ rows: 1, cols: 1, data: new Float32Array(1) as unknown as Float64Array }, b), /must be a Float64Array/);
+    const e = await be.gram64({ rows: 0, cols: 3, data: new Float64Array(0) }, 'AtA');
+    assert.deepEqual(Array.from(e.data), new Array(9).fill(0));
+  });
+
   it('known small product and subarray views (non-zero byteOffset) as input', async () => {
     const buf = new Float32Array([99, 1, 2, 3, 4]);
     const a = createMatrix(2, 2, buf.subarray(1));
@@ -160,6 +242,10 @@ describe('onnxruntime CPU backend vs reference', () => {
     await be.matmul(createMatrix(2, 2), createMatrix(2, 2));
     assert.equal(ob.session('matmul_nn'), s1);
     assert.notEqual(ob.session('matmul_nt'), s1);
+    // float64 graphs are separate sessions, cached the same way
+    const s64 = ob.session('matmul_nn', false, 'float64');
+    assert.notEqual(s64, s1);
+    assert.equal(ob.session('matmul_nn', false, 'float64'), s64);
   });
 });
 
