@@ -28,7 +28,7 @@ import {
   symmetricEigenTop,
   truncatedSvd,
 } from '../../src/linalg';
-import { choleskyQr2Rows } from '../../src/linalg/cholqr';
+import { choleskyInverseFactor, choleskyQr2Rows } from '../../src/linalg/cholqr';
 
 // ---------------------------------------------------------------------------------------------------
 // helpers (float64, row-major)
@@ -504,6 +504,35 @@ describe('truncated SVD', () => {
 });
 
 describe('CholeskyQR2 on the backend', () => {
+  it('the inverse Cholesky factor is lower triangular and whitens G: Li G Li^T = I', () => {
+    for (const l of [1, 5, 97]) {
+      // G = X^T X + l I for a Gaussian X: symmetric positive definite, condition number modest.
+      const X = gaussian(l + 3, l, 5 + l);
+      const G = new Float64Array(l * l);
+      for (let i = 0; i < l; i++) {
+        for (let j = 0; j < l; j++) {
+          let v = i === j ? l : 0;
+          for (let t = 0; t < l + 3; t++) v += X[t * l + i] * X[t * l + j];
+          G[i * l + j] = v;
+        }
+      }
+      const Li = choleskyInverseFactor(G, l);
+      assert.ok(Li, `l = ${l}`);
+      for (let i = 0; i < l; i++) for (let j = i + 1; j < l; j++) assert.equal(Li[i * l + j], 0, `upper entry ${i},${j}`);
+      let worst = 0;
+      for (let i = 0; i < l; i++) {
+        for (let j = 0; j < l; j++) {
+          let v = 0;
+          for (let a = 0; a < l; a++) for (let b = 0; b < l; b++) v += Li[i * l + a] * G[a * l + b] * Li[j * l + b];
+          worst = Math.max(worst, Math.abs(v - (i === j ? 1 : 0)));
+        }
+      }
+      assert.ok(worst < 1e-12, `l = ${l}: |Li G Li^T - I| = ${worst}`);
+    }
+    // Not positive definite: a clear null, not NaNs.
+    assert.equal(choleskyInverseFactor(Float64Array.from([1, 2, 2, 1]), 2), null);
+  });
+
   it('orthonormalises a well-conditioned panel to float32 rounding and refuses a rank-deficient one', async () => {
     const be = createReferenceBackend();
     const l = 6;
