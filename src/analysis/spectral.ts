@@ -11,7 +11,7 @@ import { sharedSubspaceSvd, sharedBasisWidth, SUBSPACE_TOLERANCE, SUBSPACE_MAX_I
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { ANALYSIS_REVISION } from './revision';
-import { changedMask, selectByMagnitude, exponentGroups, groupRates, overlap, type Overlap } from './masks';
+import { changedMask, selectByMagnitude, pairOverlaps, type Overlap } from './masks';
 import { FULL_SVD_MAX_MIN_DIM, spectralScope, type AnalysisPlan } from './plan';
 import { verdictFrom, verdictInputOf, runVerdict, noRegimeReason, ZERO_BASE } from './verdict';
 import { simulateNulls, NO_ROUNDING } from './nulls';
@@ -285,13 +285,7 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const P = selectByMagnitude(W0k.data, count50, true);
   const L = selectByMagnitude(p.w0, count50, false);
   lap('select');
-  const PnotL = new Uint8Array(numel);
-  for (let i = 0; i < numel; i++) PnotL[i] = P[i] & (L[i] ^ 1);
-  const groups = exponentGroups(p.w0);
-  const rates = groupRates(groups, p.mask);
-  const oP = overlap(P, p.mask, p.changed, groups, rates);
-  const oL = overlap(L, p.mask, p.changed, groups, rates);
-  const oPL = overlap(PnotL, p.mask, p.changed, groups, rates);
+  const { principal: oP, lowMagnitude: oL, principalNotLow: oPL } = pairOverlaps(P, L, p.mask, p.changed, p.w0);
   lap('overlaps');
 
   // M6 on the principal part: exact top-k shifts, and the first-order shifts u_i^T dW v_i (the diagonal of

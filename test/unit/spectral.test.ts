@@ -2,7 +2,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createBackend, type ComputeBackend } from '../../src/compute/backend';
 import { analyzePair, type TensorPair } from '../../src/analysis/spectral';
-import { selectByMagnitude, quickselect, kthSmallestBits } from '../../src/analysis/masks';
+import { selectByMagnitude, quickselect, kthSmallestBits, pairOverlaps } from '../../src/analysis/masks';
+import { exponentGroups, groupRates, overlapReference } from '../support/overlap-reference';
 import { verdictFrom } from '../../src/analysis/verdict';
 import { qr } from '../../src/linalg/qr';
 import { Rng } from '../../src/linalg/random';
@@ -242,4 +243,54 @@ test('verdict rule: a regime when a measure leans to it and none the other way; 
   const v = verdictFrom(bottom);
   assert.equal(v.evidence.length, 3);
   assert.ok(v.evidence.every((e) => typeof e.value === 'number' && typeof e.baseline === 'number' && e.note.length > 0));
+});
+
+test('the one-pass overlaps equal the per-mask reference: counts exactly, precision baselines to rounding', () => {
+  for (const [n, seed] of [
+    [0, 1],
+    [3, 2],
+    [10007, 3],
+  ] as const) {
+    const rng = new Rng(seed);
+    const w0 = new Float32Array(n);
+    const P = new Uint8Array(n);
+    const L = new Uint8Array(n);
+    const M = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      // Weights over a few decades (a few dozen exponent groups), zeros and negatives among them.
+      w0[i] = i % 97 === 0 ? 0 : rng.nextGaussian() * 10 ** (-3 * rng.nextUniform());
+      const a = Math.abs(w0[i]);
+      P[i] = a > 0.05 || rng.nextUniform() < 0.1 ? 1 : 0;
+      L[i] = a < 0.004 ? 1 : 0;
+      // Changes more likely for small weights (as bf16 storage makes them), independent of P otherwise.
+      M[i] = rng.nextUniform() < (a < 0.01 ? 0.4 : 0.1) ? 1 : 0;
+    }
+    let changed = 0;
+    for (let i = 0; i < n; i++) changed += M[i];
+    const got = pairOverlaps(P, L, M, changed, w0);
+    const groups = exponentGroups(w0);
+    const rates = groupRates(groups, M);
+    const PnotL = P.map((p, i) => p & (L[i] ^ 1));
+    const want = {
+      principal: overlapReference(P, M, changed, groups, rates),
+      lowMagnitude: overlapReference(L, M, changed, groups, rates),
+      principalNotLow: overlapReference(PnotL, M, changed, groups, rates),
+    };
+    for (const key of ['principal', 'lowMagnitude', 'principalNotLow'] as const) {
+      const g = got[key];
+      const w = want[key];
+      assert.equal(g.xAndM, w.xAndM, `${n} ${key} xAndM`);
+      assert.equal(g.xCount, w.xCount, `${n} ${key} xCount`);
+      assert.equal(g.observed, w.observed, `${n} ${key} observed`);
+      assert.equal(g.baseline, w.baseline, `${n} ${key} baseline`);
+      assert.ok(
+        Math.abs(g.expectedXAndM - w.expectedXAndM) <= 1e-12 * Math.max(1, w.expectedXAndM),
+        `${n} ${key} expected ${g.expectedXAndM} vs ${w.expectedXAndM}`,
+      );
+      if (w.expectedPrecision === null) assert.equal(g.expectedPrecision, null);
+      else assert.ok(Math.abs(g.expectedPrecision! - w.expectedPrecision) <= 1e-12, `${n} ${key} expectedPrecision`);
+    }
+    if (n > 100) assert.ok(want.principal.xAndM > 0 && want.lowMagnitude.xAndM > 0 && want.principalNotLow.xAndM > 0, 'the planted masks overlap');
+  }
+  assert.throws(() => pairOverlaps(new Uint8Array(2), new Uint8Array(3), new Uint8Array(3), 0, new Float32Array(3)), /masks of 2, 3, 3 entries for 3 weights/);
 });
