@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { ANALYSIS_REVISION } from './revision';
 import { changedMask, selectByMagnitude, pairOverlaps, type Overlap } from './masks';
+import { giveScratch, takeScratch } from './scratch';
 import { FULL_SVD_MAX_MIN_DIM, spectralScope, type AnalysisPlan } from './plan';
 import { verdictFrom, verdictInputOf, runVerdict, noRegimeReason, ZERO_BASE } from './verdict';
 import { simulateNulls, NO_ROUNDING } from './nulls';
@@ -186,8 +187,10 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
   const low = p.update ? scaleLowRank(p.update, scale) : undefined;
   let W1: Matrix | null = null;
   let dWm: Matrix | null = null;
+  // A stored update's dW is scratch (overwritten whole below), given back once its last product is done.
+  let dWScratch: Float32Array | undefined;
   if (!low || exact) {
-    const dW = low ? lowRankDense(low) : new Float32Array(m * n);
+    const dW = low ? lowRankDense(low) : (dWScratch = takeScratch(m * n));
     const w1 = low ? new Float32Array(m * n) : scale === 1 ? p.w1 : p.w1.map((x) => x * scale);
     if (low) for (let i = 0; i < dW.length; i++) w1[i] = w0[i] + dW[i];
     else for (let i = 0; i < dW.length; i++) dW[i] = w1[i] - w0[i];
@@ -272,6 +275,8 @@ export async function analyzePair(backend: ComputeBackend, p: TensorPair, settin
     const UtdWV = await backend.matmul(U0, dWV, { transA: true }); // k x k
     energy = { twoSided: UtdWV.data, left: sumSq(UtdW.data), right: sumSq(dWV.data) };
   }
+  // dW's last use (neither dWm nor dWScratch is read below): the nulls may take its pages.
+  if (dWScratch) giveScratch(dWScratch);
   lap('energy');
   const share = (x: number): number => (dFro2 > 0 ? Math.min(1, Math.max(0, 1 - x / dFro2)) : 1);
 
