@@ -149,13 +149,7 @@ function toTensor(m: Matrix): ort.Tensor {
 }
 
 function fromTensor(t: ort.Tensor | undefined, rows: number, cols: number): Matrix {
-  if (!t) throw new Error('onnxruntime returned no output');
-  const data = t.data;
-  if (!(data instanceof Float32Array)) throw new Error(`onnxruntime returned ${t.type}, expected float32`);
-  if (data.length !== rows * cols) {
-    throw new Error(`onnxruntime returned ${data.length} values, expected ${rows} x ${cols}`);
-  }
-  return { rows, cols, data };
+  return { rows, cols, data: outputData(t, Float32Array, 'float32', rows, cols) };
 }
 
 function toTensor64(m: Matrix64): ort.Tensor {
@@ -163,13 +157,24 @@ function toTensor64(m: Matrix64): ort.Tensor {
 }
 
 function fromTensor64(t: ort.Tensor | undefined, rows: number, cols: number): Matrix64 {
+  return { rows, cols, data: outputData(t, Float64Array, 'float64', rows, cols) };
+}
+
+/** The output's data, checked to be of the graph's element type and rows x cols long. */
+function outputData<T extends Float32Array | Float64Array>(
+  t: ort.Tensor | undefined,
+  type: new (n: number) => T,
+  typeName: string,
+  rows: number,
+  cols: number,
+): T {
   if (!t) throw new Error('onnxruntime returned no output');
   const data = t.data;
-  if (!(data instanceof Float64Array)) throw new Error(`onnxruntime returned ${t.type}, expected float64`);
+  if (!(data instanceof type)) throw new Error(`onnxruntime returned ${t.type}, expected ${typeName}`);
   if (data.length !== rows * cols) {
     throw new Error(`onnxruntime returned ${data.length} values, expected ${rows} x ${cols}`);
   }
-  return { rows, cols, data };
+  return data;
 }
 
 /** Makes the square d x d row-major matrix G exactly symmetric by averaging mirrored entries. */
