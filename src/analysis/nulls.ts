@@ -108,17 +108,41 @@ function matchScale(w0: Float32Array, w2: number, z: Float32Array, target: numbe
   let z2 = 0;
   for (let i = 0; i < numel; i++) z2 += z[i] * z[i];
   const base = z2 > 0 ? Math.sqrt(w2 / z2) : 1;
-  // Stored values of one step: the sum rounded to float32 in `stored`, its bits rounded to bf16 in place.
-  const stored = new Float32Array(sampleSize);
-  const bits = new Uint32Array(stored.buffer);
-  const share = (s: number): number => {
-    for (let j = 0; j < sampleSize; j++) stored[j] = ws[j] + s * zs[j];
-    for (let j = 0; j < sampleSize; j++) bits[j] = float32BitsToBf16Bits(bits[j]) << 16;
+  // Whether entry j changes is monotone in s: w0 + s z moves away from w0, float32 and bf16 rounding are
+  // monotone, and so is the eta rule along such a path (for a base off the bf16 grid, a grid value within
+  // eta of w0 is its nearest, so the stored value leaves it once and for all). Once the bisection has moved lo past s, an entry
+  // changed at s is changed at every later mid, and once hi has moved below s, an entry unchanged at s stays
+  // unchanged. Only the entries still undecided are evaluated, and the count is the plain count exactly.
+  const active = new Uint32Array(sampleSize);
+  for (let j = 0; j < sampleSize; j++) active[j] = j;
+  let nActive = sampleSize;
+  let fixedChanged = 0;
+  const changedAt = new Uint8Array(sampleSize);
+  const f = new Float32Array(1);
+  const fb = new Uint32Array(f.buffer);
+  const evaluate = (s: number): number => {
     let c = 0;
-    // The M1 rule: a bf16 pair compares values (both exact bf16 held in float32: equal values <=> equal bits, +0 == -0).
-    if (bothBf16) for (let j = 0; j < sampleSize; j++) c += stored[j] !== ws[j] ? 1 : 0;
-    else for (let j = 0; j < sampleSize; j++) c += changedByEta(ws[j], stored[j], eta) ? 1 : 0;
-    return c / sampleSize;
+    for (let a = 0; a < nActive; a++) {
+      const j = active[a];
+      f[0] = ws[j] + s * zs[j];
+      fb[0] = float32BitsToBf16Bits(fb[0]) << 16;
+      // The M1 rule: a bf16 pair compares values (both exact bf16 held in float32: equal values <=> equal bits, +0 == -0).
+      const ch = bothBf16 ? f[0] !== ws[j] : changedByEta(ws[j], f[0], eta);
+      changedAt[j] = ch ? 1 : 0;
+      c += ch ? 1 : 0;
+    }
+    return c;
+  };
+  // Keeps the active entries whose flag is `keep`; returns how many were dropped with the other flag.
+  const narrow = (keep: number): number => {
+    let w = 0;
+    for (let a = 0; a < nActive; a++) {
+      const j = active[a];
+      if (changedAt[j] === keep) active[w++] = j;
+    }
+    const dropped = nActive - w;
+    nActive = w;
+    return dropped;
   };
   // Geometric bisection with sqrt only (correctly rounded in IEEE 754, unlike exp and log, whose last bit
   // may differ between Node versions): the engine and the CLI must agree to the bit.
@@ -126,8 +150,14 @@ function matchScale(w0: Float32Array, w2: number, z: Float32Array, target: numbe
   let hi = base * 10;
   for (let it = 0; it < 40; it++) {
     const mid = Math.sqrt(lo * hi);
-    if (share(mid) < target) lo = mid;
-    else hi = mid;
+    const changed = fixedChanged + evaluate(mid);
+    if (changed / sampleSize < target) {
+      lo = mid;
+      fixedChanged += narrow(0);
+    } else {
+      hi = mid;
+      narrow(1);
+    }
   }
   return Math.sqrt(lo * hi);
 }
@@ -312,10 +342,11 @@ export async function simulateNulls(backend: ComputeBackend, inp: NullInput): Pr
       const s = matchScale(inp.w0, inp.baseFro2, z, target, inp.baseBf16, inp.eta, rng);
       return expectedStored(backend, z, storeBf16(inp.w0, z, s, d), s, signal, inp);
     };
-    rng.fillGaussian(z);
+    // One Gaussian draw serves both: each null is an expectation over its own draw, and the gradient-like
+    // one is the direction-blind draw shaped (the two come out correlated, neither biased).
+    rng.fillGaussianZiggurat(z);
     const blind = await run(analytic.directionBlind);
     inp.signal?.throwIfAborted();
-    rng.fillGaussian(z);
     await shapeLikeSpectrum(backend, z, inp);
     const gradient = await run(analytic.gradientLike);
     return { directionBlind: blind.measures, gradientLike: gradient.measures, rounding: blind.rounding, matchedBy: 'changed' };

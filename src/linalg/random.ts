@@ -121,6 +121,117 @@ export class Rng {
     this.c = c;
     this.d = d;
   }
+
+  /**
+   * Fills `out` with independent standard normals by the ziggurat method: one generator step, one compare
+   * and one multiply for ~99% of the values (no log or sqrt), about four times the speed of
+   * {@link fillGaussian}, for the matrix-sized draws of the verdict's nulls. A different sequence from
+   * fillGaussian's (same distribution); deterministic from the seed.
+   */
+  fillGaussianZiggurat(out: Float32Array): void {
+    const n = out.length;
+    let a = this.a;
+    let b = this.b;
+    let c = this.c;
+    let d = this.d;
+    let i = 0;
+    while (i < n) {
+      const r = Math.imul(rotl(Math.imul(b, 5), 7), 9);
+      const t = b << 9;
+      c ^= a;
+      d ^= b;
+      b ^= c;
+      a ^= d;
+      c ^= t;
+      d = rotl(d, 11);
+      // Independent bits for the layer (7), the sign (1) and the magnitude (24): an index taken from the
+      // value's own low bits would tie the layer to the value.
+      const iz = r & 127;
+      const j = r >>> 8;
+      if (j < ZIG_K[iz]) {
+        // The sign from a table of signed widths: a branch on a random bit would mispredict half the time.
+        out[i++] = j * ZIG_WS[r & 255];
+        continue;
+      }
+      this.a = a;
+      this.b = b;
+      this.c = c;
+      this.d = d;
+      out[i++] = this.zigguratEdge(j, iz, (r & 128) !== 0);
+      a = this.a;
+      b = this.b;
+      c = this.c;
+      d = this.d;
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = d;
+  }
+
+  /** The ziggurat's rare cases (Marsaglia and Tsang's nfix): the base strip's tail, and the wedges between layers. */
+  private zigguratEdge(j: number, iz: number, negative: boolean): number {
+    for (;;) {
+      let x: number;
+      if (iz === 0) {
+        // The tail beyond R, by Marsaglia's exponential rejection.
+        let y: number;
+        do {
+          x = -Math.log(this.nextUniform()) / ZIG_R;
+          y = -Math.log(this.nextUniform());
+        } while (y + y < x * x);
+        x += ZIG_R;
+        return negative ? -x : x;
+      }
+      x = j * ZIG_W[iz];
+      if (ZIG_F[iz] + this.nextUniform() * (ZIG_F[iz - 1] - ZIG_F[iz]) < Math.exp(-0.5 * x * x)) return negative ? -x : x;
+      const r = this.nextU32();
+      iz = r & 127;
+      j = r >>> 8;
+      negative = (r & 128) !== 0;
+      if (j < ZIG_K[iz]) {
+        x = j * ZIG_W[iz];
+        return negative ? -x : x;
+      }
+    }
+  }
+}
+
+/**
+ * Tables of the 128-layer ziggurat for the standard normal (Marsaglia and Tsang, "The Ziggurat Method for
+ * Generating Random Variables", J. Stat. Softw. 5(8), 2000): layer i covers |x| < ZIG_W[i] * 2^24 with
+ * area ZIG_V each; ZIG_K[i] is the integer below which a draw in layer i lies inside the next layer's
+ * rectangle (accepted at once, ~99% of draws); ZIG_F[i] = exp(-x_i^2 / 2) at the layer's edge.
+ */
+const ZIG_R = 3.442619855899;
+const ZIG_V = 9.91256303526217e-3;
+const ZIG_K = new Uint32Array(128);
+const ZIG_W = new Float64Array(128);
+const ZIG_F = new Float64Array(128);
+/** ZIG_W with the sign of bit 7: entry r & 255 is +-ZIG_W[r & 127]. */
+const ZIG_WS = new Float64Array(256);
+{
+  const m1 = 16777216; // 2^24: the magnitude's bits
+  let dn = ZIG_R;
+  let tn = dn;
+  const q = ZIG_V / Math.exp(-0.5 * dn * dn);
+  ZIG_K[0] = Math.floor((dn / q) * m1);
+  ZIG_K[1] = 0;
+  ZIG_W[0] = q / m1;
+  ZIG_W[127] = dn / m1;
+  ZIG_F[0] = 1;
+  ZIG_F[127] = Math.exp(-0.5 * dn * dn);
+  for (let i = 126; i >= 1; i--) {
+    dn = Math.sqrt(-2 * Math.log(ZIG_V / dn + Math.exp(-0.5 * dn * dn)));
+    ZIG_K[i + 1] = Math.floor((dn / tn) * m1);
+    tn = dn;
+    ZIG_F[i] = Math.exp(-0.5 * dn * dn);
+    ZIG_W[i] = dn / m1;
+  }
+  for (let i = 0; i < 128; i++) {
+    ZIG_WS[i] = ZIG_W[i];
+    ZIG_WS[i + 128] = -ZIG_W[i];
+  }
 }
 
 function rotl(x: number, k: number): number {

@@ -154,10 +154,10 @@ export async function simulateNullsReference(backend: ComputeBackend, inp: NullI
     const s = matchScale(inp.w0, inp.baseFro2, z, target, inp.baseBf16, inp.eta, rng);
     return expectedStored(backend, z, storeBf16(inp.w0, z, s, d), s, signal, inp);
   };
-  rng.fillGaussian(z);
+  // One draw for both nulls, the gradient-like one shaped from the direction-blind one.
+  rng.fillGaussianZiggurat(z);
   const blind = await run(analytic.directionBlind);
   inp.signal?.throwIfAborted();
-  rng.fillGaussian(z);
   await shapeLikeSpectrum(backend, z, inp);
   const gradient = await run(analytic.gradientLike);
   return { directionBlind: blind.measures, gradientLike: gradient.measures, rounding: blind.rounding, matchedBy: 'changed' };
