@@ -130,43 +130,15 @@ export class Rng {
    */
   fillGaussianZiggurat(out: Float32Array): void {
     const n = out.length;
-    let a = this.a;
-    let b = this.b;
-    let c = this.c;
-    let d = this.d;
-    let i = 0;
-    while (i < n) {
-      const r = Math.imul(rotl(Math.imul(b, 5), 7), 9);
-      const t = b << 9;
-      c ^= a;
-      d ^= b;
-      b ^= c;
-      a ^= d;
-      c ^= t;
-      d = rotl(d, 11);
+    for (let i = 0; i < n; i++) {
+      const r = this.nextU32();
       // Independent bits for the layer (7), the sign (1) and the magnitude (24): an index taken from the
       // value's own low bits would tie the layer to the value.
       const iz = r & 127;
       const j = r >>> 8;
-      if (j < ZIG_K[iz]) {
-        // The sign from a table of signed widths: a branch on a random bit would mispredict half the time.
-        out[i++] = j * ZIG_WS[r & 255];
-        continue;
-      }
-      this.a = a;
-      this.b = b;
-      this.c = c;
-      this.d = d;
-      out[i++] = this.zigguratEdge(j, iz, (r & 128) !== 0);
-      a = this.a;
-      b = this.b;
-      c = this.c;
-      d = this.d;
+      // The sign from a table of signed widths: a branch on a random bit would mispredict half the time.
+      out[i] = j < ZIG_K[iz] ? j * ZIG_WS[r & 255] : this.zigguratEdge(j, iz, (r & 128) !== 0);
     }
-    this.a = a;
-    this.b = b;
-    this.c = c;
-    this.d = d;
   }
 
   /** The ziggurat's rare cases (Marsaglia and Tsang's nfix): the base strip's tail, and the wedges between layers. */
